@@ -1,0 +1,200 @@
+/*
+ * mempool.h - the one public contract of the mempool native core.
+ *
+ * A pool hands out memory for numpy arrays (and anything else) from address
+ * space it reserves itself.  Small requests (<= small_max) come from
+ * size-classed slabs behind a per-thread cache; large ones from a TLSF
+ * good-fit heap with split and coalesce; blocks bigger than an arena from a
+ * mapping of their own.  Free pages go back to the OS after they have stayed
+ * free for `decay_ms`, so a loop that reuses its memory takes no page faults
+ * while memory that stays free stops costing resident memory.
+ *
+ * Every misuse (double free, foreign or interior pointer, wrong size, bad
+ * alignment, overflow, capacity exhausted) is reported as an error code,
+ * counted in the statistics, and leaves the pool unchanged.  Nothing here
+ * aborts or prints.
+ *
+ * Thread safety: every function may be called from any thread, except
+ * mp_pool_destroy, which must not race with other calls on the same pool.
+ * fork() leaves the child with a working pool.
+ */
+#ifndef MEMPOOL_H
+#define MEMPOOL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---- error codes ------------------------------------------------------ */
+/* X-macro: one list feeds the enum, mp_strerror and the error counters. */
+#define MP_ERROR_LIST(X)                                                      \
+    X(MP_OK, 0, "success")                                                    \
+    X(MP_ENOMEM, 1, "out of memory: the capacity or the OS refused")          \
+    X(MP_EINVAL, 2, "invalid argument")                                       \
+    X(MP_EDOUBLEFREE, 3, "double free: the block is already free")            \
+    X(MP_EFOREIGN, 4, "pointer was not handed out by this pool")              \
+    X(MP_EINTERIOR, 5, "pointer into the middle of a block")                  \
+    X(MP_ESIZE, 6, "size does not match the block, or is too large")          \
+    X(MP_EOVERFLOW, 7, "count * size overflows")                              \
+    X(MP_EALIGN, 8, "alignment is not a power of two, or too large")          \
+    X(MP_EBUSY, 9, "the pool still has live blocks")
+
+typedef enum mp_error {
+#define MP_ERROR_ENUM(name, value, text) name = -(value),
+    MP_ERROR_LIST(MP_ERROR_ENUM)
+#undef MP_ERROR_ENUM
+} mp_error;
+
+#define MP_ERROR_COUNT 10 /* number of entries in MP_ERROR_LIST */
+
+/* Static text for an error code (never NULL; unknown codes get a text too). */
+const char *mp_strerror(int code);
+
+/* Symbolic name of an error code ("MP_EDOUBLEFREE"); "MP_UNKNOWN" if none. */
+const char *mp_error_name(int code);
+
+/* ---- configuration ---------------------------------------------------- */
+typedef enum mp_huge_pages {
+    MP_HUGE_OFF = 0,  /* never advise huge pages */
+    MP_HUGE_ON = 1,   /* advise huge pages on every arena */
+    MP_HUGE_AUTO = 2, /* huge pages for the heap of blocks >= huge_min */
+} mp_huge_pages;
+
+typedef struct mp_config {
+    size_t capacity;     /* limit on reserved bytes; 0 = unlimited */
+    size_t small_max;    /* largest request served by slabs (<= 65536) */
+    size_t arena_bytes;  /* address space reserved per arena (2 MiB mult.) */
+    size_t huge_min;     /* requests >= this use the huge-page heap */
+    int64_t decay_ms;    /* free pages go back after this long; 0 = at once,
+                            < 0 = only on mp_trim */
+    int huge_pages;      /* an mp_huge_pages value */
+    int background_purge; /* 1: a thread gives pages back when they age, so
+                             idle memory returns without further calls */
+    int debug;           /* 1: fill fresh/freed memory with patterns */
+} mp_config;
+
+/* Fill `config` with the defaults (the measured choices, see README). */
+void mp_config_default(mp_config *config);
+
+/* ---- pool lifetime ---------------------------------------------------- */
+typedef struct mp_pool mp_pool;
+
+/* Create a pool; *out is set only on MP_OK.  NULL config = defaults.
+ * Returns MP_EINVAL for an inconsistent config. */
+int mp_pool_create(const mp_config *config, mp_pool **out);
+
+/* Give every byte of the pool back to the OS.  Blocks still live are freed
+ * with it: pointers into the pool are dangling afterwards.  NULL is a no-op. */
+void mp_pool_destroy(mp_pool *pool);
+
+/* ---- allocation ------------------------------------------------------- */
+/* Allocate `size` bytes aligned to 64; size 0 gives a unique pointer.
+ * NULL on failure, with the reason in mp_last_error(). */
+void *mp_alloc(mp_pool *pool, size_t size);
+
+/* Allocate with a power-of-two alignment (any value up to 1 GiB). */
+void *mp_alloc_aligned(mp_pool *pool, size_t size, size_t align);
+
+/* Allocate count*size zeroed bytes; MP_EOVERFLOW when the product overflows. */
+void *mp_calloc(mp_pool *pool, size_t count, size_t size);
+
+/* Resize a block, keeping min(old, new) bytes of content.  old_size 0 means
+ * unknown; a non-zero old_size must equal the size the block was last
+ * requested with (MP_ESIZE otherwise).  ptr NULL acts as mp_alloc; new_size 0
+ * gives a zero-size block (the old one is freed).  On failure returns NULL
+ * and the old block is untouched and still live. */
+void *mp_realloc(mp_pool *pool, void *ptr, size_t old_size, size_t new_size);
+
+/* Free a block.  size 0 means unknown; otherwise it must equal the size the
+ * block was requested with.  NULL is MP_OK.  Returns an error code; on error
+ * nothing changes. */
+int mp_free(mp_pool *pool, void *ptr, size_t size);
+
+/* The error of this thread's last failed mp_alloc/aligned/calloc/realloc. */
+int mp_last_error(void);
+
+/* ---- queries ---------------------------------------------------------- */
+/* 1 if ptr is the start of a live block of this pool, else 0. */
+int mp_owns(const mp_pool *pool, const void *ptr);
+
+/* Bytes usable at ptr (>= the requested size); 0 if ptr is not a live block. */
+size_t mp_usable_size(const mp_pool *pool, const void *ptr);
+
+/* Requested size of a live block, in *out; error code otherwise. */
+int mp_requested_size(const mp_pool *pool, const void *ptr, size_t *out);
+
+/* ---- statistics ------------------------------------------------------- */
+#define MP_MAX_CLASSES 64
+
+typedef struct mp_class_stats {
+    uint64_t block_size;  /* bytes per block of this class */
+    uint64_t slabs;       /* slabs currently held by the class */
+    uint64_t blocks;      /* blocks in those slabs */
+    uint64_t live_blocks; /* blocks handed out and not freed */
+    uint64_t live_bytes;  /* requested bytes of those blocks */
+} mp_class_stats;
+
+typedef struct mp_stats {
+    /* bytes */
+    uint64_t live_bytes;        /* sum of requested sizes of live blocks */
+    uint64_t peak_live_bytes;   /* max of live_bytes (see README: may lag by
+                                   up to 64 KiB per thread for small blocks) */
+    uint64_t allocated_bytes;   /* sum of rounded sizes of live blocks */
+    uint64_t reserved_bytes;    /* address space held (arenas + mappings) */
+    uint64_t resident_bytes;    /* estimate: pages touched and not given back */
+    uint64_t peak_resident_bytes;
+    uint64_t free_bytes;        /* free bytes inside arenas (TLSF spans) */
+    uint64_t dirty_free_bytes;  /* of those, still resident (awaiting decay) */
+    uint64_t largest_free_bytes;/* largest free span (a request up to this
+                                   fits without reserving more) */
+    uint64_t released_bytes;    /* total bytes given back to the OS so far */
+    uint64_t metadata_bytes;    /* bytes of bookkeeping outside the arenas */
+    /* calls */
+    uint64_t alloc_count, free_count, realloc_count, calloc_count;
+    uint64_t small_alloc_count, large_alloc_count, direct_alloc_count;
+    /* OS calls */
+    uint64_t mmap_count, munmap_count, madvise_count, mremap_count;
+    /* structure */
+    uint64_t arena_count, direct_count, thread_cache_count;
+    uint64_t free_span_count;
+    /* errors caught, indexed by -code (index 0 unused) */
+    uint64_t errors[MP_ERROR_COUNT];
+    uint64_t error_total;
+    /* per size class */
+    uint32_t class_count;
+    mp_class_stats classes[MP_MAX_CLASSES];
+} mp_stats;
+
+/* Fill *out with a consistent snapshot of the counters. */
+int mp_stats_get(mp_pool *pool, mp_stats *out);
+
+/* ---- maintenance ------------------------------------------------------ */
+/* Give back to the OS every free page now (thread caches of the calling
+ * thread included); return the number of bytes given back. */
+size_t mp_trim(mp_pool *pool);
+
+/* Give back pages that have been free longer than decay_ms; return bytes. */
+size_t mp_purge_aged(mp_pool *pool);
+
+/* Walk every structure and count broken invariants (0 = healthy).  Safe in
+ * any build; takes the pool's locks. */
+size_t mp_pool_check(mp_pool *pool);
+
+/* The configuration the pool runs with (after defaults and rounding). */
+void mp_pool_config(const mp_pool *pool, mp_config *out);
+
+/* ---- size classes (exposed for tests and reports) --------------------- */
+/* Number of small size classes for a given small_max. */
+unsigned mp_size_class_count(size_t small_max);
+/* Class index serving `size` (size <= small_max). */
+unsigned mp_size_class_of(size_t size);
+/* Block size of class `cls`. */
+size_t mp_size_class_block(unsigned cls);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* MEMPOOL_H */
