@@ -1,0 +1,44 @@
+#!/bin/sh
+# run_tests.sh VARIANT BINDIR TEST... - run the C tests of one build variant.
+#
+# Runs every test (even after one failed, so a run shows all failures), each
+# with the arguments its variant needs (sanitizers make the stress test
+# slower, so it gets fewer operations there), and exits 1 if any failed.
+variant=$1
+dir=$2
+shift 2
+
+# args_for VARIANT TEST: one line of arguments per run of TEST.
+args_for() {
+    case "$1:$2" in
+        opt:test_stress)  printf '%s\n' "1 1000000 default" "2 300000 debug-decay0" ;;
+        asan:test_stress) printf '%s\n' "1 1000000 default" "2 200000 debug-decay0" ;;
+        tsan:test_threads) printf '%s\n' "4 20000" ;;
+        tsan:test_fork)    printf '%s\n' "5" ;;
+        *) printf '\n' ;;
+    esac
+}
+
+fail=0
+failed=""
+for t in "$@"; do
+    args_for "$variant" "$t" > "${TMPDIR:-/tmp}/mp_test_args.$$"
+    while IFS= read -r args; do
+        echo "== [$variant] $t $args"
+        start=$(date +%s)
+        # shellcheck disable=SC2086  # args are words on purpose
+        "$dir/$t" $args
+        rc=$?
+        echo "   ($(( $(date +%s) - start )) s, exit $rc)"
+        if [ "$rc" -ne 0 ]; then
+            fail=1
+            failed="$failed $t($args)"
+        fi
+    done < "${TMPDIR:-/tmp}/mp_test_args.$$"
+    rm -f "${TMPDIR:-/tmp}/mp_test_args.$$"
+done
+if [ "$fail" -ne 0 ]; then
+    echo "[$variant] FAILED:$failed"
+    exit 1
+fi
+echo "[$variant] all passed"

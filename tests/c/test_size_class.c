@@ -1,0 +1,101 @@
+/*
+ * test_size_class.c - table test of the small size classes.
+ *
+ * Walks every request size 0..small_max and holds the class functions to the
+ * promises the slab layer builds on: the class fits the request, blocks are
+ * whole cache lines (so every small block is 64-aligned), classes grow with
+ * the request, the chosen class is the smallest that fits, and rounding
+ * wastes at most 12.5% above 512 bytes.
+ */
+#include "test.h"
+
+/* Largest small_max the header allows. */
+#define SMALL_MAX_LIMIT 65536u
+
+/* Check every size up to small_max against the class table for that limit. */
+static void check_table(size_t small_max)
+{
+    unsigned count = mp_size_class_count(small_max);
+    CHECK_MSG(count >= 1 && count <= MP_MAX_CLASSES,
+              "small_max %zu: class count %u outside 1..%d", small_max, count,
+              MP_MAX_CLASSES);
+    if (count < 1 || count > MP_MAX_CLASSES)
+        return;
+    unsigned prev_cls = 0;
+    for (size_t size = 0; size <= small_max; size++) {
+        unsigned cls = mp_size_class_of(size);
+        if (!CHECK_MSG(cls < count, "size %zu -> class %u >= count %u (small_max %zu)",
+                       size, cls, count, small_max))
+            continue;
+        size_t block = mp_size_class_block(cls);
+        CHECK_MSG(block >= size, "size %zu -> class %u block %zu too small", size,
+                  cls, block);
+        CHECK_MSG(block % 64 == 0 && block > 0,
+                  "class %u block %zu is not a positive multiple of 64", cls, block);
+        CHECK_MSG(cls >= prev_cls, "size %zu -> class %u below class %u of size %zu",
+                  size, cls, prev_cls, size - 1);
+        /* smallest fit: the class below would not hold this size */
+        if (cls > 0)
+            CHECK_MSG(mp_size_class_block(cls - 1) < size,
+                      "size %zu -> class %u (block %zu) but class %u (block %zu) fits",
+                      size, cls, block, cls - 1, mp_size_class_block(cls - 1));
+        /* waste <= 12.5%: block <= size * 9/8 */
+        if (size > 512)
+            CHECK_MSG(block * 8 <= size * 9,
+                      "size %zu -> block %zu wastes %.1f%% (> 12.5%%)", size, block,
+                      100.0 * (double)(block - size) / (double)size);
+        prev_cls = cls;
+    }
+    /* the last class is needed: it serves small_max itself */
+    CHECK_MSG(mp_size_class_of(small_max) == count - 1,
+              "small_max %zu -> class %u, but count is %u (unused classes?)",
+              small_max, mp_size_class_of(small_max), count);
+}
+
+/* Block sizes strictly increase with the class index. */
+static void check_blocks_increase(void)
+{
+    unsigned count = mp_size_class_count(SMALL_MAX_LIMIT);
+    for (unsigned c = 1; c < count && c < MP_MAX_CLASSES; c++)
+        CHECK_MSG(mp_size_class_block(c) > mp_size_class_block(c - 1),
+                  "block(%u)=%zu <= block(%u)=%zu", c, mp_size_class_block(c), c - 1,
+                  mp_size_class_block(c - 1));
+}
+
+/* A larger small_max never means fewer classes. */
+static void check_count_monotonic(void)
+{
+    unsigned prev = 0;
+    for (size_t sm = 64; sm <= SMALL_MAX_LIMIT; sm += 64) {
+        unsigned count = mp_size_class_count(sm);
+        CHECK_MSG(count >= prev, "count(%zu)=%u < count(%zu)=%u", sm, count, sm - 64,
+                  prev);
+        prev = count;
+    }
+}
+
+/* The pool's default small_max and the class of its largest request agree. */
+static void check_default_config(void)
+{
+    mp_config cfg;
+    mp_config_default(&cfg);
+    CHECK_MSG(cfg.small_max > 0 && cfg.small_max <= SMALL_MAX_LIMIT,
+              "default small_max %zu outside 1..65536", cfg.small_max);
+    if (cfg.small_max > 0 && cfg.small_max <= SMALL_MAX_LIMIT)
+        check_table(cfg.small_max);
+}
+
+int main(void)
+{
+    check_table(SMALL_MAX_LIMIT);
+    check_table(1024);
+    check_table(4096);
+    check_default_config();
+    check_blocks_increase();
+    check_count_monotonic();
+    printf("size classes for small_max 65536: %u; blocks:", mp_size_class_count(SMALL_MAX_LIMIT));
+    for (unsigned c = 0; c < mp_size_class_count(SMALL_MAX_LIMIT) && c < MP_MAX_CLASSES; c++)
+        printf(" %zu", mp_size_class_block(c));
+    printf("\n");
+    return test_report("test_size_class");
+}
