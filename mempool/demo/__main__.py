@@ -1,0 +1,8 @@
+"""``python -m mempool.demo``: the demo without going through the CLI."""
+
+import sys
+
+from . import main
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,175 @@
+"""Child process of the demo: run one workload under one allocator and measure it.
+
+Run as a script (``python child.py CONFIG_JSON OUT_PATH``), never imported by
+the rows it measures: resident memory and page faults are per process, so
+each (workload, allocator) pair gets a fresh interpreter.  Only the mempool
+row imports ``mempool``; the other rows load nothing but numpy and the
+workloads module (by file path), so the pool cannot disturb their figures.
+
+Protocol with the runner: after the loop, and after everything the loop made
+has been dropped, the child prints ``LOOP_DONE`` on stdout.  The runner may
+then start the next child while this one sleeps through the pool's decay
+period (a sleeping process takes no CPU), after which this child writes its
+JSON to OUT_PATH and exits.
+"""
+
+from __future__ import annotations
+
+import gc
+import importlib.util
+import json
+import os
+import resource
+import sys
+import time
+import traceback
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+PAGE = os.sysconf("SC_PAGE_SIZE")
+
+
+def _load_workloads():
+    """Import the sibling ``workloads.py`` by path, without importing mempool."""
+    path = Path(__file__).with_name("workloads.py")
+    spec = importlib.util.spec_from_file_location("_mempool_demo_workloads", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+class RssReader:
+    """Current resident set size from /proc/self/statm, one pread per call.
+
+    Cheaper than psutil per step (no object, no parsing of a larger file)
+    and identical in value: the second field of statm is RSS in pages.
+    """
+
+    def __init__(self) -> None:
+        self.fd = os.open("/proc/self/statm", os.O_RDONLY)
+
+    def __call__(self) -> int:
+        fields = os.pread(self.fd, 128, 0).split()
+        return int(fields[1]) * PAGE
+
+    def close(self) -> None:
+        """Close the statm file descriptor."""
+        os.close(self.fd)
+
+
+def _peak_rss_bytes() -> int:
+    """The kernel's high-water mark of resident memory for this process."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def _pool_stats(pool) -> Dict[str, Any]:
+    """The pool's statistics as a plain dict of numbers."""
+    snap = pool.stats()
+    data = snap.as_dict() if hasattr(snap, "as_dict") else dict(vars(snap))
+    return {k: v for k, v in data.items() if isinstance(v, (int, float))}
+
+
+def run_child(cfg: Dict[str, Any]) -> Dict[str, Any]:
+    """Run the configured workload with per-step measurement; return the record."""
+    wl_mod = _load_workloads()
+    rss = RssReader()
+    use_pool = bool(cfg.get("use_pool"))
+    pool = None
+    mempool = None
+    if use_pool:
+        import mempool  # noqa: F811 - only this row loads the pool
+        pool = mempool.default_pool()
+    gc.collect()
+    record: Dict[str, Any] = {
+        "status": "ok",
+        "pid": os.getpid(),
+        "baseline_rss": rss(),
+        "env": {k: os.environ.get(k, "") for k in ("LD_PRELOAD", "GLIBC_TUNABLES")},
+    }
+    steps = int(cfg["steps"])
+    ctx = mempool.use(pool) if use_pool else None
+    if ctx is not None:
+        ctx.__enter__()
+    try:
+        ru0 = resource.getrusage(resource.RUSAGE_SELF)
+        wl = wl_mod.make(cfg["workload"], steps, int(cfg.get("seed", 0)),
+                         tuple(cfg.get("batch_range", wl_mod.DEFAULT_BATCH_RANGE)))
+        record["workload"] = wl.describe()
+        record["ops_per_step"] = wl.ops_per_step
+        record["live_estimate_bytes"] = wl.live_estimate_bytes()
+        record["rss_after_setup"] = rss()
+        times: List[int] = []
+        faults: List[int] = []
+        rss_steps: List[int] = []
+        values: List[float] = []
+        pool_steps: List[Dict[str, Any]] = []
+        getrusage = resource.getrusage
+        perf = time.perf_counter_ns
+        ru_start = getrusage(resource.RUSAGE_SELF)
+        for i in range(steps):
+            f0 = getrusage(resource.RUSAGE_SELF).ru_minflt
+            t0 = perf()
+            values.append(wl.step(i))
+            t1 = perf()
+            f1 = getrusage(resource.RUSAGE_SELF).ru_minflt
+            times.append(t1 - t0)
+            faults.append(f1 - f0)
+            rss_steps.append(rss())
+            if pool is not None:
+                pool_steps.append(_pool_stats(pool))
+        ru_end = getrusage(resource.RUSAGE_SELF)
+        record.update(
+            step_ns=times, step_faults=faults, step_rss=rss_steps, values=values,
+            digest=wl_mod.digest(values),
+            loop_utime_s=ru_end.ru_utime - ru_start.ru_utime,
+            loop_stime_s=ru_end.ru_stime - ru_start.ru_stime,
+            setup_faults=ru_start.ru_minflt - ru0.ru_minflt,
+            peak_rss=_peak_rss_bytes(),
+            rss_end_of_loop=rss(),
+        )
+        if pool is not None:
+            record["pool_steps"] = pool_steps
+            record["pool_end_of_loop"] = _pool_stats(pool)
+        wl.close()
+        del wl
+        gc.collect()
+    finally:
+        if ctx is not None:
+            ctx.__exit__(None, None, None)
+    record["rss_after_free_now"] = rss()
+    # Tell the runner the measured part is over; it may start the next child.
+    sys.stdout.write("LOOP_DONE\n")
+    sys.stdout.flush()
+    settle = float(cfg.get("settle_s", 1.5))
+    time.sleep(settle)  # longer than the pool's decay; trim() is NOT called
+    record["settle_s"] = settle
+    record["rss_after_free"] = rss()
+    if pool is not None:
+        record["pool_after_free"] = _pool_stats(pool)
+    rss.close()
+    return record
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    """Entry point: ``child.py CONFIG_JSON OUT_PATH``; always writes OUT_PATH."""
+    args = sys.argv[1:] if argv is None else argv
+    cfg = json.loads(args[0])
+    out = Path(args[1])
+    try:
+        record = run_child(cfg)
+        code = 0
+    except BaseException as exc:  # report any failure to the runner as data
+        record = {"status": "error", "error": f"{type(exc).__name__}: {exc}",
+                  "traceback": traceback.format_exc()}
+        code = 1
+    record["config"] = cfg
+    tmp = out.with_suffix(".tmp")
+    tmp.write_text(json.dumps(record))
+    tmp.replace(out)  # the runner never sees a half-written file
+    sys.stdout.flush()
+    # Skip interpreter teardown: it would only add noise for the next child.
+    os._exit(code)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,226 @@
+"""Run the demo's workloads in child processes, one allocator per child.
+
+The runner knows the allocators (numpy's default, tuned glibc, mempool and
+the LD_PRELOAD peers), finds which ones this machine has, and runs every
+(workload, allocator) pair in interleaved rounds so that machine noise hits
+all allocators alike.  It returns the raw child records; :mod:`report` turns
+them into tables, plots and JSON.
+"""
+
+from __future__ import annotations
+
+import ctypes.util
+import glob
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional, Sequence
+
+CHILD = Path(__file__).with_name("child.py")
+#: The package root's parent: put first on the children's PYTHONPATH so that
+#: ``import mempool`` in the mempool row finds this very checkout.
+PACKAGE_PARENT = Path(__file__).resolve().parents[2]
+
+TUNED_GLIBC = ("glibc.malloc.mmap_threshold=33554432:"
+               "glibc.malloc.trim_threshold=1073741824")
+INSTALL_HINT = "apt-get install libjemalloc2 libmimalloc2.0 libtcmalloc-minimal4"
+
+#: Peer allocators: name -> (ctypes.util.find_library names, glob patterns).
+PEERS = {
+    "jemalloc": (("jemalloc",), ("libjemalloc.so*",)),
+    "mimalloc": (("mimalloc",), ("libmimalloc.so*",)),
+    "tcmalloc": (("tcmalloc_minimal", "tcmalloc"),
+                 ("libtcmalloc_minimal.so*", "libtcmalloc.so*")),
+}
+LIB_DIRS = ("/usr/lib/x86_64-linux-gnu", "/usr/lib/aarch64-linux-gnu",
+            "/usr/lib64", "/usr/lib", "/usr/local/lib", "/lib/x86_64-linux-gnu")
+
+ALL_ALLOCATORS = ("default", "glibc-tuned", "mempool", "jemalloc", "mimalloc",
+                  "tcmalloc")
+
+
+@dataclass
+class Allocator:
+    """One column of the comparison: how to start a child that uses it."""
+
+    name: str
+    env: Dict[str, str] = field(default_factory=dict)
+    use_pool: bool = False
+    available: bool = True
+    reason: str = ""
+
+    def describe(self) -> Dict[str, Any]:
+        """JSON-friendly description."""
+        return {"name": self.name, "env": self.env, "use_pool": self.use_pool,
+                "available": self.available, "reason": self.reason}
+
+
+def find_shared_library(names: Sequence[str], patterns: Sequence[str]) -> Optional[str]:
+    """Absolute path of the first installed library matching ``names``/``patterns``."""
+    for pattern in patterns:
+        for directory in LIB_DIRS:
+            hits = sorted(p for p in glob.glob(os.path.join(directory, pattern))
+                          if "debug" not in os.path.basename(p))
+            if hits:
+                return hits[0]
+    for name in names:
+        found = ctypes.util.find_library(name)
+        if found:
+            return found  # a soname the dynamic loader can resolve
+    return None
+
+
+def mempool_status() -> str:
+    """Empty string if the mempool extension and API are usable, else why not."""
+    try:
+        import importlib
+        core = importlib.import_module("mempool._core")  # noqa: F841
+        import mempool
+    except Exception as exc:  # any import failure means "not built" here
+        return f"mempool not built ({type(exc).__name__}: {exc}); run: pip install -e ."
+    missing = [n for n in ("use", "default_pool") if not hasattr(mempool, n)]
+    if missing:
+        return f"mempool API incomplete (missing {', '.join(missing)})"
+    return ""
+
+
+def discover(names: Sequence[str]) -> List[Allocator]:
+    """Build the requested allocators, marking those this machine lacks."""
+    out: List[Allocator] = []
+    for name in names:
+        if name == "default":
+            out.append(Allocator(name))
+        elif name == "glibc-tuned":
+            out.append(Allocator(name, env={"GLIBC_TUNABLES": TUNED_GLIBC}))
+        elif name == "mempool":
+            why = mempool_status()
+            out.append(Allocator(name, use_pool=True, available=not why, reason=why))
+        elif name in PEERS:
+            lib = find_shared_library(*PEERS[name])
+            if lib:
+                out.append(Allocator(name, env={"LD_PRELOAD": lib}))
+            else:
+                out.append(Allocator(name, available=False,
+                                     reason=f"{name} not installed; run: {INSTALL_HINT}"))
+        else:
+            raise ValueError(f"unknown allocator {name!r}; choose from "
+                             f"{', '.join(ALL_ALLOCATORS)}")
+    return out
+
+
+def child_env(alloc: Allocator) -> Dict[str, str]:
+    """Environment for a child: the parent's, minus allocator settings, plus ours."""
+    env = dict(os.environ)
+    # A demo started under a preload or tunables must not leak them into rows.
+    for key in ("LD_PRELOAD", "GLIBC_TUNABLES"):
+        env.pop(key, None)
+    env.update(alloc.env)
+    path = env.get("PYTHONPATH", "")
+    env["PYTHONPATH"] = str(PACKAGE_PARENT) + (os.pathsep + path if path else "")
+    return env
+
+
+class _Running:
+    """A child that has finished its loop and is sleeping through the decay."""
+
+    def __init__(self, proc: subprocess.Popen, out: Path, err: Path,
+                 key: Dict[str, Any]) -> None:
+        self.proc, self.out, self.err, self.key = proc, out, err, key
+
+    def collect(self, timeout: float) -> Dict[str, Any]:
+        """Wait for the child and read its record (or describe its failure)."""
+        try:
+            rc = self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            rc = self.proc.wait()
+        if self.proc.stdout is not None:
+            self.proc.stdout.close()
+        stderr = self.err.read_text(errors="replace")[-4000:] if self.err.exists() else ""
+        if self.out.exists():
+            record = json.loads(self.out.read_text())
+        else:
+            record = {"status": "error",
+                      "error": f"child exited with status {rc} and wrote no record"}
+        record["returncode"] = rc
+        if stderr.strip():
+            record["stderr_tail"] = stderr
+        if rc != 0 and record.get("status") == "ok":
+            record["status"] = "error"
+            record["error"] = f"child exited with status {rc}"
+        record.update(self.key)
+        return record
+
+
+def start_child(alloc: Allocator, cfg: Dict[str, Any], workdir: Path,
+                tag: str) -> _Running:
+    """Start one child and block until its measured loop is over."""
+    out = workdir / f"{tag}.json"
+    err = workdir / f"{tag}.stderr"
+    full = dict(cfg, use_pool=alloc.use_pool)
+    with open(err, "wb") as err_fh:
+        proc = subprocess.Popen(
+            [sys.executable, str(CHILD), json.dumps(full), str(out)],
+            stdout=subprocess.PIPE, stderr=err_fh, env=child_env(alloc),
+            text=True)
+    # Block until the loop is done (or the child died): the next child may then
+    # run while this one sleeps, without the two competing for the CPU.
+    for line in proc.stdout:
+        if line.strip() == "LOOP_DONE":
+            break
+    return _Running(proc, out, err, {"allocator": alloc.name,
+                                     "workload_name": cfg["workload"],
+                                     "round": cfg["round"]})
+
+
+def run_all(allocators: Sequence[Allocator], workloads: Sequence[str],
+            steps: Dict[str, int], rounds: int, seed: int,
+            batch_range, settle_s: float,
+            on_progress: Optional[Callable[[str, bool], None]] = None,
+            on_done: Optional[Callable[[Dict[str, Any]], None]] = None,
+            timeout_s: float = 600.0) -> List[Dict[str, Any]]:
+    """Run every workload under every available allocator, ``rounds`` times.
+
+    Within a round each workload's allocators run back to back, in an order
+    rotated by one each round, so no allocator always runs first (after a
+    cold start) or last.  ``on_progress(label, finished)`` is called before
+    and after each child's loop.  Returns the child records in completion
+    order.
+    """
+    active = [a for a in allocators if a.available]
+    records: List[Dict[str, Any]] = []
+    pending: List[_Running] = []
+
+    def reap(block: bool) -> None:
+        for run in list(pending):
+            if block or run.proc.poll() is not None:
+                pending.remove(run)
+                rec = run.collect(timeout_s)
+                records.append(rec)
+                if on_done:
+                    on_done(rec)
+
+    with tempfile.TemporaryDirectory(prefix="mempool-demo-") as tmp:
+        workdir = Path(tmp)
+        for r in range(rounds):
+            for wl in workloads:
+                shift = r % max(1, len(active))
+                order = active[shift:] + active[:shift]
+                for alloc in order:
+                    label = f"round {r + 1}/{rounds} · {wl} · {alloc.name}"
+                    if on_progress:
+                        on_progress(label, False)
+                    cfg = {"workload": wl, "steps": steps[wl], "seed": seed,
+                           "batch_range": list(batch_range), "settle_s": settle_s,
+                           "round": r}
+                    pending.append(start_child(alloc, cfg, workdir,
+                                               f"r{r}-{wl}-{alloc.name}"))
+                    if on_progress:
+                        on_progress(label, True)
+                    reap(block=False)
+        reap(block=True)
+    return records
