@@ -1,0 +1,443 @@
+# cython: language_level=3, boundscheck=False, wraparound=False
+"""Thin glue between the native core (csrc/mempool.h) and Python.
+
+It owns three things and no algorithm: the ``mp_pool*`` of each pool object,
+that pool's NEP 49 ``PyDataMem_Handler`` (the functions numpy calls to
+allocate array data), and the translation of core error codes into the
+exceptions of :mod:`mempool.errors`.  Policy (argument checking, array
+constructors, install/use, reports) lives in the pure-Python modules.
+
+Lifetime: each ``mem_handler`` capsule holds a strong reference to its pool
+object and numpy keeps the capsule alive in every array it allocated through
+it, so a pool (and its arenas) outlives every array whose data it holds.  The
+pool keeps only a borrowed pointer to its capsule (cleared by the capsule's
+destructor), so there is no reference cycle.
+"""
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize
+from cpython.exc cimport PyErr_Fetch, PyErr_Restore
+from cpython.pycapsule cimport (PyCapsule_Destructor, PyCapsule_GetContext,
+                                PyCapsule_New, PyCapsule_SetContext)
+from cpython.ref cimport Py_DECREF, Py_INCREF, PyObject
+from libc.stdint cimport int64_t, uintptr_t
+from libc.string cimport memcpy, memset, strncpy
+
+from mempool._mempool cimport *
+
+from mempool import errors as _errors
+
+
+cdef extern from "numpy/arrayobject.h":
+    # Declared here rather than through `cimport numpy` to get the exact
+    # layout of the name field (a char[127] array, not a pointer).
+    ctypedef struct PyDataMemAllocator:
+        void *ctx
+        void *(*malloc)(void *ctx, size_t size) noexcept nogil
+        void *(*calloc)(void *ctx, size_t nelem, size_t elsize) noexcept nogil
+        void *(*realloc)(void *ctx, void *ptr, size_t new_size) noexcept nogil
+        void (*free)(void *ctx, void *ptr, size_t size) noexcept nogil
+
+    ctypedef struct PyDataMem_Handler:
+        char name[127]
+        unsigned char version
+        PyDataMemAllocator allocator
+
+    object PyDataMem_SetHandler(object handler)
+    object PyDataMem_GetHandler()
+    int _import_array() except -1
+
+
+cdef extern from *:
+    """
+    /* What the last failed handler call on this thread asked for: numpy turns
+     * a NULL from the handler into a bare MemoryError, and Pool.empty() wants
+     * to say why and how much.  Thread-local because numpy calls the handler
+     * on the thread that creates the array. */
+    static _Thread_local int mph_fail_code = 0;
+    static _Thread_local size_t mph_fail_size = 0;
+    """
+    int mph_fail_code
+    size_t mph_fail_size
+
+
+_import_array()
+
+HANDLER_NAME = "mempool"
+ERROR_COUNT = MP_ERROR_COUNT
+
+
+cdef struct HandlerCtx:
+    mp_pool *pool      # first member: ctx can be read as an mp_pool**
+    PyObject *owner    # the pool object (borrowed; capsules keep it alive)
+
+
+# ---------------------------------------------------------------- handler --
+# numpy may call these without the GIL, hence noexcept nogil.
+
+cdef inline void _note_failure(size_t size) noexcept nogil:
+    global mph_fail_code, mph_fail_size
+    mph_fail_code = mp_last_error()
+    mph_fail_size = size
+
+
+cdef void *_h_malloc(void *ctx, size_t size) noexcept nogil:
+    cdef void *p = mp_alloc((<HandlerCtx *>ctx).pool, size)
+    if p == NULL:
+        _note_failure(size)
+    return p
+
+
+cdef void *_h_calloc(void *ctx, size_t nelem, size_t elsize) noexcept nogil:
+    cdef void *p = mp_calloc((<HandlerCtx *>ctx).pool, nelem, elsize)
+    if p == NULL:
+        _note_failure(nelem * elsize)
+    return p
+
+
+cdef void *_h_realloc(void *ctx, void *ptr, size_t new_size) noexcept nogil:
+    # old size 0 = unknown: numpy's idea of the old size is not trusted.
+    cdef HandlerCtx *c = <HandlerCtx *>ctx
+    cdef void *p = mp_realloc(c.pool, ptr, 0, new_size)
+    cdef int code
+    if p == NULL:
+        _note_failure(new_size)
+        code = mph_fail_code
+        if code == MP_EDOUBLEFREE or code == MP_EFOREIGN or code == MP_EINTERIOR:
+            _report_bad_pointer(c, code, ptr, 0)
+    return p
+
+
+cdef void _h_free(void *ctx, void *ptr, size_t size) noexcept nogil:
+    # numpy's size is sometimes wrong (see DESIGN §4): pass 0 = unknown.
+    cdef HandlerCtx *c = <HandlerCtx *>ctx
+    cdef int code = mp_free(c.pool, ptr, 0)
+    if code != MP_OK:
+        _report_bad_pointer(c, code, ptr, size)
+
+
+cdef void _report_bad_pointer(HandlerCtx *c, int code, void *ptr,
+                              size_t size) noexcept nogil:
+    # The core has already counted the error; tell the pool object so it can
+    # warn.  Takes the GIL (PyGILState_Ensure) because numpy may not hold it.
+    with gil:
+        _deliver_bad_pointer(<object>c.owner, code, <uintptr_t>ptr, size)
+
+
+cdef void _deliver_bad_pointer(object owner, int code, uintptr_t addr,
+                               size_t size) noexcept:
+    # An exception may be in flight (arrays die during unwinding): park it
+    # while Python code runs, then put it back untouched.
+    cdef PyObject *etype
+    cdef PyObject *evalue
+    cdef PyObject *etb
+    PyErr_Fetch(&etype, &evalue, &etb)
+    try:
+        owner._on_handler_error(code, addr, size)
+    finally:
+        PyErr_Restore(etype, evalue, etb)
+
+
+cdef void _capsule_destructor(object capsule) noexcept:
+    cdef _PoolBase owner = <_PoolBase>PyCapsule_GetContext(capsule)
+    owner._capsule = NULL
+    Py_DECREF(owner)
+
+
+# ------------------------------------------------------------------ pool --
+
+cdef class _PoolBase:
+    """Owner of one native pool and its numpy handler (see mempool.Pool)."""
+
+    cdef mp_pool *_pool
+    cdef PyDataMem_Handler _handler
+    cdef HandlerCtx _ctx
+    cdef PyObject *_capsule
+    cdef bint _opened
+    cdef object __weakref__
+
+    def __cinit__(self, *args, **kwargs):
+        self._pool = NULL
+        self._capsule = NULL
+        self._opened = False
+        memset(&self._handler, 0, sizeof(self._handler))
+        strncpy(self._handler.name, HANDLER_NAME.encode(), 126)
+        self._handler.version = 1
+        self._handler.allocator.ctx = &self._ctx
+        self._handler.allocator.malloc = _h_malloc
+        self._handler.allocator.calloc = _h_calloc
+        self._handler.allocator.realloc = _h_realloc
+        self._handler.allocator.free = _h_free
+        self._ctx.pool = NULL
+        self._ctx.owner = <PyObject *>self
+
+    def __dealloc__(self):
+        # Reached only when no capsule (hence no array) refers to the pool.
+        if self._pool != NULL:
+            mp_pool_destroy(self._pool)
+            self._pool = NULL
+
+    def _open(self, dict overrides):
+        """Create the native pool from the defaults plus ``overrides``
+        (mp_config field names; decay_ms an int)."""
+        cdef mp_config cfg
+        cdef mp_pool *pool = NULL
+        cdef int code
+        if self._opened:
+            raise RuntimeError("pool already opened")
+        mp_config_default(&cfg)
+        for key, value in overrides.items():
+            if key == "capacity":
+                cfg.capacity = value
+            elif key == "small_max":
+                cfg.small_max = value
+            elif key == "arena_bytes":
+                cfg.arena_bytes = value
+            elif key == "huge_min":
+                cfg.huge_min = value
+            elif key == "decay_ms":
+                cfg.decay_ms = value
+            elif key == "huge_pages":
+                cfg.huge_pages = value
+            elif key == "background_purge":
+                cfg.background_purge = value
+            elif key == "debug":
+                cfg.debug = value
+            else:
+                raise TypeError(f"unknown pool setting {key!r}")
+        code = mp_pool_create(&cfg, &pool)
+        if code != MP_OK:
+            raise _errors.error_from_code(code, config=overrides)
+        self._pool = pool
+        self._ctx.pool = pool
+        self._opened = True
+
+    cdef mp_pool *_require(self) except NULL:
+        if self._pool == NULL:
+            raise _errors.PoolClosed(
+                "the pool is closed" if self._opened
+                else "the pool was never opened (Pool.__init__ not called)")
+        return self._pool
+
+    @property
+    def closed(self):
+        """True once the pool is closed (or was never opened)."""
+        return self._pool == NULL
+
+    def _destroy(self):
+        """Destroy the native pool now (callers check that nothing is live)."""
+        if self._pool != NULL:
+            mp_pool_destroy(self._pool)
+            self._pool = NULL
+            self._ctx.pool = NULL
+
+    def _handler_capsule(self):
+        """The pool's ``mem_handler`` capsule (shared while one is alive)."""
+        self._require()
+        if self._capsule != NULL:
+            return <object>self._capsule
+        cap = PyCapsule_New(&self._handler, "mem_handler",
+                            <PyCapsule_Destructor>_capsule_destructor)
+        PyCapsule_SetContext(cap, <void *>self)
+        Py_INCREF(self)
+        self._capsule = <PyObject *>cap
+        return cap
+
+    @property
+    def _handler_in_use(self):
+        """True while some capsule of this pool exists (numpy context, array)."""
+        return self._capsule != NULL
+
+    def _config_raw(self):
+        """The pool's effective mp_config as a dict."""
+        cdef mp_config cfg
+        mp_pool_config(self._require(), &cfg)
+        return {"capacity": cfg.capacity, "small_max": cfg.small_max,
+                "arena_bytes": cfg.arena_bytes, "huge_min": cfg.huge_min,
+                "decay_ms": cfg.decay_ms, "huge_pages": cfg.huge_pages,
+                "background_purge": cfg.background_purge, "debug": cfg.debug}
+
+    def _stats_raw(self):
+        """A snapshot of mp_stats as a dict (errors and classes as lists)."""
+        cdef mp_stats st
+        cdef int code
+        cdef mp_pool *pool = self._require()
+        with nogil:
+            code = mp_stats_get(pool, &st)
+        if code != MP_OK:
+            raise _errors.error_from_code(code)
+        cdef dict raw = st
+        raw["errors"] = [st.errors[i] for i in range(MP_ERROR_COUNT)]
+        raw["classes"] = [
+            (st.classes[i].block_size, st.classes[i].slabs,
+             st.classes[i].blocks, st.classes[i].live_blocks,
+             st.classes[i].live_bytes)
+            for i in range(min(st.class_count, MP_MAX_CLASSES))]
+        return raw
+
+    def trim(self):
+        """Give every free page back to the OS now; return the bytes given."""
+        cdef mp_pool *pool = self._require()
+        cdef size_t n
+        with nogil:
+            n = mp_trim(pool)
+        return n
+
+    def purge_aged(self):
+        """Give back pages free for longer than the decay; return the bytes."""
+        cdef mp_pool *pool = self._require()
+        cdef size_t n
+        with nogil:
+            n = mp_purge_aged(pool)
+        return n
+
+    def check(self):
+        """Walk the pool's structures; return the number of broken invariants."""
+        cdef mp_pool *pool = self._require()
+        cdef size_t n
+        with nogil:
+            n = mp_pool_check(pool)
+        return n
+
+    # -- test hooks: the C API, straight through, errors mapped ------------
+
+    def _debug_alloc(self, size_t n, size_t align=0):
+        """mp_alloc (or mp_alloc_aligned when align); return the address."""
+        cdef mp_pool *pool = self._require()
+        cdef void *p
+        with nogil:
+            p = mp_alloc(pool, n) if align == 0 else mp_alloc_aligned(pool, n, align)
+        if p == NULL:
+            self._raise(mp_last_error(), size=n, align=align or None)
+        return <uintptr_t>p
+
+    def _debug_calloc(self, size_t count, size_t size):
+        """mp_calloc; return the address."""
+        cdef mp_pool *pool = self._require()
+        cdef void *p
+        with nogil:
+            p = mp_calloc(pool, count, size)
+        if p == NULL:
+            self._raise(mp_last_error(), count=count, size=size)
+        return <uintptr_t>p
+
+    def _debug_realloc(self, uintptr_t addr, size_t old, size_t new):
+        """mp_realloc(addr, old, new); return the new address."""
+        cdef mp_pool *pool = self._require()
+        cdef void *p
+        with nogil:
+            p = mp_realloc(pool, <void *>addr, old, new)
+        if p == NULL:
+            self._raise(mp_last_error(), address=addr, old_size=old or None,
+                        new_size=new)
+        return <uintptr_t>p
+
+    def _debug_free(self, uintptr_t addr, size_t size=0):
+        """mp_free(addr, size); raise the mapped error on failure."""
+        cdef mp_pool *pool = self._require()
+        cdef int code
+        with nogil:
+            code = mp_free(pool, <void *>addr, size)
+        if code != MP_OK:
+            self._raise(code, address=addr, size=size or None)
+
+    def _debug_usable_size(self, uintptr_t addr):
+        """mp_usable_size: bytes usable at addr, 0 when not a live block."""
+        return mp_usable_size(self._require(), <void *>addr)
+
+    def _debug_requested_size(self, uintptr_t addr):
+        """mp_requested_size: the size the live block at addr was asked with."""
+        cdef size_t out = 0
+        cdef int code = mp_requested_size(self._require(), <void *>addr, &out)
+        if code != MP_OK:
+            self._raise(code, address=addr)
+        return out
+
+    def _debug_owns(self, uintptr_t addr):
+        """mp_owns: True when addr is the start of a live block."""
+        return bool(mp_owns(self._require(), <void *>addr))
+
+    cdef size_t _span(self, uintptr_t addr, size_t n) except? 0:
+        # Reads and writes stay inside one live block: never touch memory the
+        # pool does not vouch for.
+        cdef size_t usable = mp_usable_size(self._require(), <void *>addr)
+        if usable == 0 and not mp_owns(self._pool, <void *>addr):
+            self._raise(MP_EFOREIGN, address=addr, length=n)
+        if n > usable:
+            self._raise(MP_ESIZE, address=addr, length=n, block_size=usable)
+        return n
+
+    def _debug_write(self, uintptr_t addr, bytes data):
+        """Copy ``data`` to the start of the live block at ``addr``."""
+        cdef size_t n = len(data)
+        self._span(addr, n)
+        memcpy(<void *>addr, PyBytes_AS_STRING(data), n)
+
+    def _debug_read(self, uintptr_t addr, size_t n):
+        """Return the first ``n`` bytes of the live block at ``addr``."""
+        self._span(addr, n)
+        return PyBytes_FromStringAndSize(<char *>addr, n)
+
+    def _raise(self, int code, **context):
+        if code == MP_ENOMEM:
+            context.setdefault("requested", context.get("size"))
+            cfg = self._config_raw()
+            context["capacity"] = cfg["capacity"] or None
+            context["live_bytes"] = self._stats_raw()["live_bytes"]
+        raise _errors.error_from_code(code, **context)
+
+
+# ------------------------------------------------------- module functions --
+
+def set_handler(handler):
+    """PyDataMem_SetHandler: make ``handler`` (a mem_handler capsule, or None
+    for numpy's default) current in this context; return the previous one."""
+    return PyDataMem_SetHandler(handler)
+
+
+def get_handler():
+    """PyDataMem_GetHandler: the handler capsule current in this context."""
+    return PyDataMem_GetHandler()
+
+
+def take_failure():
+    """Return ``(code, size)`` of this thread's last failed handler call and
+    forget it; ``(0, 0)`` when none."""
+    global mph_fail_code, mph_fail_size
+    out = (mph_fail_code, mph_fail_size)
+    mph_fail_code = 0
+    mph_fail_size = 0
+    return out
+
+
+def error_name(int code):
+    """mp_error_name: the symbolic name of a core error code."""
+    return mp_error_name(code).decode()
+
+
+def strerror(int code):
+    """mp_strerror: the core's text for an error code."""
+    return mp_strerror(code).decode()
+
+
+def default_config():
+    """mp_config_default as a dict."""
+    cdef mp_config cfg
+    mp_config_default(&cfg)
+    return {"capacity": cfg.capacity, "small_max": cfg.small_max,
+            "arena_bytes": cfg.arena_bytes, "huge_min": cfg.huge_min,
+            "decay_ms": cfg.decay_ms, "huge_pages": cfg.huge_pages,
+            "background_purge": cfg.background_purge, "debug": cfg.debug}
+
+
+def size_class_count(size_t small_max):
+    """mp_size_class_count: number of small classes for ``small_max``."""
+    return mp_size_class_count(small_max)
+
+
+def size_class_of(size_t size):
+    """mp_size_class_of: index of the class serving ``size``."""
+    return mp_size_class_of(size)
+
+
+def size_class_block(unsigned cls):
+    """mp_size_class_block: block size of class ``cls``."""
+    return mp_size_class_block(cls)

@@ -1,0 +1,108 @@
+# Extern-only declarations of csrc/mempool.h, the public contract of the
+# native core.  Nothing here is implemented: keep it a mirror of the header.
+from libc.stdint cimport int64_t, uint32_t, uint64_t
+
+
+cdef extern from "mempool.h" nogil:
+    enum: MP_ERROR_COUNT
+    enum: MP_MAX_CLASSES
+
+    ctypedef enum mp_error:
+        MP_OK
+        MP_ENOMEM
+        MP_EINVAL
+        MP_EDOUBLEFREE
+        MP_EFOREIGN
+        MP_EINTERIOR
+        MP_ESIZE
+        MP_EOVERFLOW
+        MP_EALIGN
+        MP_EBUSY
+
+    const char *mp_strerror(int code)
+    const char *mp_error_name(int code)
+
+    ctypedef enum mp_huge_pages:
+        MP_HUGE_OFF
+        MP_HUGE_ON
+        MP_HUGE_AUTO
+
+    ctypedef struct mp_config:
+        size_t capacity
+        size_t small_max
+        size_t arena_bytes
+        size_t huge_min
+        int64_t decay_ms
+        int huge_pages
+        int background_purge
+        int debug
+
+    void mp_config_default(mp_config *config)
+
+    ctypedef struct mp_pool:
+        pass
+
+    int mp_pool_create(const mp_config *config, mp_pool **out)
+    void mp_pool_destroy(mp_pool *pool)
+
+    void *mp_alloc(mp_pool *pool, size_t size)
+    void *mp_alloc_aligned(mp_pool *pool, size_t size, size_t align)
+    void *mp_calloc(mp_pool *pool, size_t count, size_t size)
+    void *mp_realloc(mp_pool *pool, void *ptr, size_t old_size,
+                     size_t new_size)
+    int mp_free(mp_pool *pool, void *ptr, size_t size)
+    int mp_last_error()
+
+    int mp_owns(const mp_pool *pool, const void *ptr)
+    size_t mp_usable_size(const mp_pool *pool, const void *ptr)
+    int mp_requested_size(const mp_pool *pool, const void *ptr, size_t *out)
+
+    ctypedef struct mp_class_stats:
+        uint64_t block_size
+        uint64_t slabs
+        uint64_t blocks
+        uint64_t live_blocks
+        uint64_t live_bytes
+
+    ctypedef struct mp_stats:
+        uint64_t live_bytes
+        uint64_t peak_live_bytes
+        uint64_t allocated_bytes
+        uint64_t reserved_bytes
+        uint64_t resident_bytes
+        uint64_t peak_resident_bytes
+        uint64_t free_bytes
+        uint64_t dirty_free_bytes
+        uint64_t largest_free_bytes
+        uint64_t released_bytes
+        uint64_t metadata_bytes
+        uint64_t alloc_count
+        uint64_t free_count
+        uint64_t realloc_count
+        uint64_t calloc_count
+        uint64_t small_alloc_count
+        uint64_t large_alloc_count
+        uint64_t direct_alloc_count
+        uint64_t mmap_count
+        uint64_t munmap_count
+        uint64_t madvise_count
+        uint64_t mremap_count
+        uint64_t arena_count
+        uint64_t direct_count
+        uint64_t thread_cache_count
+        uint64_t free_span_count
+        uint64_t errors[MP_ERROR_COUNT]
+        uint64_t error_total
+        uint32_t class_count
+        mp_class_stats classes[MP_MAX_CLASSES]
+
+    int mp_stats_get(mp_pool *pool, mp_stats *out)
+
+    size_t mp_trim(mp_pool *pool)
+    size_t mp_purge_aged(mp_pool *pool)
+    size_t mp_pool_check(mp_pool *pool)
+    void mp_pool_config(const mp_pool *pool, mp_config *out)
+
+    unsigned mp_size_class_count(size_t small_max)
+    unsigned mp_size_class_of(size_t size)
+    size_t mp_size_class_block(unsigned cls)

@@ -1,0 +1,150 @@
+"""Command line: ``python -m mempool {run,demo,bench} ...``.
+
+``run SCRIPT [ARGS...]`` runs a script unchanged with the default pool
+installed (every numpy array of the process, new threads included) and
+prints a memory report to stderr when it ends.  ``demo`` and ``bench`` hand
+their arguments to :func:`mempool.demo.main` and :func:`mempool.bench.main`.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import resource
+import runpy
+import sys
+from typing import Dict, List, Optional, Sequence, TextIO
+
+__all__ = ["main", "build_parser", "run_script", "format_report"]
+
+_DELEGATED = {
+    "demo": ("mempool.demo", "run the training-loop demo (mempool.demo)"),
+    "bench": ("mempool.bench", "run the benchmarks (mempool.bench)"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argparse parser of ``python -m mempool`` (subcommands listed)."""
+    parser = argparse.ArgumentParser(
+        prog="python -m mempool",
+        description="mempool: a pool allocator for numpy arrays.")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    run = sub.add_parser(
+        "run", help="run a Python script with the pool installed and report "
+                    "its memory use at exit",
+        description="Run SCRIPT as __main__ with mempool installed "
+                    "process-wide, then print a memory report to stderr.")
+    run.add_argument("--capacity", type=int, default=None,
+                     help="pool capacity in bytes (default: unlimited)")
+    run.add_argument("--no-report", action="store_true",
+                     help="do not print the report")
+    run.add_argument("script", help="path of the Python script")
+    run.add_argument("args", nargs=argparse.REMAINDER,
+                     help="arguments passed to the script")
+    for name, (_, text) in _DELEGATED.items():
+        sub.add_parser(name, help=text, add_help=False)
+    return parser
+
+
+def _process_snapshot() -> Dict[str, int]:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    snap = {"minflt": usage.ru_minflt, "majflt": usage.ru_majflt,
+            # ru_maxrss is in KiB on Linux
+            "maxrss": usage.ru_maxrss * 1024, "rss": 0}
+    try:
+        import psutil
+        snap["rss"] = psutil.Process().memory_info().rss
+    except ImportError:  # psutil is a dependency; the report degrades without it
+        snap["rss"] = -1
+    return snap
+
+
+def format_report(stats, before: Dict[str, int], after: Dict[str, int],
+                  script: str) -> str:
+    """The text of the ``run`` report: pool figures from ``stats`` (a
+    PoolStats) and process figures from two ``_process_snapshot`` dicts."""
+    from mempool.errors import format_bytes as fb
+    errors = {k: v for k, v in stats.errors.items() if v}
+    rss = "n/a" if after["rss"] < 0 else fb(after["rss"])
+    lines = [
+        f"mempool report for {script}",
+        f"  pool     peak live {fb(stats.peak_live_bytes)}, peak resident "
+        f"{fb(stats.peak_resident_bytes)}, live now {fb(stats.live_bytes)}, "
+        f"resident now {fb(stats.resident_bytes)}, reserved {fb(stats.reserved_bytes)}",
+        f"  calls    alloc {stats.alloc_count}, calloc {stats.calloc_count}, "
+        f"realloc {stats.realloc_count}, free {stats.free_count}",
+        f"  os       mmap {stats.mmap_count}, munmap {stats.munmap_count}, "
+        f"madvise {stats.madvise_count}, released {fb(stats.released_bytes)}",
+        f"  process  peak RSS {fb(after['maxrss'])}, RSS now {rss}, page faults "
+        f"{after['minflt'] - before['minflt']} minor / "
+        f"{after['majflt'] - before['majflt']} major",
+        "  errors   " + (", ".join(f"{k} {v}" for k, v in errors.items())
+                         if errors else "none"),
+    ]
+    return "\n".join(lines)
+
+
+def run_script(script: str, args: Sequence[str], capacity: Optional[int] = None,
+               report: bool = True, out: Optional[TextIO] = None) -> int:
+    """Run ``script`` as ``__main__`` with a pool installed; return its exit
+    status.  The report goes to ``out`` (default stderr) even when the
+    script raises or calls sys.exit()."""
+    import mempool
+    if not os.path.isfile(script):
+        print(f"mempool run: no such script: {script}", file=sys.stderr)
+        return 2
+    pool = mempool.default_pool() if capacity is None else mempool.Pool(capacity)
+    before = _process_snapshot()
+    saved_argv, saved_path = sys.argv, list(sys.path)
+    sys.argv = [script, *args]
+    # as `python script.py` does: the script's directory comes first
+    sys.path.insert(0, os.path.dirname(os.path.abspath(script)))
+    mempool.install(pool)
+    status = 0
+    try:
+        runpy.run_path(script, run_name="__main__")
+    except SystemExit as exc:
+        code = exc.code
+        if code is None:
+            status = 0
+        elif isinstance(code, int):
+            status = code
+        else:
+            print(code, file=sys.stderr)
+            status = 1
+    finally:
+        mempool.uninstall()
+        sys.argv = saved_argv
+        sys.path[:] = saved_path
+        if report:
+            print(format_report(pool.stats(), before, _process_snapshot(), script),
+                  file=out if out is not None else sys.stderr)
+    return status
+
+
+def _delegate(name: str, argv: List[str]) -> int:
+    module_name = _DELEGATED[name][0]
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name not in (module_name, "mempool"):
+            raise
+        print(f"python -m mempool {name}: {module_name} is not available in "
+              f"this installation", file=sys.stderr)
+        return 2
+    return int(module.main(argv) or 0)
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Entry point of ``python -m mempool``; returns the exit status."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    # demo/bench own their whole argument list (including --help)
+    if argv and argv[0] in _DELEGATED:
+        return _delegate(argv[0], argv[1:])
+    parser = build_parser()
+    ns = parser.parse_args(argv)
+    if ns.command is None:
+        parser.print_help()
+        return 2
+    return run_script(ns.script, ns.args, capacity=ns.capacity,
+                      report=not ns.no_report)

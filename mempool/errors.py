@@ -1,0 +1,222 @@
+"""Exceptions raised by mempool, and the one mapping from core error codes.
+
+The native core (``csrc/mempool.h``) reports every failure as a negative
+``MP_E*`` code and never raises; this module is the only place that turns a
+code into a Python exception.  Each exception class also derives from the
+builtin that numpy users already catch (``MemoryError`` for exhaustion,
+``ValueError`` for a bad pointer or argument), so existing ``except`` clauses
+keep working.
+
+Sizes are always in the message, in bytes and in a human unit, because an
+allocation failure without the numbers is the question "why?" left open.
+"""
+from __future__ import annotations
+
+from typing import Any, Dict, Optional, Type
+
+__all__ = [
+    "MempoolError", "PoolExhausted", "InvalidArgument", "DoubleFree",
+    "ForeignPointer", "InteriorPointer", "SizeMismatch", "SizeOverflow",
+    "InvalidAlignment", "PoolBusy", "PoolClosed", "ERROR_NAMES",
+    "error_from_code", "format_bytes",
+]
+
+# Mirrors MP_ERROR_LIST in csrc/mempool.h (codes are negated there); a test
+# compares it with the names compiled into the extension.
+ERROR_NAMES: Dict[int, str] = {
+    0: "MP_OK",
+    -1: "MP_ENOMEM",
+    -2: "MP_EINVAL",
+    -3: "MP_EDOUBLEFREE",
+    -4: "MP_EFOREIGN",
+    -5: "MP_EINTERIOR",
+    -6: "MP_ESIZE",
+    -7: "MP_EOVERFLOW",
+    -8: "MP_EALIGN",
+    -9: "MP_EBUSY",
+}
+
+
+def format_bytes(n: Optional[int]) -> str:
+    """Return ``n`` bytes as a short human string ("1.5 MiB"); None -> "unlimited"."""
+    if n is None:
+        return "unlimited"
+    value = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(value) < 1024 or unit == "TiB":
+            return f"{int(value)} B" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    raise AssertionError("unreachable")  # the loop returns on its last unit
+
+
+def _sized(n: Optional[int]) -> str:
+    if n is None:
+        return "unlimited"
+    return f"{format_bytes(n)} ({n} bytes)"
+
+
+class MempoolError(Exception):
+    """Base class of every error mempool raises.
+
+    ``code`` is the core's error code (negative ``MP_E*`` value) or None when
+    the error was detected in Python.
+    """
+
+    code: Optional[int] = None
+
+    def __init__(self, message: str, *, code: Optional[int] = None) -> None:
+        super().__init__(message)
+        if code is not None:
+            self.code = code
+
+
+class PoolExhausted(MempoolError, MemoryError):
+    """The pool could not satisfy a request: its capacity is used up (or the
+    OS refused more address space).
+
+    Attributes: ``requested`` (bytes asked for, or None when unknown),
+    ``capacity`` (bytes, None for an unlimited pool), ``live_bytes`` (bytes
+    live in the pool when the request failed).
+    """
+
+    def __init__(self, requested: Optional[int], capacity: Optional[int],
+                 live_bytes: int, *, detail: str = "") -> None:
+        self.requested = requested
+        self.capacity = capacity
+        self.live_bytes = live_bytes
+        req = "an unknown size" if requested is None else _sized(requested)
+        what = ("the OS refused more memory" if capacity is None
+                else "pool capacity exhausted")
+        msg = (f"{what}: requested {req}, capacity {_sized(capacity)}, "
+               f"live {_sized(live_bytes)}")
+        if detail:
+            msg += f" ({detail})"
+        super().__init__(msg, code=-1)
+
+
+class InvalidArgument(MempoolError, ValueError):
+    """An argument the core rejected (MP_EINVAL), e.g. an inconsistent config."""
+
+    code = -2
+
+
+class DoubleFree(MempoolError, ValueError):
+    """A block was freed (or reallocated) after it had already been freed."""
+
+    code = -3
+
+
+class ForeignPointer(MempoolError, ValueError):
+    """A pointer that this pool never handed out was given back to it."""
+
+    code = -4
+
+
+class InteriorPointer(MempoolError, ValueError):
+    """A pointer into the middle of a block, not its start, was given back."""
+
+    code = -5
+
+
+class SizeMismatch(MempoolError, ValueError):
+    """A size given with a block differs from the size it was requested with,
+    or is too large for the block."""
+
+    code = -6
+
+
+class SizeOverflow(MempoolError, OverflowError, MemoryError):
+    """``count * size`` does not fit in a size_t.
+
+    It is an OverflowError (the arithmetic failed) and a MemoryError (code
+    that catches allocation failures catches it too)."""
+
+    code = -7
+
+
+class InvalidAlignment(MempoolError, ValueError):
+    """An alignment that is not a power of two, or is larger than 1 GiB."""
+
+    code = -8
+
+
+class PoolBusy(MempoolError, RuntimeError):
+    """The pool cannot be closed: blocks are still live, or numpy still has
+    it as a data-memory handler somewhere.  ``live_bytes`` says how much."""
+
+    code = -9
+
+    def __init__(self, message: str, *, live_bytes: int = 0) -> None:
+        super().__init__(message)
+        self.live_bytes = live_bytes
+
+
+class PoolClosed(MempoolError, ValueError):
+    """The pool was closed with ``Pool.close()`` and cannot be used."""
+
+
+_CLASSES: Dict[int, Type[MempoolError]] = {
+    -2: InvalidArgument,
+    -3: DoubleFree,
+    -4: ForeignPointer,
+    -5: InteriorPointer,
+    -6: SizeMismatch,
+    -7: SizeOverflow,
+    -8: InvalidAlignment,
+}
+
+_TEXT: Dict[int, str] = {
+    -2: "invalid argument",
+    -3: "double free: the block is already free",
+    -4: "pointer was not handed out by this pool",
+    -5: "pointer into the middle of a block",
+    -6: "size does not match the block, or is too large",
+    -7: "count * size overflows",
+    -8: "alignment is not a power of two, or too large",
+    -9: "the pool still has live blocks",
+}
+
+# Context keys that are byte counts (printed with a unit) vs. plain values.
+_SIZE_KEYS = ("size", "old_size", "new_size", "block_size", "length")
+
+
+def _describe(context: Dict[str, Any]) -> str:
+    parts = []
+    for key, value in context.items():
+        if value is None or key in ("capacity", "live_bytes", "requested"):
+            continue
+        if key == "address":
+            parts.append(f"address 0x{int(value):x}")
+        elif key in _SIZE_KEYS:
+            parts.append(f"{key.replace('_', ' ')} {_sized(int(value))}")
+        else:
+            parts.append(f"{key.replace('_', ' ')} {value}")
+    return ", ".join(parts)
+
+
+def error_from_code(code: int, **context: Any) -> MempoolError:
+    """Return (not raise) the exception for core error ``code``.
+
+    ``context`` adds the facts of the failed call to the message: ``size``,
+    ``old_size``, ``new_size``, ``count``, ``align``, ``address``; for
+    MP_ENOMEM also ``requested``, ``capacity`` (None = unlimited) and
+    ``live_bytes``, which become attributes of :class:`PoolExhausted`.
+    Unknown codes give a plain :class:`MempoolError`.
+    """
+    if code >= 0:
+        raise ValueError(f"error_from_code needs a negative error code, got {code}")
+    if code == -1:
+        requested = context.get("requested", context.get("size"))
+        detail = _describe({k: v for k, v in context.items() if k != "size"})
+        return PoolExhausted(requested, context.get("capacity"),
+                             int(context.get("live_bytes") or 0), detail=detail)
+    name = ERROR_NAMES.get(code, "MP_UNKNOWN")
+    text = _TEXT.get(code, f"unknown error code {code}")
+    detail = _describe(context)
+    msg = f"{text} [{name}]" + (f": {detail}" if detail else "")
+    if code == -9:
+        return PoolBusy(msg, live_bytes=int(context.get("live_bytes") or 0))
+    cls = _CLASSES.get(code)
+    if cls is None:
+        return MempoolError(msg, code=code)
+    return cls(msg, code=code)

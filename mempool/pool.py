@@ -1,0 +1,245 @@
+"""``mempool.Pool``: argument policy, array constructors and reporting on top
+of the native pool object from :mod:`mempool._core`.
+
+Arrays made by a pool's constructors (and every array numpy allocates inside
+``mempool.use(pool)``) get their data from the pool through numpy's NEP 49
+handler.  numpy keeps the handler capsule in each such array, and the capsule
+keeps the pool object alive, so an array never outlives the memory under it.
+"""
+from __future__ import annotations
+
+import math
+import numbers
+import warnings
+from typing import Any, Callable, Dict, Optional
+
+import numpy as np
+
+from mempool import _core
+from mempool.errors import (PoolBusy, PoolExhausted, ERROR_NAMES,
+                            error_from_code, format_bytes)
+from mempool.stats import PoolStats
+
+__all__ = ["Pool"]
+
+_SIZE_MAX = 2 ** 64 - 1
+_SMALL_MAX_LIMIT = 65536          # mempool.h: small_max <= 65536
+_HUGE_PAGES = {"off": 0, "on": 1, "auto": 2, False: 0, True: 1}
+_HUGE_PAGE_NAMES = {0: "off", 1: "on", 2: "auto"}
+
+
+def _byte_count(name: str, value: Any, minimum: int, maximum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an int number of bytes, got {value!r}")
+    value = int(value)
+    if not minimum <= value <= maximum:
+        raise ValueError(f"{name} must be between {minimum} and {maximum} "
+                         f"bytes, got {value!r}")
+    return value
+
+
+def _flag(name: str, value: Any) -> int:
+    if isinstance(value, (bool, np.bool_)) or value in (0, 1):
+        return int(bool(value))
+    raise TypeError(f"{name} must be True or False, got {value!r}")
+
+
+def _decay_ms(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"decay must be a number of seconds (or None), got {value!r}")
+    seconds = float(value)
+    if math.isnan(seconds) or seconds < 0:
+        raise ValueError(f"decay must be >= 0 seconds (math.inf: give pages "
+                         f"back only on trim()), got {value!r}")
+    if math.isinf(seconds):
+        return -1
+    return int(round(seconds * 1000))
+
+
+def _config_overrides(capacity, small_max, huge_pages, decay, debug,
+                      background_purge) -> Dict[str, int]:
+    cfg: Dict[str, int] = {}
+    if capacity is not None:
+        cfg["capacity"] = _byte_count("capacity", capacity, 1, _SIZE_MAX)
+    if small_max is not None:
+        cfg["small_max"] = _byte_count("small_max", small_max, 1, _SMALL_MAX_LIMIT)
+    try:
+        cfg["huge_pages"] = _HUGE_PAGES[huge_pages]
+    except (KeyError, TypeError):
+        raise ValueError(f"huge_pages must be 'auto', 'on' or 'off' "
+                         f"(or True/False), got {huge_pages!r}") from None
+    if decay is not None:
+        cfg["decay_ms"] = _decay_ms(decay)
+    cfg["debug"] = _flag("debug", debug)
+    cfg["background_purge"] = _flag("background_purge", background_purge)
+    return cfg
+
+
+class Pool(_core._PoolBase):
+    """A memory pool for numpy arrays.
+
+    Parameters
+    ----------
+    capacity : int or None
+        Most bytes of address space the pool may reserve; None = unlimited.
+        A request that does not fit raises :class:`mempool.PoolExhausted`.
+    small_max : int or None
+        Largest request (bytes, <= 65536) served by size-classed slabs;
+        None = the core's default.
+    huge_pages : "auto", "on" or "off"
+        Whether to advise transparent huge pages: "auto" does it for the
+        heap of large blocks only.
+    decay : float or None
+        Seconds a free page stays resident before it goes back to the OS;
+        0 = at once, ``math.inf`` = only on :meth:`trim`; None = default.
+    debug : bool
+        Fill fresh and freed memory with patterns (catches use of stale data).
+    background_purge : bool
+        Let a background thread give aged pages back, so idle memory
+        returns without further calls.
+
+    Arrays allocated by the pool keep it alive.  :meth:`close` frees the pool
+    at once (only when nothing is live); otherwise it is freed when the last
+    reference (pool object or array) goes away.
+    """
+
+    def __init__(self, capacity: Optional[int] = None, *,
+                 small_max: Optional[int] = None, huge_pages: Any = "auto",
+                 decay: Optional[float] = None, debug: bool = False,
+                 background_purge: bool = True) -> None:
+        self._bad_pointer_warned = False
+        self._handler_errors = 0
+        self._open(_config_overrides(capacity, small_max, huge_pages, decay,
+                                     debug, background_purge))
+
+    # ------------------------------------------------------------ state --
+
+    @property
+    def config(self) -> Dict[str, Any]:
+        """The settings the pool runs with, after defaults and rounding."""
+        raw = self._config_raw()
+        decay_ms = raw["decay_ms"]
+        return {
+            "capacity": raw["capacity"] or None,
+            "small_max": raw["small_max"],
+            "arena_bytes": raw["arena_bytes"],
+            "huge_min": raw["huge_min"],
+            "decay": math.inf if decay_ms < 0 else decay_ms / 1000.0,
+            "huge_pages": _HUGE_PAGE_NAMES.get(raw["huge_pages"], raw["huge_pages"]),
+            "background_purge": bool(raw["background_purge"]),
+            "debug": bool(raw["debug"]),
+        }
+
+    @property
+    def capacity(self) -> Optional[int]:
+        """Capacity in bytes, or None when unlimited."""
+        return self._config_raw()["capacity"] or None
+
+    def stats(self) -> PoolStats:
+        """A consistent snapshot of the pool's counters (see PoolStats)."""
+        return PoolStats.from_raw(self._stats_raw())
+
+    def close(self) -> None:
+        """Give all of the pool's memory back to the OS now.
+
+        Raises :class:`mempool.PoolBusy` if blocks are still live (arrays
+        alive) or numpy still holds the pool's handler (inside ``use()``, or
+        installed).  Closing twice is a no-op.  Any later use of the pool
+        raises :class:`mempool.PoolClosed`.
+        """
+        if self.closed:
+            return
+        st = self.stats()
+        if st.live_bytes > 0:
+            raise PoolBusy(
+                f"cannot close the pool: {format_bytes(st.live_bytes)} "
+                f"({st.live_bytes} bytes) still live in about {st.live_blocks} "
+                f"block(s); drop the arrays first", live_bytes=st.live_bytes)
+        if self._handler_in_use:
+            raise PoolBusy(
+                "cannot close the pool: numpy still holds its data-memory "
+                "handler (leave mempool.use(), call mempool.uninstall(), or "
+                "drop the arrays or contexts that keep it)", live_bytes=0)
+        self._destroy()
+
+    def __repr__(self) -> str:
+        if self.closed:
+            return "<mempool.Pool closed>"
+        st = self.stats()
+        return (f"<mempool.Pool live={format_bytes(st.live_bytes)} "
+                f"resident={format_bytes(st.resident_bytes)} "
+                f"reserved={format_bytes(st.reserved_bytes)} "
+                f"capacity={format_bytes(self.capacity)} "
+                f"blocks={st.live_blocks}>")
+
+    # --------------------------------------------------------- handler --
+
+    def _on_handler_error(self, code: int, address: int, size: int) -> None:
+        """Called by the numpy handler (GIL taken) when numpy handed the
+        pool a pointer it does not own.  The core already counted it; warn
+        once per pool, because a warning per free would flood a loop."""
+        self._handler_errors += 1
+        if self._bad_pointer_warned:
+            return
+        self._bad_pointer_warned = True
+        name = ERROR_NAMES.get(code, str(code))
+        warnings.warn(
+            f"mempool: numpy gave the pool a pointer it cannot free ({name}, "
+            f"address 0x{address:x}, numpy's size {size}); it was ignored and "
+            f"counted in Pool.stats().errors (further ones are counted "
+            f"without a warning)", RuntimeWarning, stacklevel=2)
+
+    def _allocate(self, make: Callable[..., np.ndarray], *args: Any,
+                  **kwargs: Any) -> np.ndarray:
+        # Make the pool numpy's handler for just this call; numpy then owns
+        # the data through the capsule, exactly as under mempool.use().
+        capsule = self._handler_capsule()
+        _core.take_failure()
+        previous = _core.set_handler(capsule)
+        try:
+            return make(*args, **kwargs)
+        except MemoryError as exc:
+            code, size = _core.take_failure()
+            if code >= 0 or isinstance(exc, PoolExhausted):
+                raise
+            if code == -1:
+                raise PoolExhausted(size, self.capacity,
+                                    self.stats().live_bytes) from exc
+            raise error_from_code(code, size=size) from exc
+        finally:
+            _core.set_handler(previous)
+
+    # ----------------------------------------------------- constructors --
+
+    def empty(self, shape: Any, dtype: Any = float, order: str = "C") -> np.ndarray:
+        """Like ``numpy.empty``, with the data in this pool."""
+        return self._allocate(np.empty, shape, dtype, order)
+
+    def zeros(self, shape: Any, dtype: Any = float, order: str = "C") -> np.ndarray:
+        """Like ``numpy.zeros`` (the pool's calloc), with the data in this pool."""
+        return self._allocate(np.zeros, shape, dtype, order)
+
+    def ones(self, shape: Any, dtype: Any = None, order: str = "C") -> np.ndarray:
+        """Like ``numpy.ones``, with the data in this pool."""
+        return self._allocate(np.ones, shape, dtype, order)
+
+    def full(self, shape: Any, fill_value: Any, dtype: Any = None,
+             order: str = "C") -> np.ndarray:
+        """Like ``numpy.full``, with the data in this pool."""
+        return self._allocate(np.full, shape, fill_value, dtype, order)
+
+    def empty_like(self, prototype: Any, dtype: Any = None, order: str = "K",
+                   subok: bool = True, shape: Any = None) -> np.ndarray:
+        """Like ``numpy.empty_like``, with the data in this pool."""
+        return self._allocate(np.empty_like, prototype, dtype, order, subok, shape)
+
+    def zeros_like(self, prototype: Any, dtype: Any = None, order: str = "K",
+                   subok: bool = True, shape: Any = None) -> np.ndarray:
+        """Like ``numpy.zeros_like``, with the data in this pool."""
+        return self._allocate(np.zeros_like, prototype, dtype, order, subok, shape)
+
+    def asarray(self, a: Any, dtype: Any = None, order: Optional[str] = None) -> np.ndarray:
+        """Copy ``a`` into a new array whose data lives in this pool (always a
+        copy, even when ``a`` already is one of the pool's arrays)."""
+        return self._allocate(np.array, a, dtype=dtype, copy=True,
+                              order="K" if order is None else order)
