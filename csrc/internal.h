@@ -1,0 +1,340 @@
+/*
+ * internal.h - types shared by the core's files; never included by users.
+ *
+ * Glossary (one prefix per file):
+ *   os_     os.c         the only caller of mmap/munmap/madvise/mremap
+ *   sc_     size_class.c request size -> class -> block size
+ *   map_    chunk_map.c  address -> region lookup (2 MiB chunks), pool registry
+ *   arena_  arena.c      reserved address space, per-granule dirty bits
+ *   heap_   tlsf.c       TLSF good-fit heap of spans over arenas
+ *   slab_   slab.c       small blocks: slabs of one class, per-class lists
+ *   tc_     tcache.c     per-thread caches of free small blocks
+ *   pool.c               routes requests, owns locks and lifetime
+ *   stats.c, check.c, error.c
+ *
+ *   granule  the heap's unit: 4 KiB (page heap) or 2 MiB (huge heap)
+ *   span     a run of granules: free, a large block, or a slab
+ *   dirty    a granule that may be resident (handed out since last purge)
+ *   purge    madvise(MADV_DONTNEED): the granule goes back to the OS
+ *
+ * Lock order (never take one to the left while holding one to the right):
+ *   registry -> class[i] (ascending i) -> pool -> map
+ */
+#ifndef MEMPOOL_INTERNAL_H
+#define MEMPOOL_INTERNAL_H
+
+#include "mempool.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <sys/types.h>
+
+#define MP_PAGE_SHIFT 12
+#define MP_PAGE_SIZE ((size_t)1 << MP_PAGE_SHIFT)
+#define MP_HUGE_SHIFT 21
+#define MP_HUGE_SIZE ((size_t)1 << MP_HUGE_SHIFT)
+#define MP_CHUNK_SHIFT 21 /* regions are aligned and sized in 2 MiB chunks */
+#define MP_CHUNK_SIZE ((size_t)1 << MP_CHUNK_SHIFT)
+#define MP_MIN_ALIGN 64
+#define MP_SMALL_MAX_LIMIT 65536
+/* Requests above this can never be served (the address space is 48 bits). */
+#define MP_MAX_REQUEST ((size_t)1 << 46)
+#define MP_BLOCK_FREE UINT32_MAX /* slab block state: not live */
+#define MP_TLS_SLOTS 8           /* pools a thread caches for at once */
+/* A thread publishes its small-block live delta once it exceeds this, which
+ * bounds how far peak_live_bytes can lag behind the truth. */
+#define MP_PUBLISH_BYTES ((int64_t)64 << 10)
+
+_Static_assert(MP_MIN_ALIGN >= 16, "numpy needs 16-byte alignment");
+_Static_assert((MP_CHUNK_SIZE % MP_HUGE_SIZE) == 0, "chunks hold huge pages");
+
+#define MP_ALIGN_UP(x, a) (((x) + ((a)-1)) & ~((size_t)(a)-1))
+#define MP_LIKELY(x) __builtin_expect(!!(x), 1)
+#define MP_UNLIKELY(x) __builtin_expect(!!(x), 0)
+
+typedef struct mp_arena mp_arena;
+typedef struct mp_slab mp_slab;
+typedef struct mp_tcache mp_tcache;
+
+/* ---- single-writer counters ------------------------------------------ */
+/* Each counter has one writer at a time (its thread, or the holder of the
+ * pool lock), so an add is a relaxed load + store: no locked instruction on
+ * the fast path, yet readers in mp_stats_get see no torn values. */
+typedef _Atomic int64_t mp_counter;
+
+static inline void ctr_add(mp_counter *c, int64_t delta) {
+    atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + delta,
+                          memory_order_relaxed);
+}
+static inline int64_t ctr_get(const mp_counter *c) {
+    return atomic_load_explicit((mp_counter *)c, memory_order_relaxed);
+}
+
+typedef struct mp_counters {
+    mp_counter live_bytes, allocated_bytes;
+    mp_counter alloc_count, free_count, realloc_count, calloc_count;
+    mp_counter small_alloc_count, large_alloc_count, direct_alloc_count;
+    mp_counter class_live_blocks[MP_MAX_CLASSES];
+    mp_counter class_live_bytes[MP_MAX_CLASSES];
+} mp_counters;
+
+/* ---- regions: what an address belongs to ------------------------------ */
+typedef enum mp_region_kind { MP_REGION_ARENA = 1, MP_REGION_DIRECT = 2 } mp_region_kind;
+
+/* Common head of an arena or a direct mapping; the chunk map points here. */
+typedef struct mp_region {
+    int kind;
+    mp_pool *pool;
+    char *base;  /* 2 MiB aligned */
+    size_t size; /* 2 MiB multiple */
+} mp_region;
+
+/* A block bigger than an arena: one mapping, one block, grown by mremap. */
+typedef struct mp_direct {
+    mp_region region;
+    struct mp_direct *next, *prev;
+    size_t requested;
+} mp_direct;
+
+/* ---- spans and arenas ------------------------------------------------- */
+typedef enum mp_span_kind {
+    MP_SPAN_NONE = 0, /* not the head of a span */
+    MP_SPAN_FREE,
+    MP_SPAN_LARGE,
+    MP_SPAN_SLAB,
+} mp_span_kind;
+
+/*
+ * A span descriptor lives in arena->spans[first granule], outside the managed
+ * memory, so a user overflow cannot corrupt it and a purge cannot zero it.
+ * Subtleties: only heads carry kind != NONE (a merge resets absorbed heads);
+ * every granule of a slab carries the slab pointer (a free of any block finds
+ * its slab in one step); prev_npages is the boundary tag that finds the
+ * physical predecessor in O(1).
+ */
+typedef struct mp_span {
+    struct mp_span *next_free, *prev_free; /* TLSF list (FREE) */
+    struct mp_span *lru_next, *lru_prev;   /* dirty LRU (FREE, dirty > 0) */
+    mp_arena *arena;
+    _Atomic(mp_slab *) slab; /* every granule of a slab; NULL otherwise */
+    uint64_t requested;      /* LARGE: bytes asked for */
+    int64_t freed_at_ms;     /* FREE: when the newest part became free */
+    uint32_t page;           /* index of the first granule in the arena */
+    uint32_t npages;
+    uint32_t prev_npages; /* length of the physical predecessor, 0 if none */
+    uint32_t dirty;       /* FREE: granules that may be resident */
+    uint8_t kind;
+    uint8_t in_lru;
+} mp_span;
+
+#define MP_FL_COUNT 32
+#define MP_SL_LOG2 5
+#define MP_SL_COUNT (1u << MP_SL_LOG2)
+
+typedef struct mp_heap {
+    mp_pool *pool;
+    unsigned granule_shift;
+    int huge_advice; /* 1: MADV_HUGEPAGE, 0: MADV_NOHUGEPAGE */
+    uint32_t fl_bitmap;
+    uint32_t sl_bitmap[MP_FL_COUNT];
+    mp_span *lists[MP_FL_COUNT][MP_SL_COUNT];
+    mp_arena *arenas;
+    size_t arena_count;
+    mp_span *lru_head, *lru_tail; /* free spans with dirty granules, oldest first */
+    uint64_t free_granules, dirty_free_granules, free_spans;
+} mp_heap;
+
+struct mp_arena {
+    mp_region region;
+    mp_heap *heap;
+    mp_arena *next, *prev;
+    uint32_t npages; /* granules */
+    mp_span *spans;
+    uint64_t *dirty_bits; /* bit set = granule may be resident */
+    uint64_t dirty_count;
+    size_t metadata_bytes;
+};
+
+/* ---- slabs and classes ------------------------------------------------ */
+struct mp_slab {
+    mp_slab *next, *prev; /* class partial list */
+    char *start;
+    mp_span *span;
+    uint32_t nblocks, nfree; /* nfree = entries in free_stack */
+    uint32_t block_size, magic;
+    uint16_t cls;
+    uint8_t in_partial;
+    uint16_t *free_stack;     /* indices of free blocks not in a thread cache */
+    _Atomic uint32_t *state;  /* per block: MP_BLOCK_FREE or requested size */
+};
+
+typedef struct mp_class {
+    pthread_mutex_t lock;
+    uint32_t block_size, slab_pages, blocks_per_slab, magic, tcache_cap;
+    mp_slab *partial; /* slabs with nfree > 0 */
+    mp_slab *spare;   /* one empty slab kept so a loop does not thrash */
+    mp_counter slabs, blocks; /* written under the class lock, read by stats */
+} mp_class;
+
+/* ---- thread caches ---------------------------------------------------- */
+typedef struct mp_tcache_entry {
+    char *ptr;
+    mp_slab *slab;
+} mp_tcache_entry;
+
+typedef struct mp_tcache_bin {
+    uint32_t count, cap;
+    mp_tcache_entry *entries;
+} mp_tcache_bin;
+
+struct mp_tcache {
+    mp_pool *pool;
+    pthread_t owner;
+    mp_tcache *next, *prev; /* pool's list of caches in use */
+    int64_t unpublished;    /* live delta not yet in pool->published_live */
+    mp_counters counters;
+    mp_tcache_bin bins[MP_MAX_CLASSES];
+    size_t bytes; /* size of this allocation, for metadata stats */
+};
+
+/* ---- the pool --------------------------------------------------------- */
+enum { MP_HEAP_PAGES = 0, MP_HEAP_HUGE = 1, MP_HEAP_COUNT = 2 };
+
+struct mp_pool {
+    mp_config config;
+    uint64_t uid; /* never reused: lets threads detect a destroyed pool */
+    pthread_mutex_t lock;
+    mp_heap heaps[MP_HEAP_COUNT];
+    mp_direct *directs;
+    unsigned class_count;
+    mp_class classes[MP_MAX_CLASSES];
+    mp_tcache *tcaches, *tcache_free;
+    /* statistics written under the lock (large blocks, folded caches) */
+    mp_counters central;
+    _Atomic int64_t published_live;
+    _Atomic uint64_t peak_live;
+    uint64_t reserved_bytes, resident_bytes, peak_resident_bytes;
+    uint64_t released_bytes, metadata_bytes, direct_count, tcache_count;
+    _Atomic uint64_t os_mmap, os_munmap, os_madvise, os_mremap;
+    _Atomic uint64_t errors[MP_ERROR_COUNT];
+    /* background purge */
+    pthread_cond_t purge_cond;
+    pthread_t purger;
+    bool purger_running, purger_waiting, stopping;
+    pid_t purger_pid;
+    /* registry */
+    mp_pool *reg_next, *reg_prev;
+};
+
+/* ---- os.c ------------------------------------------------------------- */
+void *os_reserve(mp_pool *pool, size_t size, size_t align);
+void os_release(mp_pool *pool, void *addr, size_t size);
+void os_purge(mp_pool *pool, void *addr, size_t size);
+void os_advise_huge(mp_pool *pool, void *addr, size_t size, int huge);
+void *os_remap_grow(mp_pool *pool, void *addr, size_t old_size, size_t new_size,
+                    size_t align);
+int os_remap_shrink(mp_pool *pool, void *addr, size_t old_size, size_t new_size);
+int64_t os_now_ms(void);
+
+/* ---- size_class.c ----------------------------------------------------- */
+unsigned sc_count(size_t small_max);
+unsigned sc_of(size_t size);
+size_t sc_block(unsigned cls);
+uint32_t sc_slab_pages(size_t block_size);
+uint32_t sc_magic(uint32_t block_size);
+
+/* Block index of byte offset `off` in a slab; callers verify idx*bs == off. */
+static inline uint32_t sc_index(uint64_t off, uint32_t magic) {
+    return (uint32_t)((off * magic) >> 32);
+}
+
+/* ---- chunk_map.c ------------------------------------------------------ */
+int map_insert(mp_region *region);
+void map_remove(mp_region *region);
+mp_region *map_lookup(const void *ptr);
+void registry_add(mp_pool *pool);
+void registry_remove(mp_pool *pool);
+pthread_mutex_t *registry_lock(void);
+mp_pool *registry_find(uint64_t uid); /* caller holds registry_lock() */
+
+/* ---- arena.c ---------------------------------------------------------- */
+mp_arena *arena_create(mp_heap *heap, size_t min_granules);
+void arena_destroy(mp_arena *arena);
+uint32_t arena_mark_dirty(mp_arena *arena, uint32_t page, uint32_t n);
+uint32_t arena_count_dirty(const mp_arena *arena, uint32_t page, uint32_t n);
+void arena_clear_dirty(mp_arena *arena, uint32_t page, uint32_t n);
+static inline char *span_addr(const mp_span *span) {
+    return span->arena->region.base +
+           ((size_t)span->page << span->arena->heap->granule_shift);
+}
+static inline size_t span_bytes(const mp_span *span) {
+    return (size_t)span->npages << span->arena->heap->granule_shift;
+}
+
+/* ---- tlsf.c ----------------------------------------------------------- */
+void heap_init(mp_heap *heap, mp_pool *pool, unsigned granule_shift, int huge_advice);
+void heap_destroy(mp_heap *heap);
+mp_span *heap_alloc(mp_heap *heap, size_t npages, size_t align_pages, uint32_t *clean_out);
+void heap_free(mp_heap *heap, mp_span *span, int64_t now_ms);
+bool heap_grow_in_place(mp_heap *heap, mp_span *span, size_t npages, uint32_t *clean_out);
+void heap_shrink_in_place(mp_heap *heap, mp_span *span, size_t npages, int64_t now_ms);
+size_t heap_purge(mp_heap *heap, int64_t now_ms, int64_t decay_ms, bool release_arenas);
+int64_t heap_next_deadline(const mp_heap *heap, int64_t decay_ms);
+uint64_t heap_largest_free(const mp_heap *heap);
+size_t heap_check(const mp_heap *heap);
+void heap_register_arena(mp_heap *heap, mp_arena *arena);
+
+/* ---- slab.c ----------------------------------------------------------- */
+void slab_classes_init(mp_pool *pool);
+void slab_classes_destroy(mp_pool *pool);
+uint32_t slab_refill(mp_pool *pool, unsigned cls, mp_tcache_entry *out, uint32_t want);
+void slab_return(mp_pool *pool, unsigned cls, const mp_tcache_entry *blocks, uint32_t n);
+void slab_drop_spares(mp_pool *pool);
+size_t slab_check(const mp_pool *pool, const mp_slab *slab, uint64_t *live_blocks,
+                  uint64_t *live_bytes, uint64_t *cached);
+
+/* ---- tcache.c --------------------------------------------------------- */
+mp_tcache *tc_get_slow(mp_pool *pool);
+void tc_release(mp_pool *pool, mp_tcache *tc);
+void tc_flush_bin(mp_pool *pool, mp_tcache *tc, unsigned cls, uint32_t keep);
+void tc_publish(mp_pool *pool, mp_tcache *tc);
+void tc_release_all(mp_pool *pool);
+void tc_reclaim_foreign(mp_pool *pool);
+void tc_forget_pool(const mp_pool *pool);
+
+extern _Thread_local struct mp_tls_slot {
+    mp_pool *pool;
+    uint64_t uid;
+    mp_tcache *tcache;
+} tls_slots[MP_TLS_SLOTS];
+
+/* This thread's cache for `pool`: one compare on the hot path. */
+static inline mp_tcache *tc_get(mp_pool *pool) {
+    if (MP_LIKELY(tls_slots[0].pool == pool && tls_slots[0].uid == pool->uid))
+        return tls_slots[0].tcache;
+    return tc_get_slow(pool);
+}
+
+/* ---- pool.c / resize.c / stats.c -------------------------------------- */
+enum { CALL_ALLOC, CALL_CALLOC, CALL_INTERNAL }; /* which counters a call feeds */
+void *alloc_routed(mp_pool *pool, size_t size, size_t align, int call);
+int free_routed(mp_pool *pool, void *ptr, size_t size, int call);
+int small_locate(mp_slab *slab, const void *ptr, size_t size, uint32_t *idx_out,
+                 uint32_t *state_out);
+int large_locate(mp_arena *arena, const void *ptr, size_t size, mp_span **out);
+void large_account(mp_pool *pool, int64_t requested, int64_t rounded, int call,
+                   mp_counter *kind_count);
+mp_heap *heap_for(mp_pool *pool, size_t size);
+int direct_free_unlock(mp_pool *pool, mp_direct *d, int call);
+void after_free_locked(mp_pool *pool);
+void pool_note_live(mp_pool *pool, int64_t delta); /* publish + peak */
+void pool_note_resident(mp_pool *pool, int64_t delta_bytes); /* lock held */
+void pool_wake_purger(mp_pool *pool);   /* lock held */
+void pool_lock_all(mp_pool *pool);
+void pool_unlock_all(mp_pool *pool);
+void pool_reinit_locks(mp_pool *pool);
+int pool_error(const mp_pool *pool, int code); /* count + remember, returns code */
+void counters_fold(mp_counters *into, mp_counters *from);
+
+#endif /* MEMPOOL_INTERNAL_H */

@@ -1,0 +1,109 @@
+/*
+ * os.c - the only file that talks to the kernel about memory.
+ *
+ * Every call is counted in the pool's statistics, so a user can see how many
+ * system calls the pool spent (the point of a pool is to spend few).
+ */
+#define _GNU_SOURCE /* MAP_ANONYMOUS, MREMAP_*, MADV_HUGEPAGE under -std=c11 */
+#include "internal.h"
+
+#include <errno.h>
+#include <stdint.h>
+#include <sys/mman.h>
+#include <time.h>
+
+#ifndef MADV_HUGEPAGE
+#define MADV_HUGEPAGE 14
+#endif
+#ifndef MADV_NOHUGEPAGE
+#define MADV_NOHUGEPAGE 15
+#endif
+
+static void count(_Atomic uint64_t *counter) {
+    atomic_fetch_add_explicit(counter, 1, memory_order_relaxed);
+}
+
+/* Reserve `size` bytes of zeroed, readable/writable address space aligned to
+ * `align` (a power of two >= page size); NULL when the kernel refuses.  The
+ * pages cost no memory until touched. */
+void *os_reserve(mp_pool *pool, size_t size, size_t align) {
+    if (size == 0 || size > MP_MAX_REQUEST * 2)
+        return NULL;
+    size_t span = size + align - MP_PAGE_SIZE; /* room to slide to alignment */
+    if (span < size)
+        return NULL;
+    count(&pool->os_mmap);
+    char *raw = mmap(NULL, span, PROT_READ | PROT_WRITE,
+                     MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (raw == MAP_FAILED)
+        return NULL;
+    char *aligned = (char *)MP_ALIGN_UP((uintptr_t)raw, align);
+    size_t head = (size_t)(aligned - raw);
+    size_t tail = span - head - size;
+    /* Trimming the slack keeps the reservation exactly `size`, so two
+     * regions never share a 2 MiB chunk of the chunk map. */
+    if (head) {
+        count(&pool->os_munmap);
+        munmap(raw, head);
+    }
+    if (tail) {
+        count(&pool->os_munmap);
+        munmap(aligned + size, tail);
+    }
+    return aligned;
+}
+
+/* Return a reservation to the kernel entirely. */
+void os_release(mp_pool *pool, void *addr, size_t size) {
+    count(&pool->os_munmap);
+    munmap(addr, size);
+}
+
+/* Drop the pages of a range: they stop counting as resident and read back
+ * as zeros.  MADV_DONTNEED rather than MADV_FREE: RSS drops at once (what
+ * users measure) and the zero guarantee lets calloc skip its memset. */
+void os_purge(mp_pool *pool, void *addr, size_t size) {
+    count(&pool->os_madvise);
+    madvise(addr, size, MADV_DONTNEED);
+}
+
+/* Ask for (huge=1) or against (huge=0) transparent huge pages on a range. */
+void os_advise_huge(mp_pool *pool, void *addr, size_t size, int huge) {
+    count(&pool->os_madvise);
+    madvise(addr, size, huge ? MADV_HUGEPAGE : MADV_NOHUGEPAGE);
+}
+
+/* Grow a mapping to new_size keeping its content and `align` alignment:
+ * in place when the kernel can, otherwise the pages are moved (not copied)
+ * into a fresh aligned reservation.  NULL when that fails; the old mapping
+ * is then untouched. */
+void *os_remap_grow(mp_pool *pool, void *addr, size_t old_size, size_t new_size,
+                    size_t align) {
+    count(&pool->os_mremap);
+    void *same = mremap(addr, old_size, new_size, 0);
+    if (same != MAP_FAILED)
+        return same;
+    void *target = os_reserve(pool, new_size, align);
+    if (target == NULL)
+        return NULL;
+    count(&pool->os_mremap);
+    void *moved = mremap(addr, old_size, new_size, MREMAP_MAYMOVE | MREMAP_FIXED, target);
+    if (moved == MAP_FAILED) {
+        os_release(pool, target, new_size);
+        return NULL;
+    }
+    return moved;
+}
+
+/* Shrink a mapping in place; 0 on success. */
+int os_remap_shrink(mp_pool *pool, void *addr, size_t old_size, size_t new_size) {
+    count(&pool->os_mremap);
+    return mremap(addr, old_size, new_size, 0) == MAP_FAILED ? -1 : 0;
+}
+
+/* Monotonic milliseconds, from the cheap coarse clock (decay needs ms, not ns). */
+int64_t os_now_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}

@@ -1,0 +1,585 @@
+/*
+ * pool.c - the public allocation API: routes each request by size, owns the
+ * locks, the background purger and the pool's lifetime.
+ *
+ *   size <= small_max          slab block through this thread's cache (no lock)
+ *   size <  huge_min           span of 4 KiB granules in the page heap
+ *   size >= huge_min           span of 2 MiB granules in the huge-page heap
+ *   span > arena_bytes         a direct mapping of its own (grows with mremap)
+ *
+ * A pointer is trusted only after the pool has found it in its own metadata:
+ * the chunk map gives the region, the region's descriptors give the block,
+ * and the block's state says whether it is live.
+ */
+#define _GNU_SOURCE /* pthread_condattr_setclock, CLOCK_MONOTONIC */
+#include "internal.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define DEBUG_FRESH 0xAB
+#define DEBUG_FREED 0xDF
+
+static _Thread_local int tls_last_error;
+
+int mp_last_error(void) { return tls_last_error; }
+
+/* Count an error against the pool and remember it for mp_last_error. */
+int pool_error(const mp_pool *pool, int code) {
+    if (pool && code < 0 && -code < MP_ERROR_COUNT)
+        atomic_fetch_add_explicit(&((mp_pool *)pool)->errors[-code], 1, memory_order_relaxed);
+    tls_last_error = code;
+    return code;
+}
+
+/* pool_error for functions that return a pointer. */
+static void *fail(mp_pool *pool, int code) {
+    pool_error(pool, code);
+    return NULL;
+}
+
+/* ---- configuration and lifetime -------------------------------------- */
+
+void mp_config_default(mp_config *config) {
+    *config = (mp_config){
+        .capacity = 0,
+        .small_max = 32768,
+        .arena_bytes = (size_t)256 << 20,
+        .huge_min = (size_t)4 << 20, /* numpy's own huge-page threshold */
+        .decay_ms = 1000,
+        .huge_pages = MP_HUGE_AUTO,
+        .background_purge = 1,
+        .debug = 0,
+    };
+}
+
+/* Check and normalise a config; MP_EINVAL when it cannot work. */
+static int config_normalise(mp_config *c) {
+    if (c->small_max < MP_MIN_ALIGN || c->small_max > MP_SMALL_MAX_LIMIT)
+        return MP_EINVAL;
+    if (c->huge_pages < MP_HUGE_OFF || c->huge_pages > MP_HUGE_AUTO)
+        return MP_EINVAL;
+    if (c->arena_bytes < MP_CHUNK_SIZE || c->arena_bytes > ((size_t)1 << 40))
+        return MP_EINVAL;
+    c->arena_bytes = MP_ALIGN_UP(c->arena_bytes, MP_CHUNK_SIZE);
+    if (c->huge_min <= c->small_max)
+        c->huge_min = c->small_max + 1;
+    if (c->capacity && c->capacity < MP_CHUNK_SIZE)
+        return MP_EINVAL;
+    return MP_OK;
+}
+
+int mp_pool_create(const mp_config *config, mp_pool **out) {
+    if (out == NULL)
+        return pool_error(NULL, MP_EINVAL);
+    mp_config c;
+    if (config)
+        c = *config;
+    else
+        mp_config_default(&c);
+    int rc = config_normalise(&c);
+    if (rc != MP_OK)
+        return pool_error(NULL, rc);
+    mp_pool *pool = calloc(1, sizeof *pool);
+    if (pool == NULL)
+        return pool_error(NULL, MP_ENOMEM);
+    pool->config = c;
+    pthread_mutex_init(&pool->lock, NULL);
+    pthread_condattr_t attr;
+    pthread_condattr_init(&attr);
+    pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+    pthread_cond_init(&pool->purge_cond, &attr);
+    pthread_condattr_destroy(&attr);
+    heap_init(&pool->heaps[MP_HEAP_PAGES], pool, MP_PAGE_SHIFT, c.huge_pages == MP_HUGE_ON);
+    heap_init(&pool->heaps[MP_HEAP_HUGE], pool, MP_HUGE_SHIFT, c.huge_pages != MP_HUGE_OFF);
+    slab_classes_init(pool);
+    pool->metadata_bytes = sizeof *pool;
+    registry_add(pool);
+    *out = pool;
+    return MP_OK;
+}
+
+void mp_pool_destroy(mp_pool *pool) {
+    if (pool == NULL)
+        return;
+    registry_remove(pool); /* exiting threads no longer flush into it */
+    pthread_mutex_lock(&pool->lock);
+    pool->stopping = true;
+    bool join = pool->purger_running;
+    pthread_cond_signal(&pool->purge_cond);
+    pthread_mutex_unlock(&pool->lock);
+    if (join)
+        pthread_join(pool->purger, NULL);
+    tc_release_all(pool);
+    slab_classes_destroy(pool);
+    for (int h = 0; h < MP_HEAP_COUNT; h++)
+        heap_destroy(&pool->heaps[h]);
+    mp_direct *d = pool->directs;
+    while (d) {
+        mp_direct *next = d->next;
+        map_remove(&d->region);
+        os_release(pool, d->region.base, d->region.size);
+        free(d);
+        d = next;
+    }
+    pthread_cond_destroy(&pool->purge_cond);
+    pthread_mutex_destroy(&pool->lock);
+    free(pool);
+}
+
+void mp_pool_config(const mp_pool *pool, mp_config *out) {
+    if (pool && out)
+        *out = pool->config;
+}
+
+/* ---- locks, fork, statistics helpers ---------------------------------- */
+
+/* Take every lock of the pool in the documented order (fork prepare). */
+void pool_lock_all(mp_pool *pool) {
+    for (unsigned cls = 0; cls < pool->class_count; cls++)
+        pthread_mutex_lock(&pool->classes[cls].lock);
+    pthread_mutex_lock(&pool->lock);
+}
+
+/* Release what pool_lock_all took. */
+void pool_unlock_all(mp_pool *pool) {
+    pthread_mutex_unlock(&pool->lock);
+    for (unsigned cls = pool->class_count; cls-- > 0;)
+        pthread_mutex_unlock(&pool->classes[cls].lock);
+}
+
+/* In a forked child: fresh locks and no purger thread (it did not survive). */
+void pool_reinit_locks(mp_pool *pool) {
+    for (unsigned cls = 0; cls < pool->class_count; cls++)
+        pthread_mutex_init(&pool->classes[cls].lock, NULL);
+    pthread_mutex_init(&pool->lock, NULL);
+    pthread_condattr_t attr;
+    pthread_condattr_init(&attr);
+    pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+    pthread_cond_init(&pool->purge_cond, &attr);
+    pthread_condattr_destroy(&attr);
+    pool->purger_running = false;
+    pool->purger_waiting = false;
+}
+
+/* Add a live-bytes delta to the published figure and raise the peak. */
+void pool_note_live(mp_pool *pool, int64_t delta) {
+    int64_t now = atomic_fetch_add_explicit(&pool->published_live, delta,
+                                            memory_order_relaxed) + delta;
+    uint64_t peak = atomic_load_explicit(&pool->peak_live, memory_order_relaxed);
+    while (now > 0 && (uint64_t)now > peak &&
+           !atomic_compare_exchange_weak_explicit(&pool->peak_live, &peak, (uint64_t)now,
+                                                  memory_order_relaxed, memory_order_relaxed))
+        ;
+}
+
+/* Account bytes turning resident (or, negative, given back).  Lock held. */
+void pool_note_resident(mp_pool *pool, int64_t delta_bytes) {
+    pool->resident_bytes += (uint64_t)delta_bytes;
+    if (pool->resident_bytes > pool->peak_resident_bytes)
+        pool->peak_resident_bytes = pool->resident_bytes;
+}
+
+/* ---- background purge -------------------------------------------------- */
+
+/* Give back what aged past the decay in both heaps.  Lock held. */
+static size_t purge_aged_locked(mp_pool *pool, int64_t now) {
+    if (pool->config.decay_ms < 0)
+        return 0;
+    size_t given = 0;
+    for (int h = 0; h < MP_HEAP_COUNT; h++)
+        given += heap_purge(&pool->heaps[h], now, pool->config.decay_ms, false);
+    return given;
+}
+
+size_t mp_purge_aged(mp_pool *pool) {
+    if (pool == NULL)
+        return 0;
+    pthread_mutex_lock(&pool->lock);
+    size_t given = purge_aged_locked(pool, os_now_ms());
+    pthread_mutex_unlock(&pool->lock);
+    return given;
+}
+
+/* The purger: sleeps until the oldest dirty free span ages past the decay,
+ * gives it back, and sleeps without a deadline when nothing is dirty. */
+static void *purger_main(void *arg) {
+    mp_pool *pool = arg;
+    pthread_mutex_lock(&pool->lock);
+    while (!pool->stopping) {
+        int64_t now = os_now_ms();
+        purge_aged_locked(pool, now);
+        int64_t deadline = INT64_MAX;
+        for (int h = 0; h < MP_HEAP_COUNT; h++) {
+            int64_t d = heap_next_deadline(&pool->heaps[h], pool->config.decay_ms);
+            if (d < deadline)
+                deadline = d;
+        }
+        pool->purger_waiting = true;
+        if (deadline == INT64_MAX) {
+            pthread_cond_wait(&pool->purge_cond, &pool->lock);
+        } else {
+            /* The coarse clock may lag the fine one by a tick: wait a tick more. */
+            int64_t wake = deadline + 5;
+            struct timespec ts = {.tv_sec = wake / 1000, .tv_nsec = (wake % 1000) * 1000000};
+            pthread_cond_timedwait(&pool->purge_cond, &pool->lock, &ts);
+        }
+        pool->purger_waiting = false;
+    }
+    pthread_mutex_unlock(&pool->lock);
+    return NULL;
+}
+
+/* Dirty free memory appeared: make sure the purger will look at it.  Lock held. */
+void pool_wake_purger(mp_pool *pool) {
+    if (!pool->config.background_purge || pool->config.decay_ms <= 0 || pool->stopping)
+        return;
+    if (pool->purger_running) {
+        if (pool->purger_waiting)
+            pthread_cond_signal(&pool->purge_cond);
+        return;
+    }
+    /* The purger must not take signals meant for the program (Python's
+     * handlers run on the main thread). */
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    pool->purger_running = pthread_create(&pool->purger, NULL, purger_main, pool) == 0;
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+}
+
+/* After a free: apply decay (decay 0 gives back at once).  Lock held. */
+void after_free_locked(mp_pool *pool) {
+    if (pool->config.decay_ms >= 0)
+        purge_aged_locked(pool, pool->config.decay_ms == 0 ? INT64_MAX / 2 : os_now_ms());
+}
+
+/* ---- small blocks ------------------------------------------------------ */
+
+/* Refill an empty bin; false when no memory could be had. */
+static bool small_refill(mp_pool *pool, mp_tcache *tc, unsigned cls) {
+    mp_tcache_bin *bin = &tc->bins[cls];
+    uint32_t want = bin->cap / 2 ? bin->cap / 2 : 1;
+    bin->count = slab_refill(pool, cls, bin->entries, want);
+    return bin->count > 0;
+}
+
+/* Fast path: pop this thread's cache, mark the block live with its size. */
+static inline void *small_alloc(mp_pool *pool, size_t size, int call) {
+    unsigned cls = sc_of(size);
+    mp_tcache *tc = tc_get(pool);
+    if (MP_UNLIKELY(tc == NULL))
+        return fail(pool, MP_ENOMEM);
+    mp_tcache_bin *bin = &tc->bins[cls];
+    if (MP_UNLIKELY(bin->count == 0) && !small_refill(pool, tc, cls))
+        return fail(pool, MP_ENOMEM);
+    mp_tcache_entry e = bin->entries[--bin->count];
+    uint32_t idx = sc_index((uint64_t)(e.ptr - e.slab->start), e.slab->magic);
+    atomic_store_explicit(&e.slab->state[idx], (uint32_t)size, memory_order_relaxed);
+    mp_counters *ctr = &tc->counters;
+    ctr_add(&ctr->class_live_blocks[cls], 1);
+    ctr_add(&ctr->class_live_bytes[cls], (int64_t)size);
+    if (call != CALL_INTERNAL) {
+        ctr_add(&ctr->alloc_count, 1);
+        ctr_add(&ctr->small_alloc_count, 1);
+    }
+    if (call == CALL_CALLOC)
+        ctr_add(&ctr->calloc_count, 1);
+    tc->unpublished += (int64_t)size;
+    if (MP_UNLIKELY(tc->unpublished >= MP_PUBLISH_BYTES))
+        tc_publish(pool, tc);
+    if (MP_UNLIKELY(pool->config.debug) && call != CALL_CALLOC)
+        memset(e.ptr, DEBUG_FRESH, e.slab->block_size);
+    return e.ptr;
+}
+
+/* Find the live small block at ptr in `slab`: its index and state, or an
+ * error code (interior pointer, already free, wrong size). */
+int small_locate(mp_slab *slab, const void *ptr, size_t size, uint32_t *idx_out,
+                        uint32_t *state_out) {
+    uint64_t off = (uint64_t)((const char *)ptr - slab->start);
+    uint32_t idx = sc_index(off, slab->magic);
+    if ((uint64_t)idx * slab->block_size != off || idx >= slab->nblocks)
+        return MP_EINTERIOR;
+    uint32_t state = atomic_load_explicit(&slab->state[idx], memory_order_relaxed);
+    if (state == MP_BLOCK_FREE)
+        return MP_EDOUBLEFREE;
+    if (size && size != state)
+        return MP_ESIZE;
+    *idx_out = idx;
+    *state_out = state;
+    return MP_OK;
+}
+
+/* Free a small block into this thread's cache. */
+static int small_free(mp_pool *pool, mp_slab *slab, void *ptr, size_t size, int call) {
+    uint32_t idx, state;
+    int rc = small_locate(slab, ptr, size, &idx, &state);
+    if (rc != MP_OK)
+        return pool_error(pool, rc);
+    /* The compare-exchange is what catches two threads freeing one block. */
+    if (!atomic_compare_exchange_strong_explicit(&slab->state[idx], &state, MP_BLOCK_FREE,
+                                                 memory_order_relaxed, memory_order_relaxed))
+        return pool_error(pool, MP_EDOUBLEFREE);
+    if (MP_UNLIKELY(pool->config.debug))
+        memset(ptr, DEBUG_FREED, slab->block_size);
+    mp_tcache_entry entry = {.ptr = ptr, .slab = slab};
+    mp_tcache *tc = tc_get(pool);
+    unsigned cls = slab->cls;
+    if (MP_UNLIKELY(tc == NULL)) {
+        /* No cache could be made: hand the block straight to its slab, and
+         * account it centrally. */
+        slab_return(pool, cls, &entry, 1);
+        pthread_mutex_lock(&pool->lock);
+        ctr_add(&pool->central.class_live_blocks[cls], -1);
+        ctr_add(&pool->central.class_live_bytes[cls], -(int64_t)state);
+        if (call != CALL_INTERNAL)
+            ctr_add(&pool->central.free_count, 1);
+        pthread_mutex_unlock(&pool->lock);
+        pool_note_live(pool, -(int64_t)state);
+        return MP_OK;
+    }
+    mp_tcache_bin *bin = &tc->bins[cls];
+    if (MP_UNLIKELY(bin->count == bin->cap))
+        tc_flush_bin(pool, tc, cls, bin->cap / 2);
+    bin->entries[bin->count++] = entry;
+    mp_counters *ctr = &tc->counters;
+    ctr_add(&ctr->class_live_blocks[cls], -1);
+    ctr_add(&ctr->class_live_bytes[cls], -(int64_t)state);
+    if (call != CALL_INTERNAL)
+        ctr_add(&ctr->free_count, 1);
+    tc->unpublished -= (int64_t)state;
+    if (MP_UNLIKELY(tc->unpublished <= -MP_PUBLISH_BYTES))
+        tc_publish(pool, tc);
+    return MP_OK;
+}
+
+/* ---- large blocks and direct mappings ---------------------------------- */
+
+/* The heap serving a request of `size` bytes. */
+mp_heap *heap_for(mp_pool *pool, size_t size) {
+    if (pool->config.huge_pages != MP_HUGE_OFF && size >= pool->config.huge_min)
+        return &pool->heaps[MP_HEAP_HUGE];
+    return &pool->heaps[MP_HEAP_PAGES];
+}
+
+/* Counters for a large or direct block turning live (delta > 0) or not. */
+void large_account(mp_pool *pool, int64_t requested, int64_t rounded, int call,
+                          mp_counter *kind_count) {
+    ctr_add(&pool->central.live_bytes, requested);
+    ctr_add(&pool->central.allocated_bytes, rounded);
+    if (call == CALL_INTERNAL)
+        return;
+    if (requested > 0 || rounded > 0) {
+        ctr_add(&pool->central.alloc_count, 1);
+        ctr_add(kind_count, 1);
+        if (call == CALL_CALLOC)
+            ctr_add(&pool->central.calloc_count, 1);
+    } else {
+        ctr_add(&pool->central.free_count, 1);
+    }
+}
+
+/* A block in a mapping of its own. */
+static void *direct_alloc(mp_pool *pool, size_t size, size_t align, int call) {
+    size_t bytes = MP_ALIGN_UP(size, MP_CHUNK_SIZE);
+    if (bytes < size)
+        return fail(pool, MP_ESIZE);
+    mp_direct *d = calloc(1, sizeof *d);
+    if (d == NULL)
+        return fail(pool, MP_ENOMEM);
+    pthread_mutex_lock(&pool->lock);
+    if (pool->config.capacity && pool->reserved_bytes + bytes > pool->config.capacity) {
+        pthread_mutex_unlock(&pool->lock);
+        free(d);
+        return fail(pool, MP_ENOMEM);
+    }
+    char *base = os_reserve(pool, bytes, align > MP_CHUNK_SIZE ? align : MP_CHUNK_SIZE);
+    if (base == NULL) {
+        pthread_mutex_unlock(&pool->lock);
+        free(d);
+        return fail(pool, MP_ENOMEM);
+    }
+    d->region = (mp_region){.kind = MP_REGION_DIRECT, .pool = pool, .base = base, .size = bytes};
+    d->requested = size;
+    if (map_insert(&d->region) != 0) {
+        os_release(pool, base, bytes);
+        pthread_mutex_unlock(&pool->lock);
+        free(d);
+        return fail(pool, MP_ENOMEM);
+    }
+    os_advise_huge(pool, base, bytes, pool->config.huge_pages != MP_HUGE_OFF);
+    d->next = pool->directs;
+    if (pool->directs)
+        pool->directs->prev = d;
+    pool->directs = d;
+    pool->direct_count++;
+    pool->reserved_bytes += bytes;
+    pool->metadata_bytes += sizeof *d;
+    pool_note_resident(pool, (int64_t)bytes);
+    large_account(pool, (int64_t)size, (int64_t)bytes, call, &pool->central.direct_alloc_count);
+    pool_note_live(pool, (int64_t)size);
+    pthread_mutex_unlock(&pool->lock);
+    return base; /* a fresh mapping reads as zeros: calloc needs no memset */
+}
+
+/* Unmap a direct block.  Lock held on entry, released on return. */
+int direct_free_unlock(mp_pool *pool, mp_direct *d, int call) {
+    if (d->prev)
+        d->prev->next = d->next;
+    else
+        pool->directs = d->next;
+    if (d->next)
+        d->next->prev = d->prev;
+    pool->direct_count--;
+    pool->reserved_bytes -= d->region.size;
+    pool->metadata_bytes -= sizeof *d;
+    pool->resident_bytes -= d->region.size;
+    pool->released_bytes += d->region.size;
+    large_account(pool, -(int64_t)d->requested, -(int64_t)d->region.size, call,
+                  &pool->central.direct_alloc_count);
+    pool_note_live(pool, -(int64_t)d->requested);
+    map_remove(&d->region);
+    os_release(pool, d->region.base, d->region.size);
+    pthread_mutex_unlock(&pool->lock);
+    free(d);
+    return MP_OK;
+}
+
+/* A block from the page or huge heap (or a direct mapping when too big). */
+static void *large_alloc(mp_pool *pool, size_t size, size_t align, int call) {
+    mp_heap *heap = heap_for(pool, size);
+    size_t granule = (size_t)1 << heap->granule_shift;
+    size_t need = MP_ALIGN_UP(size ? size : 1, granule);
+    if (need > pool->config.arena_bytes || align > pool->config.arena_bytes / 2)
+        return direct_alloc(pool, size, align, call);
+    size_t npages = need >> heap->granule_shift;
+    size_t align_pages = align > granule ? align >> heap->granule_shift : 1;
+    pthread_mutex_lock(&pool->lock);
+    uint32_t clean;
+    mp_span *span = heap_alloc(heap, npages, align_pages, &clean);
+    if (span == NULL) {
+        pthread_mutex_unlock(&pool->lock);
+        return fail(pool, MP_ENOMEM);
+    }
+    span->requested = size;
+    large_account(pool, (int64_t)size, (int64_t)need, call, &pool->central.large_alloc_count);
+    pool_note_live(pool, (int64_t)size);
+    pthread_mutex_unlock(&pool->lock);
+    char *ptr = span_addr(span);
+    /* Clean granules are fresh or purged pages: the kernel zeroes them. */
+    if (call == CALL_CALLOC && clean != npages)
+        memset(ptr, 0, size);
+    else if (MP_UNLIKELY(pool->config.debug) && call != CALL_CALLOC)
+        memset(ptr, DEBUG_FRESH, size);
+    return ptr;
+}
+
+/* The live large block starting at ptr, or an error code.  Lock held. */
+int large_locate(mp_arena *arena, const void *ptr, size_t size, mp_span **out) {
+    mp_heap *heap = arena->heap;
+    uint64_t off = (uint64_t)((const char *)ptr - arena->region.base);
+    uint32_t page = (uint32_t)(off >> heap->granule_shift);
+    mp_span *span = &arena->spans[page];
+    if (span->kind == MP_SPAN_LARGE && span_addr(span) == ptr) {
+        if (size && size != span->requested)
+            return MP_ESIZE;
+        *out = span;
+        return MP_OK;
+    }
+    /* Error path: find the span that contains ptr to say why it is wrong. */
+    uint32_t p = 0;
+    while (p < arena->npages && p + arena->spans[p].npages <= page)
+        p += arena->spans[p].npages;
+    if (p < arena->npages && arena->spans[p].kind == MP_SPAN_FREE)
+        return MP_EDOUBLEFREE;
+    return MP_EINTERIOR;
+}
+
+/* ---- public allocation API --------------------------------------------- */
+
+/* Route a request; `align` is a power of two. */
+void *alloc_routed(mp_pool *pool, size_t size, size_t align, int call) {
+    if (MP_UNLIKELY(size > MP_MAX_REQUEST))
+        return fail(pool, MP_ESIZE);
+    if (MP_LIKELY(size <= pool->config.small_max && align <= MP_MIN_ALIGN))
+        return small_alloc(pool, size, call);
+    if (pool->config.capacity && size > pool->config.capacity)
+        return fail(pool, MP_ENOMEM);
+    return large_alloc(pool, size, align, call);
+}
+
+void *mp_alloc(mp_pool *pool, size_t size) {
+    if (MP_UNLIKELY(pool == NULL))
+        return fail(NULL, MP_EINVAL);
+    return alloc_routed(pool, size, MP_MIN_ALIGN, CALL_ALLOC);
+}
+
+void *mp_alloc_aligned(mp_pool *pool, size_t size, size_t align) {
+    if (pool == NULL)
+        return fail(NULL, MP_EINVAL);
+    if (align == 0 || (align & (align - 1)) || align > ((size_t)1 << 30))
+        return fail(pool, MP_EALIGN);
+    return alloc_routed(pool, size, align < MP_MIN_ALIGN ? MP_MIN_ALIGN : align, CALL_ALLOC);
+}
+
+void *mp_calloc(mp_pool *pool, size_t count, size_t size) {
+    if (pool == NULL)
+        return fail(NULL, MP_EINVAL);
+    size_t total;
+    if (__builtin_mul_overflow(count, size, &total))
+        return fail(pool, MP_EOVERFLOW);
+    void *ptr = alloc_routed(pool, total, MP_MIN_ALIGN, CALL_CALLOC);
+    if (ptr && total <= pool->config.small_max)
+        memset(ptr, 0, total);
+    return ptr;
+}
+
+/* Free with an explicit call kind (internal frees are not counted). */
+int free_routed(mp_pool *pool, void *ptr, size_t size, int call) {
+    mp_region *region = map_lookup(ptr);
+    if (region == NULL || region->pool != pool)
+        return pool_error(pool, MP_EFOREIGN);
+    if (region->kind == MP_REGION_ARENA) {
+        mp_arena *arena = (mp_arena *)region;
+        uint64_t off = (uint64_t)((char *)ptr - region->base);
+        mp_span *at = &arena->spans[off >> arena->heap->granule_shift];
+        mp_slab *slab = atomic_load_explicit(&at->slab, memory_order_acquire);
+        if (slab)
+            return small_free(pool, slab, ptr, size, call);
+        pthread_mutex_lock(&pool->lock);
+        mp_span *span;
+        int rc = large_locate(arena, ptr, size, &span);
+        if (rc != MP_OK) {
+            pthread_mutex_unlock(&pool->lock);
+            return pool_error(pool, rc);
+        }
+        if (MP_UNLIKELY(pool->config.debug))
+            memset(ptr, DEBUG_FREED, span->requested);
+        large_account(pool, -(int64_t)span->requested, -(int64_t)span_bytes(span), call,
+                      &pool->central.large_alloc_count);
+        pool_note_live(pool, -(int64_t)span->requested);
+        heap_free(arena->heap, span, os_now_ms());
+        after_free_locked(pool);
+        pthread_mutex_unlock(&pool->lock);
+        return MP_OK;
+    }
+    mp_direct *d = (mp_direct *)region;
+    pthread_mutex_lock(&pool->lock);
+    if (ptr != d->region.base || (size && size != d->requested)) {
+        pthread_mutex_unlock(&pool->lock);
+        return pool_error(pool, ptr != d->region.base ? MP_EINTERIOR : MP_ESIZE);
+    }
+    return direct_free_unlock(pool, d, call);
+}
+
+int mp_free(mp_pool *pool, void *ptr, size_t size) {
+    if (ptr == NULL)
+        return MP_OK;
+    if (pool == NULL)
+        return pool_error(NULL, MP_EINVAL);
+    return free_routed(pool, ptr, size, CALL_ALLOC);
+}

@@ -1,0 +1,493 @@
+/*
+ * tlsf.c - a two-level segregated fit heap of spans over a pool's arenas.
+ *
+ * Free spans sit in one of FL x SL lists (first level: power of two of the
+ * length, second level: 32 linear subdivisions) with a bitmap per level, so
+ * finding a span that fits is a couple of bit scans: O(1) good fit, worst
+ * waste 1/32.  A freed span merges at once with free physical neighbours,
+ * found through the boundary tag `prev_npages` and the descriptor array.
+ *
+ * Free spans that still hold resident granules are also kept in an LRU by
+ * the time they became free; heap_purge gives back the ones that stayed free
+ * past the decay, oldest first.  A loop that frees and re-allocates within
+ * the decay keeps its pages (zero page faults); memory left free goes back.
+ *
+ * Every function here runs under the pool lock.
+ */
+#include "internal.h"
+
+#include <limits.h>
+
+/* Index of the highest set bit (x != 0). */
+static inline unsigned fls32(uint64_t x) { return 63u - (unsigned)__builtin_clzll(x); }
+
+/* The list a span of n granules belongs to. */
+static void mapping_insert(uint64_t n, unsigned *fl, unsigned *sl) {
+    if (n < MP_SL_COUNT) {
+        *fl = 0;
+        *sl = (unsigned)n;
+    } else {
+        unsigned f = fls32(n);
+        *sl = (unsigned)(n >> (f - MP_SL_LOG2)) ^ MP_SL_COUNT;
+        *fl = f - MP_SL_LOG2 + 1;
+    }
+}
+
+/* The first list whose every span holds n granules (n rounded up). */
+static void mapping_search(uint64_t n, unsigned *fl, unsigned *sl) {
+    if (n >= MP_SL_COUNT)
+        n += ((uint64_t)1 << (fls32(n) - MP_SL_LOG2)) - 1;
+    mapping_insert(n, fl, sl);
+}
+
+/* Put a free span into its size list. */
+static void list_insert(mp_heap *heap, mp_span *span) {
+    unsigned fl, sl;
+    mapping_insert(span->npages, &fl, &sl);
+    mp_span *head = heap->lists[fl][sl];
+    span->prev_free = NULL;
+    span->next_free = head;
+    if (head)
+        head->prev_free = span;
+    heap->lists[fl][sl] = span;
+    heap->fl_bitmap |= 1u << fl;
+    heap->sl_bitmap[fl] |= 1u << sl;
+}
+
+/* Take a free span out of its size list. */
+static void list_remove(mp_heap *heap, mp_span *span) {
+    unsigned fl, sl;
+    mapping_insert(span->npages, &fl, &sl);
+    if (span->prev_free)
+        span->prev_free->next_free = span->next_free;
+    else
+        heap->lists[fl][sl] = span->next_free;
+    if (span->next_free)
+        span->next_free->prev_free = span->prev_free;
+    span->next_free = span->prev_free = NULL;
+    if (heap->lists[fl][sl] == NULL) {
+        heap->sl_bitmap[fl] &= ~(1u << sl);
+        if (heap->sl_bitmap[fl] == 0)
+            heap->fl_bitmap &= ~(1u << fl);
+    }
+}
+
+/* A free span of at least n granules, or NULL: bitmap search, then a scan of
+ * n's own list, which the rounded search skips. */
+static mp_span *list_find(mp_heap *heap, uint64_t n) {
+    unsigned fl, sl;
+    mapping_search(n, &fl, &sl);
+    if (fl < MP_FL_COUNT) {
+        uint32_t sl_map = heap->sl_bitmap[fl] & (~0u << sl);
+        if (sl_map == 0) {
+            uint32_t fl_map = fl + 1 < MP_FL_COUNT ? heap->fl_bitmap & (~0u << (fl + 1)) : 0;
+            if (fl_map) {
+                fl = (unsigned)__builtin_ctz(fl_map);
+                sl_map = heap->sl_bitmap[fl];
+            }
+        }
+        if (sl_map)
+            return heap->lists[fl][__builtin_ctz(sl_map)];
+    }
+    mapping_insert(n, &fl, &sl);
+    for (mp_span *s = heap->lists[fl][sl]; s; s = s->next_free)
+        if (s->npages >= n)
+            return s;
+    return NULL;
+}
+
+/* ---- dirty LRU -------------------------------------------------------- */
+
+/* Link span after `after` (NULL: at the head) in the dirty LRU. */
+static void lru_insert_after(mp_heap *heap, mp_span *after, mp_span *span) {
+    bool was_empty = heap->lru_head == NULL;
+    span->lru_prev = after;
+    span->lru_next = after ? after->lru_next : heap->lru_head;
+    if (span->lru_next)
+        span->lru_next->lru_prev = span;
+    else
+        heap->lru_tail = span;
+    if (after)
+        after->lru_next = span;
+    else
+        heap->lru_head = span;
+    span->in_lru = 1;
+    if (was_empty)
+        pool_wake_purger(heap->pool);
+}
+
+/* Unlink span from the dirty LRU (if it is there). */
+static void lru_remove(mp_heap *heap, mp_span *span) {
+    if (!span->in_lru)
+        return;
+    if (span->lru_prev)
+        span->lru_prev->lru_next = span->lru_next;
+    else
+        heap->lru_head = span->lru_next;
+    if (span->lru_next)
+        span->lru_next->lru_prev = span->lru_prev;
+    else
+        heap->lru_tail = span->lru_prev;
+    span->lru_next = span->lru_prev = NULL;
+    span->in_lru = 0;
+}
+
+/* ---- spans ------------------------------------------------------------ */
+
+/* Make a free span known: size list, counters, and the LRU after `lru_after`
+ * (`at_tail`: as the newest) when it holds dirty granules. */
+static void free_insert(mp_heap *heap, mp_span *span, mp_span *lru_after, bool at_tail) {
+    span->kind = MP_SPAN_FREE;
+    list_insert(heap, span);
+    heap->free_granules += span->npages;
+    heap->dirty_free_granules += span->dirty;
+    heap->free_spans++;
+    if (span->dirty)
+        lru_insert_after(heap, at_tail ? heap->lru_tail : lru_after, span);
+}
+
+/* Undo free_insert; returns the LRU predecessor, so a remainder can take the
+ * span's place and keep its age. */
+static mp_span *free_take(mp_heap *heap, mp_span *span) {
+    mp_span *lru_pred = span->lru_prev;
+    list_remove(heap, span);
+    lru_remove(heap, span);
+    heap->free_granules -= span->npages;
+    heap->dirty_free_granules -= span->dirty;
+    heap->free_spans--;
+    return lru_pred;
+}
+
+/* Tell the next physical span how long its predecessor now is. */
+static void set_next_prev_len(mp_span *span) {
+    uint32_t next = span->page + span->npages;
+    if (next < span->arena->npages)
+        span->arena->spans[next].prev_npages = span->npages;
+}
+
+/* Cut span after `npages` granules; return the new tail span (kind NONE,
+ * caller decides what it is). */
+static mp_span *span_split(mp_span *span, uint32_t npages) {
+    mp_span *tail = &span->arena->spans[span->page + npages];
+    tail->arena = span->arena;
+    tail->page = span->page + npages;
+    tail->npages = span->npages - npages;
+    tail->prev_npages = npages;
+    tail->dirty = 0;
+    tail->in_lru = 0;
+    tail->requested = 0;
+    tail->lru_next = tail->lru_prev = tail->next_free = tail->prev_free = NULL;
+    span->npages = npages;
+    set_next_prev_len(tail);
+    return tail;
+}
+
+/* Absorb the physically next span (already taken out of every list). */
+static void span_absorb_next(mp_span *span, mp_span *next) {
+    span->npages += next->npages;
+    span->dirty += next->dirty;
+    next->kind = MP_SPAN_NONE;
+    next->in_lru = 0;
+    set_next_prev_len(span);
+}
+
+/* Account granules turning resident (mark dirty); returns how many were clean. */
+static uint32_t span_touch(mp_heap *heap, mp_arena *arena, uint32_t page, uint32_t n) {
+    uint32_t clean = arena_mark_dirty(arena, page, n);
+    pool_note_resident(heap->pool, (int64_t)clean << heap->granule_shift);
+    return clean;
+}
+
+/* ---- heap API --------------------------------------------------------- */
+
+/* An empty heap of `granule_shift`-sized granules. */
+void heap_init(mp_heap *heap, mp_pool *pool, unsigned granule_shift, int huge_advice) {
+    *heap = (mp_heap){0};
+    heap->pool = pool;
+    heap->granule_shift = granule_shift;
+    heap->huge_advice = huge_advice;
+}
+
+/* Give every arena of the heap back to the OS. */
+void heap_destroy(mp_heap *heap) {
+    mp_arena *arena = heap->arenas;
+    while (arena) {
+        mp_arena *next = arena->next;
+        heap->pool->resident_bytes -= arena->dirty_count << heap->granule_shift;
+        arena_destroy(arena);
+        arena = next;
+    }
+    heap->arenas = NULL;
+}
+
+/* Add a fresh arena to the heap as one clean free span. */
+void heap_register_arena(mp_heap *heap, mp_arena *arena) {
+    arena->prev = NULL;
+    arena->next = heap->arenas;
+    if (heap->arenas)
+        heap->arenas->prev = arena;
+    heap->arenas = arena;
+    heap->arena_count++;
+    mp_span *span = &arena->spans[0];
+    span->arena = arena;
+    span->page = 0;
+    span->npages = arena->npages;
+    span->prev_npages = 0;
+    span->dirty = 0;
+    free_insert(heap, span, NULL, true);
+}
+
+/* Unlink an arena whose only span is free, and unmap it. */
+static void heap_release_arena(mp_heap *heap, mp_arena *arena) {
+    mp_span *span = &arena->spans[0];
+    free_take(heap, span);
+    heap->pool->resident_bytes -= (uint64_t)arena->dirty_count << heap->granule_shift;
+    heap->pool->released_bytes += (uint64_t)arena->dirty_count << heap->granule_shift;
+    if (arena->prev)
+        arena->prev->next = arena->next;
+    else
+        heap->arenas = arena->next;
+    if (arena->next)
+        arena->next->prev = arena->prev;
+    heap->arena_count--;
+    arena_destroy(arena);
+}
+
+/* Hand out a span of `npages` granules whose address is a multiple of
+ * `align_pages` granules, reserving a new arena when none fits.  *clean_out
+ * gets the number of granules that were clean (they read as zeros).  NULL
+ * when the capacity or the OS refuses; the heap is then unchanged. */
+mp_span *heap_alloc(mp_heap *heap, size_t npages, size_t align_pages, uint32_t *clean_out) {
+    size_t slack = align_pages > 1 ? align_pages - 1 : 0;
+    size_t search = npages + slack;
+    if (npages == 0 || search > UINT32_MAX)
+        return NULL;
+    mp_span *span = list_find(heap, search);
+    if (span == NULL) {
+        if (arena_create(heap, search) == NULL)
+            return NULL;
+        span = list_find(heap, search);
+        if (span == NULL) /* cannot happen: the new arena holds `search` */
+            return NULL;
+    }
+    int64_t freed_at = span->freed_at_ms;
+    mp_span *lru_pos = free_take(heap, span);
+    uint32_t dirty = span->dirty;
+    mp_arena *arena = span->arena;
+
+    if (align_pages > 1) {
+        uintptr_t base = (uintptr_t)arena->region.base >> heap->granule_shift;
+        uint32_t front = (uint32_t)((align_pages - (base + span->page) % align_pages) % align_pages);
+        if (front) {
+            mp_span *rest = span_split(span, front);
+            span->dirty = arena_count_dirty(arena, span->page, front);
+            rest->dirty = dirty - span->dirty;
+            dirty = rest->dirty;
+            span->freed_at_ms = freed_at;
+            free_insert(heap, span, lru_pos, false);
+            if (span->in_lru)
+                lru_pos = span;
+            span = rest;
+        }
+    }
+    uint32_t clean = span_touch(heap, arena, span->page, (uint32_t)npages);
+    if (span->npages > npages) {
+        mp_span *rest = span_split(span, (uint32_t)npages);
+        rest->dirty = dirty - ((uint32_t)npages - clean);
+        rest->freed_at_ms = freed_at;
+        free_insert(heap, rest, lru_pos, false);
+    }
+    span->dirty = 0;
+    span->kind = MP_SPAN_LARGE;
+    *clean_out = clean;
+    return span;
+}
+
+/* Return a span to the heap, merging it with free neighbours. */
+void heap_free(mp_heap *heap, mp_span *span, int64_t now_ms) {
+    mp_arena *arena = span->arena;
+    span->kind = MP_SPAN_FREE;
+    span->requested = 0;
+    span->dirty = arena_count_dirty(arena, span->page, span->npages);
+    if (span->page > 0) {
+        mp_span *prev = &arena->spans[span->page - span->prev_npages];
+        if (prev->kind == MP_SPAN_FREE) {
+            free_take(heap, prev);
+            span_absorb_next(prev, span);
+            span = prev;
+        }
+    }
+    uint32_t next_page = span->page + span->npages;
+    if (next_page < arena->npages && arena->spans[next_page].kind == MP_SPAN_FREE) {
+        mp_span *next = &arena->spans[next_page];
+        free_take(heap, next);
+        span_absorb_next(span, next);
+    }
+    span->freed_at_ms = now_ms;
+    free_insert(heap, span, NULL, true);
+}
+
+/* Grow a live span to `npages` by taking granules from a free successor;
+ * false (nothing changed) when the successor is not free or too short. */
+bool heap_grow_in_place(mp_heap *heap, mp_span *span, size_t npages, uint32_t *clean_out) {
+    mp_arena *arena = span->arena;
+    uint32_t next_page = span->page + span->npages;
+    if (npages <= span->npages || next_page >= arena->npages)
+        return false;
+    mp_span *next = &arena->spans[next_page];
+    if (next->kind != MP_SPAN_FREE || (size_t)span->npages + next->npages < npages)
+        return false;
+    int64_t freed_at = next->freed_at_ms;
+    uint32_t next_dirty = next->dirty;
+    mp_span *lru_pos = free_take(heap, next);
+    uint32_t old = span->npages, added = (uint32_t)npages - old;
+    span_absorb_next(span, next);
+    span->dirty = 0;
+    uint32_t clean = span_touch(heap, arena, old + span->page, added);
+    if (span->npages > npages) {
+        mp_span *rest = span_split(span, (uint32_t)npages);
+        rest->dirty = next_dirty - (added - clean);
+        rest->freed_at_ms = freed_at;
+        free_insert(heap, rest, lru_pos, false);
+    }
+    *clean_out = clean;
+    return true;
+}
+
+/* Shrink a live span to `npages` (>= 1), freeing the tail. */
+void heap_shrink_in_place(mp_heap *heap, mp_span *span, size_t npages, int64_t now_ms) {
+    if (npages >= span->npages || npages == 0)
+        return;
+    mp_span *tail = span_split(span, (uint32_t)npages);
+    heap_free(heap, tail, now_ms);
+}
+
+/* Give back the dirty granules of free spans that have been free for at
+ * least decay_ms (every one when decay_ms is 0), oldest first; an arena that
+ * is entirely free is unmapped instead when `release_arenas` or when it is
+ * not the heap's last.  Returns bytes given back. */
+size_t heap_purge(mp_heap *heap, int64_t now_ms, int64_t decay_ms, bool release_arenas) {
+    size_t given = 0;
+    mp_pool *pool = heap->pool;
+    mp_span *span;
+    while ((span = heap->lru_head) != NULL && now_ms - span->freed_at_ms >= decay_ms) {
+        mp_arena *arena = span->arena;
+        size_t bytes = (size_t)span->dirty << heap->granule_shift;
+        given += bytes;
+        if (span->page == 0 && span->npages == arena->npages &&
+            (release_arenas || heap->arena_count > 1)) {
+            heap_release_arena(heap, arena);
+            continue;
+        }
+        lru_remove(heap, span);
+        os_purge(pool, span_addr(span), span_bytes(span));
+        arena_clear_dirty(arena, span->page, span->npages);
+        heap->dirty_free_granules -= span->dirty;
+        pool->resident_bytes -= bytes;
+        pool->released_bytes += bytes;
+        span->dirty = 0;
+    }
+    if (release_arenas) {
+        mp_arena *arena = heap->arenas;
+        while (arena) {
+            mp_arena *next = arena->next;
+            if (arena->spans[0].kind == MP_SPAN_FREE && arena->spans[0].npages == arena->npages)
+                heap_release_arena(heap, arena);
+            arena = next;
+        }
+    }
+    return given;
+}
+
+/* When the oldest dirty free span ages past the decay (INT64_MAX: never). */
+int64_t heap_next_deadline(const mp_heap *heap, int64_t decay_ms) {
+    return heap->lru_head ? heap->lru_head->freed_at_ms + decay_ms : INT64_MAX;
+}
+
+/* Bytes of the largest free span (scans only the highest non-empty list). */
+uint64_t heap_largest_free(const mp_heap *heap) {
+    if (heap->fl_bitmap == 0)
+        return 0;
+    unsigned fl = 31u - (unsigned)__builtin_clz(heap->fl_bitmap);
+    unsigned sl = 31u - (unsigned)__builtin_clz(heap->sl_bitmap[fl]);
+    uint64_t best = 0;
+    for (const mp_span *s = heap->lists[fl][sl]; s; s = s->next_free)
+        if (s->npages > best)
+            best = s->npages;
+    return best << heap->granule_shift;
+}
+
+/* Count broken invariants of the heap: physical walk of every arena, size
+ * lists and bitmaps, the LRU, and the counters that summarize them. */
+size_t heap_check(const mp_heap *heap) {
+    size_t bad = 0;
+    uint64_t free_spans = 0, free_granules = 0, dirty_free = 0, lru_spans = 0, arenas = 0;
+    for (const mp_arena *arena = heap->arenas; arena; arena = arena->next) {
+        arenas++;
+        uint32_t page = 0, prev_len = 0;
+        bool prev_free = false;
+        bad += arena_count_dirty(arena, 0, arena->npages) != arena->dirty_count;
+        while (page < arena->npages) {
+            const mp_span *s = &arena->spans[page];
+            if (s->kind == MP_SPAN_NONE || s->page != page || s->arena != arena ||
+                s->npages == 0 || (uint64_t)page + s->npages > arena->npages ||
+                s->prev_npages != prev_len) {
+                bad++;
+                break;
+            }
+            bool is_free = s->kind == MP_SPAN_FREE;
+            mp_slab *slab = atomic_load_explicit(&((mp_span *)s)->slab, memory_order_relaxed);
+            if (is_free && prev_free)
+                bad++; /* two free neighbours: a missed coalesce */
+            if (is_free) {
+                free_spans++;
+                free_granules += s->npages;
+                dirty_free += s->dirty;
+                lru_spans += s->in_lru;
+                bad += s->dirty != arena_count_dirty(arena, s->page, s->npages);
+                bad += (s->dirty > 0) != (s->in_lru != 0);
+            } else {
+                bad += arena_count_dirty(arena, s->page, s->npages) != s->npages;
+            }
+            bad += (s->kind == MP_SPAN_SLAB) != (slab != NULL);
+            for (uint32_t p = page + 1; p < page + s->npages; p++) {
+                mp_span *inner = &arena->spans[p];
+                bad += inner->kind != MP_SPAN_NONE;
+                bad += atomic_load_explicit(&inner->slab, memory_order_relaxed) != slab;
+            }
+            prev_free = is_free;
+            prev_len = s->npages;
+            page += s->npages;
+        }
+    }
+    bad += arenas != heap->arena_count;
+    bad += free_spans != heap->free_spans;
+    bad += free_granules != heap->free_granules;
+    bad += dirty_free != heap->dirty_free_granules;
+    uint64_t listed = 0;
+    for (unsigned fl = 0; fl < MP_FL_COUNT; fl++) {
+        bad += ((heap->fl_bitmap >> fl) & 1) != (heap->sl_bitmap[fl] != 0);
+        for (unsigned sl = 0; sl < MP_SL_COUNT; sl++) {
+            const mp_span *head = heap->lists[fl][sl];
+            bad += ((heap->sl_bitmap[fl] >> sl) & 1) != (head != NULL);
+            for (const mp_span *s = head; s; s = s->next_free) {
+                unsigned f, l;
+                mapping_insert(s->npages, &f, &l);
+                bad += s->kind != MP_SPAN_FREE || f != fl || l != sl;
+                if (++listed > free_spans + 1)
+                    return bad + 1; /* a cycle */
+            }
+        }
+    }
+    bad += listed != free_spans;
+    uint64_t in_lru = 0;
+    int64_t last = INT64_MIN;
+    for (const mp_span *s = heap->lru_head; s; s = s->lru_next) {
+        bad += s->kind != MP_SPAN_FREE || !s->in_lru || s->freed_at_ms < last;
+        last = s->freed_at_ms;
+        if (++in_lru > lru_spans + 1)
+            return bad + 1;
+    }
+    bad += in_lru != lru_spans;
+    return bad;
+}
