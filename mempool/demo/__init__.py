@@ -85,7 +85,10 @@ def _steps_for(args) -> Dict[str, int]:
     return {w: wl_mod.WORKLOADS[w][idx] for w in args.workloads}
 
 
-def _meta(args, steps: Dict[str, int], rounds: int, argv: Sequence[str]) -> Dict[str, object]:
+def _meta(args, steps: Dict[str, int], rounds: int, argv: Sequence[str],
+          load_start: Sequence[float]) -> Dict[str, object]:
+    """Run parameters and machine facts for the JSON (load: the machine's
+    business during the run, the main source of timing noise)."""
     import numpy
 
     from .report import warmup_steps
@@ -97,6 +100,8 @@ def _meta(args, steps: Dict[str, int], rounds: int, argv: Sequence[str]) -> Dict
         "numpy": numpy.__version__,
         "platform": platform.platform(),
         "cpus": os.cpu_count(),
+        "loadavg_at_start": list(load_start),
+        "loadavg_at_end": list(os.getloadavg()),
         "transparent_hugepage": thp.read_text().strip() if thp.exists() else "unknown",
         "steps": steps, "rounds": rounds, "seed": args.seed,
         "batch_range": list(args.batch_range), "settle_s": args.settle,
@@ -132,6 +137,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         f"{', '.join(f'{w}={n}' for w, n in steps.items())}")
     total = rounds * len(args.workloads) * len(active)
     started = time.perf_counter()
+    load_start = os.getloadavg()
     with Progress(TextColumn("{task.description}"), BarColumn(),
                   TextColumn("{task.completed}/{task.total}"), TimeElapsedColumn(),
                   console=console, transient=True) as progress:
@@ -154,7 +160,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     out_dir.mkdir(parents=True, exist_ok=True)
     plots = [] if args.no_plots else report.plot(records, args.workloads, names, out_dir)
     payload = {
-        "meta": _meta(args, steps, rounds, argv),
+        "meta": _meta(args, steps, rounds, argv, load_start),
         "definitions": report.DEFINITIONS,
         "allocators": [a.describe() for a in allocators],
         "skipped": [{"name": a.name, "reason": a.reason} for a in allocators
@@ -167,6 +173,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     json_path = out_dir / "results.json"
     report.write_json(json_path, payload)
     elapsed = time.perf_counter() - started
+    console.print(f"load average at start {load_start[0]:.2f}, at end {os.getloadavg()[0]:.2f} "
+                  f"({os.cpu_count()} CPUs): a busy machine makes times noisy; ratios come "
+                  f"from the same round")
     console.print(f"wrote {json_path}" + (f" and {len(plots)} plot(s)" if plots else "")
                   + f" in {out_dir}/ ({elapsed:.0f} s)")
     bad = bool(result["failed"]) or not all(c["identical"]

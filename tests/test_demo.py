@@ -1,0 +1,154 @@
+"""Tests of the demo and the bench command (no timing assertions).
+
+The workloads must be deterministic (same seed, same values), the demo must
+run end to end in a subprocess and write its JSON and plots, and every
+allocator must produce bit-identical step values.
+"""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from mempool import bench
+from mempool.demo import build_parser, parse_pair, report, runner, workloads
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.parametrize("name", list(workloads.WORKLOADS))
+def test_workload_is_deterministic(name):
+    first = workloads.run(name, 4, seed=3)
+    second = workloads.run(name, 4, seed=3)
+    assert workloads.digest(first) == workloads.digest(second)
+    assert len(first) == 4
+
+
+def test_mlp_depends_on_seed_and_learns():
+    a = workloads.run("mlp", 12, seed=0)
+    b = workloads.run("mlp", 12, seed=1)
+    assert workloads.digest(a) != workloads.digest(b)
+    assert all(x == x and x > 0 for x in a)  # finite, positive cross-entropy
+    assert sum(a[-3:]) < sum(a[:3])  # SGD lowers the loss
+
+
+def test_mlp_batch_sizes_drift_within_range():
+    mlp = workloads.MLP(50, seed=0, batch_range=(32, 512))
+    assert all(32 <= b <= 512 for b in mlp.batches)
+    assert len(set(mlp.batches)) > 25  # it really drifts every step
+    mlp.close()
+
+
+def test_temporaries_sizes_within_range():
+    t = workloads.Temporaries(40, seed=0)
+    sizes = [8 * n for n in t.lengths]
+    assert min(sizes) >= 1 << 20 and max(sizes) <= 64 << 20
+    assert 20 < t.mean_result_mib() < 45
+    t.close()
+
+
+def test_workload_under_pool_gives_same_values():
+    import mempool
+    expected = workloads.run("mlp", 3, seed=0)
+    pool = mempool.Pool()
+    with mempool.use(pool):
+        got = workloads.run("mlp", 3, seed=0)
+    assert got == expected
+
+
+def test_unknown_workload_rejected():
+    with pytest.raises(ValueError):
+        workloads.make("nope", 2)
+
+
+def test_parse_pair_and_parser():
+    assert parse_pair("32-512") == (32, 512)
+    assert parse_pair("8,16") == (8, 16)
+    args = build_parser().parse_args(["--allocators", "default,mempool", "--quick"])
+    assert args.allocators == ["default", "mempool"] and args.quick
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["--allocators", "nosuch"])
+
+
+def test_missing_peer_is_skipped_with_install_hint(monkeypatch):
+    monkeypatch.setitem(runner.PEERS, "jemalloc",
+                        (("no_such_allocator_xyz",), ("libno_such_allocator_xyz.so*",)))
+    (alloc,) = runner.discover(["jemalloc"])
+    assert not alloc.available
+    assert "apt-get install" in alloc.reason
+
+
+def test_child_env_replaces_allocator_settings(monkeypatch):
+    monkeypatch.setenv("LD_PRELOAD", "/some/other.so")
+    monkeypatch.setenv("GLIBC_TUNABLES", "glibc.malloc.check=3")
+    default, tuned = runner.discover(["default", "glibc-tuned"])
+    env = runner.child_env(default)
+    assert "LD_PRELOAD" not in env and "GLIBC_TUNABLES" not in env
+    assert runner.child_env(tuned)["GLIBC_TUNABLES"] == runner.TUNED_GLIBC
+    assert env["PYTHONPATH"].split(os.pathsep)[0] == str(runner.PACKAGE_PARENT)
+
+
+def _fake_record(alloc, rnd, ns, faults, digest="d"):
+    steps = 8
+    return {"status": "ok", "allocator": alloc, "workload_name": "mlp", "round": rnd,
+            "step_ns": [ns] * steps, "step_faults": [faults] * steps,
+            "ops_per_step": 1, "loop_stime_s": 0.1, "baseline_rss": 30_000_000,
+            "peak_rss": 90_000_000, "rss_after_free": 31_000_000,
+            "rss_after_free_now": 40_000_000, "digest": digest,
+            "live_estimate_bytes": 50_000_000}
+
+
+def test_summarize_uses_same_round_ratios_and_checks_digests():
+    recs = [_fake_record("default", 0, 20e6, 6000), _fake_record("jemalloc", 0, 10e6, 20),
+            _fake_record("default", 1, 40e6, 6000), _fake_record("jemalloc", 1, 20e6, 20)]
+    out = report.summarize(recs, ["mlp"], ["default", "jemalloc"])
+    row = out["summary"]["mlp"]["jemalloc"]
+    assert row["ratio_to_default"] == pytest.approx(0.5)
+    assert row["faults_per_step"] == 20
+    assert row["rss_over_live"] == pytest.approx(60 / 50)
+    assert out["consistency"]["mlp"]["identical"]
+    recs.append(_fake_record("jemalloc", 2, 1e6, 0, digest="other"))
+    assert not report.summarize(recs, ["mlp"], ["default", "jemalloc"])[
+        "consistency"]["mlp"]["identical"]
+
+
+def test_demo_quick_end_to_end(tmp_path):
+    out = tmp_path / "demo"
+    cmd = [sys.executable, "-m", "mempool", "demo", "--quick", "--steps", "6",
+           "--allocators", "default,mempool", "--settle", "0.3", "--out", str(out)]
+    proc = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=600,
+                          env=dict(os.environ, PYTHONPATH=str(ROOT)))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    data = json.loads((out / "results.json").read_text())
+    for key in ("meta", "definitions", "allocators", "skipped", "summary", "consistency",
+                "targets", "failed", "records", "plots"):
+        assert key in data
+    assert data["failed"] == []
+    assert data["skipped"] == []
+    for wl in workloads.WORKLOADS:
+        assert (out / f"{wl}.png").stat().st_size > 0
+        rows = data["summary"][wl]
+        assert set(rows) == {"default", "mempool"}
+        for row in rows.values():
+            for key in ("step_ns_per_op", "ratio_to_default", "faults_per_step",
+                        "peak_rss", "baseline_rss", "rss_after_free", "peak_live_bytes"):
+                assert row[key] is not None
+        assert rows["mempool"]["peak_live_source"] == "pool"
+        assert "pool" in rows["mempool"]
+        assert data["consistency"][wl]["identical"]
+    mlp = {r["allocator"]: r for r in data["records"] if r["workload_name"] == "mlp"}
+    assert mlp["default"]["values"] == mlp["mempool"]["values"]
+    assert mlp["default"]["digest"] == mlp["mempool"]["digest"]
+    assert len(mlp["mempool"]["pool_steps"]) == 6
+
+
+def test_bench_main_runs_selected_parts(tmp_path):
+    code = bench.main(["--skip-pytest", "--skip-c", "--quick", "--rounds", "1",
+                       "--allocators", "default", "--workloads", "small",
+                       "--out", str(tmp_path)])
+    assert code == 0
+    data = json.loads((tmp_path / "bench.json").read_text())
+    assert "peers" in data and "small" in data["peers"]["summary"]
