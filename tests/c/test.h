@@ -11,6 +11,7 @@
 #define MEMPOOL_TEST_H
 
 #include <inttypes.h>
+#include <stdatomic.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -19,9 +20,10 @@
 
 #include "mempool.h"
 
-/* Counters of one test binary (each test file has its own main). */
-static unsigned long test_checks_run;
-static unsigned long test_failures;
+/* Counters of one test binary (each test file has its own main); atomic so
+ * threads may CHECK too, without a data race for TSan to report. */
+static _Atomic unsigned long test_checks_run;
+static _Atomic unsigned long test_failures;
 
 /* Print at most this many failure lines, so a broken loop stays readable. */
 #define TEST_MAX_PRINTED 200
@@ -29,8 +31,8 @@ static unsigned long test_failures;
 /* Record one failed check; prints where and what (printf-style detail). */
 static void test_fail(const char *file, int line, const char *fmt, ...)
 {
-    test_failures++;
-    if (test_failures > TEST_MAX_PRINTED)
+    unsigned long n = ++test_failures;
+    if (n > TEST_MAX_PRINTED)
         return;
     fprintf(stderr, "%s:%d: FAIL: ", file, line);
     va_list ap;
@@ -38,19 +40,27 @@ static void test_fail(const char *file, int line, const char *fmt, ...)
     vfprintf(stderr, fmt, ap);
     va_end(ap);
     fputc('\n', stderr);
-    if (test_failures == TEST_MAX_PRINTED)
+    if (n == TEST_MAX_PRINTED)
         fprintf(stderr, "(further failures counted, not printed)\n");
 }
 
+/* Count one check (relaxed: only the totals matter). */
+#define TEST_COUNT_CHECK()                                                     \
+    ((void)atomic_fetch_add_explicit(&test_checks_run, 1, memory_order_relaxed))
+
 /* CHECK(cond): counts a failure when cond is false; evaluates to cond. */
 #define CHECK(cond)                                                            \
-    (test_checks_run++, (cond) ? 1                                             \
+    (TEST_COUNT_CHECK(), (cond) ? 1                                             \
                                : (test_fail(__FILE__, __LINE__, "%s", #cond), 0))
 
 /* CHECK_MSG(cond, fmt, ...): CHECK with a printf-style explanation. */
 #define CHECK_MSG(cond, ...)                                                   \
-    (test_checks_run++,                                                        \
+    (TEST_COUNT_CHECK(),                                                       \
      (cond) ? 1 : (test_fail(__FILE__, __LINE__, __VA_ARGS__), 0))
+
+/* FAIL(fmt, ...): an unconditional failure with an explanation. */
+#define FAIL(...)                                                              \
+    (TEST_COUNT_CHECK(), test_fail(__FILE__, __LINE__, __VA_ARGS__))
 
 /* CHECK_EQ_U(a, b): unsigned equality, printing both values on failure. */
 #define CHECK_EQ_U(a, b)                                                       \
@@ -70,8 +80,9 @@ static void test_fail(const char *file, int line, const char *fmt, ...)
 /* Print the summary line; the exit status of the test (0 = all passed). */
 static int test_report(const char *name)
 {
-    printf("%s: %lu checks, %lu failed -> %s\n", name, test_checks_run,
-           test_failures, test_failures ? "FAIL" : "ok");
+    unsigned long run = test_checks_run, failed = test_failures;
+    printf("%s: %lu checks, %lu failed -> %s\n", name, run, failed,
+           failed ? "FAIL" : "ok");
     fflush(stdout);
     return test_failures ? 1 : 0;
 }
@@ -142,9 +153,10 @@ static inline size_t test_find_nonzero(const void *p, size_t from, size_t to)
 }
 
 /* Blocks above this size get a sampled pattern: the first and last 4 KiB and
- * 8 bytes every 512 bytes in between.  That keeps a stress test over 256 MiB
- * blocks fast under ASan while still catching overlap, content lost by
- * realloc/trim, and scribbles at either end. */
+ * 8 bytes at a stride in between (512 bytes, widened so a block has at most
+ * ~2048 samples).  That keeps a stress test over 256 MiB blocks fast under
+ * ASan while still catching content lost by realloc/trim, scribbles at
+ * either end, and blocks that overlap (with the interval check). */
 #define TEST_FULL_FILL_MAX ((size_t)256 * 1024)
 
 /* One operation on bytes [from, to) of a block; returns a bad offset or SIZE_MAX. */
@@ -162,7 +174,10 @@ static inline size_t test_for_each_span(void *p, uint64_t id, size_t size,
     size_t tail = size - 4096, bad;
     if ((bad = fn(p, id, 0, 4096 < limit ? 4096 : limit)) != SIZE_MAX)
         return bad;
-    for (size_t off = 4096; off + 8 <= tail && off + 8 <= limit; off += 512)
+    size_t stride = (size / 2048) & ~(size_t)7;
+    if (stride < 512)
+        stride = 512;
+    for (size_t off = 4096; off + 8 <= tail && off + 8 <= limit; off += stride)
         if ((bad = fn(p, id, off, off + 8)) != SIZE_MAX)
             return bad;
     if (tail < limit)
