@@ -78,7 +78,7 @@ def mempool_status() -> str:
     """Empty string if the mempool extension and API are usable, else why not."""
     try:
         import importlib
-        core = importlib.import_module("mempool._core")  # noqa: F841
+        importlib.import_module("mempool._core")
         import mempool
     except Exception as exc:  # any import failure means "not built" here
         return f"mempool not built ({type(exc).__name__}: {exc}); run: pip install -e ."
