@@ -58,8 +58,11 @@ class PoolStats:
       released_bytes:      total bytes given back to the OS so far.
       metadata_bytes:      bookkeeping held outside the arenas.
     Calls
-      alloc_count, free_count, realloc_count, calloc_count: calls of each
-                           kind that succeeded, as counted by the core.
+      alloc_count:         successful allocations (calloc included).
+      free_count:          successful frees.
+      realloc_count:       successful reallocs (their internal allocation
+                           and free are not counted again).
+      calloc_count:        successful callocs (also in alloc_count).
       small_alloc_count, large_alloc_count, direct_alloc_count: allocations
                            served by slabs, by the large-block heap and by a
                            mapping of their own.
@@ -138,7 +141,7 @@ class PoolStats:
     @property
     def live_blocks(self) -> int:
         """Blocks handed out and not freed (allocations minus frees)."""
-        return max(0, self.alloc_count + self.calloc_count - self.free_count)
+        return max(0, self.alloc_count - self.free_count)
 
     def as_dict(self) -> Dict[str, Any]:
         """Plain dict (JSON-ready) of every field plus the derived figures."""

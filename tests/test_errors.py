@@ -1,0 +1,218 @@
+"""Error mapping, misuse caught by the core, capacity exhaustion, bad input."""
+import gc
+import warnings
+
+import numpy as np
+import pytest
+
+import mempool
+from mempool import _core, errors
+from mempool.errors import (DoubleFree, ForeignPointer, InteriorPointer,
+                            InvalidAlignment, MempoolError, PoolExhausted,
+                            SizeMismatch, SizeOverflow, error_from_code)
+
+MiB = 1 << 20
+
+
+def test_error_names_match_the_core():
+    assert _core.ERROR_COUNT == len(errors.ERROR_NAMES)
+    for code, name in errors.ERROR_NAMES.items():
+        assert _core.error_name(code) == name
+        assert _core.strerror(code)
+
+
+@pytest.mark.parametrize("code, cls, builtin", [
+    (-1, PoolExhausted, MemoryError),
+    (-2, errors.InvalidArgument, ValueError),
+    (-3, DoubleFree, ValueError),
+    (-4, ForeignPointer, ValueError),
+    (-5, InteriorPointer, ValueError),
+    (-6, SizeMismatch, ValueError),
+    (-7, SizeOverflow, OverflowError),
+    (-8, InvalidAlignment, ValueError),
+    (-9, errors.PoolBusy, RuntimeError),
+])
+def test_error_from_code_classes(code, cls, builtin):
+    exc = error_from_code(code, size=4096, address=0x1000)
+    assert type(exc) is cls
+    assert isinstance(exc, MempoolError) and isinstance(exc, builtin)
+    assert exc.code == code
+    if code != -1:
+        assert "4096 bytes" in str(exc) and "0x1000" in str(exc)
+
+
+def test_size_overflow_is_also_a_memory_error():
+    assert issubclass(SizeOverflow, MemoryError)
+
+
+def test_unknown_code_and_non_error():
+    assert type(error_from_code(-99)) is MempoolError
+    with pytest.raises(ValueError):
+        error_from_code(0)
+
+
+def test_pool_exhausted_carries_the_sizes():
+    exc = error_from_code(-1, requested=3 * MiB, capacity=2 * MiB, live_bytes=MiB)
+    assert (exc.requested, exc.capacity, exc.live_bytes) == (3 * MiB, 2 * MiB, MiB)
+    for n in (3 * MiB, 2 * MiB, MiB):
+        assert f"{n} bytes" in str(exc)
+
+
+def _errors(pool, name):
+    return pool.stats().errors[name]
+
+
+def test_double_free(pool):
+    for size in (40, 100000):
+        addr = pool._debug_alloc(size)
+        pool._debug_free(addr)
+        before = pool.stats()
+        with pytest.raises(DoubleFree) as info:
+            pool._debug_free(addr)
+        assert f"0x{addr:x}" in str(info.value)
+        after = pool.stats()
+        assert after.errors["MP_EDOUBLEFREE"] == before.errors["MP_EDOUBLEFREE"] + 1
+        assert after.error_total == before.error_total + 1
+        assert after.free_count == before.free_count
+    assert pool.check() == 0
+
+
+def test_foreign_pointer(pool):
+    outside = np.empty(1000, np.uint8)        # numpy's default allocator
+    with pytest.raises(ForeignPointer):
+        pool._debug_free(outside.ctypes.data)
+    other = mempool.Pool()
+    addr = other._debug_alloc(64)
+    with pytest.raises(ForeignPointer):
+        pool._debug_free(addr)
+    other._debug_free(addr)                   # untouched by the failed free
+    assert _errors(pool, "MP_EFOREIGN") == 2
+    assert _errors(other, "MP_EFOREIGN") == 0
+
+
+@pytest.mark.parametrize("size, offset", [(1000, 16), (100000, 4096), (100000, 64)])
+def test_interior_pointer(pool, size, offset):
+    addr = pool._debug_alloc(size)
+    with pytest.raises(InteriorPointer):
+        pool._debug_free(addr + offset)
+    assert _errors(pool, "MP_EINTERIOR") == 1
+    assert pool.stats().live_bytes == size    # the block is still live
+    pool._debug_free(addr)
+    assert pool.stats().live_bytes == 0
+
+
+@pytest.mark.parametrize("size", [48, 200000])
+def test_size_mismatch_on_free_and_realloc(pool, size):
+    addr = pool._debug_alloc(size)
+    pool._debug_write(addr, b"keep")
+    with pytest.raises(SizeMismatch) as info:
+        pool._debug_free(addr, size + 1)
+    assert f"{size + 1} bytes" in str(info.value)
+    with pytest.raises(SizeMismatch):
+        pool._debug_realloc(addr, size - 1, size * 2)
+    assert pool._debug_read(addr, 4) == b"keep"
+    assert _errors(pool, "MP_ESIZE") == 2
+    pool._debug_free(addr, size)              # the right size works
+    assert pool.stats().live_bytes == 0
+
+
+def test_calloc_overflow(pool):
+    with pytest.raises(SizeOverflow) as info:
+        pool._debug_calloc(2 ** 62, 8)
+    assert isinstance(info.value, OverflowError)
+    assert _errors(pool, "MP_EOVERFLOW") == 1
+    assert pool.stats().live_bytes == 0
+
+
+def test_bad_alignment(pool):
+    with pytest.raises(InvalidAlignment):
+        pool._debug_alloc(64, align=48)
+    addr = pool._debug_alloc(64, align=4096)
+    assert addr % 4096 == 0
+    pool._debug_free(addr)
+
+
+def test_debug_read_write_stay_inside_blocks(pool):
+    addr = pool._debug_alloc(100)
+    with pytest.raises(SizeMismatch):
+        pool._debug_read(addr, pool._debug_usable_size(addr) + 1)
+    with pytest.raises(ForeignPointer):
+        pool._debug_write(addr + 8, b"x")
+    pool._debug_free(addr)
+
+
+def test_capacity_exhaustion_raises_pool_exhausted_and_recovers():
+    pool = mempool.Pool(capacity=64 * MiB)
+    keep = pool.empty(8 * MiB, np.uint8)
+    for make in (pool.empty, pool.zeros, pool.ones):
+        with pytest.raises(PoolExhausted) as info:
+            make(128 * MiB, np.uint8)
+        exc = info.value
+        assert exc.requested == 128 * MiB
+        assert exc.capacity == 64 * MiB
+        assert exc.live_bytes == 8 * MiB
+        for n in (128 * MiB, 64 * MiB, 8 * MiB):
+            assert f"{n} bytes" in str(exc)
+    assert isinstance(exc, MemoryError)
+    assert pool.stats().live_bytes == 8 * MiB
+    more = pool.empty(MiB, np.uint8)          # still usable afterwards
+    more[:] = 1
+    assert pool.check() == 0
+    del keep, more
+    assert pool.stats().live_bytes == 0
+
+
+def test_capacity_exhaustion_by_many_blocks():
+    pool = mempool.Pool(capacity=32 * MiB)
+    arrays = []
+    with pytest.raises(PoolExhausted) as info:
+        for _ in range(100):
+            arrays.append(pool.empty(MiB, np.uint8))
+    assert 0 < len(arrays) <= 32
+    assert info.value.live_bytes == len(arrays) * MiB
+    del arrays
+    gc.collect()
+    assert pool.stats().live_bytes == 0
+    a = pool.empty(16 * MiB, np.uint8)        # everything is reusable again
+    del a
+
+
+def test_debug_alloc_over_capacity():
+    pool = mempool.Pool(capacity=16 * MiB)
+    with pytest.raises(PoolExhausted) as info:
+        pool._debug_alloc(64 * MiB)
+    assert info.value.requested == 64 * MiB and info.value.capacity == 16 * MiB
+
+
+@pytest.mark.parametrize("args, exc", [
+    ((-1,), ValueError),
+    (((3, -2),), ValueError),
+    (((2 ** 40, 2 ** 40),), ValueError),
+    ((10, "no-such-dtype"), TypeError),
+    (("abc",), TypeError),
+    ((3.5,), TypeError),
+    ((10, float, "Z"), ValueError),
+])
+def test_bad_array_requests_are_numpy_errors_and_leak_nothing(pool, args, exc):
+    for make in (pool.empty, pool.zeros):
+        with pytest.raises(exc):
+            make(*args)
+    assert pool.stats().live_bytes == 0
+    assert pool.stats().error_total == 0
+
+
+def test_bad_free_from_numpy_warns_once_and_is_counted(pool):
+    a = pool.empty(1000, np.uint8)
+    pool._debug_free(a.ctypes.data)           # free it behind numpy's back
+    with pytest.warns(RuntimeWarning, match="MP_EDOUBLEFREE"):
+        del a
+        gc.collect()
+    assert _errors(pool, "MP_EDOUBLEFREE") == 1
+    b = pool.empty(5000, np.uint8)
+    pool._debug_free(b.ctypes.data)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")        # a second warning would raise
+        del b
+        gc.collect()
+    assert _errors(pool, "MP_EDOUBLEFREE") == 2
+    assert pool.stats().live_bytes == 0
