@@ -47,7 +47,7 @@ mp_arena *arena_create(mp_heap *heap, size_t min_granules) {
         free(arena);
         return NULL;
     }
-    arena->region = (mp_region){.kind = MP_REGION_ARENA, .pool = pool, .base = base,
+    arena->region = (mp_region){.kind = MP_REGION_ARENA, .granule_shift = heap->granule_shift, .pool = pool, .base = base,
                                 .size = size};
     arena->heap = heap;
     arena->npages = (uint32_t)npages;

@@ -16,15 +16,7 @@
 
 #include <stdlib.h>
 
-#define MAP_ADDRESS_BITS 48
-#define MAP_LEAF_BITS 13
-#define MAP_ROOT_BITS (MAP_ADDRESS_BITS - MP_CHUNK_SHIFT - MAP_LEAF_BITS)
-
-typedef struct map_leaf {
-    _Atomic(mp_region *) entries[1u << MAP_LEAF_BITS];
-} map_leaf;
-
-static _Atomic(map_leaf *) map_root[1u << MAP_ROOT_BITS];
+_Atomic(map_leaf *) map_root[1u << MAP_ROOT_BITS];
 static pthread_mutex_t map_lock = PTHREAD_MUTEX_INITIALIZER;
 
 static pthread_mutex_t reg_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -80,18 +72,6 @@ void map_remove(mp_region *region) {
             atomic_store_explicit(slot, NULL, memory_order_release);
     }
     pthread_mutex_unlock(&map_lock);
-}
-
-/* The region containing ptr, or NULL; lock-free. */
-mp_region *map_lookup(const void *ptr) {
-    _Atomic(mp_region *) *slot = map_slot((uintptr_t)ptr, false);
-    if (slot == NULL)
-        return NULL;
-    mp_region *region = atomic_load_explicit(slot, memory_order_acquire);
-    if (region && (const char *)ptr >= region->base &&
-        (const char *)ptr < region->base + region->size)
-        return region;
-    return NULL;
 }
 
 /* ---- registry and fork ------------------------------------------------ */

@@ -72,8 +72,9 @@ static inline int64_t ctr_get(const mp_counter *c) {
 }
 
 typedef struct mp_counters {
-    mp_counter live_bytes, allocated_bytes;
-    mp_counter alloc_count, free_count, realloc_count, calloc_count;
+    mp_counter live_bytes, allocated_bytes; /* large and direct blocks only */
+    mp_counter free_count, realloc_count, calloc_count;
+    /* alloc_count is their sum: one counter less on the fast path */
     mp_counter small_alloc_count, large_alloc_count, direct_alloc_count;
     mp_counter class_live_blocks[MP_MAX_CLASSES];
     mp_counter class_live_bytes[MP_MAX_CLASSES];
@@ -85,6 +86,7 @@ typedef enum mp_region_kind { MP_REGION_ARENA = 1, MP_REGION_DIRECT = 2 } mp_reg
 /* Common head of an arena or a direct mapping; the chunk map points here. */
 typedef struct mp_region {
     int kind;
+    unsigned granule_shift; /* arenas: the heap's granule (saves a load on free) */
     mp_pool *pool;
     char *base;  /* 2 MiB aligned */
     size_t size; /* 2 MiB multiple */
@@ -252,7 +254,30 @@ static inline uint32_t sc_index(uint64_t off, uint32_t magic) {
 /* ---- chunk_map.c ------------------------------------------------------ */
 int map_insert(mp_region *region);
 void map_remove(mp_region *region);
-mp_region *map_lookup(const void *ptr);
+
+#define MAP_ADDRESS_BITS 48
+#define MAP_LEAF_BITS 13
+#define MAP_ROOT_BITS (MAP_ADDRESS_BITS - MP_CHUNK_SHIFT - MAP_LEAF_BITS)
+typedef struct map_leaf {
+    _Atomic(mp_region *) entries[1u << MAP_LEAF_BITS];
+} map_leaf;
+extern _Atomic(map_leaf *) map_root[1u << MAP_ROOT_BITS];
+
+/* The region containing ptr, or NULL: two dependent loads, no lock (inline
+ * because every free starts here). */
+static inline mp_region *map_lookup(const void *ptr) {
+    uintptr_t addr = (uintptr_t)ptr;
+    if (MP_UNLIKELY(addr >> MAP_ADDRESS_BITS))
+        return NULL;
+    uintptr_t chunk = addr >> MP_CHUNK_SHIFT;
+    map_leaf *leaf = atomic_load_explicit(&map_root[chunk >> MAP_LEAF_BITS], memory_order_acquire);
+    if (MP_UNLIKELY(leaf == NULL))
+        return NULL;
+    mp_region *region = atomic_load_explicit(
+        &leaf->entries[chunk & ((1u << MAP_LEAF_BITS) - 1)], memory_order_acquire);
+    /* Regions are whole chunks, so a hit in the map is a hit in the region. */
+    return region;
+}
 void registry_add(mp_pool *pool);
 void registry_remove(mp_pool *pool);
 pthread_mutex_t *registry_lock(void);
@@ -303,7 +328,11 @@ void tc_release_all(mp_pool *pool);
 void tc_reclaim_foreign(mp_pool *pool);
 void tc_forget_pool(const mp_pool *pool);
 
-extern _Thread_local struct mp_tls_slot {
+/* initial-exec: the core lives in a dlopen'ed extension, where the default
+ * TLS model costs a __tls_get_addr call on every access. */
+#define MP_TLS _Thread_local __attribute__((tls_model("initial-exec")))
+
+extern MP_TLS struct mp_tls_slot {
     mp_pool *pool;
     uint64_t uid;
     mp_tcache *tcache;

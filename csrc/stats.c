@@ -67,13 +67,13 @@ int mp_stats_get(mp_pool *pool, mp_stats *out) {
         atomic_store_explicit(&pool->peak_live, peak, memory_order_relaxed);
     }
     out->peak_live_bytes = peak;
-    out->alloc_count = clamp0(SUM(alloc_count));
     out->free_count = clamp0(SUM(free_count));
     out->realloc_count = clamp0(SUM(realloc_count));
     out->calloc_count = clamp0(SUM(calloc_count));
     out->small_alloc_count = clamp0(SUM(small_alloc_count));
     out->large_alloc_count = clamp0(SUM(large_alloc_count));
     out->direct_alloc_count = clamp0(SUM(direct_alloc_count));
+    out->alloc_count = out->small_alloc_count + out->large_alloc_count + out->direct_alloc_count;
     out->reserved_bytes = pool->reserved_bytes;
     out->resident_bytes = pool->resident_bytes;
     out->peak_resident_bytes = pool->peak_resident_bytes;

@@ -17,7 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-_Thread_local struct mp_tls_slot tls_slots[MP_TLS_SLOTS];
+MP_TLS struct mp_tls_slot tls_slots[MP_TLS_SLOTS];
 
 static pthread_key_t tls_key;
 static pthread_once_t tls_key_once = PTHREAD_ONCE_INIT;
