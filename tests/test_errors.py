@@ -155,11 +155,21 @@ def test_capacity_exhaustion_raises_pool_exhausted_and_recovers():
             assert f"{n} bytes" in str(exc)
     assert isinstance(exc, MemoryError)
     assert pool.stats().live_bytes == 8 * MiB
-    more = pool.empty(MiB, np.uint8)          # still usable afterwards
+    more = pool.empty(16 * MiB, np.uint8)     # still usable afterwards
     more[:] = 1
     assert pool.check() == 0
     del keep, more
     assert pool.stats().live_bytes == 0
+
+
+@pytest.mark.parametrize("capacity", [64 * MiB, 256 * MiB])
+def test_capacity_is_shared_by_all_sizes(capacity):
+    # 9 MiB live in a pool of 64+ MiB: small, large and huge requests must
+    # all fit (the capacity bounds the pool, not one of its heaps).
+    pool = mempool.Pool(capacity=capacity)
+    arrays = [pool.empty(n, np.uint8) for n in (8 * MiB, MiB, 1000, 40000)]
+    assert pool.stats().live_bytes == sum(a.nbytes for a in arrays)
+    del arrays
 
 
 def test_capacity_exhaustion_by_many_blocks():
@@ -173,8 +183,9 @@ def test_capacity_exhaustion_by_many_blocks():
     del arrays
     gc.collect()
     assert pool.stats().live_bytes == 0
-    a = pool.empty(16 * MiB, np.uint8)        # everything is reusable again
-    del a
+    again = [pool.empty(3 * MiB, np.uint8) for _ in range(9)]  # reusable again
+    assert pool.stats().live_bytes == 27 * MiB
+    del again
 
 
 def test_debug_alloc_over_capacity():
