@@ -31,9 +31,11 @@ ASAN_BINS := $(addprefix $(TBIN)/asan/,$(TESTS))
 TSAN_BINS := $(addprefix $(TBIN)/tsan/,$(TSAN_TESTS))
 
 # Sanitizer settings: stop at the first report and exit non-zero.
+# die_after_fork=0: the pool restarts its background purge thread in a forked
+# child, which TSan otherwise refuses outright (test_fork).
 ASAN_ENV := ASAN_OPTIONS=detect_leaks=1:halt_on_error=1:exitcode=23 \
             UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
-TSAN_ENV := TSAN_OPTIONS=halt_on_error=1:exitcode=66:second_deadlock_stack=1
+TSAN_ENV := TSAN_OPTIONS=halt_on_error=1:exitcode=66:second_deadlock_stack=1:die_after_fork=0
 
 .PHONY: test-c test-c-asan test-c-tsan bench-c build-c clean-c
 

@@ -11,8 +11,8 @@ shift 2
 # args_for VARIANT TEST: one line of arguments per run of TEST.
 args_for() {
     case "$1:$2" in
-        opt:test_stress)  printf '%s\n' "1 1000000 default" "2 300000 debug-decay0" ;;
-        asan:test_stress) printf '%s\n' "1 1000000 default" "2 200000 debug-decay0" ;;
+        opt:test_stress)  printf '%s\n' "1 1000000 default" "2 100000 debug-decay0" ;;
+        asan:test_stress) printf '%s\n' "1 1000000 default" "2 60000 debug-decay0" ;;
         tsan:test_threads) printf '%s\n' "4 20000" ;;
         tsan:test_fork)    printf '%s\n' "5" ;;
         *) printf '\n' ;;

@@ -84,6 +84,7 @@ static void *helper(void *arg)
     return NULL;
 }
 
+#if !defined(__SANITIZE_THREAD__) /* TSan cannot start threads after a threaded fork */
 /* A thread inside the child, proving the child can still start threads
  * that use the pool. */
 static void *child_thread(void *arg)
@@ -91,6 +92,7 @@ static void *child_thread(void *arg)
     churn((uint64_t)(uintptr_t)arg, 3000, NULL);
     return NULL;
 }
+#endif
 
 /* Everything the child does; returns its exit status. */
 static int child_main(int round)

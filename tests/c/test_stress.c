@@ -168,6 +168,9 @@ static void op_alloc(int i)
             M.calloc_calls--;
         else
             M.alloc_calls--;
+        int e = mp_last_error(); /* the pool counts it: keep the model in step */
+        if (e < 0 && e > -MP_ERROR_COUNT)
+            M.errors[-e]++;
         return;
     }
     if (how >= 70 && how < 85) {
@@ -223,6 +226,9 @@ static void op_realloc(int i)
     uint8_t *q = mp_realloc(pool, s->p, old_arg, new_size);
     if (!CHECK_MSG(q != NULL, "realloc %zu -> %zu failed: %s", s->size, new_size,
                    mp_error_name(mp_last_error()))) {
+        int e = mp_last_error(); /* the pool counts it: keep the model in step */
+        if (e < 0 && e > -MP_ERROR_COUNT)
+            M.errors[-e]++;
         verify_slot(i, "after failed realloc");
         return;
     }
