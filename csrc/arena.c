@@ -70,6 +70,7 @@ mp_arena *arena_create(mp_heap *heap, size_t min_granules) {
  * and its pages are no longer counted as resident. */
 void arena_destroy(mp_arena *arena) {
     mp_pool *pool = arena->heap->pool;
+    pool_bury(pool, &arena->region);
     map_remove(&arena->region);
     os_release(pool, arena->region.base, arena->region.size);
     pool->reserved_bytes -= arena->region.size;

@@ -42,6 +42,7 @@
 #define MP_MAX_REQUEST ((size_t)1 << 46)
 #define MP_BLOCK_FREE UINT32_MAX /* slab block state: not live */
 #define MP_TLS_SLOTS 8           /* pools a thread caches for at once */
+#define MP_GRAVES 32             /* released regions remembered per pool */
 /* A thread publishes its small-block live delta once it exceeds this, which
  * bounds how far peak_live_bytes can lag behind the truth. */
 #define MP_PUBLISH_BYTES ((int64_t)64 << 10)
@@ -227,6 +228,11 @@ struct mp_pool {
     pid_t purger_pid;
     /* registry */
     mp_pool *reg_next, *reg_prev;
+    /* regions given back recently: a free into one is a double free, not a
+     * foreign pointer (lock held) */
+    struct { uintptr_t base, size; } graves[MP_GRAVES];
+    unsigned grave_next;
+    bool use_huge_heap;
 };
 
 /* ---- os.c ------------------------------------------------------------- */
@@ -357,6 +363,8 @@ void large_account(mp_pool *pool, int64_t requested, int64_t rounded, int call,
 mp_heap *heap_for(mp_pool *pool, size_t size);
 int direct_free_unlock(mp_pool *pool, mp_direct *d, int call);
 void after_free_locked(mp_pool *pool);
+void pool_bury(mp_pool *pool, const mp_region *region); /* lock held */
+int foreign_or_freed(mp_pool *pool, const void *ptr);
 void pool_note_live(mp_pool *pool, int64_t delta); /* publish + peak */
 void pool_note_resident(mp_pool *pool, int64_t delta_bytes); /* lock held */
 void pool_wake_purger(mp_pool *pool);   /* lock held */

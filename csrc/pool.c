@@ -87,6 +87,10 @@ int mp_pool_create(const mp_config *config, mp_pool **out) {
     if (pool == NULL)
         return pool_error(NULL, MP_ENOMEM);
     pool->config = c;
+    /* Under a tight capacity one heap serves every large block: a second
+     * heap's arena would take address space the first one may need. */
+    pool->use_huge_heap = c.huge_pages != MP_HUGE_OFF &&
+                          (c.capacity == 0 || c.capacity / 4 >= c.arena_bytes);
     pthread_mutex_init(&pool->lock, NULL);
     pthread_condattr_t attr;
     pthread_condattr_init(&attr);
@@ -366,7 +370,7 @@ static inline __attribute__((always_inline)) int small_free(mp_pool *pool, mp_sl
 
 /* The heap serving a request of `size` bytes. */
 mp_heap *heap_for(mp_pool *pool, size_t size) {
-    if (pool->config.huge_pages != MP_HUGE_OFF && size >= pool->config.huge_min)
+    if (pool->use_huge_heap && size >= pool->config.huge_min)
         return &pool->heaps[MP_HEAP_HUGE];
     return &pool->heaps[MP_HEAP_PAGES];
 }
@@ -389,7 +393,7 @@ void large_account(mp_pool *pool, int64_t requested, int64_t rounded, int call,
 
 /* A block in a mapping of its own. */
 static void *direct_alloc(mp_pool *pool, size_t size, size_t align, int call) {
-    size_t bytes = MP_ALIGN_UP(size, MP_CHUNK_SIZE);
+    size_t bytes = MP_ALIGN_UP(size ? size : 1, MP_CHUNK_SIZE);
     if (bytes < size)
         return fail(pool, MP_ESIZE);
     mp_direct *d = calloc(1, sizeof *d);
@@ -446,6 +450,7 @@ int direct_free_unlock(mp_pool *pool, mp_direct *d, int call) {
     large_account(pool, -(int64_t)d->requested, -(int64_t)d->region.size, call,
                   &pool->central.direct_alloc_count);
     pool_note_live(pool, -(int64_t)d->requested);
+    pool_bury(pool, &d->region);
     map_remove(&d->region);
     os_release(pool, d->region.base, d->region.size);
     pthread_mutex_unlock(&pool->lock);
@@ -547,6 +552,25 @@ void *mp_calloc(mp_pool *pool, size_t count, size_t size) {
     return ptr;
 }
 
+/* Remember a region about to be unmapped.  Lock held. */
+void pool_bury(mp_pool *pool, const mp_region *region) {
+    pool->graves[pool->grave_next].base = (uintptr_t)region->base;
+    pool->graves[pool->grave_next].size = region->size;
+    pool->grave_next = (pool->grave_next + 1) % MP_GRAVES;
+}
+
+/* Error code for a pointer no live region of the pool holds: a double free
+ * when it lies in memory the pool gave back recently, else foreign. */
+int foreign_or_freed(mp_pool *pool, const void *ptr) {
+    int code = MP_EFOREIGN;
+    pthread_mutex_lock(&pool->lock);
+    for (unsigned i = 0; i < MP_GRAVES; i++)
+        if ((uintptr_t)ptr - pool->graves[i].base < pool->graves[i].size)
+            code = MP_EDOUBLEFREE;
+    pthread_mutex_unlock(&pool->lock);
+    return code;
+}
+
 /* Free a block that is not in a slab (large span or direct mapping). */
 static int free_large(mp_pool *pool, mp_region *region, void *ptr, size_t size, int call) {
     if (region->kind == MP_REGION_ARENA) {
@@ -583,7 +607,7 @@ static inline __attribute__((always_inline)) int
 free_inline(mp_pool *pool, void *ptr, size_t size, int call) {
     mp_region *region = map_lookup(ptr);
     if (MP_UNLIKELY(region == NULL || region->pool != pool))
-        return pool_error(pool, MP_EFOREIGN);
+        return pool_error(pool, foreign_or_freed(pool, ptr));
     if (MP_LIKELY(region->kind == MP_REGION_ARENA)) {
         uint64_t off = (uint64_t)((char *)ptr - region->base);
         mp_span *at = &((mp_arena *)region)->spans[off >> region->granule_shift];

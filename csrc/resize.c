@@ -175,7 +175,7 @@ void *mp_realloc(mp_pool *pool, void *ptr, size_t old_size, size_t new_size) {
     }
     mp_region *region = map_lookup(ptr);
     if (region == NULL || region->pool != pool) {
-        pool_error(pool, MP_EFOREIGN);
+        pool_error(pool, foreign_or_freed(pool, ptr));
         return NULL;
     }
     if (region->kind == MP_REGION_DIRECT)
