@@ -266,11 +266,13 @@ cdef class _PoolBase:
             raise _errors.error_from_code(code)
         cdef dict raw = st
         raw["errors"] = [st.errors[i] for i in range(MP_ERROR_COUNT)]
+        cdef unsigned n_classes = min(<unsigned>st.class_count,
+                                      <unsigned>MP_MAX_CLASSES)
         raw["classes"] = [
             (st.classes[i].block_size, st.classes[i].slabs,
              st.classes[i].blocks, st.classes[i].live_blocks,
              st.classes[i].live_bytes)
-            for i in range(min(st.class_count, MP_MAX_CLASSES))]
+            for i in range(n_classes)]
         return raw
 
     def trim(self):
