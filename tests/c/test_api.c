@@ -574,6 +574,51 @@ static void test_realloc_chain(void)
     mp_pool_destroy(pool);
 }
 
+/* Every byte mp_usable_size reports may be written without harming other
+ * blocks or the pool (debug fill and canaries included). */
+static void test_usable_size(int debug)
+{
+    mp_pool *pool = make_pool(-1, 0, debug, 0);
+    if (!pool)
+        return;
+    test_rng rng;
+    test_rng_seed(&rng, 7 + (uint64_t)debug);
+    enum { N = 600 };
+    static blk b[N];
+    static size_t usable[N];
+    for (int i = 0; i < N; i++) {
+        size_t size = i % 50 == 0 ? (size_t)test_rng_range(&rng, 64 * KiB, 3 * MiB)
+                                  : (size_t)test_rng_range(&rng, 0, 40000);
+        b[i].p = mp_alloc(pool, size);
+        b[i].size = size;
+        usable[i] = b[i].p ? mp_usable_size(pool, b[i].p) : 0;
+        CHECK(b[i].p != NULL && usable[i] >= size);
+        if (b[i].p)
+            test_pattern_fill(b[i].p, (uint64_t)i + 1, 0, usable[i]);
+    }
+    for (int i = 0; i < N; i++) {
+        if (!b[i].p)
+            continue;
+        size_t bad = test_pattern_find_bad(b[i].p, (uint64_t)i + 1, 0, usable[i]);
+        CHECK_MSG(bad == SIZE_MAX, "debug %d: block of %zu (usable %zu) changed at %zu", debug,
+                  b[i].size, usable[i], bad);
+        int rc = mp_free(pool, b[i].p, b[i].size);
+        CHECK_MSG(rc == MP_OK, "debug %d: free after writing all %zu usable bytes: %s", debug,
+                  usable[i], mp_error_name(rc));
+    }
+    mp_stats s = snap(pool);
+    CHECK_EQ_U(s.live_bytes, 0);
+    CHECK_EQ_U(s.error_total, 0);
+    CHECK_EQ_U(mp_pool_check(pool), 0);
+    mp_pool_destroy(pool);
+}
+
+/* usable bytes, plain config. */
+static void test_usable_size_plain(void) { test_usable_size(0); }
+
+/* usable bytes with debug fill on. */
+static void test_usable_size_debug(void) { test_usable_size(1); }
+
 /* ---- misuse ----------------------------------------------------------- */
 
 /* Every misuse code of mp_free, for a small, a large and a direct block. */
@@ -1076,6 +1121,8 @@ int main(void)
         {"zero_size", test_zero_size},
         {"alloc_aligned", test_alloc_aligned},
         {"realloc_chain", test_realloc_chain},
+        {"usable_size", test_usable_size_plain},
+        {"usable_size_debug", test_usable_size_debug},
         {"free_errors", test_free_errors},
         {"huge_requests", test_huge_requests},
         {"capacity", test_capacity},
