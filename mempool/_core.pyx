@@ -14,7 +14,6 @@ pool keeps only a borrowed pointer to its capsule (cleared by the capsule's
 destructor), so there is no reference cycle.
 """
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize
-from cpython.exc cimport PyErr_Fetch, PyErr_Restore
 from cpython.pycapsule cimport (PyCapsule_Destructor, PyCapsule_GetContext,
                                 PyCapsule_New, PyCapsule_SetContext)
 from cpython.ref cimport Py_DECREF, Py_INCREF, PyObject
@@ -54,9 +53,30 @@ cdef extern from *:
      * on the thread that creates the array. */
     static _Thread_local int mph_fail_code = 0;
     static _Thread_local size_t mph_fail_size = 0;
+
+    /* Call owner._on_handler_error(code, addr, size) from inside a numpy
+     * handler call, which cannot fail: an exception already in flight (an
+     * array dying during unwinding) is parked and put back untouched, and
+     * one raised by the method (a warning turned into an error) goes to
+     * sys.unraisablehook. */
+    static void mph_notify(PyObject *owner, int code, uintptr_t addr,
+                           size_t size)
+    {
+        PyObject *et, *ev, *etb;
+        PyErr_Fetch(&et, &ev, &etb);
+        PyObject *r = PyObject_CallMethod(owner, "_on_handler_error", "iKn",
+                                          code, (unsigned long long)addr,
+                                          (Py_ssize_t)size);
+        if (r == NULL)
+            PyErr_WriteUnraisable(owner);
+        else
+            Py_DECREF(r);
+        PyErr_Restore(et, ev, etb);
+    }
     """
     int mph_fail_code
     size_t mph_fail_size
+    void mph_notify(object owner, int code, uintptr_t addr, size_t size)
 
 
 _import_array()
@@ -119,21 +139,7 @@ cdef void _report_bad_pointer(HandlerCtx *c, int code, void *ptr,
     # The core has already counted the error; tell the pool object so it can
     # warn.  Takes the GIL (PyGILState_Ensure) because numpy may not hold it.
     with gil:
-        _deliver_bad_pointer(<object>c.owner, code, <uintptr_t>ptr, size)
-
-
-cdef void _deliver_bad_pointer(object owner, int code, uintptr_t addr,
-                               size_t size) noexcept:
-    # An exception may be in flight (arrays die during unwinding): park it
-    # while Python code runs, then put it back untouched.
-    cdef PyObject *etype
-    cdef PyObject *evalue
-    cdef PyObject *etb
-    PyErr_Fetch(&etype, &evalue, &etb)
-    try:
-        owner._on_handler_error(code, addr, size)
-    finally:
-        PyErr_Restore(etype, evalue, etb)
+        mph_notify(<object>c.owner, code, <uintptr_t>ptr, size)
 
 
 cdef void _capsule_destructor(object capsule) noexcept:

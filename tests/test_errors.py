@@ -1,5 +1,6 @@
 """Error mapping, misuse caught by the core, capacity exhaustion, bad input."""
 import gc
+import sys
 import warnings
 
 import numpy as np
@@ -227,3 +228,18 @@ def test_bad_free_from_numpy_warns_once_and_is_counted(pool):
         gc.collect()
     assert _errors(pool, "MP_EDOUBLEFREE") == 2
     assert pool.stats().live_bytes == 0
+
+
+def test_bad_free_warning_turned_error_goes_to_unraisablehook(pool, monkeypatch):
+    seen = []
+    monkeypatch.setattr(sys, "unraisablehook", seen.append)
+    a = pool.empty(100, np.uint8)
+    pool._debug_free(a.ctypes.data)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        del a                                 # must not raise here
+        gc.collect()
+    assert len(seen) == 1
+    assert issubclass(seen[0].exc_type, RuntimeWarning)
+    assert "MP_EDOUBLEFREE" in str(seen[0].exc_value)
+    assert _errors(pool, "MP_EDOUBLEFREE") == 1
