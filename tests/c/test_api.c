@@ -457,6 +457,30 @@ static void test_calloc(int debug)
             if (p[i])
                 CHECK_ERR(mp_free(pool, p[i], sizes[i]), MP_OK);
     }
+    /* a direct mapping, dirtied on every page and freed, then calloc'd again
+     * (a pool that caches mappings must still zero them) */
+    for (int round = 0; round < 2; round++) {
+        size_t big = direct_size();
+        uint8_t *d = mp_alloc(pool, big);
+        if (!CHECK(d != NULL))
+            break;
+        memset(d, 0xEE, 1 * MiB);
+        for (size_t off = 0; off < big; off += 4096)
+            d[off + (off / 4096) % 4096] = 0xEE;
+        memset(d + big - 1 * MiB, 0xEE, 1 * MiB);
+        CHECK_ERR(mp_free(pool, d, big), MP_OK);
+        d = mp_calloc(pool, big / 64, 64);
+        if (!CHECK(d != NULL))
+            break;
+        size_t bad = test_find_nonzero(d, 0, 1 * MiB);
+        for (size_t off = 0; off < big && bad == SIZE_MAX; off += 4096)
+            if (d[off + (off / 4096) % 4096] != 0)
+                bad = off + (off / 4096) % 4096;
+        if (bad == SIZE_MAX)
+            bad = test_find_nonzero(d, big - 1 * MiB, big);
+        CHECK_MSG(bad == SIZE_MAX, "calloc of a direct block (%zu) not zero at %zu", big, bad);
+        CHECK_ERR(mp_free(pool, d, big), MP_OK);
+    }
     /* count * size overflows */
     struct { size_t n, m; } ovf[] = {{SIZE_MAX / 2 + 1, 2}, {2, SIZE_MAX / 2 + 1},
                                      {(size_t)1 << 32, (size_t)1 << 32}, {SIZE_MAX, SIZE_MAX}};
