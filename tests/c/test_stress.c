@@ -2,8 +2,11 @@
  * test_stress.c - randomized stress of one pool against a shadow model.
  *
  *   test_stress [SEED [OPS [MODE [CHECK_EVERY]]]]
- *       MODE: "default" (the default config) or "debug-decay0" (debug fill
- *       on, pages given back at every free: the release paths all the time)
+ *       MODE: "default" (the default config), "debug-decay0" (debug fill
+ *       on, pages given back at every free: the release paths all the time),
+ *       or config overrides "key=value,..." (arena, small_max, huge_min,
+ *       decay, huge, bg, debug, capacity; sizes may end in K, M or G), e.g.
+ *       "arena=4M,small_max=65536" for many arenas and many direct blocks.
  *
  * Mixed alloc / calloc / aligned / realloc / free with sizes from 0 B to
  * 256 MiB (mostly small, some medium, rare huge).  The model knows every
@@ -384,6 +387,37 @@ static void free_nothing(void *key)
     (void)key;
 }
 
+/* Parse "key=value,..." config overrides into cfg; 0 on a malformed one. */
+static int parse_overrides(mp_config *cfg, const char *spec)
+{
+    char buf[256];
+    snprintf(buf, sizeof buf, "%s", spec);
+    for (char *tok = strtok(buf, ","); tok; tok = strtok(NULL, ",")) {
+        char *eq = strchr(tok, '=');
+        if (!eq)
+            return 0;
+        *eq = '\0';
+        char *end;
+        long long v = strtoll(eq + 1, &end, 0);
+        if (*end == 'K')
+            v <<= 10;
+        else if (*end == 'M')
+            v <<= 20;
+        else if (*end == 'G')
+            v <<= 30;
+        if (!strcmp(tok, "arena")) cfg->arena_bytes = (size_t)v;
+        else if (!strcmp(tok, "small_max")) cfg->small_max = (size_t)v;
+        else if (!strcmp(tok, "huge_min")) cfg->huge_min = (size_t)v;
+        else if (!strcmp(tok, "decay")) cfg->decay_ms = v;
+        else if (!strcmp(tok, "huge")) cfg->huge_pages = (int)v;
+        else if (!strcmp(tok, "bg")) cfg->background_purge = (int)v;
+        else if (!strcmp(tok, "debug")) cfg->debug = (int)v;
+        else if (!strcmp(tok, "capacity")) cfg->capacity = (size_t)v;
+        else return 0;
+    }
+    return 1;
+}
+
 /* Seconds since an arbitrary point (for the report only). */
 static double now_s(void)
 {
@@ -407,13 +441,16 @@ int main(int argc, char **argv)
         cfg.debug = 1;
         cfg.decay_ms = 0;
         cfg.background_purge = 0;
-    } else if (strcmp(mode, "default") != 0) {
-        fprintf(stderr, "unknown mode %s (default | debug-decay0)\n", mode);
+    } else if (strcmp(mode, "default") != 0 && !parse_overrides(&cfg, mode)) {
+        fprintf(stderr, "unknown mode %s (default | debug-decay0 | key=value,...: "
+                "arena, small_max, huge_min, decay, huge, bg, debug, capacity; "
+                "sizes take K/M/G)\n", mode);
         return 2;
     }
     arena_bytes = cfg.arena_bytes;
-    if (mp_pool_create(&cfg, &pool) != MP_OK) {
-        FAIL("mp_pool_create failed");
+    int created = mp_pool_create(&cfg, &pool);
+    if (created != MP_OK) {
+        FAIL("mp_pool_create(mode %s) failed: %s", mode, mp_error_name(created));
         return test_report("test_stress");
     }
     test_rng_seed(&rng, seed);

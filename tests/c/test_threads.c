@@ -1,13 +1,17 @@
 /*
  * test_threads.c - several threads share one pool and free each other's blocks.
  *
- *   test_threads [THREADS [OPS_PER_THREAD]]      (defaults 4, 200000)
+ *   test_threads [THREADS [OPS_PER_THREAD [DECAY_MS]]]   (defaults 4, 200000,
+ *       the default decay; a small DECAY_MS keeps the background purge
+ *       thread giving pages back while the workers run)
  *
  * Each worker allocates small, medium and large blocks, fills them with a
  * pattern of their id, and frees most itself; ~30% go through a shared queue
  * to whichever thread pops them next, so blocks are freed by threads that did
- * not allocate them, often after their allocating thread has exited.  An
- * observer thread runs mp_pool_check and mp_stats_get throughout.  At the
+ * not allocate them, often after their allocating thread has exited; 10% of
+ * the time a block is resized instead (its prefix verified).  An observer
+ * thread runs mp_pool_check and mp_stats_get throughout, and mp_trim /
+ * mp_purge_aged now and then, so pages go back while blocks are in use.  At the
  * end every block is freed: live_bytes must be 0 and the pool healthy.
  * Built also with -fsanitize=thread (make test-c-tsan) to find races.
  */
@@ -104,6 +108,19 @@ static void *worker(void *arg)
             uint64_t id = ((uint64_t)tid << 40) | ++counter;
             test_block_fill(p, id, size);
             local[i] = (item){p, size, id};
+        } else if (test_rng_next(&rng) % 10 == 0) { /* resize in place or move */
+            size_t n = (size_t)test_rng_range(&rng, 0, local[i].size * 2 + 100);
+            uint8_t *q = mp_realloc(pool, local[i].p, local[i].size, n);
+            if (CHECK_MSG(q != NULL, "thread %u: realloc %zu -> %zu: %s", tid,
+                          local[i].size, n, mp_error_name(mp_last_error()))) {
+                size_t keep = n < local[i].size ? n : local[i].size;
+                size_t bad = test_block_verify(q, local[i].id, local[i].size, keep);
+                CHECK_MSG(bad == SIZE_MAX, "thread %u: realloc %zu -> %zu lost byte %zu", tid,
+                          local[i].size, n, bad);
+                local[i].p = q;
+                local[i].size = n;
+                test_block_fill(q, local[i].id, n);
+            }
         } else if (test_rng_next(&rng) % 10 < 3 && queue_push(local[i])) {
             atomic_fetch_add(&total_passed, 1);
             local[i].p = NULL; /* someone else frees it */
@@ -132,6 +149,10 @@ static void *observer(void *arg)
         CHECK_MSG(bad == 0, "mp_pool_check during the run: %zu violations", bad);
         mp_stats s;
         CHECK_ERR(mp_stats_get(pool, &s), MP_OK);
+        if (rounds % 16 == 15) { /* give pages back under the workers' feet */
+            mp_trim(pool);
+            mp_purge_aged(pool);
+        }
         rounds++;
         struct timespec ts = {0, 2000000};
         nanosleep(&ts, NULL);
@@ -147,7 +168,13 @@ int main(int argc, char **argv)
         ops_per_thread = strtoull(argv[2], NULL, 0);
     if (nthreads < 1 || nthreads > 64)
         nthreads = 4;
-    CHECK_ERR(mp_pool_create(NULL, &pool), MP_OK);
+    mp_config cfg;
+    mp_config_default(&cfg);
+    if (argc > 3) {
+        cfg.decay_ms = strtoll(argv[3], NULL, 0);
+        cfg.background_purge = 1;
+    }
+    CHECK_ERR(mp_pool_create(&cfg, &pool), MP_OK);
     if (!pool)
         return test_report("test_threads");
     pthread_t th[64], obs;
@@ -191,10 +218,11 @@ int main(int argc, char **argv)
     CHECK_EQ_U(mp_pool_check(pool), 0);
     size_t trimmed = mp_trim(pool);
     CHECK_EQ_U(mp_pool_check(pool), 0);
-    printf("threads %d x %" PRIu64 " ops: %" PRIu64 " blocks, %" PRIu64
-           " passed between threads; thread caches %" PRIu64 "; trim gave %zu\n",
-           nthreads, ops_per_thread, allocs, atomic_load(&total_passed),
-           s.thread_cache_count, trimmed);
+    printf("threads %d x %" PRIu64 " ops, decay %" PRId64 " ms: %" PRIu64 " blocks, %" PRIu64
+           " passed between threads; %" PRIu64 " bytes given back meanwhile; thread caches %"
+           PRIu64 "; trim gave %zu\n",
+           nthreads, ops_per_thread, cfg.decay_ms, allocs, atomic_load(&total_passed),
+           s.released_bytes, s.thread_cache_count, trimmed);
     mp_pool_destroy(pool);
     return test_report("test_threads");
 }
