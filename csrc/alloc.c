@@ -265,7 +265,8 @@ int large_locate(mp_arena *arena, const void *ptr, size_t size, mp_span **out) {
     }
     /* Error path: find the span that contains ptr to say why it is wrong. */
     uint32_t p = 0;
-    while (p < arena->npages && p + arena->spans[p].npages <= page)
+    while (p < arena->npages && arena->spans[p].npages != 0 &&
+           p + arena->spans[p].npages <= page)
         p += arena->spans[p].npages;
     if (p < arena->npages && arena->spans[p].kind == MP_SPAN_FREE)
         return MP_EDOUBLEFREE;
