@@ -3,7 +3,7 @@ pool's C API (the ``_debug_*`` hooks), checked against a Python model."""
 import hypothesis.strategies as st
 from hypothesis import HealthCheck, settings
 from hypothesis.stateful import (Bundle, RuleBasedStateMachine, consumes,
-                                 invariant, precondition, rule)
+                                 initialize, invariant, precondition, rule)
 
 import mempool
 from mempool.errors import DoubleFree, ForeignPointer, InteriorPointer
@@ -18,6 +18,14 @@ SIZES = st.one_of(
 )
 # How much of a block the model remembers byte for byte.
 PREFIX = 4 * KiB
+# Pool settings worth exploring: defaults, fill patterns, pages given back at
+# once (every free reaches the release paths), a small slab limit.
+CONFIGS = [
+    {},
+    {"debug": True},
+    {"decay": 0},
+    {"small_max": 1024, "decay": 0, "background_purge": False, "debug": True},
+]
 
 
 class PoolModel(RuleBasedStateMachine):
@@ -27,11 +35,15 @@ class PoolModel(RuleBasedStateMachine):
 
     def __init__(self):
         super().__init__()
-        self.pool = mempool.Pool(debug=False)
+        self.pool = None
         self.live = {}
         self.freed = set()
         self.counts = {"alloc": 0, "calloc": 0, "free": 0, "realloc": 0}
         self.errors = 0
+
+    @initialize(config=st.sampled_from(CONFIGS))
+    def open_pool(self, config):
+        self.pool = mempool.Pool(**config)
 
     def _add(self, addr, size, content):
         assert addr not in self.live, "address handed out twice"
@@ -102,6 +114,11 @@ class PoolModel(RuleBasedStateMachine):
         assert after.live_bytes == before.live_bytes
         assert after.free_count == before.free_count
 
+    @rule()
+    def trim(self):
+        given = self.pool.trim()
+        assert given >= 0
+
     @invariant()
     def counters_match(self):
         st_ = self.pool.stats()
@@ -130,6 +147,8 @@ class PoolModel(RuleBasedStateMachine):
         assert self.pool.check() == 0
 
     def teardown(self):
+        if self.pool is None:
+            return
         for addr, (size, _) in list(self.live.items()):
             self.pool._debug_free(addr, size)
         assert self.pool.stats().live_bytes == 0
