@@ -101,6 +101,12 @@ class Pool(_core._PoolBase):
     Arrays allocated by the pool keep it alive.  :meth:`close` frees the pool
     at once (only when nothing is live); otherwise it is freed when the last
     reference (pool object or array) goes away.
+
+    numpy's free cannot fail, so a pointer numpy hands back that the pool
+    does not own (double free, foreign or interior pointer) is ignored,
+    counted in ``stats().errors``, and reported by a ``RuntimeWarning`` issued
+    at once from inside the handler (it takes the GIL with PyGILState_Ensure),
+    once per pool; if warnings are errors it goes to ``sys.unraisablehook``.
     """
 
     def __init__(self, capacity: Optional[int] = None, *,
