@@ -1,0 +1,230 @@
+/*
+ * test_tlsf.c - unit tests of the TLSF heap (csrc/tlsf.c) and the arena's
+ * dirty bits (csrc/arena.c), driven through the internal API so that split,
+ * coalesce, boundary tags, alignment, in-place resizing and decay purging are
+ * checked directly rather than through mp_alloc.
+ */
+#include "internal.h"
+#include "test.h"
+
+#include <stdint.h>
+#include <string.h>
+
+/* A pool whose heaps we drive by hand: no purger, no decay on its own. */
+static mp_pool *make_pool(void)
+{
+    mp_config cfg;
+    mp_config_default(&cfg);
+    cfg.background_purge = 0;
+    cfg.decay_ms = -1;
+    cfg.arena_bytes = (size_t)8 << 20; /* 2048 granules of 4 KiB */
+    mp_pool *pool = NULL;
+    CHECK(mp_pool_create(&cfg, &pool) == MP_OK);
+    return pool;
+}
+
+/* Allocate npages from the page heap under the pool lock, accounted as the
+ * core's large path does (so mp_pool_check's counter cross-checks hold);
+ * *clean_out (if given) gets the granules that were clean. */
+static mp_span *take_clean(mp_pool *pool, size_t npages, size_t align_pages,
+                           uint32_t *clean_out)
+{
+    uint32_t clean = 0;
+    pthread_mutex_lock(&pool->lock);
+    mp_span *span = heap_alloc(&pool->heaps[MP_HEAP_PAGES], npages, align_pages, &clean);
+    if (span) {
+        span->requested = span_bytes(span);
+        large_account(pool, (int64_t)span_bytes(span), (int64_t)span_bytes(span),
+                      CALL_INTERNAL, NULL);
+    }
+    pthread_mutex_unlock(&pool->lock);
+    if (clean_out)
+        *clean_out = clean;
+    return span;
+}
+
+/* take_clean without the clean count. */
+static mp_span *take(mp_pool *pool, size_t npages, size_t align_pages)
+{
+    return take_clean(pool, npages, align_pages, NULL);
+}
+
+/* Return a span to the page heap at time `now`, with its accounting. */
+static void give(mp_pool *pool, mp_span *span, int64_t now)
+{
+    pthread_mutex_lock(&pool->lock);
+    large_account(pool, -(int64_t)span->requested, -(int64_t)span_bytes(span), CALL_INTERNAL,
+                  NULL);
+    heap_free(&pool->heaps[MP_HEAP_PAGES], span, now);
+    pthread_mutex_unlock(&pool->lock);
+}
+
+/* Split and coalesce: three neighbours freed in every order merge back into
+ * the one span the arena started as. */
+static void test_split_coalesce(void)
+{
+    static const int orders[6][3] = {{0, 1, 2}, {0, 2, 1}, {1, 0, 2},
+                                     {1, 2, 0}, {2, 0, 1}, {2, 1, 0}};
+    mp_pool *pool = make_pool();
+    mp_heap *heap = &pool->heaps[MP_HEAP_PAGES];
+    for (int o = 0; o < 6; o++) {
+        mp_span *s[3] = {take(pool, 3, 1), take(pool, 5, 1), take(pool, 7, 1)};
+        CHECK(s[0] && s[1] && s[2]);
+        CHECK(span_addr(s[1]) == span_addr(s[0]) + 3 * MP_PAGE_SIZE); /* address order */
+        CHECK_EQ_U(s[2]->prev_npages, 5);
+        CHECK_EQ_U(heap->free_spans, 1); /* the tail of the arena */
+        for (int i = 0; i < 3; i++) {
+            give(pool, s[orders[o][i]], 0);
+            CHECK_EQ_U(mp_pool_check(pool), 0);
+        }
+        CHECK_EQ_U(heap->free_spans, 1);
+        CHECK_EQ_U(heap->free_granules, heap->arenas->npages);
+    }
+    mp_pool_destroy(pool);
+}
+
+/* Good fit: a request is served from a hole it fits, not from the big tail. */
+static void test_good_fit_reuses_holes(void)
+{
+    mp_pool *pool = make_pool();
+    mp_span *a = take(pool, 40, 1), *b = take(pool, 1, 1), *c = take(pool, 100, 1);
+    mp_span *d = take(pool, 1, 1);
+    char *hole_a = span_addr(a), *hole_c = span_addr(c);
+    give(pool, a, 0);
+    give(pool, c, 0);
+    mp_span *fit = take(pool, 90, 1); /* 90 fits only the 100-granule hole */
+    CHECK(fit && span_addr(fit) == hole_c);
+    mp_span *small = take(pool, 33, 1); /* fits the 40-granule hole */
+    CHECK(small && span_addr(small) == hole_a);
+    CHECK_EQ_U(mp_pool_check(pool), 0);
+    give(pool, fit, 0);
+    give(pool, small, 0);
+    give(pool, b, 0);
+    give(pool, d, 0);
+    CHECK_EQ_U(pool->heaps[MP_HEAP_PAGES].free_spans, 1);
+    mp_pool_destroy(pool);
+}
+
+/* Alignment: the front slack becomes a free span, the block is aligned. */
+static void test_alignment(void)
+{
+    mp_pool *pool = make_pool();
+    mp_span *pad = take(pool, 3, 1);
+    for (size_t align = 2; align <= 256; align *= 2) {
+        mp_span *s = take(pool, 5, align);
+        CHECK(s != NULL);
+        if (s)
+            CHECK_MSG(((uintptr_t)span_addr(s) & (align * MP_PAGE_SIZE - 1)) == 0,
+                      "span not aligned to %zu granules", align);
+        CHECK_EQ_U(mp_pool_check(pool), 0);
+        if (s)
+            give(pool, s, 0);
+    }
+    give(pool, pad, 0);
+    CHECK_EQ_U(pool->heaps[MP_HEAP_PAGES].free_spans, 1);
+    mp_pool_destroy(pool);
+}
+
+/* In-place growth takes the free successor; shrinking frees the tail. */
+static void test_resize_in_place(void)
+{
+    mp_pool *pool = make_pool();
+    mp_heap *heap = &pool->heaps[MP_HEAP_PAGES];
+    mp_span *a = take(pool, 10, 1), *b = take(pool, 10, 1), *c = take(pool, 10, 1);
+    give(pool, b, 0);
+    uint32_t clean;
+    pthread_mutex_lock(&pool->lock);
+    CHECK(heap_grow_in_place(heap, a, 15, &clean));
+    CHECK_EQ_U(a->npages, 15);
+    CHECK(!heap_grow_in_place(heap, a, 30, &clean)); /* c is in the way */
+    CHECK_EQ_U(a->npages, 15);
+    heap_shrink_in_place(heap, a, 4, 0);
+    CHECK_EQ_U(a->npages, 4);
+    /* account the resize as realloc_large does */
+    int64_t delta = (int64_t)span_bytes(a) - (int64_t)a->requested;
+    large_account(pool, delta, delta, CALL_INTERNAL, NULL);
+    a->requested = span_bytes(a);
+    pthread_mutex_unlock(&pool->lock);
+    CHECK_EQ_U(mp_pool_check(pool), 0);
+    /* the freed tail merged with the rest of b's hole: one span up to c */
+    mp_span *hole = &a->arena->spans[a->page + 4];
+    CHECK(hole->kind == MP_SPAN_FREE && hole->npages == 16);
+    give(pool, a, 0);
+    give(pool, c, 0);
+    CHECK_EQ_U(heap->free_spans, 1);
+    mp_pool_destroy(pool);
+}
+
+/* Dirty bits and decay: freed spans stay resident until they age past the
+ * decay, then go back oldest first; a re-allocation of purged granules
+ * reports them clean (they read as zeros). */
+static void test_dirty_and_purge(void)
+{
+    mp_pool *pool = make_pool();
+    mp_heap *heap = &pool->heaps[MP_HEAP_PAGES];
+    mp_span *a = take(pool, 8, 1), *sep1 = take(pool, 1, 1);
+    mp_span *b = take(pool, 8, 1), *sep2 = take(pool, 1, 1);
+    memset(span_addr(a), 0x5A, span_bytes(a));
+    uint64_t resident = pool->resident_bytes;
+    CHECK_EQ_U(resident, 18 * MP_PAGE_SIZE);
+    give(pool, a, 100);
+    give(pool, b, 200);
+    CHECK_EQ_U(heap->dirty_free_granules, 16);
+    CHECK(heap->lru_head == a && heap->lru_tail == b);
+    pthread_mutex_lock(&pool->lock);
+    CHECK_EQ_U(heap_purge(heap, 150, 100, false), 0); /* nothing aged yet */
+    CHECK_EQ_U(heap_purge(heap, 250, 100, false), 8 * MP_PAGE_SIZE); /* a aged */
+    CHECK(heap->lru_head == b);
+    pthread_mutex_unlock(&pool->lock);
+    CHECK_EQ_U(pool->resident_bytes, resident - 8 * MP_PAGE_SIZE);
+    CHECK_EQ_U(mp_pool_check(pool), 0);
+    /* Most recently freed first: the still-resident b, no fault to take. */
+    uint32_t clean;
+    mp_span *warm = take_clean(pool, 8, 1, &clean);
+    CHECK(warm && span_addr(warm) == span_addr(b));
+    CHECK_EQ_U(clean, 0);
+    mp_span *again = take_clean(pool, 8, 1, &clean);
+    CHECK(again && span_addr(again) == span_addr(a));
+    CHECK_EQ_U(clean, 8); /* purged: reads as zeros, calloc may skip memset */
+    if (again)
+        CHECK_EQ_U(test_find_nonzero(span_addr(again), 0, span_bytes(again)), SIZE_MAX);
+    give(pool, warm, 300);
+    give(pool, again, 300);
+    give(pool, sep1, 300);
+    give(pool, sep2, 300);
+    CHECK_EQ_U(mp_trim(pool) > 0, 1);
+    CHECK_EQ_U(pool->resident_bytes, 0);
+    CHECK_EQ_U(pool->reserved_bytes, 0); /* trim unmaps wholly free arenas */
+    CHECK_EQ_U(mp_pool_check(pool), 0);
+    mp_pool_destroy(pool);
+}
+
+/* A foreign address is never found in the chunk map; an arena's is. */
+static void test_chunk_map(void)
+{
+    mp_pool *pool = make_pool();
+    mp_span *a = take(pool, 1, 1);
+    int local;
+    CHECK(map_lookup(&local) == NULL);
+    CHECK(map_lookup((void *)(uintptr_t)1) == NULL);
+    CHECK(map_lookup((void *)~(uintptr_t)0) == NULL);
+    mp_region *region = map_lookup(span_addr(a));
+    CHECK(region == &a->arena->region && region->pool == pool);
+    CHECK(map_lookup(region->base + region->size - 1) == region);
+    give(pool, a, 0);
+    char *base = region->base;
+    mp_trim(pool);
+    CHECK(map_lookup(base) == NULL); /* the arena is gone from the map */
+    mp_pool_destroy(pool);
+}
+
+int main(void)
+{
+    test_split_coalesce();
+    test_good_fit_reuses_holes();
+    test_alignment();
+    test_resize_in_place();
+    test_dirty_and_purge();
+    test_chunk_map();
+    return test_report("test_tlsf");
+}
