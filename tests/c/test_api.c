@@ -1092,6 +1092,51 @@ static void test_decay(void)
     }
 }
 
+/* With the defaults (decay + background purge), memory freed by a workload
+ * goes back by itself: resident returns near zero within decay + slack, for
+ * large blocks and for small ones (empty slabs are free pages too). */
+static void test_default_gives_back(void)
+{
+    for (int small = 0; small < 2; small++) {
+        mp_pool *pool = NULL;
+        CHECK_ERR(mp_pool_create(NULL, &pool), MP_OK);
+        if (!pool)
+            return;
+        enum { NB = 100000 };
+        static void *b[NB];
+        size_t n = small ? NB : 24, size = small ? 600 : 3 * MiB + 5000;
+        for (size_t i = 0; i < n; i++) {
+            b[i] = mp_alloc(pool, size);
+            if (b[i])
+                memset(b[i], 0x11, size);
+        }
+        for (size_t i = 0; i < n; i++) /* every other one first: fragmented */
+            if (i % 2 == 0)
+                mp_free(pool, b[i], size);
+        for (size_t i = 0; i < n; i++)
+            if (i % 2 == 1)
+                mp_free(pool, b[i], size);
+        mp_stats s0 = snap(pool);
+        CHECK_EQ_U(s0.live_bytes, 0);
+        uint64_t limit = 8 * MiB;
+        int waited_ms = 0;
+        mp_stats s = s0;
+        while (s.resident_bytes > limit && waited_ms < (int)g_defaults.decay_ms * 4 + 2000) {
+            sleep_ms(50);
+            waited_ms += 50;
+            s = snap(pool);
+        }
+        printf("default config, %s blocks: %.1f MiB freed, resident %.1f -> %.1f MiB after %d ms\n",
+               small ? "small" : "large", (double)(n * size) / MiB,
+               (double)s0.resident_bytes / MiB, (double)s.resident_bytes / MiB, waited_ms);
+        CHECK_MSG(s.resident_bytes <= limit,
+                  "%s blocks: resident still %" PRIu64 " bytes %d ms after freeing %zu",
+                  small ? "small" : "large", s.resident_bytes, waited_ms, n * size);
+        CHECK_EQ_U(mp_pool_check(pool), 0);
+        mp_pool_destroy(pool);
+    }
+}
+
 /* The promise of the library: a loop that allocates, touches and frees the
  * same large temporaries takes no page faults once warm (default config). */
 static void test_steady_state_faults(void)
@@ -1157,6 +1202,7 @@ int main(void)
         {"decay", test_decay},
         {"calloc", test_calloc_plain},
         {"calloc_debug_fill", test_calloc_debug},
+        {"default_gives_back", test_default_gives_back},
         {"steady_state_faults", test_steady_state_faults},
     };
     for (size_t i = 0; i < sizeof tests / sizeof *tests; i++) {
