@@ -149,6 +149,11 @@ def run_child(cfg: Dict[str, Any]) -> Dict[str, Any]:
     sys.stdout.write("LOOP_DONE\n")
     sys.stdout.flush()
     settle = float(cfg.get("settle_s", 1.5))
+    if pool is not None:
+        # Wait out the pool's own decay, whatever it is configured to.
+        decay = getattr(pool, "config", {}).get("decay")
+        if isinstance(decay, (int, float)) and decay == decay and decay < 60:
+            settle = max(settle, float(decay) + 0.5)
     time.sleep(settle)  # longer than the pool's decay; trim() is NOT called
     record["settle_s"] = settle
     record["rss_after_free"] = rss()
