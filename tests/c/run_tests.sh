@@ -14,7 +14,7 @@ args_for() {
         opt:test_stress)  printf '%s\n' "1 1000000 default" "2 100000 debug-decay0" \
                                  "3 200000 arena=4M,small_max=65536" ;;
         opt:test_threads) printf '%s\n' "4 200000" "4 100000 2" ;;
-        asan:test_stress) printf '%s\n' "1 1000000 default" "2 60000 debug-decay0" ;;
+        asan:test_stress) printf '%s\n' "1 700000 default" "2 60000 debug-decay0" ;;
         tsan:test_threads) printf '%s\n' "4 20000" "4 10000 2" ;;
         asan:test_threads) printf '%s\n' "4 200000" "4 50000 2" ;;
         tsan:test_fork)    printf '%s\n' "5" ;;
