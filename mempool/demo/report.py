@@ -323,9 +323,12 @@ def plot(records: List[Dict[str, Any]], workloads: Sequence[str],
             ax_t.plot(times, label=alloc, linewidth=lw, color=line.get_color())
             if alloc == "mempool" and rs[0].get("pool_steps"):
                 base = statistics.median(r["baseline_rss"] for r in rs) / MB
-                live = [base + s.get("live_bytes", 0) / MB for s in rs[0]["pool_steps"]]
+                steps_ = rs[0]["pool_steps"]
+                live = [base + s.get("live_bytes", 0) / MB for s in steps_]
+                held = [base + s.get("resident_bytes", 0) / MB for s in steps_]
                 ax_rss.plot(live, "k--", linewidth=1,
-                            label="baseline + live (pool)")
+                            label="baseline + pool live (between steps)")
+                ax_rss.plot(held, "k:", linewidth=1, label="baseline + pool resident")
         ax_rss.set_ylabel("RSS after step (MB)")
         ax_rss.set_title(f"{wl}: resident memory per step (median over rounds)")
         ax_rss.legend(fontsize=8)
