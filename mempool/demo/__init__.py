@@ -60,7 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int, default=None,
                    help="steps per workload (default: per workload, see --help-workloads)")
     p.add_argument("--rounds", type=int, default=None,
-                   help="interleaved rounds per allocator (default 2; 1 with --quick)")
+                   help="interleaved rounds per allocator (default 3; 1 with --quick)")
     p.add_argument("--batch-range", type=parse_pair, default=wl_mod.DEFAULT_BATCH_RANGE,
                    metavar="LO-HI", help="MLP batch size range (default 32-512)")
     p.add_argument("--allocators", type=_csv(ALL_ALLOCATORS), default=list(ALL_ALLOCATORS),
@@ -122,7 +122,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if not console.is_terminal:
         console = Console(width=120)  # logs and pipes: keep the tables on one line
     steps = _steps_for(args)
-    rounds = args.rounds if args.rounds is not None else (1 if args.quick else 2)
+    rounds = args.rounds if args.rounds is not None else (1 if args.quick else 3)
     allocators = discover(args.allocators)
     active = [a for a in allocators if a.available]
     for a in allocators:
