@@ -16,6 +16,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence
@@ -157,8 +158,9 @@ class _Running:
 
 
 def start_child(alloc: Allocator, cfg: Dict[str, Any], workdir: Path,
-                tag: str) -> _Running:
-    """Start one child and block until its measured loop is over."""
+                tag: str, timeout_s: float = 600.0) -> _Running:
+    """Start one child and block until its measured loop is over (a child
+    still in its loop after ``timeout_s`` is killed and reported as failed)."""
     out = workdir / f"{tag}.json"
     err = workdir / f"{tag}.stderr"
     full = dict(cfg, use_pool=alloc.use_pool)
@@ -169,9 +171,14 @@ def start_child(alloc: Allocator, cfg: Dict[str, Any], workdir: Path,
             text=True)
     # Block until the loop is done (or the child died): the next child may then
     # run while this one sleeps, without the two competing for the CPU.
-    for line in proc.stdout:
-        if line.strip() == "LOOP_DONE":
-            break
+    watchdog = threading.Timer(timeout_s, proc.kill)  # a hung pool must not hang the demo
+    watchdog.start()
+    try:
+        for line in proc.stdout:
+            if line.strip() == "LOOP_DONE":
+                break
+    finally:
+        watchdog.cancel()
     return _Running(proc, out, err, {"allocator": alloc.name,
                                      "workload_name": cfg["workload"],
                                      "round": cfg["round"]})
@@ -218,7 +225,7 @@ def run_all(allocators: Sequence[Allocator], workloads: Sequence[str],
                            "batch_range": list(batch_range), "settle_s": settle_s,
                            "round": r}
                     pending.append(start_child(alloc, cfg, workdir,
-                                               f"r{r}-{wl}-{alloc.name}"))
+                                               f"r{r}-{wl}-{alloc.name}", timeout_s))
                     if on_progress:
                         on_progress(label, True)
                     reap(block=False)
