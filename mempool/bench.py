@@ -187,7 +187,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(list(sys.argv[1:] if argv is None else argv))
     console = Console()
     if not console.is_terminal:
-        console = Console(width=120)  # logs and pipes: keep the tables on one line
+        console = Console(width=140)  # logs and pipes: keep the tables on one line
     out_dir = args.out
     out_dir.mkdir(parents=True, exist_ok=True)
     allocators = [a.strip() for a in args.allocators.split(",") if a.strip()]

@@ -120,7 +120,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
     console = Console()
     if not console.is_terminal:
-        console = Console(width=120)  # logs and pipes: keep the tables on one line
+        console = Console(width=140)  # logs and pipes: keep the tables on one line
     steps = _steps_for(args)
     rounds = args.rounds if args.rounds is not None else (1 if args.quick else 3)
     allocators = discover(args.allocators)
