@@ -145,7 +145,12 @@ typedef struct mp_heap {
     mp_arena *arenas;
     size_t arena_count;
     mp_span *lru_head, *lru_tail; /* free spans with dirty granules, oldest first */
+    uint64_t granules; /* in all arenas */
     uint64_t free_granules, dirty_free_granules, free_spans;
+    /* Demand: the most granules in use during the current and the previous
+     * half-decay period; purging stops at what that peak would need again. */
+    uint64_t demand_cur, demand_prev;
+    int64_t demand_since_ms;
 } mp_heap;
 
 struct mp_arena {

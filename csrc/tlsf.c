@@ -228,6 +228,7 @@ void heap_register_arena(mp_heap *heap, mp_arena *arena) {
         heap->arenas->prev = arena;
     heap->arenas = arena;
     heap->arena_count++;
+    heap->granules += arena->npages;
     mp_span *span = &arena->spans[0];
     span->arena = arena;
     span->page = 0;
@@ -250,6 +251,7 @@ static void heap_release_arena(mp_heap *heap, mp_arena *arena) {
     if (arena->next)
         arena->next->prev = arena->prev;
     heap->arena_count--;
+    heap->granules -= arena->npages;
     arena_destroy(arena);
 }
 
@@ -299,6 +301,9 @@ mp_span *heap_alloc(mp_heap *heap, size_t npages, size_t align_pages, uint32_t *
     }
     span->dirty = 0;
     span->kind = MP_SPAN_LARGE;
+    uint64_t in_use = heap->granules - heap->free_granules;
+    if (in_use > heap->demand_cur)
+        heap->demand_cur = in_use;
     *clean_out = clean;
     return span;
 }
@@ -362,15 +367,45 @@ void heap_shrink_in_place(mp_heap *heap, mp_span *span, size_t npages, int64_t n
     heap_free(heap, tail, now_ms);
 }
 
+/* Start a new half-decay demand period when the current one is over. */
+static void demand_rotate(mp_heap *heap, int64_t now_ms, int64_t decay_ms) {
+    int64_t period = decay_ms / 2 > 0 ? decay_ms / 2 : 1;
+    if (now_ms - heap->demand_since_ms < period)
+        return;
+    uint64_t in_use = heap->granules - heap->free_granules;
+    heap->demand_prev = now_ms - heap->demand_since_ms < 2 * period ? heap->demand_cur : in_use;
+    heap->demand_cur = in_use;
+    heap->demand_since_ms = now_ms;
+}
+
+/* Dirty free granules the heap keeps: what its peak demand of the last
+ * decay period needs on top of what is in use now, plus 1/8 for the holes
+ * of drifting sizes.  Keeping them is what makes a loop with slow steps or
+ * pauses take no page faults; once demand stays low for a decay period the
+ * allowance falls and the memory goes back. */
+static uint64_t dirty_allowance(const mp_heap *heap) {
+    uint64_t peak = heap->demand_cur > heap->demand_prev ? heap->demand_cur : heap->demand_prev;
+    uint64_t in_use = heap->granules - heap->free_granules;
+    return (peak > in_use ? peak - in_use : 0) + peak / 8;
+}
+
 /* Give back the dirty granules of free spans that have been free for at
- * least decay_ms (every one when decay_ms is 0), oldest first; an arena that
- * is entirely free is unmapped instead when `release_arenas` or when it is
- * not the heap's last.  Returns bytes given back. */
+ * least decay_ms, oldest first, while the heap holds more dirty free
+ * granules than its recent demand needs (decay_ms 0: every free span, no
+ * allowance); an arena that is entirely free is unmapped instead when
+ * `release_arenas` or when it is not the heap's last.  Returns bytes given
+ * back. */
 size_t heap_purge(mp_heap *heap, int64_t now_ms, int64_t decay_ms, bool release_arenas) {
     size_t given = 0;
     mp_pool *pool = heap->pool;
+    uint64_t allowance = 0;
+    if (decay_ms > 0) {
+        demand_rotate(heap, now_ms, decay_ms);
+        allowance = dirty_allowance(heap);
+    }
     mp_span *span;
-    while ((span = heap->lru_head) != NULL && now_ms - span->freed_at_ms >= decay_ms) {
+    while ((span = heap->lru_head) != NULL && now_ms - span->freed_at_ms >= decay_ms &&
+           heap->dirty_free_granules > allowance) {
         mp_arena *arena = span->arena;
         size_t bytes = (size_t)span->dirty << heap->granule_shift;
         given += bytes;
@@ -399,9 +434,16 @@ size_t heap_purge(mp_heap *heap, int64_t now_ms, int64_t decay_ms, bool release_
     return given;
 }
 
-/* When the oldest dirty free span ages past the decay (INT64_MAX: never). */
+/* When heap_purge may next have work: the oldest dirty free span ages past
+ * the decay, or the demand period ends (INT64_MAX: nothing dirty). */
 int64_t heap_next_deadline(const mp_heap *heap, int64_t decay_ms) {
-    return heap->lru_head ? heap->lru_head->freed_at_ms + decay_ms : INT64_MAX;
+    if (heap->lru_head == NULL)
+        return INT64_MAX;
+    int64_t aged = heap->lru_head->freed_at_ms + decay_ms;
+    if (heap->dirty_free_granules > dirty_allowance(heap))
+        return aged;
+    int64_t rotate = heap->demand_since_ms + (decay_ms / 2 > 0 ? decay_ms / 2 : 1);
+    return aged > rotate ? aged : rotate;
 }
 
 /* Bytes of the largest free span (scans only the highest non-empty list). */
