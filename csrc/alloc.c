@@ -20,7 +20,7 @@
 #define DEBUG_FREED 0xDF
 
 /* pool_error for functions that return a pointer. */
-static void *fail(mp_pool *pool, int code) {
+static MP_COLD void *fail(mp_pool *pool, int code) {
     pool_error(pool, code);
     return NULL;
 }
@@ -28,7 +28,7 @@ static void *fail(mp_pool *pool, int code) {
 /* ---- small blocks ------------------------------------------------------ */
 
 /* Refill an empty bin; false when no memory could be had. */
-static bool small_refill(mp_pool *pool, mp_tcache *tc, unsigned cls) {
+static MP_COLD bool small_refill(mp_pool *pool, mp_tcache *tc, unsigned cls) {
     mp_tcache_bin *bin = &tc->bins[cls];
     uint32_t want = bin->cap / 2 ? bin->cap / 2 : 1;
     bin->count = slab_refill(pool, cls, bin->entries, want);
@@ -223,7 +223,7 @@ int direct_free_unlock(mp_pool *pool, mp_direct *d, int call) {
 }
 
 /* A block from the page or huge heap (or a direct mapping when too big). */
-static void *large_alloc(mp_pool *pool, size_t size, size_t align, int call) {
+static MP_COLD void *large_alloc(mp_pool *pool, size_t size, size_t align, int call) {
     mp_heap *heap = heap_for(pool, size);
     size_t granule = (size_t)1 << heap->granule_shift;
     size_t need = MP_ALIGN_UP(size ? size : 1, granule);
@@ -337,7 +337,7 @@ int foreign_or_freed(mp_pool *pool, const void *ptr) {
 }
 
 /* Free a block that is not in a slab (large span or direct mapping). */
-static int free_large(mp_pool *pool, mp_region *region, void *ptr, size_t size, int call) {
+static MP_COLD int free_large(mp_pool *pool, mp_region *region, void *ptr, size_t size, int call) {
     if (region->kind == MP_REGION_ARENA) {
         mp_arena *arena = (mp_arena *)region;
         pthread_mutex_lock(&pool->lock);

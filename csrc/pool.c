@@ -18,7 +18,7 @@ static MP_TLS int tls_last_error;
 int mp_last_error(void) { return tls_last_error; }
 
 /* Count an error against the pool and remember it for mp_last_error. */
-int pool_error(const mp_pool *pool, int code) {
+MP_COLD int pool_error(const mp_pool *pool, int code) {
     if (pool && code < 0 && -code < MP_ERROR_COUNT)
         atomic_fetch_add_explicit(&((mp_pool *)pool)->errors[-code], 1, memory_order_relaxed);
     tls_last_error = code;

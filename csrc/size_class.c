@@ -7,17 +7,6 @@
  */
 #include "internal.h"
 
-/* Index of the highest set bit of a non-zero value. */
-static inline unsigned fls64(uint64_t x) { return 63u - (unsigned)__builtin_clzll(x); }
-
-/* Class serving `size` (0 is served by class 0). */
-unsigned sc_of(size_t size) {
-    if (size <= 512)
-        return size == 0 ? 0 : (unsigned)((size - 1) >> 6);
-    unsigned f = fls64(size - 1); /* 9 for 513..1024 */
-    return 8 + (f - 9) * 8 + (unsigned)(((size - 1) - ((size_t)1 << f)) >> (f - 3));
-}
-
 /* Bytes per block of class `cls`. */
 size_t sc_block(unsigned cls) {
     if (cls < 8)

@@ -78,7 +78,7 @@ static mp_tcache *tc_create(mp_pool *pool) {
 
 /* This thread's cache for `pool` when it is not in slot 0: found in another
  * slot, or created (evicting the least recently used slot). */
-mp_tcache *tc_get_slow(mp_pool *pool) {
+MP_COLD mp_tcache *tc_get_slow(mp_pool *pool) {
     unsigned found = MP_TLS_SLOTS;
     for (unsigned i = 1; i < MP_TLS_SLOTS; i++)
         if (tls_slots[i].pool == pool && tls_slots[i].uid == pool->uid)
@@ -117,7 +117,7 @@ void tc_publish(mp_pool *pool, mp_tcache *tc) {
 }
 
 /* Return the oldest cached blocks of a bin to their slabs, keeping `keep`. */
-void tc_flush_bin(mp_pool *pool, mp_tcache *tc, unsigned cls, uint32_t keep) {
+MP_COLD void tc_flush_bin(mp_pool *pool, mp_tcache *tc, unsigned cls, uint32_t keep) {
     mp_tcache_bin *bin = &tc->bins[cls];
     if (bin->count <= keep)
         return;
