@@ -110,6 +110,8 @@ def test_summarize_uses_same_round_ratios_and_checks_digests():
     assert row["faults_per_step"] == 20
     assert row["rss_over_live"] == pytest.approx(60 / 50)
     assert out["consistency"]["mlp"]["identical"]
+    rows = out["summary"]["mlp"]
+    assert report.same_round_ratio(rows["jemalloc"], rows["default"]) == pytest.approx(0.5)
     recs.append(_fake_record("jemalloc", 2, 1e6, 0, digest="other"))
     assert not report.summarize(recs, ["mlp"], ["default", "jemalloc"])[
         "consistency"]["mlp"]["identical"]
