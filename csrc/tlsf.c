@@ -198,6 +198,23 @@ static uint32_t span_touch(mp_heap *heap, mp_arena *arena, uint32_t page, uint32
     return clean;
 }
 
+/* How many of the most recently freed dirty spans an allocation looks at
+ * before the size lists: enough to find the step's own holes in a loop. */
+#define RESIDENT_FIRST_SCAN 8
+
+/* The smallest of the few most recently freed dirty spans that holds n
+ * granules, or NULL.  Reusing resident memory first is what keeps a loop's
+ * footprint (and its page faults) flat: plain good fit would as gladly take
+ * a clean span and touch fresh pages. */
+static mp_span *lru_find(mp_heap *heap, uint64_t n) {
+    mp_span *best = NULL;
+    unsigned seen = 0;
+    for (mp_span *s = heap->lru_tail; s && seen < RESIDENT_FIRST_SCAN; s = s->lru_prev, seen++)
+        if (s->npages >= n && (best == NULL || s->npages < best->npages))
+            best = s;
+    return best;
+}
+
 /* ---- heap API --------------------------------------------------------- */
 
 /* An empty heap of `granule_shift`-sized granules. */
@@ -264,7 +281,9 @@ mp_span *heap_alloc(mp_heap *heap, size_t npages, size_t align_pages, uint32_t *
     size_t search = npages + slack;
     if (npages == 0 || search > UINT32_MAX)
         return NULL;
-    mp_span *span = list_find(heap, search);
+    mp_span *span = lru_find(heap, search);
+    if (span == NULL)
+        span = list_find(heap, search);
     if (span == NULL) {
         if (arena_create(heap, search) == NULL)
             return NULL;
