@@ -74,8 +74,20 @@ def build_parser() -> argparse.ArgumentParser:
                         "longer than the pool's decay (default 1.5)")
     p.add_argument("--out", type=Path, default=Path("demo-output"),
                    help="output folder for the JSON and PNGs (default ./demo-output)")
+    p.add_argument("--blas-threads", type=int, default=None, metavar="N",
+                   help="BLAS threads in every child (OPENBLAS/OMP/MKL_NUM_THREADS); "
+                        "default: the library's own choice.  1 makes the MLP robust to a busy "
+                        "machine, where spinning BLAS threads swamp the allocator's share")
     p.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
     return p
+
+
+def blas_env(threads: Optional[int]) -> Dict[str, str]:
+    """Environment pinning the BLAS thread count (empty: leave it alone)."""
+    if threads is None:
+        return {}
+    n = str(max(1, threads))
+    return {"OPENBLAS_NUM_THREADS": n, "OMP_NUM_THREADS": n, "MKL_NUM_THREADS": n}
 
 
 def _steps_for(args) -> Dict[str, int]:
@@ -105,6 +117,7 @@ def _meta(args, steps: Dict[str, int], rounds: int, argv: Sequence[str],
         "transparent_hugepage": thp.read_text().strip() if thp.exists() else "unknown",
         "steps": steps, "rounds": rounds, "seed": args.seed,
         "batch_range": list(args.batch_range), "settle_s": args.settle,
+        "blas_threads": args.blas_threads,
         "warmup_steps": {w: warmup_steps(w, n) for w, n in steps.items()},
     }
 
@@ -150,7 +163,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                 progress.update(task, description=label)
 
         records = run_all(allocators, args.workloads, steps, rounds, args.seed,
-                          args.batch_range, args.settle, on_progress=on_progress)
+                          args.batch_range, args.settle, on_progress=on_progress,
+                          extra_env=blas_env(args.blas_threads))
     names = [a.name for a in allocators]
     result = report.summarize(records, args.workloads, names)
     result["targets"] = report.evaluate_targets(result["summary"])

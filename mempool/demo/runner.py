@@ -113,12 +113,14 @@ def discover(names: Sequence[str]) -> List[Allocator]:
     return out
 
 
-def child_env(alloc: Allocator) -> Dict[str, str]:
-    """Environment for a child: the parent's, minus allocator settings, plus ours."""
+def child_env(alloc: Allocator, extra: Optional[Dict[str, str]] = None) -> Dict[str, str]:
+    """Environment for a child: the parent's, minus allocator settings, plus
+    ``extra`` (the same for every row, e.g. BLAS thread counts) and ours."""
     env = dict(os.environ)
     # A demo started under a preload or tunables must not leak them into rows.
     for key in ("LD_PRELOAD", "GLIBC_TUNABLES"):
         env.pop(key, None)
+    env.update(extra or {})
     env.update(alloc.env)
     path = env.get("PYTHONPATH", "")
     env["PYTHONPATH"] = str(PACKAGE_PARENT) + (os.pathsep + path if path else "")
@@ -158,7 +160,8 @@ class _Running:
 
 
 def start_child(alloc: Allocator, cfg: Dict[str, Any], workdir: Path,
-                tag: str, timeout_s: float = 600.0) -> _Running:
+                tag: str, timeout_s: float = 600.0,
+                extra_env: Optional[Dict[str, str]] = None) -> _Running:
     """Start one child and block until its measured loop is over (a child
     still in its loop after ``timeout_s`` is killed and reported as failed)."""
     out = workdir / f"{tag}.json"
@@ -167,7 +170,7 @@ def start_child(alloc: Allocator, cfg: Dict[str, Any], workdir: Path,
     with open(err, "wb") as err_fh:
         proc = subprocess.Popen(
             [sys.executable, str(CHILD), json.dumps(full), str(out)],
-            stdout=subprocess.PIPE, stderr=err_fh, env=child_env(alloc),
+            stdout=subprocess.PIPE, stderr=err_fh, env=child_env(alloc, extra_env),
             text=True)
     # Block until the loop is done (or the child died): the next child may then
     # run while this one sleeps, without the two competing for the CPU.
@@ -177,6 +180,10 @@ def start_child(alloc: Allocator, cfg: Dict[str, Any], workdir: Path,
         for line in proc.stdout:
             if line.strip() == "LOOP_DONE":
                 break
+    except BaseException:  # Ctrl-C: leave no orphan running its loop
+        proc.kill()
+        proc.wait()
+        raise
     finally:
         watchdog.cancel()
     return _Running(proc, out, err, {"allocator": alloc.name,
@@ -189,7 +196,8 @@ def run_all(allocators: Sequence[Allocator], workloads: Sequence[str],
             batch_range, settle_s: float,
             on_progress: Optional[Callable[[str, bool], None]] = None,
             on_done: Optional[Callable[[Dict[str, Any]], None]] = None,
-            timeout_s: float = 600.0) -> List[Dict[str, Any]]:
+            timeout_s: float = 600.0,
+            extra_env: Optional[Dict[str, str]] = None) -> List[Dict[str, Any]]:
     """Run every workload under every available allocator, ``rounds`` times.
 
     Within a round each workload's allocators run back to back, in an order
@@ -213,21 +221,28 @@ def run_all(allocators: Sequence[Allocator], workloads: Sequence[str],
 
     with tempfile.TemporaryDirectory(prefix="mempool-demo-") as tmp:
         workdir = Path(tmp)
-        for r in range(rounds):
-            for wl in workloads:
-                shift = r % max(1, len(active))
-                order = active[shift:] + active[:shift]
-                for alloc in order:
-                    label = f"round {r + 1}/{rounds} · {wl} · {alloc.name}"
-                    if on_progress:
-                        on_progress(label, False)
-                    cfg = {"workload": wl, "steps": steps[wl], "seed": seed,
-                           "batch_range": list(batch_range), "settle_s": settle_s,
-                           "round": r}
-                    pending.append(start_child(alloc, cfg, workdir,
-                                               f"r{r}-{wl}-{alloc.name}", timeout_s))
-                    if on_progress:
-                        on_progress(label, True)
-                    reap(block=False)
-        reap(block=True)
+        try:
+            for r in range(rounds):
+                for wl in workloads:
+                    shift = r % max(1, len(active))
+                    order = active[shift:] + active[:shift]
+                    for alloc in order:
+                        label = f"round {r + 1}/{rounds} · {wl} · {alloc.name}"
+                        if on_progress:
+                            on_progress(label, False)
+                        cfg = {"workload": wl, "steps": steps[wl], "seed": seed,
+                               "batch_range": list(batch_range), "settle_s": settle_s,
+                               "round": r}
+                        pending.append(start_child(alloc, cfg, workdir,
+                                                   f"r{r}-{wl}-{alloc.name}", timeout_s,
+                                                   extra_env))
+                        if on_progress:
+                            on_progress(label, True)
+                        reap(block=False)
+            reap(block=True)
+        except BaseException:  # interrupted: the sleeping children go too
+            for run in pending:
+                run.proc.kill()
+                run.proc.wait()
+            raise
     return records
