@@ -40,6 +40,16 @@ void mp_config_default(mp_config *config) {
     };
 }
 
+/* The purger's condition variable waits on the monotonic clock, the one its
+ * deadlines are computed on. */
+static void purge_cond_init(mp_pool *pool) {
+    pthread_condattr_t attr;
+    pthread_condattr_init(&attr);
+    pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+    pthread_cond_init(&pool->purge_cond, &attr);
+    pthread_condattr_destroy(&attr);
+}
+
 /* Check and normalise a config; MP_EINVAL when it cannot work. */
 static int config_normalise(mp_config *c) {
     if (c->small_max < MP_MIN_ALIGN || c->small_max > MP_SMALL_MAX_LIMIT)
@@ -76,11 +86,7 @@ int mp_pool_create(const mp_config *config, mp_pool **out) {
     pool->use_huge_heap = c.huge_pages != MP_HUGE_OFF &&
                           (c.capacity == 0 || c.capacity / 4 >= c.arena_bytes);
     pthread_mutex_init(&pool->lock, NULL);
-    pthread_condattr_t attr;
-    pthread_condattr_init(&attr);
-    pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
-    pthread_cond_init(&pool->purge_cond, &attr);
-    pthread_condattr_destroy(&attr);
+    purge_cond_init(pool);
     heap_init(&pool->heaps[MP_HEAP_PAGES], pool, MP_PAGE_SHIFT, c.huge_pages == MP_HUGE_ON);
     heap_init(&pool->heaps[MP_HEAP_HUGE], pool, MP_HUGE_SHIFT, c.huge_pages != MP_HUGE_OFF);
     slab_classes_init(pool);
@@ -144,11 +150,7 @@ void pool_reinit_locks(mp_pool *pool) {
     for (unsigned cls = 0; cls < pool->class_count; cls++)
         pthread_mutex_init(&pool->classes[cls].lock, NULL);
     pthread_mutex_init(&pool->lock, NULL);
-    pthread_condattr_t attr;
-    pthread_condattr_init(&attr);
-    pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
-    pthread_cond_init(&pool->purge_cond, &attr);
-    pthread_condattr_destroy(&attr);
+    purge_cond_init(pool);
     pool->purger_running = false;
     pool->purger_waiting = false;
 }

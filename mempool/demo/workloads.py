@@ -14,6 +14,7 @@ it by file path, so that the rows for other allocators never load the pool.
 
 from __future__ import annotations
 
+import abc
 import hashlib
 import math
 from typing import Callable, Dict, List, Sequence, Tuple
@@ -28,7 +29,7 @@ DEFAULT_BATCH_RANGE: Tuple[int, int] = (32, 512)
 DEFAULT_TEMP_RANGE_MIB: Tuple[int, int] = (1, 64)
 
 
-class Workload:
+class Workload(abc.ABC):
     """Base class: a loop body called once per step, plus what the report needs.
 
     Subclasses build all their inputs in ``__init__`` (from the seed only) and
@@ -50,9 +51,9 @@ class Workload:
         self.steps = int(steps)
         self.seed = int(seed)
 
+    @abc.abstractmethod
     def step(self, i: int) -> float:
         """Run step ``i`` and return a value that depends on its results."""
-        raise NotImplementedError
 
     def close(self) -> None:
         """Drop every array the workload holds, so their memory can be freed."""
