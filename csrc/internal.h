@@ -141,6 +141,7 @@ typedef struct mp_heap {
     mp_pool *pool;
     unsigned granule_shift;
     int huge_advice; /* 1: MADV_HUGEPAGE, 0: MADV_NOHUGEPAGE */
+    bool lowest_first; /* resident reuse: lowest address (else smallest fit) */
     uint32_t fl_bitmap;
     uint32_t sl_bitmap[MP_FL_COUNT];
     mp_span *lists[MP_FL_COUNT][MP_SL_COUNT];

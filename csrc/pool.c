@@ -89,6 +89,7 @@ int mp_pool_create(const mp_config *config, mp_pool **out) {
     purge_cond_init(pool);
     heap_init(&pool->heaps[MP_HEAP_PAGES], pool, MP_PAGE_SHIFT, c.huge_pages == MP_HUGE_ON);
     heap_init(&pool->heaps[MP_HEAP_HUGE], pool, MP_HUGE_SHIFT, c.huge_pages != MP_HUGE_OFF);
+    pool->heaps[MP_HEAP_PAGES].lowest_first = true; /* see lru_find */
     slab_classes_init(pool);
     pool->metadata_bytes = sizeof *pool;
     registry_add(pool);
