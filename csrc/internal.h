@@ -41,6 +41,7 @@
 /* Requests above this can never be served (the address space is 48 bits). */
 #define MP_MAX_REQUEST ((size_t)1 << 46)
 #define MP_BLOCK_FREE UINT32_MAX /* slab block state: not live */
+#define MP_BLOCK_CACHED (UINT32_MAX - 1) /* transient mark, fork repair only */
 #define MP_TLS_SLOTS 8           /* pools a thread caches for at once */
 #define MP_GRAVES 32             /* released regions remembered per pool */
 /* A thread publishes its small-block live delta once it exceeds this, which
@@ -337,6 +338,7 @@ void slab_classes_destroy(mp_pool *pool);
 uint32_t slab_refill(mp_pool *pool, unsigned cls, mp_tcache_entry *out, uint32_t want);
 void slab_return(mp_pool *pool, unsigned cls, const mp_tcache_entry *blocks, uint32_t n);
 void slab_drop_spares(mp_pool *pool);
+void slab_repair_after_fork(mp_pool *pool);
 size_t slab_check(const mp_pool *pool, const mp_slab *slab, uint64_t *live_blocks,
                   uint64_t *live_bytes, uint64_t *cached);
 

@@ -222,3 +222,67 @@ size_t slab_check(const mp_pool *pool, const mp_slab *slab, uint64_t *live_block
     bad += slab == c->spare && slab->nfree != slab->nblocks;
     return bad;
 }
+
+/* Mark (or unmark) the blocks held by the surviving thread caches, so the
+ * repair below can tell them from lost ones. */
+static void mark_cached(mp_pool *pool, uint32_t from, uint32_t to) {
+    for (mp_tcache *tc = pool->tcaches; tc; tc = tc->next)
+        for (unsigned cls = 0; cls < pool->class_count; cls++)
+            for (uint32_t i = 0; i < tc->bins[cls].count; i++) {
+                mp_tcache_entry *e = &tc->bins[cls].entries[i];
+                uint32_t idx = sc_index((uint64_t)(e->ptr - e->slab->start), e->slab->magic);
+                if (atomic_load_explicit(&e->slab->state[idx], memory_order_relaxed) == from)
+                    atomic_store_explicit(&e->slab->state[idx], to, memory_order_relaxed);
+            }
+}
+
+/* In a forked child, after the caches of vanished threads were dropped:
+ * the block state words are the truth.  A vanished thread may have been
+ * anywhere in a lock-free fast path (a block popped but not yet marked,
+ * marked but not yet counted, freed but not yet cached), so every free block
+ * that is in no free stack and no surviving cache goes back to its slab, and
+ * the per-class live counters are recomputed from the states.  Runs single-
+ * threaded with fresh locks. */
+void slab_repair_after_fork(mp_pool *pool) {
+    int64_t live_blocks[MP_MAX_CLASSES] = {0}, live_bytes[MP_MAX_CLASSES] = {0};
+    mark_cached(pool, MP_BLOCK_FREE, MP_BLOCK_CACHED);
+    for (mp_arena *arena = pool->heaps[MP_HEAP_PAGES].arenas; arena; arena = arena->next) {
+        for (uint32_t page = 0; page < arena->npages && arena->spans[page].npages;
+             page += arena->spans[page].npages) {
+            mp_span *span = &arena->spans[page];
+            if (span->kind != MP_SPAN_SLAB)
+                continue;
+            mp_slab *slab = atomic_load_explicit(&span->slab, memory_order_relaxed);
+            mp_class *c = &pool->classes[slab->cls];
+            uint8_t *in_stack = calloc(slab->nblocks, 1);
+            if (in_stack == NULL)
+                continue; /* the slab keeps its lost blocks: a leak, not a fault */
+            for (uint32_t i = 0; i < slab->nfree; i++)
+                in_stack[slab->free_stack[i]] = 1;
+            for (uint32_t idx = 0; idx < slab->nblocks; idx++) {
+                uint32_t state = atomic_load_explicit(&slab->state[idx], memory_order_relaxed);
+                if (state == MP_BLOCK_FREE && !in_stack[idx]) {
+                    slab->free_stack[slab->nfree++] = (uint16_t)idx;
+                } else if (state != MP_BLOCK_FREE && state != MP_BLOCK_CACHED) {
+                    live_blocks[slab->cls]++;
+                    live_bytes[slab->cls] += state;
+                }
+            }
+            free(in_stack);
+            if (slab->nfree > 0 && !slab->in_partial && slab != c->spare)
+                partial_push(c, slab);
+        }
+    }
+    mark_cached(pool, MP_BLOCK_CACHED, MP_BLOCK_FREE);
+    /* central = truth - what the surviving caches account for */
+    for (unsigned cls = 0; cls < pool->class_count; cls++) {
+        for (mp_tcache *tc = pool->tcaches; tc; tc = tc->next) {
+            live_blocks[cls] -= ctr_get(&tc->counters.class_live_blocks[cls]);
+            live_bytes[cls] -= ctr_get(&tc->counters.class_live_bytes[cls]);
+        }
+        atomic_store_explicit(&pool->central.class_live_blocks[cls], live_blocks[cls],
+                              memory_order_relaxed);
+        atomic_store_explicit(&pool->central.class_live_bytes[cls], live_bytes[cls],
+                              memory_order_relaxed);
+    }
+}

@@ -127,12 +127,9 @@ MP_COLD void tc_flush_bin(mp_pool *pool, mp_tcache *tc, unsigned cls, uint32_t k
     bin->count = keep;
 }
 
-/* Empty a cache into its pool, fold its counters into the pool's and park
- * it for reuse by a later thread. */
-void tc_release(mp_pool *pool, mp_tcache *tc) {
-    for (unsigned cls = 0; cls < pool->class_count; cls++)
-        tc_flush_bin(pool, tc, cls, 0);
-    pthread_mutex_lock(&pool->lock);
+/* Fold an emptied cache's counters into the pool's and park it for reuse by
+ * a later thread.  Lock held (or the process is a fresh fork child). */
+static void tc_park(mp_pool *pool, mp_tcache *tc) {
     tc_publish(pool, tc);
     counters_fold(&pool->central, &tc->counters);
     if (tc->prev)
@@ -145,6 +142,14 @@ void tc_release(mp_pool *pool, mp_tcache *tc) {
     tc->next = pool->tcache_free;
     pool->tcache_free = tc;
     pool->tcache_count--;
+}
+
+/* Empty a cache into its pool and park it. */
+void tc_release(mp_pool *pool, mp_tcache *tc) {
+    for (unsigned cls = 0; cls < pool->class_count; cls++)
+        tc_flush_bin(pool, tc, cls, 0);
+    pthread_mutex_lock(&pool->lock);
+    tc_park(pool, tc);
     pthread_mutex_unlock(&pool->lock);
 }
 
@@ -171,14 +176,20 @@ void tc_forget_pool(const mp_pool *pool) {
             memset(&tls_slots[i], 0, sizeof tls_slots[i]);
 }
 
-/* In a forked child: caches of threads that do not exist here go back. */
+/* In a forked child: caches of threads that do not exist here are dropped
+ * unread (their owner may have stopped mid-update), their counters folded,
+ * and the slabs repaired from the block states (slab_repair_after_fork). */
 void tc_reclaim_foreign(mp_pool *pool) {
     pthread_t self = pthread_self();
     mp_tcache *tc = pool->tcaches;
     while (tc) {
         mp_tcache *next = tc->next;
-        if (!pthread_equal(tc->owner, self))
-            tc_release(pool, tc);
+        if (!pthread_equal(tc->owner, self)) {
+            for (unsigned cls = 0; cls < pool->class_count; cls++)
+                tc->bins[cls].count = 0;
+            tc_park(pool, tc);
+        }
         tc = next;
     }
+    slab_repair_after_fork(pool);
 }
