@@ -28,7 +28,6 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
-#include <sys/types.h>
 
 #define MP_PAGE_SHIFT 12
 #define MP_PAGE_SIZE ((size_t)1 << MP_PAGE_SHIFT)
@@ -207,7 +206,6 @@ struct mp_tcache {
     int64_t unpublished;    /* live delta not yet in pool->published_live */
     mp_counters counters;
     mp_tcache_bin bins[MP_MAX_CLASSES];
-    size_t bytes; /* size of this allocation, for metadata stats */
 };
 
 /* ---- the pool --------------------------------------------------------- */
@@ -234,7 +232,6 @@ struct mp_pool {
     pthread_cond_t purge_cond;
     pthread_t purger;
     bool purger_running, purger_waiting, stopping;
-    pid_t purger_pid;
     /* registry */
     mp_pool *reg_next, *reg_prev;
     /* regions given back recently: a free into one is a double free, not a
@@ -349,7 +346,6 @@ void tc_flush_bin(mp_pool *pool, mp_tcache *tc, unsigned cls, uint32_t keep);
 void tc_publish(mp_pool *pool, mp_tcache *tc);
 void tc_release_all(mp_pool *pool);
 void tc_reclaim_foreign(mp_pool *pool);
-void tc_forget_pool(const mp_pool *pool);
 
 /* initial-exec: the core lives in a dlopen'ed extension, where the default
  * TLS model costs a __tls_get_addr call on every access. */

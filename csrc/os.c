@@ -7,7 +7,6 @@
 #define _GNU_SOURCE /* MAP_ANONYMOUS, MREMAP_*, MADV_HUGEPAGE under -std=c11 */
 #include "internal.h"
 
-#include <errno.h>
 #include <stdint.h>
 #include <sys/mman.h>
 #include <time.h>

@@ -7,7 +7,6 @@
 #define _GNU_SOURCE /* pthread_condattr_setclock, CLOCK_MONOTONIC */
 #include "internal.h"
 
-#include <errno.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>

@@ -13,7 +13,6 @@
  */
 #include "internal.h"
 
-#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -55,7 +54,6 @@ static mp_tcache *tc_create(mp_pool *pool) {
             pthread_mutex_unlock(&pool->lock);
             return NULL;
         }
-        tc->bytes = bytes;
         mp_tcache_entry *storage = (mp_tcache_entry *)(tc + 1);
         for (unsigned cls = 0; cls < pool->class_count; cls++) {
             tc->bins[cls].entries = storage;
@@ -153,6 +151,13 @@ void tc_release(mp_pool *pool, mp_tcache *tc) {
     pthread_mutex_unlock(&pool->lock);
 }
 
+/* Clear the calling thread's slots that point at `pool`. */
+static void tc_forget_pool(const mp_pool *pool) {
+    for (unsigned i = 0; i < MP_TLS_SLOTS; i++)
+        if (tls_slots[i].pool == pool && tls_slots[i].uid == pool->uid)
+            memset(&tls_slots[i], 0, sizeof tls_slots[i]);
+}
+
 /* Free every cache of a pool that is being destroyed, and forget the calling
  * thread's slot for it (other threads' slots go stale: the uid check). */
 void tc_release_all(mp_pool *pool) {
@@ -167,13 +172,6 @@ void tc_release_all(mp_pool *pool) {
     }
     pool->tcaches = pool->tcache_free = NULL;
     tc_forget_pool(pool);
-}
-
-/* Clear the calling thread's slots that point at `pool`. */
-void tc_forget_pool(const mp_pool *pool) {
-    for (unsigned i = 0; i < MP_TLS_SLOTS; i++)
-        if (tls_slots[i].pool == pool && tls_slots[i].uid == pool->uid)
-            memset(&tls_slots[i], 0, sizeof tls_slots[i]);
 }
 
 /* In a forked child: caches of threads that do not exist here are dropped
