@@ -278,10 +278,10 @@ int large_locate(mp_arena *arena, const void *ptr, size_t size, mp_span **out) {
 /* Route a request; `align` is a power of two. */
 static inline __attribute__((always_inline)) void *
 alloc_inline(mp_pool *pool, size_t size, size_t align, int call) {
+    if (MP_LIKELY(size <= pool->config.small_max && align <= MP_MIN_ALIGN))
+        return small_alloc(pool, size, call); /* small_max <= 64 KiB: never too large */
     if (MP_UNLIKELY(size > MP_MAX_REQUEST))
         return fail(pool, MP_ESIZE);
-    if (MP_LIKELY(size <= pool->config.small_max && align <= MP_MIN_ALIGN))
-        return small_alloc(pool, size, call);
     if (pool->config.capacity && size > pool->config.capacity)
         return fail(pool, MP_ENOMEM);
     return large_alloc(pool, size, align, call);
