@@ -21,6 +21,7 @@ from libc.stdint cimport int64_t, uintptr_t
 from libc.string cimport memcpy, memset, strncpy
 
 from mempool._mempool cimport *
+from mempool._tracing cimport *
 
 from mempool import errors as _errors
 
@@ -88,6 +89,10 @@ ERROR_COUNT = MP_ERROR_COUNT
 cdef struct HandlerCtx:
     mp_pool *pool      # first member: ctx can be read as an mp_pool**
     PyObject *owner    # the pool object (borrowed; capsules keep it alive)
+    mp_trace *trace    # non-NULL while recording (mempool.trace): one test
+                       # per call when not recording
+    mp_trace *recorder # owned; kept after recording stops, because a
+                       # handler call on another thread may still hold it
 
 
 # ---------------------------------------------------------------- handler --
@@ -100,23 +105,35 @@ cdef inline void _note_failure(size_t size) noexcept nogil:
 
 
 cdef void *_h_malloc(void *ctx, size_t size) noexcept nogil:
-    cdef void *p = mp_alloc((<HandlerCtx *>ctx).pool, size)
+    cdef HandlerCtx *c = <HandlerCtx *>ctx
+    cdef void *p = mp_alloc(c.pool, size)
     if p == NULL:
         _note_failure(size)
+    elif c.trace != NULL:
+        mp_trace_note_alloc(c.trace, MP_TRACE_ALLOC, p, size)
     return p
 
 
 cdef void *_h_calloc(void *ctx, size_t nelem, size_t elsize) noexcept nogil:
-    cdef void *p = mp_calloc((<HandlerCtx *>ctx).pool, nelem, elsize)
+    cdef HandlerCtx *c = <HandlerCtx *>ctx
+    cdef void *p = mp_calloc(c.pool, nelem, elsize)
     if p == NULL:
         _note_failure(nelem * elsize)
+    elif c.trace != NULL:
+        mp_trace_note_alloc(c.trace, MP_TRACE_CALLOC, p, nelem * elsize)
     return p
 
 
 cdef void *_h_realloc(void *ctx, void *ptr, size_t new_size) noexcept nogil:
     # old size 0 = unknown: numpy's idea of the old size is not trusted.
     cdef HandlerCtx *c = <HandlerCtx *>ctx
+    # While recording, the recorder's lock spans the call (see trace.h).
+    cdef mp_trace *t = c.trace
+    if t != NULL:
+        mp_trace_lock(t)
     cdef void *p = mp_realloc(c.pool, ptr, 0, new_size)
+    if t != NULL:
+        mp_trace_note_realloc(t, ptr, p, new_size)
     cdef int code
     if p == NULL:
         _note_failure(new_size)
@@ -129,7 +146,12 @@ cdef void *_h_realloc(void *ctx, void *ptr, size_t new_size) noexcept nogil:
 cdef void _h_free(void *ctx, void *ptr, size_t size) noexcept nogil:
     # numpy's size is sometimes wrong (see DESIGN §4): pass 0 = unknown.
     cdef HandlerCtx *c = <HandlerCtx *>ctx
+    cdef mp_trace *t = c.trace
+    if t != NULL:
+        mp_trace_lock(t)
     cdef int code = mp_free(c.pool, ptr, 0)
+    if t != NULL:
+        mp_trace_note_free(t, ptr, code == MP_OK)
     if code != MP_OK:
         _report_bad_pointer(c, code, ptr, size)
 
@@ -174,12 +196,16 @@ cdef class _PoolBase:
         self._handler.allocator.free = _h_free
         self._ctx.pool = NULL
         self._ctx.owner = <PyObject *>self
+        self._ctx.trace = NULL
+        self._ctx.recorder = NULL
 
     def __dealloc__(self):
         # Reached only when no capsule (hence no array) refers to the pool.
         if self._pool != NULL:
             mp_pool_destroy(self._pool)
             self._pool = NULL
+        mp_trace_destroy(self._ctx.recorder)
+        self._ctx.recorder = NULL
 
     def _open(self, dict overrides):
         """Create the native pool from the defaults plus ``overrides``
@@ -449,3 +475,6 @@ def size_class_of(size_t size):
 def size_class_block(unsigned cls):
     """mp_size_class_block: block size of class ``cls``."""
     return mp_size_class_block(cls)
+
+
+include "_trace.pxi"

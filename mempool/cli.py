@@ -1,9 +1,12 @@
-"""Command line: ``python -m mempool {run,demo,bench} ...``.
+"""Command line: ``python -m mempool {run,demo,bench,replay,stress} ...``.
 
 ``run SCRIPT [ARGS...]`` runs a script unchanged with the default pool
 installed (every numpy array of the process, new threads included) and
 prints a memory report to stderr when it ends.  ``demo`` and ``bench`` hand
 their arguments to :func:`mempool.demo.main` and :func:`mempool.bench.main`.
+``replay TRACE`` and ``stress`` replay a recorded or generated allocation
+trace under the pool and the peer allocators (:mod:`mempool.replay`,
+:mod:`mempool.stress`).
 """
 from __future__ import annotations
 
@@ -43,6 +46,16 @@ def build_parser() -> argparse.ArgumentParser:
                      help="arguments passed to the script")
     for name, (_, text) in _DELEGATED.items():
         sub.add_parser(name, help=text, add_help=False)
+    from mempool import replay, stress
+    replay.add_replay_arguments(sub.add_parser(
+        "replay", help="replay allocation traces under the pool, malloc and peers",
+        description="Replay recorded allocation traces (files, or the names of shipped "
+                    "traces) in C under each allocator, one child process each; print "
+                    "peak/final resident and time ratios."))
+    stress.add_arguments(sub.add_parser(
+        "stress", help="seeded adversarial allocation run under the pool and peers",
+        description="Generate a seeded adversarial trace (default: drifting sizes with "
+                    "random frees) and replay it under each allocator."))
     return parser
 
 
@@ -146,5 +159,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if ns.command is None:
         parser.print_help()
         return 2
+    if ns.command == "replay":
+        from mempool import replay
+        return replay.replay_command(ns)
+    if ns.command == "stress":
+        from mempool import stress
+        return stress.command(ns)
     return run_script(ns.script, ns.args, capacity=ns.capacity,
                       report=not ns.no_report)
