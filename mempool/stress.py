@@ -211,7 +211,8 @@ def command(ns) -> int:
     patterns = list(PATTERNS) if ns.pattern == "all" else [ns.pattern]
     report = {"meta": replay._meta(), "patterns": {}}
     for pattern in patterns:
-        rounds = ns.rounds or DEFAULT_ROUNDS[pattern] // (3 if ns.quick else 1)
+        rounds = (ns.rounds if ns.rounds is not None
+                  else DEFAULT_ROUNDS[pattern] // (3 if ns.quick else 1))
         params = {"pattern": pattern, "seed": ns.seed, "rounds": rounds, "scale": scale}
         try:
             s = generate(**params).summary()

@@ -1,0 +1,59 @@
+"""python -m mempool replay / stress: smoke runs, bad input, missing peers."""
+import json
+import subprocess
+import sys
+
+from mempool import replay
+from mempool.demo import runner
+
+
+def _run(*args, timeout=300):
+    return subprocess.run([sys.executable, "-m", "mempool", *args],
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def test_replay_of_a_shipped_trace(tmp_path):
+    out = tmp_path / "r.json"
+    proc = _run("replay", "temporaries", "--allocators", "malloc,mempool",
+                "--settle", "0", "--json", str(out))
+    assert proc.returncode == 0, proc.stderr
+    assert "replay of temporaries.trace" in proc.stdout
+    data = json.loads(out.read_text())["traces"]["temporaries"]
+    rows = {r["allocator"]: r for r in data["rows"]}
+    assert rows["malloc"]["status"] == rows["mempool"]["status"] == "ok"
+    assert rows["mempool"]["peak_live_bytes"] == data["summary"]["peak_live_bytes"]
+    assert rows["mempool"]["pool_check"] == 0
+    assert rows["malloc"]["time_ratio"] == 1.0
+
+
+def test_stress_quick_runs_every_available_allocator(tmp_path):
+    out = tmp_path / "s.json"
+    proc = _run("stress", "--quick", "--settle", "0.2", "--json", str(out))
+    assert proc.returncode == 0, proc.stderr
+    rows = json.loads(out.read_text())["patterns"]["drift"]["rows"]
+    assert [r["allocator"] for r in rows] == list(replay.DEFAULT_ALLOCATORS)
+    for r in rows:
+        assert r["status"] in ("ok", "skipped"), r
+    assert {r["allocator"] for r in rows if r["status"] == "ok"} >= {"malloc", "mempool"}
+
+
+def test_bad_input_gives_a_message_not_a_traceback(tmp_path):
+    proc = _run("replay", str(tmp_path / "missing.trace"))
+    assert proc.returncode == 2 and "no trace file" in proc.stdout
+    junk = tmp_path / "junk.trace"
+    junk.write_bytes(b"\x1f\x8bnot really gzip")
+    proc = _run("replay", str(junk))
+    assert proc.returncode == 2 and "corrupt gzip" in proc.stdout
+    proc = _run("stress", "--allocators", "nosuch")
+    assert proc.returncode == 2 and "unknown allocator" in proc.stderr
+    proc = _run("stress", "--rounds", "0", "--allocators", "malloc")
+    assert proc.returncode == 2 and "bad stress parameters" in proc.stdout
+    for p in (proc,):
+        assert "Traceback" not in p.stdout + p.stderr
+
+
+def test_missing_peers_are_reported_as_skipped(monkeypatch):
+    monkeypatch.setattr(runner, "find_shared_library", lambda *a: None)
+    rows = replay.run_rows({"trace": "unused", "settle_s": 0}, ["jemalloc", "tcmalloc"])
+    assert [r["status"] for r in rows] == ["skipped", "skipped"]
+    assert "not installed" in rows[0]["reason"]
