@@ -31,6 +31,7 @@ from mempool.errors import (DoubleFree, ForeignPointer, InteriorPointer,
                             SizeOverflow, error_from_code)
 from mempool.pool import Pool
 from mempool.stats import PoolStats, SizeClassStats
+from mempool import trace  # mempool.trace.record(): allocation traces
 
 __all__ = [
     "Pool", "PoolStats", "SizeClassStats", "default_pool", "use", "install",
