@@ -88,11 +88,15 @@ def replay_here(trace, pool=None, settle_s: float = 0.0, poll_s: float = 0.02,
     for key, probe in probes.items():
         res[key + "resident_at_end"] = first = probe()
         res[key + "return_s"] = 0.0 if _within(first, res["live_bytes"]) else None
+    res["series"] = []  # [seconds, RSS delta, pool resident or None] per poll
     while time.monotonic() - start < settle_s:
         time.sleep(poll_s)
-        for key, probe in probes.items():
-            if res[key + "return_s"] is None and _within(probe(), res["live_bytes"]):
-                res[key + "return_s"] = round(time.monotonic() - start, 3)
+        now = {key: probe() for key, probe in probes.items()}
+        t = round(time.monotonic() - start, 3)
+        res["series"].append([t, now[""], now.get("pool_")])
+        for key, value in now.items():
+            if res[key + "return_s"] is None and _within(value, res["live_bytes"]):
+                res[key + "return_s"] = t
     res["settle_s"] = settle_s
     for key, probe in probes.items():
         res[key + "resident_final"] = probe()
@@ -168,8 +172,9 @@ def add_ratios(rows: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
         r["peak_rss_ratio"] = r["rss_peak_delta"] / peak
         if "pool_peak_resident" in r:
             r["pool_peak_ratio"] = r["pool_peak_resident"] / peak
+        # a ratio to a few leftover bytes says nothing: MiB are shown instead
         r["final_ratio"] = (r["resident_final"] / r["live_bytes"]
-                            if r["live_bytes"] else None)
+                            if r["live_bytes"] >= MIB else None)
         r["time_ratio"] = (r["ns_per_op"] / base["ns_per_op"]
                            if base and base["ns_per_op"] else None)
     return rows
@@ -177,6 +182,24 @@ def add_ratios(rows: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
 
 def _fmt(value, spec: str, none: str = "-") -> str:
     return none if value is None else format(value, spec)
+
+
+def markdown(rows: List[Dict[str, Any]]) -> str:
+    """The rows as a Markdown table (for the README)."""
+    out = ["| allocator | peak RSS / peak live | pool peak resident / peak live | "
+           "final RSS | final / live | back within 10% | time / op vs malloc |",
+           "|---|---|---|---|---|---|---|"]
+    for r in rows:
+        if r.get("status") != "ok":
+            out.append(f"| {r['allocator']} | {r.get('status')} | | | | | |")
+            continue
+        out.append(
+            f"| {r['allocator']} | {r['peak_rss_ratio']:.3f} | "
+            f"{_fmt(r.get('pool_peak_ratio'), '.3f')} | {r['resident_final'] / MIB:.1f} MiB | "
+            f"{_fmt(r['final_ratio'], '.2f')} | "
+            f"{_fmt(r['return_s'], '.2f', '> ' + format(r['settle_s'], 'g'))} s | "
+            f"{_fmt(r['time_ratio'], '.2f')} |")
+    return "\n".join(out)
 
 
 def render(rows: List[Dict[str, Any]], title: str, console=None) -> None:
@@ -191,8 +214,9 @@ def render(rows: List[Dict[str, Any]], title: str, console=None) -> None:
         table.add_column(col, justify="left" if col == "allocator" else "right")
     for r in rows:
         if r.get("status") != "ok":
-            table.add_row(r["allocator"], f"[dim]{r.get('status')}: "
-                          f"{r.get('reason') or r.get('error')}[/dim]", *[""] * 5)
+            why = str(r.get("reason") or r.get("error"))
+            table.add_row(r["allocator"], r.get("status"), *[""] * 5)
+            console.print(f"[dim]{r['allocator']} {r.get('status')}: {why}[/dim]")
             continue
         table.add_row(
             r["allocator"], f"{r['peak_rss_ratio']:.3f}",
@@ -292,6 +316,8 @@ def add_common_arguments(p) -> None:
                         f"(default {','.join(DEFAULT_ALLOCATORS)}); missing peers are skipped")
     p.add_argument("--json", type=Path, default=None, metavar="OUT",
                    help="also write the rows and the run's parameters as JSON")
+    p.add_argument("--markdown", action="store_true",
+                   help="also print each table as Markdown (for a README)")
 
 
 def add_replay_arguments(p) -> None:
@@ -360,6 +386,8 @@ def replay_command(ns) -> int:
             f"  {name} · {r['allocator']}: {r['status']}", style="dim"))
         render(rows, f"replay of {path.name}: {s['events']} events, peak live "
                      f"{s['peak_live_bytes'] / MIB:.1f} MiB", console)
+        if ns.markdown:
+            print(markdown(rows))
         pool_row = next((r for r in rows if r["allocator"] == "mempool"
                          and r["status"] == "ok"), None)
         if pool_row and tr.meta.get("pool_peak_resident_bytes"):

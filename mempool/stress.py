@@ -228,6 +228,8 @@ def command(ns) -> int:
                             f"{s['peak_live_bytes'] / replay.MIB:.1f} MiB, "
                             f"{s['final_live_bytes'] / replay.MIB:.1f} MiB left live",
                       console)
+        if ns.markdown:
+            print(replay.markdown(rows))
         report["patterns"][pattern] = {"params": params, "summary": s, "rows": rows}
     replay._write_json(ns.json, report)
     return 0

@@ -90,14 +90,15 @@ def test_unknown_trace_name_lists_the_shipped_ones():
 def test_ratios_are_relative_to_the_malloc_row():
     rows = [{"allocator": "malloc", "status": "ok", "peak_live_bytes": 100,
              "rss_peak_delta": 110, "ns_per_op": 50.0, "resident_final": 20,
-             "live_bytes": 10},
+             "live_bytes": 10},  # a few leftover bytes: no ratio
             {"allocator": "mempool", "status": "ok", "peak_live_bytes": 100,
-             "rss_peak_delta": 105, "ns_per_op": 25.0, "resident_final": 11,
-             "live_bytes": 10, "pool_peak_resident": 104},
+             "rss_peak_delta": 105, "ns_per_op": 25.0, "resident_final": 11 * MIB,
+             "live_bytes": 10 * MIB, "pool_peak_resident": 104},
             {"allocator": "tcmalloc", "status": "skipped", "reason": "not installed"}]
     out = replay.add_ratios(rows)
     assert out[0]["time_ratio"] == 1.0 and out[1]["time_ratio"] == 0.5
     assert out[1]["peak_rss_ratio"] == pytest.approx(1.05)
     assert out[1]["pool_peak_ratio"] == pytest.approx(1.04)
     assert out[1]["final_ratio"] == pytest.approx(1.1)
+    assert out[0]["final_ratio"] is None
     assert "time_ratio" not in out[2]
