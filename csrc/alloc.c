@@ -258,6 +258,8 @@ int large_locate(mp_arena *arena, const void *ptr, size_t size, mp_span **out) {
     uint32_t page = (uint32_t)(off >> heap->granule_shift);
     mp_span *span = &arena->spans[page];
     if (span->kind == MP_SPAN_LARGE && span_addr(span) == ptr) {
+        if (span->movable) /* a buffer's bytes: only mp_buffer_destroy frees them */
+            return MP_EINVAL;
         if (size && size != span->requested)
             return MP_ESIZE;
         *out = span;

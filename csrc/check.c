@@ -99,6 +99,7 @@ size_t mp_pool_check(mp_pool *pool) {
     size_t bad = 0;
     for (int h = 0; h < MP_HEAP_COUNT; h++)
         bad += heap_check(&pool->heaps[h]);
+    bad += buffers_check(pool);
     bad += check_slabs(pool, tally);
     bad += check_large(pool);
     /* Other threads' caches change without any lock: their counters can be

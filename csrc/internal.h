@@ -131,6 +131,7 @@ typedef struct mp_span {
     uint32_t dirty;       /* FREE: granules that may be resident */
     uint8_t kind;
     uint8_t in_lru;
+    uint8_t movable; /* LARGE: a movable buffer's span (not a block) */
 } mp_span;
 
 #define MP_FL_COUNT 32
@@ -149,6 +150,7 @@ typedef struct mp_heap {
     size_t arena_count;
     mp_span *lru_head, *lru_tail; /* free spans with dirty granules, oldest first */
     uint64_t granules; /* in all arenas */
+    uint64_t arena_seq; /* arenas created so far */
     uint64_t free_granules, dirty_free_granules, free_spans;
     /* Demand: the most granules in use during the current and the previous
      * half-decay period; purging stops at what that peak would need again. */
@@ -160,6 +162,7 @@ struct mp_arena {
     mp_region region;
     mp_heap *heap;
     mp_arena *next, *prev;
+    uint64_t seq;    /* creation order in its heap: compaction packs the oldest */
     uint32_t npages; /* granules */
     mp_span *spans;
     uint64_t *dirty_bits; /* bit set = granule may be resident */
@@ -208,6 +211,25 @@ struct mp_tcache {
     mp_tcache_bin bins[MP_MAX_CLASSES];
 };
 
+/* ---- movable buffers -------------------------------------------------- */
+/* One slot of the pool's buffer table.  A handle is (generation << 32) |
+ * (index + 1); a slot's generation changes when it is freed, so an old handle
+ * never names the slot's next buffer. */
+typedef struct mp_buffer_slot {
+    mp_span *span;      /* the heap span holding the bytes (live slots) */
+    uint64_t nbytes;
+    uint32_t pins;
+    uint32_t generation; /* odd: live, even: free */
+    uint32_t next_free;  /* free slots form a list (index + 1, 0 = end) */
+} mp_buffer_slot;
+
+typedef struct mp_buffer_table {
+    mp_buffer_slot *slots;
+    uint32_t count, cap, free_head;
+    uint64_t live, bytes, pinned; /* statistics */
+    uint64_t defrag_count, defrag_moved_bytes;
+} mp_buffer_table;
+
 /* ---- the pool --------------------------------------------------------- */
 enum { MP_HEAP_PAGES = 0, MP_HEAP_HUGE = 1, MP_HEAP_COUNT = 2 };
 
@@ -239,6 +261,7 @@ struct mp_pool {
     struct { uintptr_t base, size; } graves[MP_GRAVES];
     unsigned grave_next;
     bool use_huge_heap;
+    mp_buffer_table buffers; /* lock held */
 };
 
 /* ---- os.c ------------------------------------------------------------- */
@@ -315,6 +338,13 @@ static inline char *span_addr(const mp_span *span) {
 static inline size_t span_bytes(const mp_span *span) {
     return (size_t)span->npages << span->arena->heap->granule_shift;
 }
+/* Compaction order: older arenas first, then address; moving a buffer to an
+ * earlier place empties the newest arenas, which can then be released. */
+static inline bool span_before(const mp_span *a, const mp_span *b) {
+    if (a->arena != b->arena)
+        return a->arena->seq < b->arena->seq;
+    return a->page < b->page;
+}
 
 /* ---- tlsf.c ----------------------------------------------------------- */
 void heap_init(mp_heap *heap, mp_pool *pool, unsigned granule_shift, int huge_advice);
@@ -327,6 +357,10 @@ size_t heap_purge(mp_heap *heap, int64_t now_ms, int64_t decay_ms, bool release_
 int64_t heap_next_deadline(const mp_heap *heap, int64_t decay_ms);
 uint64_t heap_largest_free(const mp_heap *heap);
 size_t heap_check(const mp_heap *heap);
+mp_span *heap_lowest_fit(const mp_heap *heap, size_t npages);
+mp_span *heap_slide_down(mp_heap *heap, mp_span *span, int64_t now_ms);
+mp_span *heap_alloc_from(mp_heap *heap, mp_span *free_span, size_t npages, uint32_t *clean_out);
+void heap_free_histogram(const mp_heap *heap, uint64_t *count, uint64_t *bytes);
 void heap_register_arena(mp_heap *heap, mp_arena *arena);
 
 /* ---- slab.c ----------------------------------------------------------- */
@@ -386,5 +420,7 @@ void pool_unlock_all(mp_pool *pool);
 void pool_reinit_locks(mp_pool *pool);
 int pool_error(const mp_pool *pool, int code); /* count + remember, returns code */
 void counters_fold(mp_counters *into, mp_counters *from);
+void buffers_destroy(mp_pool *pool); /* pool teardown: the table only */
+size_t buffers_check(const mp_pool *pool); /* lock held */
 
 #endif /* MEMPOOL_INTERNAL_H */

@@ -128,6 +128,7 @@ int mp_requested_size(const mp_pool *pool, const void *ptr, size_t *out);
 
 /* ---- statistics ------------------------------------------------------- */
 #define MP_MAX_CLASSES 64
+#define MP_FREE_BINS 16 /* 4 KiB .. 64 MiB and larger */
 
 typedef struct mp_class_stats {
     uint64_t block_size;  /* bytes per block of this class */
@@ -160,6 +161,14 @@ typedef struct mp_stats {
     /* structure */
     uint64_t arena_count, direct_count, thread_cache_count;
     uint64_t free_span_count;
+    /* fragmentation: free spans of the heaps by size, bin i holding spans of
+     * [4 KiB << i, 4 KiB << (i+1)) bytes (the last bin: everything larger) */
+    uint64_t free_histogram_count[MP_FREE_BINS];
+    uint64_t free_histogram_bytes[MP_FREE_BINS];
+    uint64_t slab_free_bytes;   /* free blocks inside slabs (class holes) */
+    /* movable buffers (mp_buffer_*) */
+    uint64_t buffer_count, buffer_bytes, pinned_buffer_count;
+    uint64_t defrag_count, defrag_moved_bytes;
     /* errors caught, indexed by -code (index 0 unused) */
     uint64_t errors[MP_ERROR_COUNT];
     uint64_t error_total;
@@ -185,6 +194,91 @@ size_t mp_pool_check(mp_pool *pool);
 
 /* The configuration the pool runs with (after defaults and rounding). */
 void mp_pool_config(const mp_pool *pool, mp_config *out);
+
+/* ---- movable buffers and compaction ----------------------------------- */
+/*
+ * A movable buffer is memory the pool may move while nobody holds its
+ * address: the user keeps a handle, pins the buffer to get an address that
+ * stays valid until the matching unpin, and mp_defragment moves unpinned
+ * buffers into lower holes so the pages above go back to the OS.  A handle is
+ * an id (slot + generation), so a stale or forged handle is an error code,
+ * never a dangling access.  Buffers take whole 4 KiB pages of the page heap
+ * (at most a page of rounding each, and no huge pages): compaction moves
+ * spans of pages, never parts of a slab.  Their addresses are not blocks:
+ * mp_free/mp_realloc on one give MP_EINVAL.
+ */
+typedef uint64_t mp_buffer; /* 0 is never a valid handle */
+
+/* Create a buffer of `nbytes` (content unspecified); *out set on MP_OK. */
+int mp_buffer_create(mp_pool *pool, size_t nbytes, mp_buffer *out);
+
+/* Destroy a buffer; MP_EBUSY while it is pinned, MP_EINVAL for a handle that
+ * is not live. */
+int mp_buffer_destroy(mp_pool *pool, mp_buffer buffer);
+
+/* Pin a buffer (pins nest) and put its address in *out: the bytes stay there
+ * until the matching mp_buffer_unpin. */
+int mp_buffer_pin(mp_pool *pool, mp_buffer buffer, void **out);
+
+/* Undo one mp_buffer_pin; MP_EINVAL when the buffer is not pinned. */
+int mp_buffer_unpin(mp_pool *pool, mp_buffer buffer);
+
+/* Size of a live buffer in *out_nbytes, its pin count in *out_pins (either
+ * may be NULL). */
+int mp_buffer_info(mp_pool *pool, mp_buffer buffer, size_t *out_nbytes, uint32_t *out_pins);
+
+typedef struct mp_defrag_result {
+    uint64_t moved_buffers;  /* buffers that changed address */
+    uint64_t moved_bytes;    /* bytes copied (a buffer moved twice counts twice) */
+    uint64_t pinned_skipped; /* buffers that could not move: pinned */
+    uint64_t released_bytes; /* resident bytes given back to the OS */
+} mp_defrag_result;
+
+/* Compact the unpinned buffers: slide each down over the free pages before
+ * it, and move buffers of the newest arenas into the earliest holes that hold
+ * them, so free memory gathers in long runs and empty arenas; then give every
+ * free page back to the OS.  Content moves by memcpy/memmove (an mremap page
+ * move would leave a hole in the arena's mapping whenever refilling the
+ * source range failed).  Content is preserved.  *out (may be NULL) says what
+ * happened.  Takes the pool lock for the whole pass. */
+int mp_defragment(mp_pool *pool, mp_defrag_result *out);
+
+/* ---- debug mode ------------------------------------------------------- */
+/*
+ * With config.debug (or a core built with -DMP_DEBUG_LEVEL=1 or more, which
+ * turns it on for every pool) each block gets MP_CANARY_BYTES of canary after
+ * its requested size, fresh memory reads 0xAB and freed memory 0xDF.  A free
+ * or realloc whose canary was overwritten still succeeds (the block is freed
+ * or resized) but returns/records MP_ECORRUPT; a small block whose 0xDF fill
+ * changed while it was free is reported when it is handed out again (large
+ * freed spans are merged, split and purged to zeros, so they carry no fill to
+ * check).  mp_pool_check counts every live block with a broken canary.  Each
+ * finding is counted in errors[MP_ECORRUPT] and described in a ring of the
+ * last MP_DEBUG_REPORTS reports; the core never prints.
+ */
+#define MP_CANARY_BYTES 8
+#define MP_DEBUG_REPORTS 16
+
+typedef enum mp_corruption_kind {
+    MP_CORRUPT_CANARY = 1, /* bytes after a live block's requested size */
+    MP_CORRUPT_FREED = 2,  /* a freed small block written to while free */
+} mp_corruption_kind;
+
+typedef struct mp_corruption_report {
+    uintptr_t address;    /* start of the block */
+    uint64_t requested;   /* its requested size (FREED: of the new request) */
+    uint64_t block_bytes; /* bytes the block occupies (class or span size) */
+    uintptr_t region_base;/* base of the arena or mapping holding it */
+    uint64_t offset;      /* address - region_base */
+    uint64_t bad_offset;  /* first wrong byte, counted from address */
+    int32_t size_class;   /* small class index; -1 large span; -2 mapping */
+    int32_t kind;         /* an mp_corruption_kind */
+} mp_corruption_report;
+
+/* Move up to `max` pending reports (oldest first) into out and forget them;
+ * return how many were moved.  out NULL or max 0: return how many are
+ * pending, taking none.  Reports beyond MP_DEBUG_REPORTS are only counted. */
+size_t mp_debug_reports(mp_pool *pool, mp_corruption_report *out, size_t max);
 
 /* ---- size classes (exposed for tests and reports) --------------------- */
 /* Number of small size classes for a given small_max. */

@@ -108,6 +108,7 @@ void mp_pool_destroy(mp_pool *pool) {
     if (join)
         pthread_join(pool->purger, NULL);
     tc_release_all(pool);
+    buffers_destroy(pool);
     slab_classes_destroy(pool);
     for (int h = 0; h < MP_HEAP_COUNT; h++)
         heap_destroy(&pool->heaps[h]);

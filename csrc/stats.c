@@ -58,6 +58,11 @@ int mp_stats_get(mp_pool *pool, mp_stats *out) {
             .live_bytes = clamp0(bytes),
         };
     }
+    for (unsigned cls = 0; cls < pool->class_count; cls++) {
+        const mp_class_stats *c = &out->classes[cls];
+        if (c->blocks > c->live_blocks)
+            out->slab_free_bytes += (c->blocks - c->live_blocks) * c->block_size;
+    }
     out->live_bytes = clamp0(live);
     out->allocated_bytes = clamp0(allocated);
     pool_note_live(pool, 0);
@@ -88,7 +93,13 @@ int mp_stats_get(mp_pool *pool, mp_stats *out) {
             out->largest_free_bytes = largest;
         out->arena_count += heap->arena_count;
         out->free_span_count += heap->free_spans;
+        heap_free_histogram(heap, out->free_histogram_count, out->free_histogram_bytes);
     }
+    out->buffer_count = pool->buffers.live;
+    out->buffer_bytes = pool->buffers.bytes;
+    out->pinned_buffer_count = pool->buffers.pinned;
+    out->defrag_count = pool->buffers.defrag_count;
+    out->defrag_moved_bytes = pool->buffers.defrag_moved_bytes;
     out->direct_count = pool->direct_count;
     out->thread_cache_count = pool->tcache_count;
     pthread_mutex_unlock(&pool->lock);

@@ -223,6 +223,9 @@ static mp_span *lru_find(mp_heap *heap, uint64_t n) {
     return best;
 }
 
+static mp_span *span_carve(mp_heap *heap, mp_span *span, size_t npages, size_t align_pages,
+                           uint32_t *clean_out);
+
 /* ---- heap API --------------------------------------------------------- */
 
 /* An empty heap of `granule_shift`-sized granules. */
@@ -253,6 +256,7 @@ void heap_register_arena(mp_heap *heap, mp_arena *arena) {
         heap->arenas->prev = arena;
     heap->arenas = arena;
     heap->arena_count++;
+    arena->seq = heap->arena_seq++;
     heap->granules += arena->npages;
     mp_span *span = &arena->spans[0];
     span->arena = arena;
@@ -299,6 +303,98 @@ mp_span *heap_alloc(mp_heap *heap, size_t npages, size_t align_pages, uint32_t *
         if (span == NULL) /* cannot happen: the new arena holds `search` */
             return NULL;
     }
+    return span_carve(heap, span, npages, align_pages, clean_out);
+}
+
+/* Hand out the first `npages` granules of the free span `free_span` (which
+ * holds at least that many): the placement is the caller's choice. */
+mp_span *heap_alloc_from(mp_heap *heap, mp_span *free_span, size_t npages, uint32_t *clean_out) {
+    if (free_span->kind != MP_SPAN_FREE || npages == 0 || npages > free_span->npages)
+        return NULL;
+    return span_carve(heap, free_span, npages, 1, clean_out);
+}
+
+/* The free span that holds n granules earliest in compaction order (oldest
+ * arena, then lowest address: span_before), or NULL.  Walks every list that can hold n: O(free spans), which
+ * compaction can afford and allocation never pays. */
+mp_span *heap_lowest_fit(const mp_heap *heap, size_t npages) {
+    unsigned fl0, sl0;
+    mapping_insert(npages, &fl0, &sl0);
+    mp_span *best = NULL;
+    for (unsigned fl = fl0; fl < MP_FL_COUNT; fl++) {
+        uint32_t sl_map = heap->sl_bitmap[fl] & (fl == fl0 ? ~0u << sl0 : ~0u);
+        while (sl_map) {
+            unsigned sl = (unsigned)__builtin_ctz(sl_map);
+            sl_map &= sl_map - 1;
+            for (mp_span *s = heap->lists[fl][sl]; s; s = s->next_free)
+                if (s->npages >= npages && (best == NULL || span_before(s, best)))
+                    best = s;
+        }
+    }
+    return best;
+}
+
+/* Slide a live span down over its free physical predecessor: the span then
+ * starts where the predecessor did and the free granules follow it (merged
+ * with a free successor).  Returns the span's new descriptor, or NULL (and
+ * nothing changed) when the predecessor is not free.  The caller memmoves
+ * the content: the two ranges overlap. */
+mp_span *heap_slide_down(mp_heap *heap, mp_span *span, int64_t now_ms) {
+    mp_arena *arena = span->arena;
+    if (span->page == 0)
+        return NULL;
+    mp_span *moved = &arena->spans[span->page - span->prev_npages];
+    if (moved->kind != MP_SPAN_FREE)
+        return NULL;
+    free_take(heap, moved);
+    uint32_t n = span->npages, gap = moved->npages, start = moved->page;
+    uint64_t requested = span->requested;
+    uint8_t movable = span->movable;
+    span->kind = MP_SPAN_NONE; /* the old head becomes an inner granule */
+    span->movable = 0;
+    span->requested = 0;
+    moved->npages = n;
+    moved->kind = MP_SPAN_LARGE;
+    moved->requested = requested;
+    moved->movable = movable;
+    moved->dirty = 0;
+    span_touch(heap, arena, start, n);
+    mp_span *tail = &arena->spans[start + n];
+    tail->arena = arena;
+    tail->page = start + n;
+    tail->npages = gap;
+    tail->prev_npages = n;
+    tail->in_lru = 0;
+    tail->movable = 0;
+    tail->lru_next = tail->lru_prev = tail->next_free = tail->prev_free = NULL;
+    set_next_prev_len(tail);
+    heap_free(heap, tail, now_ms);
+    return moved;
+}
+
+/* Add the heap's free spans to a histogram by size: bin i counts spans of
+ * [4 KiB << i, 4 KiB << (i + 1)) bytes, the last bin everything larger. */
+void heap_free_histogram(const mp_heap *heap, uint64_t *count, uint64_t *bytes) {
+    for (unsigned fl = 0; fl < MP_FL_COUNT; fl++) {
+        if (!(heap->fl_bitmap >> fl & 1))
+            continue;
+        for (unsigned sl = 0; sl < MP_SL_COUNT; sl++)
+            for (const mp_span *s = heap->lists[fl][sl]; s; s = s->next_free) {
+                uint64_t size = span_bytes(s);
+                unsigned bin = fls32(size >> MP_PAGE_SHIFT);
+                if (bin >= MP_FREE_BINS)
+                    bin = MP_FREE_BINS - 1;
+                count[bin]++;
+                bytes[bin] += size;
+            }
+    }
+}
+
+/* Take `npages` granules, aligned to `align_pages`, from the free span `span`
+ * (which holds npages + align_pages - 1); the rest stays free, in the LRU
+ * where the span was, so it keeps its age. */
+static mp_span *span_carve(mp_heap *heap, mp_span *span, size_t npages, size_t align_pages,
+                           uint32_t *clean_out) {
     int64_t freed_at = span->freed_at_ms;
     mp_span *lru_pos = free_take(heap, span);
     uint32_t dirty = span->dirty;

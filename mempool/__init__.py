@@ -30,11 +30,13 @@ from mempool.errors import (DoubleFree, ForeignPointer, InteriorPointer,
                             PoolBusy, PoolClosed, PoolExhausted, SizeMismatch,
                             SizeOverflow, error_from_code)
 from mempool.pool import Pool
-from mempool.stats import PoolStats, SizeClassStats
+from mempool.stats import DefragReport, PoolStats, SizeClassStats
 from mempool import trace  # mempool.trace.record(): allocation traces
 
+Buffer = _core.Buffer
+
 __all__ = [
-    "Pool", "PoolStats", "SizeClassStats", "default_pool", "use", "install",
+    "Pool", "Buffer", "DefragReport", "PoolStats", "SizeClassStats", "default_pool", "use", "install",
     "uninstall", "installed", "handler_name", "MempoolError", "PoolExhausted",
     "InvalidArgument", "DoubleFree", "ForeignPointer", "InteriorPointer",
     "SizeMismatch", "SizeOverflow", "InvalidAlignment", "PoolBusy",

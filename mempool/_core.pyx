@@ -478,3 +478,4 @@ def size_class_block(unsigned cls):
 
 
 include "_trace.pxi"
+include "_buffer.pxi"

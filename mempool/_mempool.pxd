@@ -6,6 +6,7 @@ from libc.stdint cimport int64_t, uint32_t, uint64_t
 cdef extern from "mempool.h" nogil:
     enum: MP_ERROR_COUNT
     enum: MP_MAX_CLASSES
+    enum: MP_FREE_BINS
 
     ctypedef enum mp_error:
         MP_OK
@@ -91,6 +92,14 @@ cdef extern from "mempool.h" nogil:
         uint64_t direct_count
         uint64_t thread_cache_count
         uint64_t free_span_count
+        uint64_t free_histogram_count[MP_FREE_BINS]
+        uint64_t free_histogram_bytes[MP_FREE_BINS]
+        uint64_t slab_free_bytes
+        uint64_t buffer_count
+        uint64_t buffer_bytes
+        uint64_t pinned_buffer_count
+        uint64_t defrag_count
+        uint64_t defrag_moved_bytes
         uint64_t errors[MP_ERROR_COUNT]
         uint64_t error_total
         uint32_t class_count
@@ -102,6 +111,22 @@ cdef extern from "mempool.h" nogil:
     size_t mp_purge_aged(mp_pool *pool)
     size_t mp_pool_check(mp_pool *pool)
     void mp_pool_config(const mp_pool *pool, mp_config *out)
+
+    ctypedef uint64_t mp_buffer
+    int mp_buffer_create(mp_pool *pool, size_t nbytes, mp_buffer *out)
+    int mp_buffer_destroy(mp_pool *pool, mp_buffer buffer)
+    int mp_buffer_pin(mp_pool *pool, mp_buffer buffer, void **out)
+    int mp_buffer_unpin(mp_pool *pool, mp_buffer buffer)
+    int mp_buffer_info(mp_pool *pool, mp_buffer buffer, size_t *out_nbytes,
+                       uint32_t *out_pins)
+
+    ctypedef struct mp_defrag_result:
+        uint64_t moved_buffers
+        uint64_t moved_bytes
+        uint64_t pinned_skipped
+        uint64_t released_bytes
+
+    int mp_defragment(mp_pool *pool, mp_defrag_result *out)
 
     unsigned mp_size_class_count(size_t small_max)
     unsigned mp_size_class_of(size_t size)

@@ -18,7 +18,7 @@ import numpy as np
 from mempool import _core
 from mempool.errors import (PoolBusy, PoolExhausted, ERROR_NAMES,
                             error_from_code, format_bytes)
-from mempool.stats import PoolStats
+from mempool.stats import DefragReport, PoolStats
 
 __all__ = ["Pool"]
 
@@ -36,6 +36,15 @@ def _byte_count(name: str, value: Any, minimum: int, maximum: int) -> int:
         raise ValueError(f"{name} must be between {minimum} and {maximum} "
                          f"bytes, got {value!r}")
     return value
+
+
+def _process_rss() -> Optional[int]:
+    """This process's resident set in bytes (None where psutil cannot say)."""
+    try:
+        import psutil
+        return int(psutil.Process().memory_info().rss)
+    except Exception:  # psutil missing or the platform refuses: no figure
+        return None
 
 
 def _flag(name: str, value: Any) -> int:
@@ -142,8 +151,39 @@ class Pool(_core._PoolBase):
         return self._config_raw()["capacity"] or None
 
     def stats(self) -> PoolStats:
-        """A consistent snapshot of the pool's counters (see PoolStats)."""
-        return PoolStats.from_raw(self._stats_raw())
+        """A consistent snapshot of the pool's counters (see PoolStats), with
+        the process's RSS read next to it for comparison."""
+        raw = self._stats_raw()
+        raw["process_rss_bytes"] = _process_rss()
+        return PoolStats.from_raw(raw)
+
+    # -------------------------------------------------- movable buffers --
+
+    def buffer(self, nbytes: int) -> "_core.Buffer":
+        """A movable :class:`mempool.Buffer` of ``nbytes`` bytes (content
+        unspecified).  Unlike arrays, whose raw pointers numpy keeps, a
+        buffer may be moved by :meth:`defragment` while no view of it is
+        alive; ``buf.array(shape, dtype)`` gives a numpy view that pins it.
+        Buffers take whole 4 KiB pages (never huge pages, so compaction can
+        close holes to the page): use them for large, long-lived data."""
+        nbytes = _byte_count("nbytes", nbytes, 0, _SIZE_MAX)
+        return _core._buffer_create(self, nbytes)
+
+    def defragment(self) -> DefragReport:
+        """Compact the pool's unpinned buffers and give the freed pages back.
+
+        Buffers slide down over the holes before them and move from the
+        newest arenas into earlier holes, so free memory ends up in long runs
+        and whole arenas that go back to the OS.  Pinned buffers (a view is
+        alive) stay where they are; every byte is preserved.  Arrays made by
+        numpy through the pool are never moved.  Holds the pool's lock for
+        the whole pass (other threads' large allocations wait)."""
+        before = self._stats_raw()
+        moved = _core._defragment(self)
+        after = self._stats_raw()
+        return DefragReport(resident_before=before["resident_bytes"],
+                            resident_after=after["resident_bytes"],
+                            live_bytes=after["live_bytes"], **moved)
 
     def close(self) -> None:
         """Give all of the pool's memory back to the OS now.

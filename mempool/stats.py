@@ -12,7 +12,7 @@ from typing import Any, Dict, Mapping, Optional, Tuple
 
 from mempool.errors import ERROR_NAMES, format_bytes
 
-__all__ = ["PoolStats", "SizeClassStats", "format_bytes"]
+__all__ = ["DefragReport", "PoolStats", "SizeClassStats", "format_bytes"]
 
 
 @dataclass(frozen=True)
@@ -36,6 +36,10 @@ class SizeClassStats:
     def utilisation(self) -> float:
         """Fraction of the class's blocks that are live (0.0 when it has none)."""
         return self.live_blocks / self.blocks if self.blocks else 0.0
+
+
+# Fields of PoolStats that from_raw does not copy as plain integers.
+_NOT_COUNTERS = ("errors", "classes", "free_histogram", "process_rss_bytes")
 
 
 @dataclass(frozen=True)
@@ -73,6 +77,20 @@ class PoolStats:
       direct_count:        blocks living in a mapping of their own.
       thread_cache_count:  per-thread caches attached to the pool.
       free_span_count:     free spans in the large-block heap.
+    Fragmentation
+      free_histogram:      free spans by size: (lower bound in bytes, spans,
+                           bytes) per power-of-two bin from 4 KiB up, the last
+                           bin holding everything larger.
+      slab_free_bytes:     free blocks inside slabs: memory a size class holds
+                           for its own future requests only.
+      process_rss_bytes:   the whole process's resident set when the snapshot
+                           was taken (psutil), next to the pool's estimate;
+                           None when unknown.
+    Movable buffers (Pool.buffer, Pool.defragment)
+      buffer_count, buffer_bytes, pinned_buffer_count: live buffers, their
+                           bytes, and how many are pinned by a view now.
+      defrag_count, defrag_moved_bytes: defragment calls and bytes they
+                           copied.
     Errors
       errors:              misuse caught by the core, by error name
                            ("MP_EDOUBLEFREE", ...), successes excluded.
@@ -107,6 +125,14 @@ class PoolStats:
     direct_count: int
     thread_cache_count: int
     free_span_count: int
+    slab_free_bytes: int = 0
+    buffer_count: int = 0
+    buffer_bytes: int = 0
+    pinned_buffer_count: int = 0
+    defrag_count: int = 0
+    defrag_moved_bytes: int = 0
+    free_histogram: Tuple[Tuple[int, int, int], ...] = ()
+    process_rss_bytes: Optional[int] = None
     errors: Mapping[str, int] = field(default_factory=dict)
     error_total: int = 0
     classes: Tuple[SizeClassStats, ...] = ()
@@ -115,12 +141,18 @@ class PoolStats:
     def from_raw(cls, raw: Mapping[str, Any]) -> "PoolStats":
         """Build from the dict the extension returns (``_stats_raw``)."""
         names = [f.name for f in dataclasses.fields(cls)
-                 if f.name not in ("errors", "classes")]
+                 if f.name not in _NOT_COUNTERS]
         values = {name: int(raw[name]) for name in names}
         errors = {ERROR_NAMES.get(-i, f"MP_E{i}"): int(n)
                   for i, n in enumerate(raw["errors"]) if i > 0}
         classes = tuple(SizeClassStats(*map(int, row)) for row in raw["classes"])
-        return cls(errors=errors, classes=classes, **values)
+        histogram = tuple(
+            (4096 << i, int(count), int(nbytes))
+            for i, (count, nbytes) in enumerate(
+                zip(raw["free_histogram_count"], raw["free_histogram_bytes"])))
+        rss = raw.get("process_rss_bytes")
+        return cls(errors=errors, classes=classes, free_histogram=histogram,
+                   process_rss_bytes=None if rss is None else int(rss), **values)
 
     @property
     def fragmentation(self) -> float:
@@ -139,6 +171,28 @@ class PoolStats:
         return self.resident_bytes / self.live_bytes
 
     @property
+    def peak_resident_over_peak_live(self) -> Optional[float]:
+        """peak resident / peak live: the memory the pool needed at its
+        worst per byte the program had live (None before anything was live)."""
+        if self.peak_live_bytes <= 0:
+            return None
+        return self.peak_resident_bytes / self.peak_live_bytes
+
+    @property
+    def internal_waste_bytes(self) -> int:
+        """Bytes lost to rounding: block sizes minus requested sizes of the
+        live blocks (size classes and page granules)."""
+        return max(0, self.allocated_bytes - self.live_bytes)
+
+    @property
+    def largest_free_share(self) -> Optional[float]:
+        """largest free span / all free bytes: 1.0 when the free memory is
+        one run, near 0 when it is scattered holes (None when nothing is free)."""
+        if self.free_bytes <= 0:
+            return None
+        return self.largest_free_bytes / self.free_bytes
+
+    @property
     def live_blocks(self) -> int:
         """Blocks handed out and not freed (allocations minus frees)."""
         return max(0, self.alloc_count - self.free_count)
@@ -148,8 +202,12 @@ class PoolStats:
         out: Dict[str, Any] = dataclasses.asdict(self)
         out["errors"] = dict(self.errors)
         out["classes"] = [dataclasses.asdict(c) for c in self.classes]
+        out["free_histogram"] = [list(row) for row in self.free_histogram]
         out["fragmentation"] = self.fragmentation
         out["resident_over_live"] = self.resident_over_live
+        out["peak_resident_over_peak_live"] = self.peak_resident_over_peak_live
+        out["internal_waste_bytes"] = self.internal_waste_bytes
+        out["largest_free_share"] = self.largest_free_share
         out["live_blocks"] = self.live_blocks
         return out
 
@@ -161,3 +219,40 @@ class PoolStats:
                 f"(peak {format_bytes(self.peak_resident_bytes)}), "
                 f"reserved {format_bytes(self.reserved_bytes)}, "
                 f"fragmentation {self.fragmentation:.1%}")
+
+
+@dataclass(frozen=True)
+class DefragReport:
+    """What one ``Pool.defragment()`` did.
+
+    moved_buffers:   buffers that changed address.
+    moved_bytes:     bytes copied (a buffer moved twice counts twice).
+    pinned_skipped:  buffers left in place because a view pinned them.
+    released_bytes:  resident bytes given back to the OS by the trim that
+                     ends the pass (holes the moves closed, and every other
+                     free page).
+    resident_before, resident_after, live_bytes: the pool's resident estimate
+                     around the call, and its live bytes (unchanged by it).
+    """
+
+    moved_buffers: int
+    moved_bytes: int
+    pinned_skipped: int
+    released_bytes: int
+    resident_before: int
+    resident_after: int
+    live_bytes: int
+
+    @property
+    def resident_over_live(self) -> Optional[float]:
+        """resident_after / live_bytes (None when nothing is live)."""
+        return self.resident_after / self.live_bytes if self.live_bytes else None
+
+    def summary(self) -> str:
+        """One line for people."""
+        return (f"moved {self.moved_buffers} buffer(s) "
+                f"({format_bytes(self.moved_bytes)} copied), "
+                f"{self.pinned_skipped} pinned left in place; resident "
+                f"{format_bytes(self.resident_before)} -> "
+                f"{format_bytes(self.resident_after)} for "
+                f"{format_bytes(self.live_bytes)} live")
