@@ -124,25 +124,47 @@ def _child(cfg: Dict[str, Any]) -> Dict[str, Any]:
     return out
 
 
-def run_rows(cfg: Dict[str, Any], allocators: Sequence[str],
+def run_rows(cfg: Dict[str, Any], allocators: Sequence[str], rounds: int = 1,
              timeout_s: float = 600.0, on_row=None) -> List[Dict[str, Any]]:
     """Run one child per available allocator with ``cfg`` (``trace`` path or
-    ``stress`` parameters, ``settle_s``); rows of the unavailable ones say
-    why they were skipped."""
+    ``stress`` parameters, ``settle_s``), ``rounds`` times in an order
+    rotated each round (so machine noise hits every row alike); rows of the
+    unavailable allocators say why they were skipped.
+
+    A row holds its first round's memory figures (they repeat) and the
+    median time per event over the rounds (``ns_per_op_rounds``: all).
+    """
     from mempool.demo import runner
     names = ["default" if a == "malloc" else a for a in allocators]
-    rows: List[Dict[str, Any]] = []
-    for name, alloc in zip(allocators, runner.discover(names)):
-        row: Dict[str, Any] = {"allocator": name}
-        if not alloc.available:
-            row.update(status="skipped", reason=alloc.reason)
+    found = list(zip(allocators, runner.discover(names)))
+    rows = {name: {"allocator": name} for name in allocators}
+    active = []
+    for name, alloc in found:
+        if alloc.available:
+            active.append((name, alloc))
         else:
+            rows[name].update(status="skipped", reason=alloc.reason)
+    for r in range(max(1, rounds)):
+        shift = r % max(1, len(active))
+        for name, alloc in active[shift:] + active[:shift]:
             child_cfg = dict(cfg, backend="pool" if alloc.use_pool else "malloc")
-            row.update(_spawn(child_cfg, runner.child_env(alloc), timeout_s))
-        rows.append(row)
-        if on_row:
-            on_row(row)
-    return add_ratios(rows)
+            rec = _spawn(child_cfg, runner.child_env(alloc), timeout_s)
+            row = rows[name]
+            if rec["status"] != "ok":
+                row.update(status="error", error=rec["error"])  # any failure shows
+            elif "status" not in row:
+                row.update(rec, ns_per_op_rounds=[rec["ns_per_op"]])
+            elif row["status"] == "ok":
+                row["ns_per_op_rounds"].append(rec["ns_per_op"])
+            if on_row:
+                on_row(dict(rec, allocator=name, round=r))
+    for row in rows.values():
+        times = sorted(row.get("ns_per_op_rounds", []))
+        if row.get("status") == "ok" and times:
+            mid = len(times) // 2
+            row["ns_per_op"] = (times[mid] if len(times) % 2
+                                else (times[mid - 1] + times[mid]) / 2)
+    return add_ratios([rows[name] for name in allocators])
 
 
 def _spawn(cfg: Dict[str, Any], env: Dict[str, str], timeout_s: float) -> Dict[str, Any]:
@@ -316,6 +338,9 @@ def add_common_arguments(p) -> None:
                         f"(default {','.join(DEFAULT_ALLOCATORS)}); missing peers are skipped")
     p.add_argument("--json", type=Path, default=None, metavar="OUT",
                    help="also write the rows and the run's parameters as JSON")
+    p.add_argument("--repeat", type=int, default=1, metavar="N",
+                   help="run every allocator N times, interleaved; times are medians "
+                        "(default 1)")
     p.add_argument("--markdown", action="store_true",
                    help="also print each table as Markdown (for a README)")
 
@@ -382,7 +407,7 @@ def replay_command(ns) -> int:
             return 2
         s = tr.summary()
         cfg = {"trace": str(path.resolve()), "settle_s": ns.settle}
-        rows = run_rows(cfg, ns.allocators, on_row=lambda r: console.print(
+        rows = run_rows(cfg, ns.allocators, ns.repeat, on_row=lambda r: console.print(
             f"  {name} · {r['allocator']}: {r['status']}", style="dim"))
         render(rows, f"replay of {path.name}: {s['events']} events, peak live "
                      f"{s['peak_live_bytes'] / MIB:.1f} MiB", console)

@@ -220,6 +220,7 @@ def command(ns) -> int:
             console.print(f"[red]mempool stress: {exc}[/red]")
             return 2
         rows = replay.run_rows({"stress": params, "settle_s": settle}, ns.allocators,
+                               ns.repeat,
                                on_row=lambda r: console.print(
                                    f"  {pattern} · {r['allocator']}: {r['status']}",
                                    style="dim"))
