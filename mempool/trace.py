@@ -221,15 +221,15 @@ def record(path: Union[str, os.PathLike, None] = None, pool=None,
     ``mempool.use(pool)`` does.  Only calls through the pool's numpy handler
     are recorded (any thread), not ``Pool._debug_*`` calls.  The trace's
     metadata gets the pool's peak live and peak resident bytes at the end,
-    which a replay of the trace can be compared with.
+    which a replay of the trace can be compared with.  If the block raises,
+    recording stops and nothing is saved.
     """
     import mempool
     from mempool import _core
     if pool is None:
         pool = mempool.default_pool()
     rec = Recording(pool)
-    stack = contextlib.ExitStack()
-    with stack:
+    with contextlib.ExitStack() as stack:
         if use:
             stack.enter_context(mempool.use(pool))
         _core._trace_start(pool)
@@ -239,15 +239,16 @@ def record(path: Union[str, os.PathLike, None] = None, pool=None,
         finally:
             records, skipped, lost = _core._trace_stop(pool)
             stats = pool.stats()
-            info = {"created_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ",
-                                                 time.gmtime(started)),
-                    "python": sys.version.split()[0], "numpy": np.__version__,
-                    "skipped": int(skipped), "lost": int(lost),
-                    "pool_peak_live_bytes": stats.peak_live_bytes,
-                    "pool_peak_resident_bytes": stats.peak_resident_bytes,
-                    "pool_live_bytes_at_end": stats.live_bytes}
-            info.update(meta or {})
-            rec.trace = Trace.from_records(records, info)
+    # Built outside use(pool): the trace's own arrays must not sit in the
+    # recorded pool (they would show in its live bytes).
+    info = {"created_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
+            "python": sys.version.split()[0], "numpy": np.__version__,
+            "skipped": int(skipped), "lost": int(lost),
+            "pool_peak_live_bytes": stats.peak_live_bytes,
+            "pool_peak_resident_bytes": stats.peak_resident_bytes,
+            "pool_live_bytes_at_end": stats.live_bytes}
+    info.update(meta or {})
+    rec.trace = Trace.from_records(records, info)
     if lost:
         raise MemoryError(f"the trace recorder ran out of memory: {lost} events lost")
     if path is not None:
