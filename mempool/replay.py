@@ -98,8 +98,13 @@ def replay_here(trace, pool=None, settle_s: float = 0.0, poll_s: float = 0.02,
             if res[key + "return_s"] is None and _within(value, res["live_bytes"]):
                 res[key + "return_s"] = t
     res["settle_s"] = settle_s
-    for key, probe in probes.items():
-        res[key + "resident_final"] = probe()
+    for col, (key, probe) in enumerate(probes.items(), start=1):
+        res[key + "resident_final"] = final = probe()
+        # when resident stopped falling: the first poll within 5% (+256 KiB)
+        # of where it ended (the decay's return time, whatever is kept)
+        res[key + "settled_s"] = next(
+            (row[0] for row in res["series"] if row[col] <= final * 1.05 + (256 << 10)),
+            0.0 if not res["series"] else None)
     if release:
         state.release()
     return res
@@ -254,7 +259,8 @@ def render(rows: List[Dict[str, Any]], title: str, console=None) -> None:
                 f"{r['allocator']}, own accounting: resident "
                 f"{r['pool_resident_at_end'] / MIB:.1f} MiB at the last event, "
                 f"{r['pool_resident_final'] / MIB:.1f} MiB after {r['settle_s']:g} s "
-                f"(live {r['live_bytes'] / MIB:.1f} MiB); back within 10% after {back} s")
+                f"(live {r['live_bytes'] / MIB:.1f} MiB), reached after "
+                f"{_fmt(r.get('pool_settled_s'), '.2f')} s; back within 10% after {back} s")
     console.print("[dim]peak RSS/live: the process's peak resident over its level before "
                   "the replay, / peak live bytes; pool peak/live: the pool's own "
                   "accounting; final RSS: after the settle time, the trace's last live "
