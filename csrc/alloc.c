@@ -10,14 +10,11 @@
  * the chunk map gives the region, the region's descriptors give the block,
  * and the block's state says whether it is live.
  */
-#include "internal.h"
+#include "debug.h"
+#include "sanitize.h"
 
 #include <stdlib.h>
 #include <string.h>
-
-/* Debug fill patterns: fresh memory and freed memory look different. */
-#define DEBUG_FRESH 0xAB
-#define DEBUG_FREED 0xDF
 
 /* pool_error for functions that return a pointer. */
 static MP_COLD void *fail(mp_pool *pool, int code) {
@@ -37,7 +34,7 @@ static MP_COLD bool small_refill(mp_pool *pool, mp_tcache *tc, unsigned cls) {
 
 /* Fast path: pop this thread's cache, mark the block live with its size. */
 static inline __attribute__((always_inline)) void *small_alloc(mp_pool *pool, size_t size, int call) {
-    unsigned cls = sc_of(size);
+    unsigned cls = sc_of(size + pool->debug_pad); /* debug: room for the canary */
     mp_tcache *tc = tc_get(pool);
     if (MP_UNLIKELY(tc == NULL))
         return fail(pool, MP_ENOMEM);
@@ -46,6 +43,11 @@ static inline __attribute__((always_inline)) void *small_alloc(mp_pool *pool, si
         return fail(pool, MP_ENOMEM);
     mp_tcache_entry e = bin->entries[--bin->count];
     uint32_t idx = sc_index((uint64_t)(e.ptr - e.slab->start), e.slab->magic);
+    /* Before the state store: a concurrent mp_pool_check sees the canary of
+     * every block it sees live. */
+    if (MP_UNLIKELY(pool->config.debug))
+        debug_small_fresh(pool, e.slab, e.ptr, size, call);
+    mp_asan_live(e.ptr, size, e.slab->block_size);
     atomic_store_explicit(&e.slab->state[idx], (uint32_t)size, memory_order_relaxed);
     mp_counters *ctr = &tc->counters;
     ctr_add(&ctr->class_live_blocks[cls], 1);
@@ -57,8 +59,6 @@ static inline __attribute__((always_inline)) void *small_alloc(mp_pool *pool, si
     tc->unpublished += (int64_t)size;
     if (MP_UNLIKELY(tc->unpublished >= MP_PUBLISH_BYTES))
         tc_publish(pool, tc);
-    if (MP_UNLIKELY(pool->config.debug) && call != CALL_CALLOC)
-        memset(e.ptr, DEBUG_FRESH, e.slab->block_size);
     return e.ptr;
 }
 
@@ -86,7 +86,8 @@ int small_locate(mp_slab *slab, const void *ptr, size_t size, uint32_t *idx_out,
     return small_locate_inline(slab, ptr, size, idx_out, state_out);
 }
 
-/* Free a small block into this thread's cache. */
+/* Free a small block into this thread's cache.  MP_OK, or in debug mode
+ * MP_ECORRUPT when its canary was broken (the block is freed all the same). */
 static inline __attribute__((always_inline)) int small_free(mp_pool *pool, mp_slab *slab, void *ptr, size_t size, int call) {
     uint32_t idx, state;
     int rc = small_locate_inline(slab, ptr, size, &idx, &state);
@@ -98,7 +99,8 @@ static inline __attribute__((always_inline)) int small_free(mp_pool *pool, mp_sl
      * data race in the program that no allocator check can make safe. */
     atomic_store_explicit(&slab->state[idx], MP_BLOCK_FREE, memory_order_relaxed);
     if (MP_UNLIKELY(pool->config.debug))
-        memset(ptr, DEBUG_FREED, slab->block_size);
+        rc = debug_small_freed(pool, slab, ptr, state);
+    MP_POISON(ptr, slab->block_size);
     mp_tcache_entry entry = {.ptr = ptr, .slab = slab};
     mp_tcache *tc = tc_get(pool);
     unsigned cls = slab->cls;
@@ -113,7 +115,7 @@ static inline __attribute__((always_inline)) int small_free(mp_pool *pool, mp_sl
             ctr_add(&pool->central.free_count, 1);
         pthread_mutex_unlock(&pool->lock);
         pool_note_live(pool, -(int64_t)state);
-        return MP_OK;
+        return rc;
     }
     mp_tcache_bin *bin = &tc->bins[cls];
     if (MP_UNLIKELY(bin->count == bin->cap))
@@ -127,7 +129,7 @@ static inline __attribute__((always_inline)) int small_free(mp_pool *pool, mp_sl
     tc->unpublished -= (int64_t)state;
     if (MP_UNLIKELY(tc->unpublished <= -MP_PUBLISH_BYTES))
         tc_publish(pool, tc);
-    return MP_OK;
+    return rc;
 }
 
 /* ---- large blocks and direct mappings ---------------------------------- */
@@ -157,7 +159,8 @@ void large_account(mp_pool *pool, int64_t requested, int64_t rounded, int call,
 
 /* A block in a mapping of its own. */
 static void *direct_alloc(mp_pool *pool, size_t size, size_t align, int call) {
-    size_t bytes = MP_ALIGN_UP(size ? size : 1, MP_CHUNK_SIZE);
+    size_t want = size + pool->debug_pad; /* size <= MP_MAX_REQUEST: no overflow */
+    size_t bytes = MP_ALIGN_UP(want ? want : 1, MP_CHUNK_SIZE);
     if (bytes < size)
         return fail(pool, MP_ESIZE);
     mp_direct *d = calloc(1, sizeof *d);
@@ -195,6 +198,9 @@ static void *direct_alloc(mp_pool *pool, size_t size, size_t align, int call) {
     large_account(pool, (int64_t)size, (int64_t)bytes, call, &pool->central.direct_alloc_count);
     pool_note_live(pool, (int64_t)size);
     pthread_mutex_unlock(&pool->lock);
+    if (MP_UNLIKELY(pool->config.debug))
+        debug_large_fresh(base, size, call);
+    mp_asan_live(base, size, bytes);
     return base; /* a fresh mapping reads as zeros: calloc needs no memset */
 }
 
@@ -226,7 +232,8 @@ int direct_free_unlock(mp_pool *pool, mp_direct *d, int call) {
 static MP_COLD void *large_alloc(mp_pool *pool, size_t size, size_t align, int call) {
     mp_heap *heap = heap_for(pool, size);
     size_t granule = (size_t)1 << heap->granule_shift;
-    size_t need = MP_ALIGN_UP(size ? size : 1, granule);
+    size_t want = size + pool->debug_pad; /* size <= MP_MAX_REQUEST: no overflow */
+    size_t need = MP_ALIGN_UP(want ? want : 1, granule);
     if (need > pool->config.arena_bytes || align > pool->config.arena_bytes / 2)
         return direct_alloc(pool, size, align, call);
     size_t npages = need >> heap->granule_shift;
@@ -243,11 +250,14 @@ static MP_COLD void *large_alloc(mp_pool *pool, size_t size, size_t align, int c
     pool_note_live(pool, (int64_t)size);
     pthread_mutex_unlock(&pool->lock);
     char *ptr = span_addr(span);
+    mp_asan_live(ptr, size, need);
     /* Clean granules are fresh or purged pages: the kernel zeroes them. */
     if (call == CALL_CALLOC && clean != npages)
         memset(ptr, 0, size);
-    else if (MP_UNLIKELY(pool->config.debug) && call != CALL_CALLOC)
-        memset(ptr, DEBUG_FRESH, size);
+    if (MP_UNLIKELY(pool->config.debug)) {
+        debug_large_fresh(ptr, size, call);
+        mp_asan_live(ptr, size, need);
+    }
     return ptr;
 }
 
@@ -280,7 +290,7 @@ int large_locate(mp_arena *arena, const void *ptr, size_t size, mp_span **out) {
 /* Route a request; `align` is a power of two. */
 static inline __attribute__((always_inline)) void *
 alloc_inline(mp_pool *pool, size_t size, size_t align, int call) {
-    if (MP_LIKELY(size <= pool->config.small_max && align <= MP_MIN_ALIGN))
+    if (MP_LIKELY(size <= pool->small_limit && align <= MP_MIN_ALIGN))
         return small_alloc(pool, size, call); /* small_max <= 64 KiB: never too large */
     if (MP_UNLIKELY(size > MP_MAX_REQUEST))
         return fail(pool, MP_ESIZE);
@@ -314,7 +324,7 @@ void *mp_calloc(mp_pool *pool, size_t count, size_t size) {
     if (__builtin_mul_overflow(count, size, &total))
         return fail(pool, MP_EOVERFLOW);
     void *ptr = alloc_routed(pool, total, MP_MIN_ALIGN, CALL_CALLOC);
-    if (ptr && total <= pool->config.small_max)
+    if (ptr && total <= pool->small_limit)
         memset(ptr, 0, total);
     return ptr;
 }
@@ -349,15 +359,17 @@ static MP_COLD int free_large(mp_pool *pool, mp_region *region, void *ptr, size_
             pthread_mutex_unlock(&pool->lock);
             return pool_error(pool, rc);
         }
+        int result = MP_OK;
         if (MP_UNLIKELY(pool->config.debug))
-            memset(ptr, DEBUG_FREED, span->requested);
+            result = debug_large_freed(pool, ptr, span->requested, span_bytes(span), -1);
+        MP_POISON(ptr, span_bytes(span)); /* before the heap may hand it out */
         large_account(pool, -(int64_t)span->requested, -(int64_t)span_bytes(span), call,
                       &pool->central.large_alloc_count);
         pool_note_live(pool, -(int64_t)span->requested);
         heap_free(arena->heap, span, os_now_ms());
         after_free_locked(pool);
         pthread_mutex_unlock(&pool->lock);
-        return MP_OK;
+        return result;
     }
     mp_direct *d = (mp_direct *)region;
     pthread_mutex_lock(&pool->lock);
@@ -365,7 +377,11 @@ static MP_COLD int free_large(mp_pool *pool, mp_region *region, void *ptr, size_
         pthread_mutex_unlock(&pool->lock);
         return pool_error(pool, ptr != d->region.base ? MP_EINTERIOR : MP_ESIZE);
     }
-    return direct_free_unlock(pool, d, call);
+    int result = MP_OK;
+    if (MP_UNLIKELY(pool->config.debug))
+        result = debug_canary_check(pool, ptr, d->requested, d->region.size, -2);
+    direct_free_unlock(pool, d, call);
+    return result;
 }
 
 /* Free with an explicit call kind (internal frees are not counted); the

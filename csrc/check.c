@@ -8,7 +8,7 @@
  * allocating meanwhile: other threads' caches change without a lock, so
  * those cross-checks run only when the caller is the only thread with one.
  */
-#include "internal.h"
+#include "debug.h"
 
 #include <stddef.h>
 
@@ -102,6 +102,7 @@ size_t mp_pool_check(mp_pool *pool) {
     bad += buffers_check(pool);
     bad += check_slabs(pool, tally);
     bad += check_large(pool);
+    bad += debug_check_pool(pool); /* debug mode: canaries of live blocks */
     /* Other threads' caches change without any lock: their counters can be
      * cross-checked only when the caller is the only thread with a cache. */
     bool exclusive = true;

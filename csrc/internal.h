@@ -59,6 +59,7 @@ _Static_assert((MP_CHUNK_SIZE % MP_HUGE_SIZE) == 0, "chunks hold huge pages");
 typedef struct mp_arena mp_arena;
 typedef struct mp_slab mp_slab;
 typedef struct mp_tcache mp_tcache;
+typedef struct mp_debug mp_debug;
 
 /* ---- single-writer counters ------------------------------------------ */
 /* Each counter has one writer at a time (its thread, or the holder of the
@@ -261,6 +262,10 @@ struct mp_pool {
     struct { uintptr_t base, size; } graves[MP_GRAVES];
     unsigned grave_next;
     bool use_huge_heap;
+    /* debug mode (debug.c): canary bytes added to every block (0 when off),
+     * the largest request slabs serve (small_max - debug_pad), the reports */
+    size_t debug_pad, small_limit;
+    struct mp_debug *dbg;
     mp_buffer_table buffers; /* lock held */
 };
 

@@ -40,7 +40,8 @@ extern "C" {
     X(MP_ESIZE, 6, "size does not match the block, or is too large")          \
     X(MP_EOVERFLOW, 7, "count * size overflows")                              \
     X(MP_EALIGN, 8, "alignment is not a power of two, or too large")          \
-    X(MP_EBUSY, 9, "the pool still has live blocks")
+    X(MP_EBUSY, 9, "the pool still has live blocks")                        \
+    X(MP_ECORRUPT, 10, "heap corruption detected: canary or freed-memory pattern overwritten")
 
 typedef enum mp_error {
 #define MP_ERROR_ENUM(name, value, text) name = -(value),
@@ -48,7 +49,7 @@ typedef enum mp_error {
 #undef MP_ERROR_ENUM
 } mp_error;
 
-#define MP_ERROR_COUNT 10 /* number of entries in MP_ERROR_LIST */
+#define MP_ERROR_COUNT 11 /* number of entries in MP_ERROR_LIST */
 
 /* Static text for an error code (never NULL; unknown codes get a text too). */
 const char *mp_strerror(int code);
@@ -73,7 +74,8 @@ typedef struct mp_config {
     int huge_pages;      /* an mp_huge_pages value */
     int background_purge; /* 1: a thread gives pages back when they age, so
                              idle memory returns without further calls */
-    int debug;           /* 1: fill fresh/freed memory with patterns */
+    int debug;           /* 1: fill patterns, tail canaries, write-after-
+                            free checks (see "debug mode" below) */
 } mp_config;
 
 /* Fill `config` with the defaults (the measured choices, see README). */
@@ -110,7 +112,8 @@ void *mp_realloc(mp_pool *pool, void *ptr, size_t old_size, size_t new_size);
 
 /* Free a block.  size 0 means unknown; otherwise it must equal the size the
  * block was requested with.  NULL is MP_OK.  Returns an error code; on error
- * nothing changes. */
+ * nothing changes, except MP_ECORRUPT (debug mode: the canary was broken),
+ * returned after the block was freed. */
 int mp_free(mp_pool *pool, void *ptr, size_t size);
 
 /* The error of this thread's last failed mp_alloc/aligned/calloc/realloc. */

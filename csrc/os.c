@@ -6,6 +6,7 @@
  */
 #define _GNU_SOURCE /* MAP_ANONYMOUS, MREMAP_*, MADV_HUGEPAGE under -std=c11 */
 #include "internal.h"
+#include "sanitize.h"
 
 #include <stdint.h>
 #include <sys/mman.h>
@@ -49,11 +50,18 @@ void *os_reserve(mp_pool *pool, size_t size, size_t align) {
         count(&pool->os_munmap);
         munmap(aligned + size, tail);
     }
+    /* ASan: nothing in a new region is a live block yet (sanitize.h). */
+    MP_POISON(aligned, size);
+    MP_ROOT_ADD(aligned, size);
     return aligned;
 }
 
 /* Return a reservation to the kernel entirely. */
 void os_release(mp_pool *pool, void *addr, size_t size) {
+    /* The shadow outlives the mapping: a later mmap at this address must
+     * not inherit our poison. */
+    MP_ROOT_DEL(addr, size);
+    MP_UNPOISON(addr, size);
     count(&pool->os_munmap);
     munmap(addr, size);
 }
@@ -80,8 +88,12 @@ void *os_remap_grow(mp_pool *pool, void *addr, size_t old_size, size_t new_size,
                     size_t align) {
     count(&pool->os_mremap);
     void *same = mremap(addr, old_size, new_size, 0);
-    if (same != MAP_FAILED)
+    if (same != MAP_FAILED) {
+        MP_ROOT_DEL(addr, old_size);
+        MP_ROOT_ADD(addr, new_size);
+        MP_POISON((char *)addr + old_size, new_size - old_size);
         return same;
+    }
     void *target = os_reserve(pool, new_size, align);
     if (target == NULL)
         return NULL;
@@ -91,13 +103,22 @@ void *os_remap_grow(mp_pool *pool, void *addr, size_t old_size, size_t new_size,
         os_release(pool, target, new_size);
         return NULL;
     }
+    /* target was registered and poisoned by os_reserve; the old range is
+     * gone.  The caller marks the live block. */
+    MP_ROOT_DEL(addr, old_size);
+    MP_UNPOISON(addr, old_size);
     return moved;
 }
 
 /* Shrink a mapping in place; 0 on success. */
 int os_remap_shrink(mp_pool *pool, void *addr, size_t old_size, size_t new_size) {
     count(&pool->os_mremap);
-    return mremap(addr, old_size, new_size, 0) == MAP_FAILED ? -1 : 0;
+    if (mremap(addr, old_size, new_size, 0) == MAP_FAILED)
+        return -1;
+    MP_ROOT_DEL(addr, old_size);
+    MP_ROOT_ADD(addr, new_size);
+    MP_UNPOISON((char *)addr + new_size, old_size - new_size);
+    return 0;
 }
 
 /* Monotonic milliseconds, from the cheap coarse clock (decay needs ms, not ns). */

@@ -5,7 +5,7 @@
  * The allocation paths themselves are in alloc.c.
  */
 #define _GNU_SOURCE /* pthread_condattr_setclock, CLOCK_MONOTONIC */
-#include "internal.h"
+#include "debug.h"
 
 #include <signal.h>
 #include <stdlib.h>
@@ -80,6 +80,10 @@ int mp_pool_create(const mp_config *config, mp_pool **out) {
     if (pool == NULL)
         return pool_error(NULL, MP_ENOMEM);
     pool->config = c;
+    if (debug_init(pool) != MP_OK) {
+        free(pool);
+        return pool_error(NULL, MP_ENOMEM);
+    }
     /* Under a tight capacity one heap serves every large block: a second
      * heap's arena would take address space the first one may need. */
     pool->use_huge_heap = c.huge_pages != MP_HUGE_OFF &&
@@ -90,7 +94,7 @@ int mp_pool_create(const mp_config *config, mp_pool **out) {
     heap_init(&pool->heaps[MP_HEAP_HUGE], pool, MP_HUGE_SHIFT, c.huge_pages != MP_HUGE_OFF);
     pool->heaps[MP_HEAP_PAGES].lowest_first = true; /* see lru_find */
     slab_classes_init(pool);
-    pool->metadata_bytes = sizeof *pool;
+    pool->metadata_bytes += sizeof *pool; /* debug_init counted its ring */
     registry_add(pool);
     *out = pool;
     return MP_OK;
@@ -122,6 +126,7 @@ void mp_pool_destroy(mp_pool *pool) {
     }
     pthread_cond_destroy(&pool->purge_cond);
     pthread_mutex_destroy(&pool->lock);
+    debug_destroy(pool);
     free(pool);
 }
 
@@ -152,6 +157,7 @@ void pool_reinit_locks(mp_pool *pool) {
         pthread_mutex_init(&pool->classes[cls].lock, NULL);
     pthread_mutex_init(&pool->lock, NULL);
     purge_cond_init(pool);
+    debug_reinit_lock(pool);
     pool->purger_running = false;
     pool->purger_waiting = false;
 }

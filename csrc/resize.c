@@ -6,7 +6,8 @@
  * successor, a direct mapping resized by mremap.  Only otherwise does it
  * allocate, copy and free, and a failed move leaves the old block live.
  */
-#include "internal.h"
+#include "debug.h"
+#include "sanitize.h"
 
 #include <string.h>
 
@@ -42,13 +43,16 @@ static void *realloc_small(mp_pool *pool, mp_slab *slab, void *ptr, size_t old_s
         pool_error(pool, rc);
         return NULL;
     }
-    if (new_size > pool->config.small_max || sc_of(new_size) != slab->cls)
+    if (new_size > pool->small_limit || sc_of(new_size + pool->debug_pad) != slab->cls)
         return realloc_move(pool, ptr, state, new_size);
     if (!atomic_compare_exchange_strong_explicit(&slab->state[idx], &state, (uint32_t)new_size,
                                                  memory_order_relaxed, memory_order_relaxed)) {
         pool_error(pool, MP_EDOUBLEFREE);
         return NULL;
     }
+    if (MP_UNLIKELY(pool->config.debug))
+        debug_resized(pool, ptr, state, new_size, slab->block_size, slab->cls);
+    mp_asan_live(ptr, new_size, slab->block_size);
     int64_t delta = (int64_t)new_size - (int64_t)state;
     mp_tcache *tc = tc_get(pool);
     if (tc) {
@@ -77,19 +81,33 @@ static void *realloc_large(mp_pool *pool, mp_arena *arena, void *ptr, size_t old
         return NULL;
     }
     size_t old_requested = span->requested;
-    size_t need = MP_ALIGN_UP(new_size ? new_size : 1, (size_t)1 << heap->granule_shift);
-    if (new_size > pool->config.small_max && heap_for(pool, new_size) == heap &&
+    size_t want = new_size + pool->debug_pad; /* <= MP_MAX_REQUEST + 8 */
+    size_t need = MP_ALIGN_UP(want ? want : 1, (size_t)1 << heap->granule_shift);
+    if (new_size > pool->small_limit && heap_for(pool, new_size) == heap &&
         need <= pool->config.arena_bytes) {
         size_t npages = need >> heap->granule_shift, old_bytes = span_bytes(span);
         uint32_t clean;
-        bool in_place = true;
+        bool in_place = true, checked = false;
         if (npages < span->npages) {
+            /* The canary first: the cut-off tail may be purged to zeros. */
+            if (MP_UNLIKELY(pool->config.debug)) {
+                debug_canary_check(pool, ptr, old_requested, old_bytes, -1);
+                checked = true;
+            }
             heap_shrink_in_place(heap, span, npages, os_now_ms());
             after_free_locked(pool);
         } else if (npages > span->npages) {
             in_place = heap_grow_in_place(heap, span, npages, &clean);
         }
         if (in_place) {
+            /* Under the lock: a shrunk tail is free to other threads once
+             * it is unlocked, so it is poisoned before. */
+            if (MP_UNLIKELY(pool->config.debug)) {
+                if (!checked)
+                    debug_canary_check(pool, ptr, old_requested, old_bytes, -1);
+                debug_canary_set(ptr, new_size);
+            }
+            mp_asan_live(ptr, new_size, old_bytes > span_bytes(span) ? old_bytes : span_bytes(span));
             span->requested = new_size;
             large_account(pool, (int64_t)new_size - (int64_t)old_requested,
                           (int64_t)span_bytes(span) - (int64_t)old_bytes, CALL_INTERNAL, NULL);
@@ -113,11 +131,13 @@ static void *realloc_direct(mp_pool *pool, mp_direct *d, void *ptr, size_t old_s
         return NULL;
     }
     size_t old_requested = d->requested, old_bytes = d->region.size;
-    size_t new_bytes = MP_ALIGN_UP(new_size, MP_CHUNK_SIZE);
+    size_t new_bytes = MP_ALIGN_UP(new_size + pool->debug_pad, MP_CHUNK_SIZE);
     if (new_size <= pool->config.arena_bytes || new_bytes < new_size) {
         pthread_mutex_unlock(&pool->lock);
         return realloc_move(pool, ptr, old_requested, new_size);
     }
+    if (MP_UNLIKELY(pool->config.debug)) /* before mremap may cut it off */
+        debug_canary_check(pool, ptr, old_requested, old_bytes, -2);
     if (new_bytes > old_bytes) {
         if (pool->config.capacity &&
             pool->reserved_bytes + (new_bytes - old_bytes) > pool->config.capacity) {
@@ -150,6 +170,9 @@ static void *realloc_direct(mp_pool *pool, mp_direct *d, void *ptr, size_t old_s
     pool->reserved_bytes += new_bytes - old_bytes;
     pool_note_resident(pool, (int64_t)new_bytes - (int64_t)old_bytes);
     d->requested = new_size;
+    if (MP_UNLIKELY(pool->config.debug))
+        debug_canary_set(d->region.base, new_size);
+    mp_asan_live(d->region.base, new_size, new_bytes);
     large_account(pool, (int64_t)new_size - (int64_t)old_requested,
                   (int64_t)new_bytes - (int64_t)old_bytes, CALL_INTERNAL, NULL);
     pool_note_live(pool, (int64_t)new_size - (int64_t)old_requested);
@@ -191,8 +214,8 @@ void *mp_realloc(mp_pool *pool, void *ptr, size_t old_size, size_t new_size) {
 
 /* ---- queries ----------------------------------------------------------- */
 
-/* Requested and usable size of the live block at ptr, or an error code. */
-static int block_query(const mp_pool *pool_c, const void *ptr, size_t *requested,
+/* Requested size and bytes taken by the live block at ptr, or an error code. */
+static int block_query_raw(const mp_pool *pool_c, const void *ptr, size_t *requested,
                        size_t *usable) {
     mp_pool *pool = (mp_pool *)pool_c;
     if (pool == NULL || ptr == NULL)
@@ -232,6 +255,17 @@ static int block_query(const mp_pool *pool_c, const void *ptr, size_t *requested
         rc = MP_EINTERIOR;
     }
     pthread_mutex_unlock(&pool->lock);
+    return rc;
+}
+
+/* Requested and usable size of a live block.  In debug mode and under ASan
+ * usable is the requested size (like ASan's own malloc_usable_size): the
+ * canary, or the poisoned tail, starts right after it. */
+static int block_query(const mp_pool *pool, const void *ptr, size_t *requested,
+                       size_t *usable) {
+    int rc = block_query_raw(pool, ptr, requested, usable);
+    if (rc == MP_OK && (MP_ASAN || pool->config.debug))
+        *usable = *requested;
     return rc;
 }
 

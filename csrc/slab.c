@@ -10,7 +10,7 @@
  * come here per block: their caches (tcache.c) refill and flush in batches.
  * Invariant per slab: nblocks == live + nfree + (blocks sitting in caches).
  */
-#include "internal.h"
+#include "debug.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -99,6 +99,8 @@ static mp_slab *slab_create(mp_pool *pool, unsigned cls) {
         slab->free_stack[i] = (uint16_t)(n - 1 - i); /* lowest address first */
     }
     span->kind = MP_SPAN_SLAB;
+    if (MP_UNLIKELY(pool->config.debug))
+        debug_slab_fill(slab); /* free blocks read 0xDF (checked on reuse) */
     for (uint32_t p = 0; p < span->npages; p++)
         atomic_store_explicit(&span->arena->spans[span->page + p].slab, slab,
                               memory_order_release);

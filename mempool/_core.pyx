@@ -93,6 +93,7 @@ cdef struct HandlerCtx:
                        # per call when not recording
     mp_trace *recorder # owned; kept after recording stops, because a
                        # handler call on another thread may still hold it
+    bint debug         # the pool is in debug mode: poll corruption reports
 
 
 # ---------------------------------------------------------------- handler --
@@ -104,6 +105,15 @@ cdef inline void _note_failure(size_t size) noexcept nogil:
     mph_fail_size = size
 
 
+cdef inline void _poll_corruption(HandlerCtx *c, void *p,
+                                  size_t size) noexcept nogil:
+    # Debug mode: a call that succeeded may still have found corruption (a
+    # write into the freed block it reused, a broken canary on a realloc):
+    # the pool object turns the core's reports into warnings.
+    if c.debug and mp_debug_reports(c.pool, NULL, 0) > 0:
+        _report_bad_pointer(c, MP_ECORRUPT, p, size)
+
+
 cdef void *_h_malloc(void *ctx, size_t size) noexcept nogil:
     cdef HandlerCtx *c = <HandlerCtx *>ctx
     cdef void *p = mp_alloc(c.pool, size)
@@ -111,6 +121,7 @@ cdef void *_h_malloc(void *ctx, size_t size) noexcept nogil:
         _note_failure(size)
     elif c.trace != NULL:
         mp_trace_note_alloc(c.trace, MP_TRACE_ALLOC, p, size)
+    _poll_corruption(c, p, size)
     return p
 
 
@@ -121,6 +132,7 @@ cdef void *_h_calloc(void *ctx, size_t nelem, size_t elsize) noexcept nogil:
         _note_failure(nelem * elsize)
     elif c.trace != NULL:
         mp_trace_note_alloc(c.trace, MP_TRACE_CALLOC, p, nelem * elsize)
+    _poll_corruption(c, p, nelem * elsize)
     return p
 
 
@@ -140,6 +152,7 @@ cdef void *_h_realloc(void *ctx, void *ptr, size_t new_size) noexcept nogil:
         code = mph_fail_code
         if code == MP_EDOUBLEFREE or code == MP_EFOREIGN or code == MP_EINTERIOR:
             _report_bad_pointer(c, code, ptr, 0)
+    _poll_corruption(c, p, new_size)
     return p
 
 
@@ -240,6 +253,8 @@ cdef class _PoolBase:
             raise _errors.error_from_code(code, config=overrides)
         self._pool = pool
         self._ctx.pool = pool
+        mp_pool_config(pool, &cfg)   # a core built with MP_DEBUG_LEVEL>=1 forces it
+        self._ctx.debug = cfg.debug != 0
         self._opened = True
 
     cdef mp_pool *_require(self) except NULL:
@@ -341,6 +356,7 @@ cdef class _PoolBase:
             p = mp_alloc(pool, n) if align == 0 else mp_alloc_aligned(pool, n, align)
         if p == NULL:
             self._raise(mp_last_error(), size=n, align=align or None)
+        self._poll_corruption(<uintptr_t>p, n)
         return <uintptr_t>p
 
     def _debug_calloc(self, size_t count, size_t size):
@@ -351,6 +367,7 @@ cdef class _PoolBase:
             p = mp_calloc(pool, count, size)
         if p == NULL:
             self._raise(mp_last_error(), count=count, size=size)
+        self._poll_corruption(<uintptr_t>p, count * size)
         return <uintptr_t>p
 
     def _debug_realloc(self, uintptr_t addr, size_t old, size_t new):
@@ -359,6 +376,7 @@ cdef class _PoolBase:
         cdef void *p
         with nogil:
             p = mp_realloc(pool, <void *>addr, old, new)
+        self._poll_corruption(addr, new)
         if p == NULL:
             self._raise(mp_last_error(), address=addr, old_size=old or None,
                         new_size=new)
@@ -370,8 +388,23 @@ cdef class _PoolBase:
         cdef int code
         with nogil:
             code = mp_free(pool, <void *>addr, size)
-        if code != MP_OK:
+        if code == MP_ECORRUPT:
+            # Freed all the same: a warning, as from numpy's free.
+            self._on_handler_error(code, addr, size)
+        elif code != MP_OK:
             self._raise(code, address=addr, size=size or None)
+
+    cdef _poll_corruption(self, uintptr_t addr, size_t size):
+        # As _poll_corruption in the handler, for the test hooks.
+        if self._ctx.debug and mp_debug_reports(self._pool, NULL, 0) > 0:
+            self._on_handler_error(MP_ECORRUPT, addr, size)
+
+    def _corruption_reports(self):
+        """Take (and clear) the core's pending corruption reports, oldest
+        first, as dicts with the fields of mp_corruption_report."""
+        cdef mp_corruption_report buf[MP_DEBUG_REPORTS]
+        cdef size_t n = mp_debug_reports(self._require(), buf, MP_DEBUG_REPORTS)
+        return [buf[i] for i in range(n)]
 
     def _debug_usable_size(self, uintptr_t addr):
         """mp_usable_size: bytes usable at addr, 0 when not a live block."""

@@ -1,6 +1,6 @@
 # Extern-only declarations of csrc/mempool.h, the public contract of the
 # native core.  Nothing here is implemented: keep it a mirror of the header.
-from libc.stdint cimport int64_t, uint32_t, uint64_t
+from libc.stdint cimport int32_t, int64_t, uint32_t, uint64_t, uintptr_t
 
 
 cdef extern from "mempool.h" nogil:
@@ -19,6 +19,7 @@ cdef extern from "mempool.h" nogil:
         MP_EOVERFLOW
         MP_EALIGN
         MP_EBUSY
+        MP_ECORRUPT
 
     const char *mp_strerror(int code)
     const char *mp_error_name(int code)
@@ -44,6 +45,20 @@ cdef extern from "mempool.h" nogil:
         pass
 
     int mp_pool_create(const mp_config *config, mp_pool **out)
+
+    # debug mode
+    enum: MP_DEBUG_REPORTS
+    enum: MP_CANARY_BYTES
+    ctypedef struct mp_corruption_report:
+        uintptr_t address
+        uint64_t requested
+        uint64_t block_bytes
+        uintptr_t region_base
+        uint64_t offset
+        uint64_t bad_offset
+        int32_t size_class
+        int32_t kind
+    size_t mp_debug_reports(mp_pool *pool, mp_corruption_report *out, size_t max)
     void mp_pool_destroy(mp_pool *pool)
 
     void *mp_alloc(mp_pool *pool, size_t size)

@@ -17,7 +17,8 @@ from typing import Any, Dict, Optional, Type
 __all__ = [
     "MempoolError", "PoolExhausted", "InvalidArgument", "DoubleFree",
     "ForeignPointer", "InteriorPointer", "SizeMismatch", "SizeOverflow",
-    "InvalidAlignment", "PoolBusy", "PoolClosed", "ERROR_NAMES",
+    "InvalidAlignment", "PoolBusy", "PoolClosed", "HeapCorruption",
+    "HeapCorruptionWarning", "ERROR_NAMES",
     "error_from_code", "format_bytes",
 ]
 
@@ -34,6 +35,7 @@ ERROR_NAMES: Dict[int, str] = {
     -7: "MP_EOVERFLOW",
     -8: "MP_EALIGN",
     -9: "MP_EBUSY",
+    -10: "MP_ECORRUPT",
 }
 
 
@@ -155,6 +157,42 @@ class PoolClosed(MempoolError, ValueError):
     """The pool was closed with ``Pool.close()`` and cannot be used."""
 
 
+class HeapCorruption(MempoolError, RuntimeError):
+    """Debug mode found memory written where it must not be: past a block's
+    requested size (its canary) or into a block while it was free."""
+
+    code = -10
+
+
+class HeapCorruptionWarning(RuntimeWarning):
+    """Issued (debug mode) for each corruption report of the core: names the
+    block (address, requested size, size class or "large", arena base and
+    offset) and the first overwritten byte.  ``report`` is the raw dict.
+    The memory stays usable: the free that found it still freed the block."""
+
+    def __init__(self, message: str, report: Optional[Dict[str, Any]] = None) -> None:
+        super().__init__(message)
+        self.report = report or {}
+
+
+_KIND_TEXT = {1: "canary after the requested size overwritten",
+              2: "freed block written to while it was free"}
+
+
+def describe_corruption(report: Dict[str, Any]) -> str:
+    """One line naming the block of a core corruption report (a dict with
+    the fields of mp_corruption_report)."""
+    cls = report["size_class"]
+    where = ("large block" if cls == -1 else "direct mapping" if cls == -2
+             else f"size class {cls}")
+    what = _KIND_TEXT.get(report["kind"], f"corruption kind {report['kind']}")
+    return (f"mempool heap corruption: {what}: block 0x{report['address']:x} "
+            f"(requested {_sized(report['requested'])}, {where} of "
+            f"{_sized(report['block_bytes'])}), arena 0x{report['region_base']:x} "
+            f"+ 0x{report['offset']:x}, first bad byte at block offset "
+            f"{report['bad_offset']}")
+
+
 _CLASSES: Dict[int, Type[MempoolError]] = {
     -2: InvalidArgument,
     -3: DoubleFree,
@@ -163,6 +201,7 @@ _CLASSES: Dict[int, Type[MempoolError]] = {
     -6: SizeMismatch,
     -7: SizeOverflow,
     -8: InvalidAlignment,
+    -10: HeapCorruption,
 }
 
 _TEXT: Dict[int, str] = {
@@ -174,6 +213,7 @@ _TEXT: Dict[int, str] = {
     -7: "count * size overflows",
     -8: "alignment is not a power of two, or too large",
     -9: "the pool still has live blocks",
+    -10: "heap corruption detected: canary or freed-memory pattern overwritten",
 }
 
 # Context keys that are byte counts (printed with a unit) vs. plain values.

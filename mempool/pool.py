@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import os
 import warnings
 from typing import Any, Callable, Dict, Optional
 
@@ -17,6 +18,7 @@ import numpy as np
 
 from mempool import _core
 from mempool.errors import (PoolBusy, PoolExhausted, ERROR_NAMES,
+                            HeapCorruptionWarning, describe_corruption,
                             error_from_code, format_bytes)
 from mempool.stats import DefragReport, PoolStats
 
@@ -65,6 +67,14 @@ def _decay_ms(value: Any) -> int:
     return int(round(seconds * 1000))
 
 
+def _debug_default(debug: Any) -> Any:
+    """``debug=None`` means: on when the environment has MEMPOOL_DEBUG=1."""
+    if debug is not None:
+        return debug
+    return os.environ.get("MEMPOOL_DEBUG", "").strip().lower() in (
+        "1", "true", "yes", "on")
+
+
 def _config_overrides(capacity, small_max, huge_pages, decay, debug,
                       background_purge) -> Dict[str, int]:
     cfg: Dict[str, int] = {}
@@ -79,7 +89,7 @@ def _config_overrides(capacity, small_max, huge_pages, decay, debug,
                          f"(or True/False), got {huge_pages!r}") from None
     if decay is not None:
         cfg["decay_ms"] = _decay_ms(decay)
-    cfg["debug"] = _flag("debug", debug)
+    cfg["debug"] = _flag("debug", _debug_default(debug))
     cfg["background_purge"] = _flag("background_purge", background_purge)
     return cfg
 
@@ -101,8 +111,14 @@ class Pool(_core._PoolBase):
     decay : float or None
         Seconds a free page stays resident before it goes back to the OS;
         0 = at once, ``math.inf`` = only on :meth:`trim`; None = default.
-    debug : bool
-        Fill fresh and freed memory with patterns (catches use of stale data).
+    debug : bool or None
+        Debug mode: fill fresh (0xAB) and freed (0xDF) memory, put a canary
+        after each block's requested size (checked on free, realloc and
+        :meth:`check`), and check on reuse that a freed small block was not
+        written to.  Findings are counted in ``stats().errors["MP_ECORRUPT"]``
+        and issued as :class:`mempool.errors.HeapCorruptionWarning` naming the
+        block.  None (the default): on when the environment variable
+        ``MEMPOOL_DEBUG=1`` is set.
     background_purge : bool
         Let a background thread give aged pages back, so idle memory
         returns without further calls.
@@ -120,7 +136,7 @@ class Pool(_core._PoolBase):
 
     def __init__(self, capacity: Optional[int] = None, *,
                  small_max: Optional[int] = None, huge_pages: Any = "auto",
-                 decay: Optional[float] = None, debug: bool = False,
+                 decay: Optional[float] = None, debug: Optional[bool] = None,
                  background_purge: bool = True) -> None:
         self._bad_pointer_warned = False
         self._handler_errors = 0
@@ -223,7 +239,12 @@ class Pool(_core._PoolBase):
     def _on_handler_error(self, code: int, address: int, size: int) -> None:
         """Called by the numpy handler (GIL taken) when numpy handed the
         pool a pointer it does not own.  The core already counted it; warn
-        once per pool, because a warning per free would flood a loop."""
+        once per pool, because a warning per free would flood a loop.
+        Heap corruption (debug mode) warns once per report instead: each one
+        names a different block."""
+        if code == -10:  # MP_ECORRUPT
+            self._warn_corruption()
+            return
         self._handler_errors += 1
         if self._bad_pointer_warned:
             return
@@ -234,6 +255,23 @@ class Pool(_core._PoolBase):
             f"address 0x{address:x}, numpy's size {size}); it was ignored and "
             f"counted in Pool.stats().errors (further ones are counted "
             f"without a warning)", RuntimeWarning, stacklevel=2)
+
+    def _warn_corruption(self) -> int:
+        """Turn the core's pending corruption reports into warnings; return
+        how many there were."""
+        reports = self._corruption_reports()
+        for report in reports:
+            warnings.warn(HeapCorruptionWarning(describe_corruption(report), report),
+                          stacklevel=3)
+        return len(reports)
+
+    def check(self) -> int:
+        """Walk the pool's structures; return the number of broken invariants
+        (in debug mode, live blocks with a broken canary count, and each is
+        also issued as a HeapCorruptionWarning)."""
+        bad = super().check()
+        self._warn_corruption()
+        return bad
 
     def _allocate(self, make: Callable[..., np.ndarray], *args: Any,
                   **kwargs: Any) -> np.ndarray:

@@ -5,6 +5,7 @@
  * checked directly rather than through mp_alloc.
  */
 #include "internal.h"
+#include "sanitize.h"
 #include "test.h"
 
 #include <stdint.h>
@@ -34,6 +35,7 @@ static mp_span *take_clean(mp_pool *pool, size_t npages, size_t align_pages,
     mp_span *span = heap_alloc(&pool->heaps[MP_HEAP_PAGES], npages, align_pages, &clean);
     if (span) {
         span->requested = span_bytes(span);
+        MP_UNPOISON(span_addr(span), span_bytes(span)); /* ASan: a live block now */
         large_account(pool, (int64_t)span_bytes(span), (int64_t)span_bytes(span),
                       CALL_INTERNAL, NULL);
     }
