@@ -4,6 +4,7 @@
 #   make test-c-asan   the same under ASan + UBSan (leaks included)
 #   make test-c-tsan   the threaded tests under ThreadSanitizer
 #   make bench-c       the allocation microbenchmark vs malloc and its peers
+#   make fuzz          libFuzzer on the core (clang), FUZZ_SECONDS (default 60)
 #
 # Each test is one file with its own main, linked straight against every
 # csrc/*.c (a wildcard, so core files added later are picked up).  A target
@@ -37,7 +38,13 @@ ASAN_ENV := ASAN_OPTIONS=detect_leaks=1:halt_on_error=1:exitcode=23 \
             UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 TSAN_ENV := TSAN_OPTIONS=halt_on_error=1:exitcode=66:second_deadlock_stack=1:die_after_fork=0
 
-.PHONY: test-c test-c-asan test-c-tsan bench-c build-c clean-c
+# libFuzzer harness (tests/fuzz/fuzz_core.c): clang, ASan + UBSan.
+FUZZ_CC      ?= clang
+FUZZ_SECONDS ?= 60
+FUZZ_CFLAGS  := -std=c11 -g -O1 -Icsrc -fsanitize=fuzzer,address,undefined \
+                -fno-sanitize-recover=all -fno-omit-frame-pointer
+
+.PHONY: test-c test-c-asan test-c-tsan bench-c build-c clean-c fuzz
 
 build-c: $(OPT_BINS) $(ASAN_BINS) $(TSAN_BINS) $(BBIN)/bench_alloc
 
@@ -49,6 +56,13 @@ test-c-asan: $(ASAN_BINS)
 
 test-c-tsan: $(TSAN_BINS)
 	$(TSAN_ENV) tests/c/run_tests.sh tsan $(TBIN)/tsan $(TSAN_TESTS)
+
+fuzz: $(TBIN)/fuzz/fuzz_core
+	tests/fuzz/run_fuzz.sh $(TBIN)/fuzz/fuzz_core $(FUZZ_SECONDS)
+
+$(TBIN)/fuzz/fuzz_core: tests/fuzz/fuzz_core.c $(CORE_SRC) $(CORE_HDR)
+	@mkdir -p $(@D)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) $< $(CORE_SRC) -o $@ $(LDLIBS)
 
 bench-c: $(BBIN)/bench_alloc
 	benches/c/run_bench.sh $(BBIN)/bench_alloc
