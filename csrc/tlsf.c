@@ -284,6 +284,42 @@ static void heap_release_arena(mp_heap *heap, mp_arena *arena) {
     arena_destroy(arena);
 }
 
+/* Give back the resident granules of one free span (it leaves the LRU). */
+static void span_purge(mp_heap *heap, mp_span *span) {
+    mp_pool *pool = heap->pool;
+    size_t bytes = (size_t)span->dirty << heap->granule_shift;
+    lru_remove(heap, span);
+    os_purge(pool, span_addr(span), span_bytes(span));
+    arena_clear_dirty(span->arena, span->page, span->npages);
+    heap->dirty_free_granules -= span->dirty;
+    pool->resident_bytes -= bytes;
+    pool->released_bytes += bytes;
+    span->dirty = 0;
+}
+
+/* Dirty free granules a heap may hold while it touches fresh pages: 1/16 of
+ * what is in use plus 4 MiB (page heap), 1/8 plus 16 MiB (huge heap, whose
+ * few large blocks leave fewer, larger holes). */
+static uint64_t dirty_cap(const mp_heap *heap) {
+    uint64_t in_use = heap->granules - heap->free_granules;
+    if (heap->granule_shift == MP_PAGE_SHIFT)
+        return (in_use >> 4) + (((uint64_t)4 << 20) >> heap->granule_shift);
+    return (in_use >> 3) + (((uint64_t)16 << 20) >> heap->granule_shift);
+}
+
+/* Called when an allocation had to touch fresh pages: the resident holes
+ * could not serve it, so holding more of them than dirty_cap only grows the
+ * footprint.  Give back the oldest at once, without waiting for the decay.
+ * Measured (python -m mempool stress, drifting sizes): peak resident / peak
+ * live 1.164 -> 1.054; demo temporaries: peak RSS 378 -> 342 MB for 0.2 -> 3.9
+ * faults per iteration; the MLP's faults unchanged (~10 per step), since a
+ * steady loop is served from its holes and rarely touches fresh pages. */
+static void heap_cap_dirty(mp_heap *heap) {
+    uint64_t cap = dirty_cap(heap);
+    while (heap->dirty_free_granules > cap && heap->lru_head != NULL)
+        span_purge(heap, heap->lru_head);
+}
+
 /* Hand out a span of `npages` granules whose address is a multiple of
  * `align_pages` granules, reserving a new arena when none fits.  *clean_out
  * gets the number of granules that were clean (they read as zeros).  NULL
@@ -303,7 +339,10 @@ mp_span *heap_alloc(mp_heap *heap, size_t npages, size_t align_pages, uint32_t *
         if (span == NULL) /* cannot happen: the new arena holds `search` */
             return NULL;
     }
-    return span_carve(heap, span, npages, align_pages, clean_out);
+    span = span_carve(heap, span, npages, align_pages, clean_out);
+    if (*clean_out)
+        heap_cap_dirty(heap);
+    return span;
 }
 
 /* Hand out the first `npages` granules of the free span `free_span` (which
@@ -520,7 +559,6 @@ static uint64_t dirty_allowance(const mp_heap *heap) {
  * back. */
 size_t heap_purge(mp_heap *heap, int64_t now_ms, int64_t decay_ms, bool release_arenas) {
     size_t given = 0;
-    mp_pool *pool = heap->pool;
     uint64_t allowance = 0;
     if (decay_ms > 0) {
         demand_rotate(heap, now_ms, decay_ms);
@@ -537,13 +575,7 @@ size_t heap_purge(mp_heap *heap, int64_t now_ms, int64_t decay_ms, bool release_
             heap_release_arena(heap, arena);
             continue;
         }
-        lru_remove(heap, span);
-        os_purge(pool, span_addr(span), span_bytes(span));
-        arena_clear_dirty(arena, span->page, span->npages);
-        heap->dirty_free_granules -= span->dirty;
-        pool->resident_bytes -= bytes;
-        pool->released_bytes += bytes;
-        span->dirty = 0;
+        span_purge(heap, span);
     }
     if (release_arenas) {
         mp_arena *arena = heap->arenas;
