@@ -182,6 +182,10 @@ struct mp_slab {
     uint8_t in_partial;
     uint16_t *free_stack;     /* indices of free blocks not in a thread cache */
     _Atomic uint32_t *state;  /* per block: MP_BLOCK_FREE or requested size */
+    uint64_t *purged;         /* per page: given back while only free blocks
+                                 of the stack covered it (class lock) */
+    uint32_t purged_pages;
+    int64_t returned_ms;      /* last time blocks came back to the stack */
 };
 
 typedef struct mp_class {
@@ -255,6 +259,9 @@ struct mp_pool {
     pthread_cond_t purge_cond;
     pthread_t purger;
     bool purger_running, purger_waiting, stopping;
+    /* when slabs first got free blocks back since the last slab sweep (0:
+     * none): the purger gives their whole free pages back a decay later */
+    _Atomic int64_t slab_sweep_due_ms;
     /* registry */
     mp_pool *reg_next, *reg_prev;
     /* regions given back recently: a free into one is a double free, not a
@@ -262,12 +269,20 @@ struct mp_pool {
     struct { uintptr_t base, size; } graves[MP_GRAVES];
     unsigned grave_next;
     bool use_huge_heap;
-    /* debug mode (debug.c): canary bytes added to every block (0 when off),
-     * the largest request slabs serve (small_max - debug_pad), the reports */
-    size_t debug_pad, small_limit;
-    struct mp_debug *dbg;
+    struct mp_debug *dbg; /* debug mode: the corruption reports (debug.c) */
     mp_buffer_table buffers; /* lock held */
 };
+
+/* Debug mode's canary bytes after every block, 0 when off (debug_init makes
+ * config.debug 0 or 1).  Derived from the config rather than stored: the
+ * config shares its cache line with nothing a lock holder writes. */
+static inline size_t pool_pad(const mp_pool *pool) {
+    return (size_t)pool->config.debug * MP_CANARY_BYTES;
+}
+/* Largest request the slabs serve: small_max less the canary. */
+static inline size_t pool_small_limit(const mp_pool *pool) {
+    return pool->config.small_max - pool_pad(pool);
+}
 
 /* ---- os.c ------------------------------------------------------------- */
 void *os_reserve(mp_pool *pool, size_t size, size_t align);
@@ -374,6 +389,8 @@ void slab_classes_destroy(mp_pool *pool);
 uint32_t slab_refill(mp_pool *pool, unsigned cls, mp_tcache_entry *out, uint32_t want);
 void slab_return(mp_pool *pool, unsigned cls, const mp_tcache_entry *blocks, uint32_t n);
 void slab_drop_spares(mp_pool *pool);
+size_t slab_purge_free_pages(mp_pool *pool, int64_t now_ms, int64_t decay_ms,
+                             int64_t *next_due_ms);
 void slab_repair_after_fork(mp_pool *pool);
 size_t slab_check(const mp_pool *pool, const mp_slab *slab, uint64_t *live_blocks,
                   uint64_t *live_bytes, uint64_t *cached);

@@ -195,8 +195,11 @@ static size_t purge_aged_locked(mp_pool *pool, int64_t now) {
 size_t mp_purge_aged(mp_pool *pool) {
     if (pool == NULL)
         return 0;
+    int64_t now = os_now_ms();
+    size_t given = pool->config.decay_ms < 0
+                       ? 0 : slab_purge_free_pages(pool, now, pool->config.decay_ms, NULL);
     pthread_mutex_lock(&pool->lock);
-    size_t given = purge_aged_locked(pool, os_now_ms());
+    given += purge_aged_locked(pool, now);
     pthread_mutex_unlock(&pool->lock);
     return given;
 }
@@ -209,7 +212,22 @@ static void *purger_main(void *arg) {
     while (!pool->stopping) {
         int64_t now = os_now_ms();
         purge_aged_locked(pool, now);
-        int64_t deadline = INT64_MAX;
+        int64_t sweep = atomic_load_explicit(&pool->slab_sweep_due_ms, memory_order_relaxed);
+        if (sweep != 0 && now >= sweep) {
+            /* Slabs take their class locks before the pool lock. */
+            atomic_store_explicit(&pool->slab_sweep_due_ms, 0, memory_order_relaxed);
+            pthread_mutex_unlock(&pool->lock);
+            int64_t next;
+            slab_purge_free_pages(pool, now, pool->config.decay_ms, &next);
+            pthread_mutex_lock(&pool->lock);
+            if (next != INT64_MAX) {
+                int64_t due = atomic_load_explicit(&pool->slab_sweep_due_ms, memory_order_relaxed);
+                if (due == 0 || next < due)
+                    atomic_store_explicit(&pool->slab_sweep_due_ms, next, memory_order_relaxed);
+            }
+            continue;
+        }
+        int64_t deadline = sweep != 0 ? sweep : INT64_MAX;
         for (int h = 0; h < MP_HEAP_COUNT; h++) {
             int64_t d = heap_next_deadline(&pool->heaps[h], pool->config.decay_ms);
             if (d < deadline)

@@ -46,6 +46,17 @@ void slab_classes_destroy(mp_pool *pool) {
         pthread_mutex_destroy(&pool->classes[cls].lock);
 }
 
+/* Words of a slab's purged-page bitmap. */
+static size_t purged_words(uint32_t pages) { return (pages + 63) / 64; }
+
+/* Bytes of a slab's out-of-band bookkeeping: the descriptor, the purged-page
+ * bitmap, one state word and one stack entry per block (in that order, so
+ * every array stays aligned). */
+static size_t slab_meta_bytes(uint32_t nblocks, uint32_t pages) {
+    return sizeof(mp_slab) + purged_words(pages) * sizeof(uint64_t) +
+           (size_t)nblocks * (sizeof(uint32_t) + sizeof(uint16_t));
+}
+
 /* Link a slab into its class's partial list. */
 static void partial_push(mp_class *c, mp_slab *slab) {
     slab->prev = NULL;
@@ -73,7 +84,7 @@ static void partial_remove(mp_class *c, mp_slab *slab) {
 static mp_slab *slab_create(mp_pool *pool, unsigned cls) {
     mp_class *c = &pool->classes[cls];
     uint32_t n = c->blocks_per_slab;
-    size_t meta = sizeof(mp_slab) + (size_t)n * sizeof(uint32_t) + (size_t)n * sizeof(uint16_t);
+    size_t meta = slab_meta_bytes(n, c->slab_pages);
     mp_slab *slab = malloc(meta);
     if (slab == NULL)
         return NULL;
@@ -86,7 +97,9 @@ static mp_slab *slab_create(mp_pool *pool, unsigned cls) {
         return NULL;
     }
     memset(slab, 0, sizeof *slab);
-    slab->state = (_Atomic uint32_t *)(slab + 1);
+    slab->purged = (uint64_t *)(slab + 1);
+    memset(slab->purged, 0, purged_words(c->slab_pages) * sizeof(uint64_t));
+    slab->state = (_Atomic uint32_t *)(slab->purged + purged_words(c->slab_pages));
     slab->free_stack = (uint16_t *)(slab->state + n);
     slab->start = span_addr(span);
     slab->span = span;
@@ -115,7 +128,7 @@ static mp_slab *slab_create(mp_pool *pool, unsigned cls) {
 static void slab_destroy(mp_pool *pool, mp_slab *slab) {
     mp_class *c = &pool->classes[slab->cls];
     mp_span *span = slab->span;
-    size_t meta = sizeof(mp_slab) + (size_t)slab->nblocks * (sizeof(uint32_t) + sizeof(uint16_t));
+    size_t meta = slab_meta_bytes(slab->nblocks, span->npages);
     pthread_mutex_lock(&pool->lock);
     for (uint32_t p = 0; p < span->npages; p++)
         atomic_store_explicit(&span->arena->spans[span->page + p].slab, NULL,
@@ -126,6 +139,121 @@ static void slab_destroy(mp_pool *pool, mp_slab *slab) {
     ctr_add(&c->slabs, -1);
     ctr_add(&c->blocks, -(int64_t)slab->nblocks);
     free(slab);
+}
+
+/* The pages a block of the slab covers: [*first, *last]. */
+static void block_pages(const mp_slab *slab, uint32_t idx, uint32_t *first, uint32_t *last) {
+    size_t start = (size_t)idx * slab->block_size;
+    *first = (uint32_t)(start >> MP_PAGE_SHIFT);
+    *last = (uint32_t)((start + slab->block_size - 1) >> MP_PAGE_SHIFT);
+}
+
+static bool page_purged(const mp_slab *slab, uint32_t page) {
+    return slab->purged[page / 64] >> (page % 64) & 1;
+}
+
+/* A block about to be handed out covers pages given back: count them as
+ * resident again (the caller's first write faults them in, zeroed).  Class
+ * lock held; takes the pool lock. */
+static MP_COLD void slab_unpurge_block(mp_pool *pool, mp_slab *slab, uint32_t idx) {
+    uint32_t first, last;
+    block_pages(slab, idx, &first, &last);
+    bool any = false;
+    for (uint32_t p = first; p <= last && !any; p++)
+        any = page_purged(slab, p);
+    if (!any)
+        return;
+    mp_span *span = slab->span;
+    pthread_mutex_lock(&pool->lock);
+    for (uint32_t p = first; p <= last; p++) {
+        if (!page_purged(slab, p))
+            continue;
+        slab->purged[p / 64] &= ~((uint64_t)1 << (p % 64));
+        slab->purged_pages--;
+        uint32_t fresh = arena_mark_dirty(span->arena, span->page + p, 1);
+        pool_note_resident(pool, (int64_t)fresh << MP_PAGE_SHIFT);
+    }
+    pthread_mutex_unlock(&pool->lock);
+}
+
+/* Give back the pages of `slab` that only free blocks of its stack cover
+ * (blocks in thread caches count as in use: they are handed out without
+ * coming here).  Class lock held; takes the pool lock.  Returns bytes. */
+static size_t slab_purge_pages(mp_pool *pool, mp_slab *slab) {
+    mp_span *span = slab->span;
+    uint32_t pages = span->npages;
+    uint8_t *page_used = calloc(pages, 1);
+    uint8_t *in_stack = calloc(slab->nblocks, 1);
+    size_t given = 0;
+    if (page_used == NULL || in_stack == NULL)
+        goto out; /* nothing given back: memory stays resident, no harm */
+    for (uint32_t i = 0; i < slab->nfree; i++)
+        in_stack[slab->free_stack[i]] = 1;
+    for (uint32_t idx = 0; idx < slab->nblocks; idx++) {
+        if (in_stack[idx])
+            continue;
+        uint32_t first, last;
+        block_pages(slab, idx, &first, &last);
+        for (uint32_t p = first; p <= last; p++)
+            page_used[p] = 1;
+    }
+    pthread_mutex_lock(&pool->lock);
+    for (uint32_t p = 0; p < pages;) {
+        if (page_used[p] || page_purged(slab, p)) {
+            p++;
+            continue;
+        }
+        uint32_t run = 1;
+        while (p + run < pages && !page_used[p + run] && !page_purged(slab, p + run))
+            run++;
+        os_purge(pool, slab->start + ((size_t)p << MP_PAGE_SHIFT), (size_t)run << MP_PAGE_SHIFT);
+        arena_clear_dirty(span->arena, span->page + p, run);
+        for (uint32_t q = p; q < p + run; q++)
+            slab->purged[q / 64] |= (uint64_t)1 << (q % 64);
+        slab->purged_pages += run;
+        given += (size_t)run << MP_PAGE_SHIFT;
+        p += run;
+    }
+    pool->resident_bytes -= given;
+    pool->released_bytes += given;
+    pthread_mutex_unlock(&pool->lock);
+out:
+    free(page_used);
+    free(in_stack);
+    return given;
+}
+
+/* Give back the whole free pages of every slab (spares included) whose
+ * blocks came back at least decay_ms ago: holes inside slabs then cost no
+ * memory either.  Not in debug mode, where free blocks must keep their fill
+ * pattern for the write-after-free check.  Takes class locks, then the pool
+ * lock: call without the pool lock.  Returns bytes given back; *next_due_ms
+ * (may be NULL) gets when the youngest slab skipped will have aged
+ * (INT64_MAX: none skipped). */
+size_t slab_purge_free_pages(mp_pool *pool, int64_t now_ms, int64_t decay_ms,
+                             int64_t *next_due_ms) {
+    size_t given = 0;
+    int64_t next = INT64_MAX;
+    for (unsigned cls = 0; cls < pool->class_count && !pool->config.debug; cls++) {
+        mp_class *c = &pool->classes[cls];
+        pthread_mutex_lock(&c->lock);
+        for (mp_slab *slab = c->partial;; slab = slab->next) {
+            if (slab == NULL) /* the partial list, then the spare */
+                slab = c->spare;
+            if (slab == NULL)
+                break;
+            if (now_ms - slab->returned_ms >= decay_ms)
+                given += slab_purge_pages(pool, slab);
+            else if (slab->returned_ms + decay_ms < next)
+                next = slab->returned_ms + decay_ms;
+            if (slab == c->spare)
+                break;
+        }
+        pthread_mutex_unlock(&c->lock);
+    }
+    if (next_due_ms)
+        *next_due_ms = next;
+    return given;
 }
 
 /* Move up to `want` free blocks of class `cls` into `out`; returns how many
@@ -145,6 +273,8 @@ uint32_t slab_refill(mp_pool *pool, unsigned cls, mp_tcache_entry *out, uint32_t
         }
         while (n < want && slab->nfree > 0) {
             uint32_t idx = slab->free_stack[--slab->nfree];
+            if (MP_UNLIKELY(slab->purged_pages))
+                slab_unpurge_block(pool, slab, idx);
             out[n].ptr = slab->start + (size_t)idx * slab->block_size;
             out[n].slab = slab;
             n++;
@@ -156,13 +286,30 @@ uint32_t slab_refill(mp_pool *pool, unsigned cls, mp_tcache_entry *out, uint32_t
     return n;
 }
 
+/* Blocks came back to slabs: make sure the purger sweeps them a decay
+ * later (once per sweep: the common case is one atomic load). */
+static void slab_sweep_schedule(mp_pool *pool, int64_t now) {
+    if (pool->config.decay_ms <= 0 || pool->config.debug ||
+        atomic_load_explicit(&pool->slab_sweep_due_ms, memory_order_relaxed) != 0)
+        return;
+    pthread_mutex_lock(&pool->lock);
+    if (atomic_load_explicit(&pool->slab_sweep_due_ms, memory_order_relaxed) == 0) {
+        atomic_store_explicit(&pool->slab_sweep_due_ms, now + pool->config.decay_ms,
+                              memory_order_relaxed);
+        pool_wake_purger(pool);
+    }
+    pthread_mutex_unlock(&pool->lock);
+}
+
 /* Take back free blocks of class `cls` (their state is already FREE); a slab
  * that becomes empty is kept as the class's spare or given to the heap. */
 void slab_return(mp_pool *pool, unsigned cls, const mp_tcache_entry *blocks, uint32_t n) {
     mp_class *c = &pool->classes[cls];
+    int64_t now = os_now_ms();
     pthread_mutex_lock(&c->lock);
     for (uint32_t i = 0; i < n; i++) {
         mp_slab *slab = blocks[i].slab;
+        slab->returned_ms = now;
         uint32_t idx = sc_index((uint64_t)(blocks[i].ptr - slab->start), slab->magic);
         slab->free_stack[slab->nfree++] = (uint16_t)idx;
         if (slab->nfree == 1 && slab != c->spare)
@@ -177,6 +324,7 @@ void slab_return(mp_pool *pool, unsigned cls, const mp_tcache_entry *blocks, uin
         }
     }
     pthread_mutex_unlock(&c->lock);
+    slab_sweep_schedule(pool, now);
 }
 
 /* Give the spare slab of every class back to the heap (for mp_trim). */
@@ -210,6 +358,10 @@ size_t slab_check(const mp_pool *pool, const mp_slab *slab, uint64_t *live_block
             (*live_blocks)++;
             *live_bytes += state;
             bad += state > slab->block_size;
+            uint32_t first, last;
+            block_pages(slab, i, &first, &last);
+            for (uint32_t p = first; p <= last; p++)
+                bad += page_purged(slab, p); /* a live block on a purged page */
         }
     }
     for (uint32_t i = 0; i < slab->nfree && i < slab->nblocks; i++) {

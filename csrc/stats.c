@@ -126,8 +126,8 @@ size_t mp_trim(mp_pool *pool) {
         pthread_mutex_unlock(&pool->lock);
     }
     slab_drop_spares(pool);
+    size_t given = slab_purge_free_pages(pool, INT64_MAX / 2, 0, NULL);
     pthread_mutex_lock(&pool->lock);
-    size_t given = 0;
     for (int h = 0; h < MP_HEAP_COUNT; h++)
         given += heap_purge(&pool->heaps[h], INT64_MAX / 2, 0, true);
     pthread_mutex_unlock(&pool->lock);
