@@ -34,7 +34,7 @@ static MP_COLD bool small_refill(mp_pool *pool, mp_tcache *tc, unsigned cls) {
 
 /* Fast path: pop this thread's cache, mark the block live with its size. */
 static inline __attribute__((always_inline)) void *small_alloc(mp_pool *pool, size_t size, int call) {
-    unsigned cls = sc_of(size + pool->debug_pad); /* debug: room for the canary */
+    unsigned cls = sc_of(size + pool_pad(pool)); /* debug: room for the canary */
     mp_tcache *tc = tc_get(pool);
     if (MP_UNLIKELY(tc == NULL))
         return fail(pool, MP_ENOMEM);
@@ -159,7 +159,7 @@ void large_account(mp_pool *pool, int64_t requested, int64_t rounded, int call,
 
 /* A block in a mapping of its own. */
 static void *direct_alloc(mp_pool *pool, size_t size, size_t align, int call) {
-    size_t want = size + pool->debug_pad; /* size <= MP_MAX_REQUEST: no overflow */
+    size_t want = size + pool_pad(pool); /* size <= MP_MAX_REQUEST: no overflow */
     size_t bytes = MP_ALIGN_UP(want ? want : 1, MP_CHUNK_SIZE);
     if (bytes < size)
         return fail(pool, MP_ESIZE);
@@ -232,7 +232,7 @@ int direct_free_unlock(mp_pool *pool, mp_direct *d, int call) {
 static MP_COLD void *large_alloc(mp_pool *pool, size_t size, size_t align, int call) {
     mp_heap *heap = heap_for(pool, size);
     size_t granule = (size_t)1 << heap->granule_shift;
-    size_t want = size + pool->debug_pad; /* size <= MP_MAX_REQUEST: no overflow */
+    size_t want = size + pool_pad(pool); /* size <= MP_MAX_REQUEST: no overflow */
     size_t need = MP_ALIGN_UP(want ? want : 1, granule);
     if (need > pool->config.arena_bytes || align > pool->config.arena_bytes / 2)
         return direct_alloc(pool, size, align, call);
@@ -290,7 +290,7 @@ int large_locate(mp_arena *arena, const void *ptr, size_t size, mp_span **out) {
 /* Route a request; `align` is a power of two. */
 static inline __attribute__((always_inline)) void *
 alloc_inline(mp_pool *pool, size_t size, size_t align, int call) {
-    if (MP_LIKELY(size <= pool->small_limit && align <= MP_MIN_ALIGN))
+    if (MP_LIKELY(size <= pool_small_limit(pool) && align <= MP_MIN_ALIGN))
         return small_alloc(pool, size, call); /* small_max <= 64 KiB: never too large */
     if (MP_UNLIKELY(size > MP_MAX_REQUEST))
         return fail(pool, MP_ESIZE);
@@ -324,7 +324,7 @@ void *mp_calloc(mp_pool *pool, size_t count, size_t size) {
     if (__builtin_mul_overflow(count, size, &total))
         return fail(pool, MP_EOVERFLOW);
     void *ptr = alloc_routed(pool, total, MP_MIN_ALIGN, CALL_CALLOC);
-    if (ptr && total <= pool->small_limit)
+    if (ptr && total <= pool_small_limit(pool))
         memset(ptr, 0, total);
     return ptr;
 }

@@ -4,7 +4,7 @@
  *
  * Everything here runs only when pool->config.debug is set; the fast paths
  * pay one predictable branch to get here.  In debug mode every block is
- * allocated MP_CANARY_BYTES larger than requested (pool->debug_pad), the
+ * allocated MP_CANARY_BYTES larger than requested (pool_pad()), the
  * canary sits right after the requested bytes, and a small block's bytes
  * read DEBUG_FREED for as long as it is free: a slab is filled when it is
  * made and each block again when it is freed, and neither a purge nor any
@@ -45,9 +45,7 @@ struct mp_debug {
 int debug_init(mp_pool *pool) {
     if (MP_DEBUG_LEVEL >= 1)
         pool->config.debug = 1;
-    pool->config.debug = pool->config.debug != 0;
-    pool->debug_pad = pool->config.debug ? MP_CANARY_BYTES : 0;
-    pool->small_limit = pool->config.small_max - pool->debug_pad;
+    pool->config.debug = pool->config.debug != 0; /* pool_pad() relies on it */
     if (!pool->config.debug)
         return MP_OK;
     pool->dbg = calloc(1, sizeof *pool->dbg);

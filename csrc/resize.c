@@ -43,7 +43,7 @@ static void *realloc_small(mp_pool *pool, mp_slab *slab, void *ptr, size_t old_s
         pool_error(pool, rc);
         return NULL;
     }
-    if (new_size > pool->small_limit || sc_of(new_size + pool->debug_pad) != slab->cls)
+    if (new_size > pool_small_limit(pool) || sc_of(new_size + pool_pad(pool)) != slab->cls)
         return realloc_move(pool, ptr, state, new_size);
     if (!atomic_compare_exchange_strong_explicit(&slab->state[idx], &state, (uint32_t)new_size,
                                                  memory_order_relaxed, memory_order_relaxed)) {
@@ -81,9 +81,9 @@ static void *realloc_large(mp_pool *pool, mp_arena *arena, void *ptr, size_t old
         return NULL;
     }
     size_t old_requested = span->requested;
-    size_t want = new_size + pool->debug_pad; /* <= MP_MAX_REQUEST + 8 */
+    size_t want = new_size + pool_pad(pool); /* <= MP_MAX_REQUEST + 8 */
     size_t need = MP_ALIGN_UP(want ? want : 1, (size_t)1 << heap->granule_shift);
-    if (new_size > pool->small_limit && heap_for(pool, new_size) == heap &&
+    if (new_size > pool_small_limit(pool) && heap_for(pool, new_size) == heap &&
         need <= pool->config.arena_bytes) {
         size_t npages = need >> heap->granule_shift, old_bytes = span_bytes(span);
         uint32_t clean;
@@ -131,7 +131,7 @@ static void *realloc_direct(mp_pool *pool, mp_direct *d, void *ptr, size_t old_s
         return NULL;
     }
     size_t old_requested = d->requested, old_bytes = d->region.size;
-    size_t new_bytes = MP_ALIGN_UP(new_size + pool->debug_pad, MP_CHUNK_SIZE);
+    size_t new_bytes = MP_ALIGN_UP(new_size + pool_pad(pool), MP_CHUNK_SIZE);
     if (new_size <= pool->config.arena_bytes || new_bytes < new_size) {
         pthread_mutex_unlock(&pool->lock);
         return realloc_move(pool, ptr, old_requested, new_size);
