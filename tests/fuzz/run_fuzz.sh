@@ -19,7 +19,8 @@ cp "$here"/corpus/* "$work/corpus/" 2>/dev/null
 
 # The pool maps and unmaps arenas: a 2 GiB RSS ceiling is far above what a
 # 512-byte program can keep live (32 blocks of <= 6 MiB, 8 buffers).
-opts="-rss_limit_mb=2048 -max_len=512 -timeout=30 -print_final_stats=1"
+# len_control=0: long programs (deep pool states) from the first minute.
+opts="-rss_limit_mb=2048 -max_len=512 -len_control=0 -timeout=30 -print_final_stats=1"
 
 if ls "$crashes"/* >/dev/null 2>&1; then
     echo "== replaying $(ls "$crashes" | wc -l) regression input(s) from $crashes"
