@@ -25,7 +25,8 @@ import threading
 from typing import Any, Callable, Iterator, Optional
 
 from mempool import _core
-from mempool.errors import (DoubleFree, ForeignPointer, InteriorPointer,
+from mempool.errors import (DoubleFree, ForeignPointer, HeapCorruption,
+                            HeapCorruptionWarning, InteriorPointer,
                             InvalidAlignment, InvalidArgument, MempoolError,
                             PoolBusy, PoolClosed, PoolExhausted, SizeMismatch,
                             SizeOverflow, error_from_code)
@@ -40,7 +41,7 @@ __all__ = [
     "uninstall", "installed", "handler_name", "MempoolError", "PoolExhausted",
     "InvalidArgument", "DoubleFree", "ForeignPointer", "InteriorPointer",
     "SizeMismatch", "SizeOverflow", "InvalidAlignment", "PoolBusy",
-    "PoolClosed", "error_from_code",
+    "PoolClosed", "HeapCorruption", "HeapCorruptionWarning", "error_from_code",
 ]
 
 __version__ = "0.1.0"
