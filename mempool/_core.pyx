@@ -164,7 +164,8 @@ cdef void _h_free(void *ctx, void *ptr, size_t size) noexcept nogil:
         mp_trace_lock(t)
     cdef int code = mp_free(c.pool, ptr, 0)
     if t != NULL:
-        mp_trace_note_free(t, ptr, code == MP_OK)
+        # MP_ECORRUPT (debug mode): the block was freed all the same
+        mp_trace_note_free(t, ptr, code == MP_OK or code == MP_ECORRUPT)
     if code != MP_OK:
         _report_bad_pointer(c, code, ptr, size)
 
