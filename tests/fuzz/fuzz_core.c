@@ -15,8 +15,9 @@
  * call counted exactly one error and changed nothing else, mp_pool_check is
  * 0 and live_bytes equals the shadow's sum.  Any difference aborts.
  *
- * Build (see the Makefile's `fuzz` target):
- *   clang -fsanitize=fuzzer,address,undefined -Icsrc tests/fuzz/fuzz_core.c csrc/[!...].c
+ * Build and run: `make fuzz` (clang -fsanitize=fuzzer,address,undefined, with
+ * the csrc/ files); replay one input: tests/c/bin/fuzz/fuzz_core FILE (FUZZ_TRACE=1
+ * prints the step of each call).
  */
 #include "mempool.h"
 #include "sanitize.h"
@@ -37,12 +38,14 @@ typedef struct input {
     size_t n, i;
 } input;
 
+/* The next `bytes` input bytes, little-endian; zeros past the end. */
 static uint64_t take(input *in, int bytes) {
     uint64_t v = 0;
     for (int b = 0; b < bytes; b++)
         v |= (uint64_t)(in->i < in->n ? in->d[in->i++] : 0) << (8 * b);
     return v;
 }
+/* The next input byte (0 past the end). */
 static unsigned u8(input *in) { return (unsigned)take(in, 1); }
 
 /* Sizes the contract must refuse with MP_ESIZE (above 2^46). */
@@ -105,6 +108,7 @@ typedef struct world {
         }                                                                                  \
     } while (0)
 
+/* Byte i of the content the shadow expects for a block with `seed`. */
 static inline unsigned char pat(uint8_t seed, size_t i) {
     return (unsigned char)(seed + i * 31 + (i >> 8));
 }
@@ -122,6 +126,7 @@ static void walk(unsigned char *p, size_t size, uint8_t seed, int verify) {
     }
 }
 
+/* Bytes live in the shadow: blocks and buffers. */
 static uint64_t live_sum(const world *w) {
     uint64_t s = 0;
     for (int i = 0; i < SLOTS; i++)
@@ -153,6 +158,7 @@ static void expect_error(world *w, int rc, unsigned allowed, const char *what) {
     w->errors++;
 }
 
+/* Remember a freed address for later stale-pointer calls. */
 static void forget(world *w, void *p) {
     w->stale[w->stale_next++ % STALE] = p;
 }
@@ -193,8 +199,10 @@ static void adopt(world *w, block *slot, void *p, size_t size, uint8_t seed, int
 }
 
 /* ---- operations ---------------------------------------------------------- */
+/* Sizes above MP_MAX_REQUEST (2^46): the contract refuses them (MP_ESIZE). */
 static int must_refuse(size_t size) { return size > ((size_t)1 << 46); }
 
+/* mp_alloc (kind 0), mp_alloc_aligned (1) or mp_calloc (2) into a slot. */
 static void op_alloc(world *w, input *in, int kind) {
     block *slot = &w->blocks[u8(in) % SLOTS];
     size_t size = gen_size(in, &w->cfg), align = 64, count = 1, total = size;
@@ -243,6 +251,7 @@ static void op_alloc(world *w, input *in, int kind) {
     adopt(w, slot, p, total, (uint8_t)w->stale_next + 7 * (uint8_t)total, kind == 2);
 }
 
+/* mp_realloc of a slot with an unknown, right or wrong old size. */
 static void op_realloc(world *w, input *in) {
     block *slot = &w->blocks[u8(in) % SLOTS];
     size_t size = gen_size(in, &w->cfg);
@@ -278,6 +287,7 @@ static void op_realloc(world *w, input *in) {
     adopt(w, slot, p, size, (uint8_t)(slot->seed + 1), 0);
 }
 
+/* mp_free of a slot with an unknown, right or wrong size. */
 static void op_free(world *w, input *in) {
     block *slot = &w->blocks[u8(in) % SLOTS];
     unsigned how = u8(in) % 4; /* 0: unknown size, 1-2: right, 3: wrong */
@@ -319,7 +329,7 @@ static void op_bad_pointer(world *w, input *in) {
         buf *b = &w->bufs[u8(in) % BUFS];
         p = b->h ? b->pinned : NULL;
     }
-    if (p == NULL || owner_of(w, p) && owner_of(w, p)->p == p)
+    if (p == NULL || (owner_of(w, p) && owner_of(w, p)->p == p))
         return; /* a stale address that is live again, or nothing */
     int interior = owner_of(w, p) != NULL, pinned = buffer_at(w, p) != NULL;
     int realloc_it = u8(in) & 1;
@@ -358,6 +368,7 @@ static void op_overrun(world *w, input *in) {
 }
 
 /* ---- movable buffers (mp_buffer_*, mp_defragment) ---------------------- */
+/* One buffer call: create, pin, unpin, destroy, dead handles, defragment. */
 static void op_buffer(world *w, input *in) {
     buf *b = &w->bufs[u8(in) % BUFS];
     unsigned what = u8(in) % 8;
@@ -431,6 +442,7 @@ static void op_buffer(world *w, input *in) {
 }
 
 /* ---- the program --------------------------------------------------------- */
+/* A small pool config from two input bytes. */
 static void config_from(input *in, mp_config *c) {
     mp_config_default(c);
     unsigned a = u8(in), b = u8(in);
@@ -446,6 +458,7 @@ static void config_from(input *in, mp_config *c) {
     c->background_purge = 0; /* one thread: every result is deterministic */
 }
 
+/* One input = one pool and up to 400 calls, checked after each. */
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     input in = {.d = data, .n = size};
     world w;
