@@ -76,6 +76,9 @@ typedef struct mp_config {
                              idle memory returns without further calls */
     int debug;           /* 1: fill patterns, tail canaries, write-after-
                             free checks (see "debug mode" below) */
+    unsigned retain_arenas; /* arenas each heap keeps mapped when they are
+                               wholly free (mp_trim releases them all), so a
+                               loop does not map and unmap every step */
 } mp_config;
 
 /* Fill `config` with the defaults (the measured choices, see README). */

@@ -36,6 +36,7 @@ void mp_config_default(mp_config *config) {
         .huge_pages = MP_HUGE_AUTO,
         .background_purge = 1,
         .debug = 0,
+        .retain_arenas = 1,
     };
 }
 

@@ -555,7 +555,7 @@ static uint64_t dirty_allowance(const mp_heap *heap) {
  * least decay_ms, oldest first, while the heap holds more dirty free
  * granules than its recent demand needs (decay_ms 0: every free span, no
  * allowance); an arena that is entirely free is unmapped instead when
- * `release_arenas` or when it is not the heap's last.  Returns bytes given
+ * `release_arenas` or when the heap holds more than config.retain_arenas.  Returns bytes given
  * back. */
 size_t heap_purge(mp_heap *heap, int64_t now_ms, int64_t decay_ms, bool release_arenas) {
     size_t given = 0;
@@ -571,7 +571,7 @@ size_t heap_purge(mp_heap *heap, int64_t now_ms, int64_t decay_ms, bool release_
         size_t bytes = (size_t)span->dirty << heap->granule_shift;
         given += bytes;
         if (span->page == 0 && span->npages == arena->npages &&
-            (release_arenas || heap->arena_count > 1)) {
+            (release_arenas || heap->arena_count > heap->pool->config.retain_arenas)) {
             heap_release_arena(heap, arena);
             continue;
         }

@@ -247,6 +247,8 @@ cdef class _PoolBase:
                 cfg.background_purge = value
             elif key == "debug":
                 cfg.debug = value
+            elif key == "retain_arenas":
+                cfg.retain_arenas = value
             else:
                 raise TypeError(f"unknown pool setting {key!r}")
         code = mp_pool_create(&cfg, &pool)
@@ -301,7 +303,8 @@ cdef class _PoolBase:
         return {"capacity": cfg.capacity, "small_max": cfg.small_max,
                 "arena_bytes": cfg.arena_bytes, "huge_min": cfg.huge_min,
                 "decay_ms": cfg.decay_ms, "huge_pages": cfg.huge_pages,
-                "background_purge": cfg.background_purge, "debug": cfg.debug}
+                "background_purge": cfg.background_purge, "debug": cfg.debug,
+                "retain_arenas": cfg.retain_arenas}
 
     def _stats_raw(self):
         """A snapshot of mp_stats as a dict (errors and classes as lists)."""
@@ -493,7 +496,8 @@ def default_config():
     return {"capacity": cfg.capacity, "small_max": cfg.small_max,
             "arena_bytes": cfg.arena_bytes, "huge_min": cfg.huge_min,
             "decay_ms": cfg.decay_ms, "huge_pages": cfg.huge_pages,
-            "background_purge": cfg.background_purge, "debug": cfg.debug}
+            "background_purge": cfg.background_purge, "debug": cfg.debug,
+                "retain_arenas": cfg.retain_arenas}
 
 
 def size_class_count(size_t small_max):

@@ -38,6 +38,7 @@ cdef extern from "mempool.h" nogil:
         int huge_pages
         int background_purge
         int debug
+        unsigned retain_arenas
 
     void mp_config_default(mp_config *config)
 

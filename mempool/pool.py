@@ -76,7 +76,7 @@ def _debug_default(debug: Any) -> Any:
 
 
 def _config_overrides(capacity, small_max, huge_pages, decay, debug,
-                      background_purge) -> Dict[str, int]:
+                      background_purge, retain_arenas=None) -> Dict[str, int]:
     cfg: Dict[str, int] = {}
     if capacity is not None:
         cfg["capacity"] = _byte_count("capacity", capacity, 1, _SIZE_MAX)
@@ -91,6 +91,13 @@ def _config_overrides(capacity, small_max, huge_pages, decay, debug,
         cfg["decay_ms"] = _decay_ms(decay)
     cfg["debug"] = _flag("debug", _debug_default(debug))
     cfg["background_purge"] = _flag("background_purge", background_purge)
+    if retain_arenas is not None:
+        if isinstance(retain_arenas, bool) or not isinstance(retain_arenas, numbers.Integral):
+            raise TypeError(f"retain_arenas must be an int, got {retain_arenas!r}")
+        if not 0 <= retain_arenas < 2**32:
+            raise ValueError(f"retain_arenas must be between 0 and {2**32 - 1}, "
+                             f"got {retain_arenas!r}")
+        cfg["retain_arenas"] = int(retain_arenas)
     return cfg
 
 
@@ -122,6 +129,11 @@ class Pool(_core._PoolBase):
     background_purge : bool
         Let a background thread give aged pages back, so idle memory
         returns without further calls.
+    retain_arenas : int or None
+        Arenas (256 MiB of address space each) every heap keeps mapped when
+        they are wholly free, so a loop does not map and unmap one every
+        step; their pages still go back to the OS.  None = 1; :meth:`trim`
+        releases them all.
 
     Arrays allocated by the pool keep it alive.  :meth:`close` frees the pool
     at once (only when nothing is live); otherwise it is freed when the last
@@ -137,11 +149,12 @@ class Pool(_core._PoolBase):
     def __init__(self, capacity: Optional[int] = None, *,
                  small_max: Optional[int] = None, huge_pages: Any = "auto",
                  decay: Optional[float] = None, debug: Optional[bool] = None,
-                 background_purge: bool = True) -> None:
+                 background_purge: bool = True,
+                 retain_arenas: Optional[int] = None) -> None:
         self._bad_pointer_warned = False
         self._handler_errors = 0
         self._open(_config_overrides(capacity, small_max, huge_pages, decay,
-                                     debug, background_purge))
+                                     debug, background_purge, retain_arenas))
 
     # ------------------------------------------------------------ state --
 
@@ -158,6 +171,7 @@ class Pool(_core._PoolBase):
             "decay": math.inf if decay_ms < 0 else decay_ms / 1000.0,
             "huge_pages": _HUGE_PAGE_NAMES.get(raw["huge_pages"], raw["huge_pages"]),
             "background_purge": bool(raw["background_purge"]),
+            "retain_arenas": raw["retain_arenas"],
             "debug": bool(raw["debug"]),
         }
 

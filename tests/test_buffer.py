@@ -239,3 +239,28 @@ class BufferMachine(RuleBasedStateMachine):
 TestBufferMachine = BufferMachine.TestCase
 TestBufferMachine.settings = settings(max_examples=30, stateful_step_count=30,
                                       deadline=None)
+
+
+@pytest.mark.parametrize("retain", [0, 1, 2])
+def test_retain_arenas(retain):
+    """Wholly free arenas beyond retain_arenas go back with the decay; trim
+    releases them all (page heap: arenas of 256 MiB)."""
+    pool = mempool.Pool(huge_pages="off", decay=0.05, background_purge=False,
+                        retain_arenas=retain)
+    assert pool.config["retain_arenas"] == retain
+    blocks = [pool.empty(200 << 20, np.uint8) for _ in range(3)]  # 3 arenas
+    assert pool.stats().arena_count == 3
+    del blocks
+    import time
+    time.sleep(0.2)
+    pool.purge_aged()
+    assert pool.stats().arena_count == retain
+    pool.trim()
+    assert pool.stats().arena_count == 0
+
+
+def test_retain_arenas_bad():
+    with pytest.raises(TypeError, match="retain_arenas"):
+        mempool.Pool(retain_arenas=1.5)
+    with pytest.raises(ValueError, match="retain_arenas"):
+        mempool.Pool(retain_arenas=-1)
