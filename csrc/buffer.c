@@ -229,9 +229,12 @@ static bool buffer_slide(mp_buffer_slot *slot) {
 
 /* One pass over `order` (n unpinned buffers) sorted by `cmp`, moving each
  * with `move`; adds what moved to *result. */
-static void defrag_pass(const mp_pool *pool, mp_buffer_slot **order, size_t n, int (*cmp)(const void *, const void *),
+static void defrag_pass(const mp_pool *pool, mp_buffer_slot **order, size_t n,
+                        int (*cmp)(const void *, const void *),
                         bool (*move)(mp_buffer_slot *), mp_defrag_result *result,
                         bool *was_moved) {
+    if (n == 0) /* order may be NULL: qsort must not see it */
+        return;
     qsort(order, n, sizeof *order, cmp);
     for (size_t i = 0; i < n; i++) {
         if (!move(order[i]))

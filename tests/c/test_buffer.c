@@ -93,6 +93,27 @@ static void test_handles(void) {
     mp_pool_destroy(pool);
 }
 
+/* Defragment with no buffers, and with only pinned ones: nothing moves. */
+static void test_defragment_nothing(void) {
+    mp_pool *pool = new_pool(-1);
+    mp_defrag_result r;
+    CHECK_ERR(mp_defragment(pool, &r), MP_OK);
+    CHECK_EQ_U(r.moved_buffers, 0);
+    mp_buffer b;
+    void *p;
+    CHECK_ERR(mp_buffer_create(pool, 1 << 20, &b), MP_OK);
+    CHECK_ERR(mp_buffer_pin(pool, b, &p), MP_OK);
+    CHECK_ERR(mp_defragment(pool, NULL), MP_OK);
+    CHECK_ERR(mp_defragment(pool, &r), MP_OK);
+    CHECK_EQ_U(r.pinned_skipped, 1);
+    CHECK_EQ_U(r.moved_buffers, 0);
+    CHECK_ERR(mp_buffer_unpin(pool, b), MP_OK);
+    CHECK_ERR(mp_buffer_destroy(pool, b), MP_OK);
+    CHECK_ERR(mp_defragment(NULL, &r), MP_EINVAL);
+    CHECK_EQ_U(mp_pool_check(pool), 0);
+    mp_pool_destroy(pool);
+}
+
 static void test_capacity(void) {
     mp_config c;
     mp_config_default(&c);
@@ -238,6 +259,7 @@ static void test_histogram(void) {
 
 int main(void) {
     test_handles();
+    test_defragment_nothing();
     test_capacity();
     test_defragment_pages();
     test_defragment_large();
