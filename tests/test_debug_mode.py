@@ -20,6 +20,7 @@ def _corrupt(pool):
     return pool.stats().errors["MP_ECORRUPT"]
 
 
+@pytest.mark.corrupts_memory
 @pytest.mark.parametrize("nbytes, where", [(100, "size class"), (48 * KiB, "large block"),
                                            (300 * MiB, "direct mapping")])
 def test_overrun_past_an_array_warns_naming_the_block(nbytes, where):
@@ -40,6 +41,7 @@ def test_overrun_past_an_array_warns_naming_the_block(nbytes, where):
     assert pool.check() == 0
 
 
+@pytest.mark.corrupts_memory
 def test_check_counts_a_broken_canary_of_a_live_block():
     pool = Pool(debug=True)
     a = pool.zeros(1000, np.uint8)
@@ -51,6 +53,7 @@ def test_check_counts_a_broken_canary_of_a_live_block():
     assert pool.check() == 0
 
 
+@pytest.mark.corrupts_memory
 def test_write_after_free_is_reported_when_the_block_is_reused():
     pool = Pool(debug=True)
     addr = pool._debug_alloc(256)
