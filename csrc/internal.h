@@ -7,6 +7,7 @@
  *   map_    chunk_map.c  address -> region lookup (2 MiB chunks), pool registry
  *   arena_  arena.c      reserved address space, per-granule dirty bits
  *   heap_   tlsf.c       TLSF good-fit heap of spans over arenas
+ *           decay.c      when free spans' pages go back (decay, hole cap)
  *   slab_   slab.c       small blocks: slabs of one class, per-class lists
  *   tc_     tcache.c     per-thread caches of free small blocks
  *   pool.c               routes requests, owns locks and lifetime
@@ -373,6 +374,11 @@ mp_span *heap_alloc(mp_heap *heap, size_t npages, size_t align_pages, uint32_t *
 void heap_free(mp_heap *heap, mp_span *span, int64_t now_ms);
 bool heap_grow_in_place(mp_heap *heap, mp_span *span, size_t npages, uint32_t *clean_out);
 void heap_shrink_in_place(mp_heap *heap, mp_span *span, size_t npages, int64_t now_ms);
+void heap_lru_remove(mp_heap *heap, mp_span *span);
+void heap_release_arena(mp_heap *heap, mp_arena *arena);
+
+/* ---- decay.c ---------------------------------------------------------- */
+void heap_cap_dirty(mp_heap *heap);
 size_t heap_purge(mp_heap *heap, int64_t now_ms, int64_t decay_ms, bool release_arenas);
 int64_t heap_next_deadline(const mp_heap *heap, int64_t decay_ms);
 uint64_t heap_largest_free(const mp_heap *heap);

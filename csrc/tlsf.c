@@ -8,9 +8,7 @@
  * found through the boundary tag `prev_npages` and the descriptor array.
  *
  * Free spans that still hold resident granules are also kept in an LRU by
- * the time they became free; heap_purge gives back the ones that stayed free
- * past the decay, oldest first.  A loop that frees and re-allocates within
- * the decay keeps its pages (zero page faults); memory left free goes back.
+ * the time they became free; decay.c decides when their pages go back.
  *
  * Every function here runs under the pool lock.
  */
@@ -117,7 +115,7 @@ static void lru_insert_after(mp_heap *heap, mp_span *after, mp_span *span) {
 }
 
 /* Unlink span from the dirty LRU (if it is there). */
-static void lru_remove(mp_heap *heap, mp_span *span) {
+void heap_lru_remove(mp_heap *heap, mp_span *span) {
     if (!span->in_lru)
         return;
     if (span->lru_prev)
@@ -151,7 +149,7 @@ static void free_insert(mp_heap *heap, mp_span *span, mp_span *lru_after, bool a
 static mp_span *free_take(mp_heap *heap, mp_span *span) {
     mp_span *lru_pred = span->lru_prev;
     list_remove(heap, span);
-    lru_remove(heap, span);
+    heap_lru_remove(heap, span);
     heap->free_granules -= span->npages;
     heap->dirty_free_granules -= span->dirty;
     heap->free_spans--;
@@ -268,7 +266,7 @@ void heap_register_arena(mp_heap *heap, mp_arena *arena) {
 }
 
 /* Unlink an arena whose only span is free, and unmap it. */
-static void heap_release_arena(mp_heap *heap, mp_arena *arena) {
+void heap_release_arena(mp_heap *heap, mp_arena *arena) {
     mp_span *span = &arena->spans[0];
     free_take(heap, span);
     heap->pool->resident_bytes -= (uint64_t)arena->dirty_count << heap->granule_shift;
@@ -282,42 +280,6 @@ static void heap_release_arena(mp_heap *heap, mp_arena *arena) {
     heap->arena_count--;
     heap->granules -= arena->npages;
     arena_destroy(arena);
-}
-
-/* Give back the resident granules of one free span (it leaves the LRU). */
-static void span_purge(mp_heap *heap, mp_span *span) {
-    mp_pool *pool = heap->pool;
-    size_t bytes = (size_t)span->dirty << heap->granule_shift;
-    lru_remove(heap, span);
-    os_purge(pool, span_addr(span), span_bytes(span));
-    arena_clear_dirty(span->arena, span->page, span->npages);
-    heap->dirty_free_granules -= span->dirty;
-    pool->resident_bytes -= bytes;
-    pool->released_bytes += bytes;
-    span->dirty = 0;
-}
-
-/* Dirty free granules a heap may hold while it touches fresh pages: 1/8 of
- * what is in use plus 16 MiB. */
-static uint64_t dirty_cap(const mp_heap *heap) {
-    uint64_t in_use = heap->granules - heap->free_granules;
-    return (in_use >> 3) + (((uint64_t)16 << 20) >> heap->granule_shift);
-}
-
-/* Called when an allocation had to touch fresh pages: the resident holes
- * could not serve it, so holding more of them than dirty_cap only grows the
- * footprint.  Give back the oldest at once, without waiting for the decay.
- * Measured on the drifting-size stress trace (python -m mempool stress,
- * 180 MiB peak live), against no cap: peak resident / peak live 1.164 ->
- * 1.071 for 52 k -> 89 k page faults; a cap of 1/16 + 4 MiB reached 1.040 but
- * re-faulted its purged holes (520 k faults, 8x the time).  Demo temporaries:
- * peak RSS 378 -> 342 MB (glibc 355) for 0.2 -> 3.9 faults per iteration; the
- * MLP unchanged (~10 faults per step): a steady loop is served from its
- * holes and rarely touches fresh pages. */
-static void heap_cap_dirty(mp_heap *heap) {
-    uint64_t cap = dirty_cap(heap);
-    while (heap->dirty_free_granules > cap && heap->lru_head != NULL)
-        span_purge(heap, heap->lru_head);
 }
 
 /* Hand out a span of `npages` granules whose address is a multiple of
@@ -527,78 +489,6 @@ void heap_shrink_in_place(mp_heap *heap, mp_span *span, size_t npages, int64_t n
         return;
     mp_span *tail = span_split(span, (uint32_t)npages);
     heap_free(heap, tail, now_ms);
-}
-
-/* Start a new half-decay demand period when the current one is over. */
-static void demand_rotate(mp_heap *heap, int64_t now_ms, int64_t decay_ms) {
-    int64_t period = decay_ms / 2 > 0 ? decay_ms / 2 : 1;
-    if (now_ms - heap->demand_since_ms < period)
-        return;
-    uint64_t in_use = heap->granules - heap->free_granules;
-    heap->demand_prev = now_ms - heap->demand_since_ms < 2 * period ? heap->demand_cur : in_use;
-    heap->demand_cur = in_use;
-    heap->demand_since_ms = now_ms;
-}
-
-/* Dirty free granules the heap keeps: what its peak demand of the last
- * decay period needs on top of what is in use now, plus 1/8 for the holes
- * of drifting sizes.  Keeping them is what makes a loop with slow steps or
- * pauses take no page faults; once demand stays low for a decay period the
- * allowance falls and the memory goes back. */
-static uint64_t dirty_allowance(const mp_heap *heap) {
-    uint64_t peak = heap->demand_cur > heap->demand_prev ? heap->demand_cur : heap->demand_prev;
-    uint64_t in_use = heap->granules - heap->free_granules;
-    return (peak > in_use ? peak - in_use : 0) + peak / 8;
-}
-
-/* Give back the dirty granules of free spans that have been free for at
- * least decay_ms, oldest first, while the heap holds more dirty free
- * granules than its recent demand needs (decay_ms 0: every free span, no
- * allowance); an arena that is entirely free is unmapped instead when
- * `release_arenas` or when the heap holds more than config.retain_arenas.  Returns bytes given
- * back. */
-size_t heap_purge(mp_heap *heap, int64_t now_ms, int64_t decay_ms, bool release_arenas) {
-    size_t given = 0;
-    uint64_t allowance = 0;
-    if (decay_ms > 0) {
-        demand_rotate(heap, now_ms, decay_ms);
-        allowance = dirty_allowance(heap);
-    }
-    mp_span *span;
-    while ((span = heap->lru_head) != NULL && now_ms - span->freed_at_ms >= decay_ms &&
-           heap->dirty_free_granules > allowance) {
-        mp_arena *arena = span->arena;
-        size_t bytes = (size_t)span->dirty << heap->granule_shift;
-        given += bytes;
-        if (span->page == 0 && span->npages == arena->npages &&
-            (release_arenas || heap->arena_count > heap->pool->config.retain_arenas)) {
-            heap_release_arena(heap, arena);
-            continue;
-        }
-        span_purge(heap, span);
-    }
-    if (release_arenas) {
-        mp_arena *arena = heap->arenas;
-        while (arena) {
-            mp_arena *next = arena->next;
-            if (arena->spans[0].kind == MP_SPAN_FREE && arena->spans[0].npages == arena->npages)
-                heap_release_arena(heap, arena);
-            arena = next;
-        }
-    }
-    return given;
-}
-
-/* When heap_purge may next have work: the oldest dirty free span ages past
- * the decay, or the demand period ends (INT64_MAX: nothing dirty). */
-int64_t heap_next_deadline(const mp_heap *heap, int64_t decay_ms) {
-    if (heap->lru_head == NULL)
-        return INT64_MAX;
-    int64_t aged = heap->lru_head->freed_at_ms + decay_ms;
-    if (heap->dirty_free_granules > dirty_allowance(heap))
-        return aged;
-    int64_t rotate = heap->demand_since_ms + (decay_ms / 2 > 0 ? decay_ms / 2 : 1);
-    return aged > rotate ? aged : rotate;
 }
 
 /* Bytes of the largest free span (scans only the highest non-empty list). */
