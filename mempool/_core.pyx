@@ -300,11 +300,7 @@ cdef class _PoolBase:
         """The pool's effective mp_config as a dict."""
         cdef mp_config cfg
         mp_pool_config(self._require(), &cfg)
-        return {"capacity": cfg.capacity, "small_max": cfg.small_max,
-                "arena_bytes": cfg.arena_bytes, "huge_min": cfg.huge_min,
-                "decay_ms": cfg.decay_ms, "huge_pages": cfg.huge_pages,
-                "background_purge": cfg.background_purge, "debug": cfg.debug,
-                "retain_arenas": cfg.retain_arenas}
+        return cfg  # Cython turns the struct into a dict of its fields
 
     def _stats_raw(self):
         """A snapshot of mp_stats as a dict (errors and classes as lists)."""
@@ -493,11 +489,7 @@ def default_config():
     """mp_config_default as a dict."""
     cdef mp_config cfg
     mp_config_default(&cfg)
-    return {"capacity": cfg.capacity, "small_max": cfg.small_max,
-            "arena_bytes": cfg.arena_bytes, "huge_min": cfg.huge_min,
-            "decay_ms": cfg.decay_ms, "huge_pages": cfg.huge_pages,
-            "background_purge": cfg.background_purge, "debug": cfg.debug,
-                "retain_arenas": cfg.retain_arenas}
+    return cfg  # Cython turns the struct into a dict of its fields
 
 
 def size_class_count(size_t small_max):

@@ -40,15 +40,6 @@ def _byte_count(name: str, value: Any, minimum: int, maximum: int) -> int:
     return value
 
 
-def _process_rss() -> Optional[int]:
-    """This process's resident set in bytes (None where psutil cannot say)."""
-    try:
-        import psutil
-        return int(psutil.Process().memory_info().rss)
-    except Exception:  # psutil missing or the platform refuses: no figure
-        return None
-
-
 def _flag(name: str, value: Any) -> int:
     if isinstance(value, (bool, np.bool_)) or value in (0, 1):
         return int(bool(value))
@@ -184,7 +175,7 @@ class Pool(_core._PoolBase):
         """A consistent snapshot of the pool's counters (see PoolStats), with
         the process's RSS read next to it for comparison."""
         raw = self._stats_raw()
-        raw["process_rss_bytes"] = _process_rss()
+        raw["process_rss_bytes"] = _core.process_rss() or None  # 0: unreadable
         return PoolStats.from_raw(raw)
 
     # -------------------------------------------------- movable buffers --
