@@ -59,6 +59,38 @@ def test_workload_under_pool_gives_same_values():
     assert got == expected
 
 
+@pytest.mark.parametrize("name", [n for n, spec in workloads.WORKLOADS.items()
+                                  if spec[0].has_floor])
+def test_floor_variant_gives_bit_identical_values(name):
+    # The floor row is only a fair reference if it computes the same thing.
+    kwargs = {"batch_range": (1, 300)} if name == "mlp" else {}
+    plain = workloads.run(name, 12, seed=4, **kwargs)
+    floor = workloads.run(name, 12, seed=4, floor=True, **kwargs)
+    assert floor == plain
+
+
+def test_floor_variant_allocates_no_large_array_per_step():
+    # Under a pool, the floor's steps must leave the large heap alone: peak
+    # live is reached at construction, not in the loop.
+    import mempool
+    pool = mempool.Pool()
+    with mempool.use(pool):
+        wl = workloads.make("temporaries", 6, seed=0, floor=True)
+        before = pool.stats().large_alloc_count
+        for i in range(6):
+            wl.step(i)
+        assert pool.stats().large_alloc_count == before
+        wl.close()
+
+
+def test_floor_row_only_for_workloads_with_a_floor():
+    floor = runner.discover(["floor"])[0]
+    assert floor.floor and floor.available
+    assert floor.runs("mlp") and floor.runs("temporaries") and not floor.runs("small")
+    with pytest.raises(ValueError, match="no floor"):
+        workloads.make("small", 2, floor=True)
+
+
 def test_unknown_workload_rejected():
     with pytest.raises(ValueError):
         workloads.make("nope", 2)
@@ -120,7 +152,7 @@ def test_summarize_uses_same_round_ratios_and_checks_digests():
 def test_demo_quick_end_to_end(tmp_path):
     out = tmp_path / "demo"
     cmd = [sys.executable, "-m", "mempool", "demo", "--quick", "--steps", "6",
-           "--allocators", "default,mempool", "--settle", "0.3", "--out", str(out)]
+           "--allocators", "default,mempool,floor", "--settle", "0.3", "--out", str(out)]
     proc = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=600,
                           env=dict(os.environ, PYTHONPATH=str(ROOT)))
     assert proc.returncode == 0, proc.stdout + proc.stderr
@@ -133,7 +165,8 @@ def test_demo_quick_end_to_end(tmp_path):
     for wl in workloads.WORKLOADS:
         assert (out / f"{wl}.png").stat().st_size > 0
         rows = data["summary"][wl]
-        assert set(rows) == {"default", "mempool"}
+        has_floor = workloads.WORKLOADS[wl][0].has_floor
+        assert set(rows) == {"default", "mempool"} | ({"floor"} if has_floor else set())
         for row in rows.values():
             for key in ("step_ns_per_op", "ratio_to_default", "faults_per_step",
                         "peak_rss", "baseline_rss", "rss_after_free", "peak_live_bytes"):
@@ -143,7 +176,8 @@ def test_demo_quick_end_to_end(tmp_path):
         assert data["consistency"][wl]["identical"]
     mlp = {r["allocator"]: r for r in data["records"] if r["workload_name"] == "mlp"}
     assert mlp["default"]["values"] == mlp["mempool"]["values"]
-    assert mlp["default"]["digest"] == mlp["mempool"]["digest"]
+    assert mlp["default"]["digest"] == mlp["mempool"]["digest"] == mlp["floor"]["digest"]
+    assert any(t["target"].startswith("time vs floor") for t in data["targets"])
     assert len(mlp["mempool"]["pool_steps"]) == 6
 
 

@@ -148,7 +148,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         f"mempool demo: workloads {', '.join(args.workloads)}; allocators "
         f"{', '.join(a.name for a in active)}; {rounds} round(s); steps "
         f"{', '.join(f'{w}={n}' for w, n in steps.items())}")
-    total = rounds * len(args.workloads) * len(active)
+    total = rounds * sum(a.runs(wl) for wl in args.workloads for a in active)
     started = time.perf_counter()
     load_start = os.getloadavg()
     with Progress(TextColumn("{task.description}"), BarColumn(),

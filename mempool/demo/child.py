@@ -93,7 +93,8 @@ def run_child(cfg: Dict[str, Any]) -> Dict[str, Any]:
     try:
         ru0 = resource.getrusage(resource.RUSAGE_SELF)
         wl = wl_mod.make(cfg["workload"], steps, int(cfg.get("seed", 0)),
-                         tuple(cfg.get("batch_range", wl_mod.DEFAULT_BATCH_RANGE)))
+                         tuple(cfg.get("batch_range", wl_mod.DEFAULT_BATCH_RANGE)),
+                         floor=bool(cfg.get("floor")))
         record["workload"] = wl.describe()
         record["ops_per_step"] = wl.ops_per_step
         record["live_estimate_bytes"] = wl.live_estimate_bytes()

@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
+from . import workloads as wl_mod
+
 CHILD = Path(__file__).with_name("child.py")
 #: The package root's parent: put first on the children's PYTHONPATH so that
 #: ``import mempool`` in the mempool row finds this very checkout.
@@ -41,7 +43,7 @@ LIB_DIRS = ("/usr/lib/x86_64-linux-gnu", "/usr/lib/aarch64-linux-gnu",
             "/usr/lib64", "/usr/lib", "/usr/local/lib", "/lib/x86_64-linux-gnu")
 
 ALL_ALLOCATORS = ("default", "glibc-tuned", "mempool", "jemalloc", "mimalloc",
-                  "tcmalloc")
+                  "tcmalloc", "floor")
 
 
 @dataclass
@@ -53,11 +55,18 @@ class Allocator:
     use_pool: bool = False
     available: bool = True
     reason: str = ""
+    #: Not an allocator but the reference row: numpy's default allocator
+    #: running the workload's floor variant (large arrays made before the loop).
+    floor: bool = False
 
     def describe(self) -> Dict[str, Any]:
         """JSON-friendly description."""
         return {"name": self.name, "env": self.env, "use_pool": self.use_pool,
-                "available": self.available, "reason": self.reason}
+                "available": self.available, "reason": self.reason, "floor": self.floor}
+
+    def runs(self, workload: str) -> bool:
+        """Whether this row applies to ``workload`` (the floor row needs a floor variant)."""
+        return not self.floor or wl_mod.WORKLOADS[workload][0].has_floor
 
 
 def find_shared_library(names: Sequence[str], patterns: Sequence[str]) -> Optional[str]:
@@ -95,6 +104,8 @@ def discover(names: Sequence[str]) -> List[Allocator]:
     for name in names:
         if name == "default":
             out.append(Allocator(name))
+        elif name == "floor":
+            out.append(Allocator(name, floor=True))
         elif name == "glibc-tuned":
             out.append(Allocator(name, env={"GLIBC_TUNABLES": TUNED_GLIBC}))
         elif name == "mempool":
@@ -166,7 +177,7 @@ def start_child(alloc: Allocator, cfg: Dict[str, Any], workdir: Path,
     still in its loop after ``timeout_s`` is killed and reported as failed)."""
     out = workdir / f"{tag}.json"
     err = workdir / f"{tag}.stderr"
-    full = dict(cfg, use_pool=alloc.use_pool)
+    full = dict(cfg, use_pool=alloc.use_pool, floor=alloc.floor)
     with open(err, "wb") as err_fh:
         proc = subprocess.Popen(
             [sys.executable, str(CHILD), json.dumps(full), str(out)],
@@ -227,6 +238,8 @@ def run_all(allocators: Sequence[Allocator], workloads: Sequence[str],
                     shift = r % max(1, len(active))
                     order = active[shift:] + active[:shift]
                     for alloc in order:
+                        if not alloc.runs(wl):
+                            continue
                         label = f"round {r + 1}/{rounds} · {wl} · {alloc.name}"
                         if on_progress:
                             on_progress(label, False)

@@ -46,10 +46,15 @@ class Workload(abc.ABC):
     time_unit = "ms"
     #: True when the per-step values must be bit-identical across allocators.
     values_must_match = True
+    #: True when the workload has a "floor" variant (``floor=True``): the same
+    #: arithmetic, bit for bit, into arrays allocated and touched once before
+    #: the loop.  No allocator can beat it, since it allocates nothing large.
+    has_floor = False
 
     def __init__(self, steps: int, seed: int) -> None:
         self.steps = int(steps)
         self.seed = int(seed)
+        self.floor = False
 
     @abc.abstractmethod
     def step(self, i: int) -> float:
@@ -85,10 +90,12 @@ class MLP(Workload):
     name = "mlp"
     description = "MLP 784-1024-1024-10 float32, fwd+bwd+SGD, batch drifting"
     sizes = (784, 1024, 1024, 10)
+    has_floor = True
 
     def __init__(self, steps: int, seed: int,
                  batch_range: Tuple[int, int] = DEFAULT_BATCH_RANGE,
-                 dataset_rows: int = 8192, lr: float = 0.01) -> None:
+                 dataset_rows: int = 8192, lr: float = 0.01,
+                 floor: bool = False) -> None:
         super().__init__(steps, seed)
         lo, hi = int(batch_range[0]), int(batch_range[1])
         if not 1 <= lo <= hi:
@@ -108,9 +115,29 @@ class MLP(Workload):
             w *= np.float32(math.sqrt(2.0 / fan_in))  # He initialisation
             self.params += [w, np.zeros(fan_out, dtype=np.float32)]
         self.lr = np.float32(lr)
+        self.floor = bool(floor)
+        if self.floor:
+            self._make_floor_buffers()
+
+    def _make_floor_buffers(self) -> None:
+        """Every batch-sized or weight-sized array of a step, at the largest
+        batch, allocated and written once (np.ones touches every page)."""
+        d_in, h1, h2, _ = self.sizes
+        hi = self.batch_range[1]
+        f32 = np.float32
+        self.bufs = {
+            "x": np.ones((hi, d_in), f32),
+            **{k: np.ones((hi, h1), f32) for k in ("z1", "a1", "d1")},
+            **{k: np.ones((hi, h2), f32) for k in ("z2", "a2", "d2")},
+            "m1": np.ones((hi, h1), bool), "m2": np.ones((hi, h2), bool),
+            "dw1": np.ones((d_in, h1), f32), "dw2": np.ones((h1, h2), f32),
+            "upd": np.ones(max(p.size for p in self.params), f32),
+        }
 
     def step(self, i: int) -> float:
         """One SGD step on a freshly gathered batch; returns the loss."""
+        if self.floor:
+            return self._step_floor(i)
         b = self.batches[i]
         # A data loader hands out a new batch array each step: gather rows.
         idx = np.random.default_rng([self.seed, i]).integers(
@@ -142,6 +169,50 @@ class MLP(Workload):
         db1 = d1.sum(axis=0)
         for p, grad in zip(self.params, (dw1, db1, dw2, db2, dw3, db3)):
             p -= self.lr * grad  # the product is a fresh temporary, as in user code
+        return loss
+
+    def _step_floor(self, i: int) -> float:
+        """:meth:`step`, bit for bit, with every large array written into the
+        buffers made before the loop (``out=``); only vectors of a few KiB
+        (indices, labels, the 10-wide logits, biases) are still allocated.
+        Each line computes exactly what its twin in :meth:`step` does: numpy
+        evaluates ``x @ w1 + b1`` as the product, then the sum in place into
+        that temporary, which is what ``matmul(out=)`` then ``+=`` does."""
+        b = self.batches[i]
+        f = {k: v[:b] for k, v in self.bufs.items() if k not in ("dw1", "dw2", "upd")}
+        idx = np.random.default_rng([self.seed, i]).integers(
+            0, self.dataset_rows, size=b)
+        x = np.take(self.X, idx, axis=0, out=f["x"])
+        y = self.Y.take(idx)
+        w1, b1, w2, b2, w3, b3 = self.params
+        z1 = np.matmul(x, w1, out=f["z1"])
+        z1 += b1
+        a1 = np.maximum(z1, 0, out=f["a1"])
+        z2 = np.matmul(a1, w2, out=f["z2"])
+        z2 += b2
+        a2 = np.maximum(z2, 0, out=f["a2"])
+        logits = a2 @ w3 + b3
+        logits -= logits.max(axis=1, keepdims=True)
+        e = np.exp(logits)
+        denom = e.sum(axis=1, keepdims=True)
+        rows = np.arange(b)
+        loss = float(np.mean(np.log(denom[:, 0]) - logits[rows, y]))
+        g = e / denom
+        g[rows, y] -= 1.0
+        g /= np.float32(b)
+        dw3 = a2.T @ g
+        db3 = g.sum(axis=0)
+        d2 = np.matmul(g, w3.T, out=f["d2"])
+        d2 *= np.greater(z2, 0, out=f["m2"])
+        dw2 = np.matmul(a1.T, d2, out=self.bufs["dw2"])
+        db2 = d2.sum(axis=0)
+        d1 = np.matmul(d2, w2.T, out=f["d1"])
+        d1 *= np.greater(z1, 0, out=f["m1"])
+        dw1 = np.matmul(x.T, d1, out=self.bufs["dw1"])
+        db1 = d1.sum(axis=0)
+        upd = self.bufs["upd"]
+        for p, grad in zip(self.params, (dw1, db1, dw2, db2, dw3, db3)):
+            p -= np.multiply(self.lr, grad, out=upd[:grad.size].reshape(grad.shape))
         return loss
 
     def live_estimate_bytes(self) -> int:
@@ -176,8 +247,11 @@ class Temporaries(Workload):
     name = "temporaries"
     description = "c = a[:n] * b[:n] + 1.0, result size drifting 1-64 MiB"
 
+    has_floor = True
+
     def __init__(self, steps: int, seed: int,
-                 size_range_mib: Tuple[int, int] = DEFAULT_TEMP_RANGE_MIB) -> None:
+                 size_range_mib: Tuple[int, int] = DEFAULT_TEMP_RANGE_MIB,
+                 floor: bool = False) -> None:
         super().__init__(steps, seed)
         lo, hi = int(size_range_mib[0]), int(size_range_mib[1])
         if not 1 <= lo <= hi:
@@ -190,11 +264,21 @@ class Temporaries(Workload):
         self.lengths = rng.integers(lo * MIB // 8, n_max + 1,
                                     size=self.steps).tolist()
         self.c = None
+        self.floor = bool(floor)
+        if self.floor:
+            # Two results are alive at once (the last one and the new one).
+            self.bufs = [np.ones(n_max), np.ones(n_max)]
 
     def step(self, i: int) -> float:
         """Compute one drifting-size result; returns its middle element."""
         n = self.lengths[i]
-        self.c = self.a[:n] * self.b[:n] + 1.0
+        if self.floor:
+            # The issue's floor: the same arithmetic into pre-touched buffers.
+            out = np.multiply(self.a[:n], self.b[:n], out=self.bufs[i & 1][:n])
+            out += 1.0
+            self.c = out
+        else:
+            self.c = self.a[:n] * self.b[:n] + 1.0
         return float(self.c[n // 2])
 
     def mean_result_mib(self) -> float:
@@ -253,16 +337,21 @@ WORKLOADS: Dict[str, Tuple[Callable[..., Workload], int, int, int]] = {
 
 
 def make(name: str, steps: int, seed: int = 0,
-         batch_range: Tuple[int, int] = DEFAULT_BATCH_RANGE) -> Workload:
-    """Build the workload called ``name`` for ``steps`` steps."""
+         batch_range: Tuple[int, int] = DEFAULT_BATCH_RANGE,
+         floor: bool = False) -> Workload:
+    """Build the workload called ``name`` for ``steps`` steps (its floor
+    variant when ``floor``: see :attr:`Workload.has_floor`)."""
     try:
         cls = WORKLOADS[name][0]
     except KeyError:
         raise ValueError(f"unknown workload {name!r}; "
                          f"choose from {', '.join(WORKLOADS)}") from None
+    if floor and not cls.has_floor:
+        raise ValueError(f"workload {name!r} has no floor variant")
+    kwargs = {"floor": True} if floor else {}
     if cls is MLP:
-        return MLP(steps, seed, batch_range=batch_range)
-    return cls(steps, seed)
+        return MLP(steps, seed, batch_range=batch_range, **kwargs)
+    return cls(steps, seed, **kwargs)
 
 
 def digest(values: Sequence[float]) -> str:
@@ -272,9 +361,10 @@ def digest(values: Sequence[float]) -> str:
 
 
 def run(name: str, steps: int, seed: int = 0,
-        batch_range: Tuple[int, int] = DEFAULT_BATCH_RANGE) -> List[float]:
+        batch_range: Tuple[int, int] = DEFAULT_BATCH_RANGE,
+        floor: bool = False) -> List[float]:
     """Run a workload start to finish in this process; return its step values."""
-    wl = make(name, steps, seed, batch_range)
+    wl = make(name, steps, seed, batch_range, floor)
     try:
         return [wl.step(i) for i in range(steps)]
     finally:
