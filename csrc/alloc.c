@@ -32,20 +32,17 @@ static MP_COLD bool small_refill(mp_pool *pool, mp_tcache *tc, unsigned cls) {
     return bin->count > 0;
 }
 
-/* Fast path: pop this thread's cache, mark the block live with its size. */
-static inline __attribute__((always_inline)) void *small_alloc(mp_pool *pool, size_t size, int call) {
-    unsigned cls = sc_of(size + pool_pad(pool)); /* debug: room for the canary */
-    mp_tcache *tc = tc_get(pool);
-    if (MP_UNLIKELY(tc == NULL))
-        return fail(pool, MP_ENOMEM);
-    mp_tcache_bin *bin = &tc->bins[cls];
-    if (MP_UNLIKELY(bin->count == 0) && !small_refill(pool, tc, cls))
-        return fail(pool, MP_ENOMEM);
+/* Hand out the top block of a bin that is not empty: mark it live with its
+ * size and count it.  `fast` (a constant): called from mp_alloc's inlined
+ * path, which debug mode never takes. */
+static inline __attribute__((always_inline)) void *
+small_take(mp_pool *pool, mp_tcache *tc, mp_tcache_bin *bin, unsigned cls, size_t size,
+           int call, bool fast) {
     mp_tcache_entry e = bin->entries[--bin->count];
     uint32_t idx = sc_index((uint64_t)(e.ptr - e.slab->start), e.slab->magic);
     /* Before the state store: a concurrent mp_pool_check sees the canary of
      * every block it sees live. */
-    if (MP_UNLIKELY(pool->config.debug))
+    if (!fast && MP_UNLIKELY(pool->config.debug))
         debug_small_fresh(pool, e.slab, e.ptr, size, call);
     mp_asan_live(e.ptr, size, e.slab->block_size);
     atomic_store_explicit(&e.slab->state[idx], (uint32_t)size, memory_order_relaxed);
@@ -60,6 +57,18 @@ static inline __attribute__((always_inline)) void *small_alloc(mp_pool *pool, si
     if (MP_UNLIKELY(tc->unpublished >= MP_PUBLISH_BYTES))
         tc_publish(pool, tc);
     return e.ptr;
+}
+
+/* Small request through this thread's cache, refilled when empty. */
+static inline __attribute__((always_inline)) void *small_alloc(mp_pool *pool, size_t size, int call) {
+    unsigned cls = sc_of(size + pool_pad(pool)); /* debug: room for the canary */
+    mp_tcache *tc = tc_get(pool);
+    if (MP_UNLIKELY(tc == NULL))
+        return fail(pool, MP_ENOMEM);
+    mp_tcache_bin *bin = &tc->bins[cls];
+    if (MP_UNLIKELY(bin->count == 0) && !small_refill(pool, tc, cls))
+        return fail(pool, MP_ENOMEM);
+    return small_take(pool, tc, bin, cls, size, call, false);
 }
 
 /* Find the live small block at ptr in `slab`: its index and state, or an
@@ -86,6 +95,21 @@ int small_locate(mp_slab *slab, const void *ptr, size_t size, uint32_t *idx_out,
     return small_locate_inline(slab, ptr, size, idx_out, state_out);
 }
 
+/* Put a block just marked free on a bin with room, and count it. */
+static inline __attribute__((always_inline)) void
+small_push(mp_pool *pool, mp_tcache *tc, mp_tcache_bin *bin, mp_slab *slab, void *ptr,
+           unsigned cls, uint32_t state, int call) {
+    bin->entries[bin->count++] = (mp_tcache_entry){.ptr = ptr, .slab = slab};
+    mp_counters *ctr = &tc->counters;
+    ctr_add(&ctr->class_live_blocks[cls], -1);
+    ctr_add(&ctr->class_live_bytes[cls], -(int64_t)state);
+    if (call != CALL_INTERNAL)
+        ctr_add(&ctr->free_count, 1);
+    tc->unpublished -= (int64_t)state;
+    if (MP_UNLIKELY(tc->unpublished <= -MP_PUBLISH_BYTES))
+        tc_publish(pool, tc);
+}
+
 /* Free a small block into this thread's cache.  MP_OK, or in debug mode
  * MP_ECORRUPT when its canary was broken (the block is freed all the same). */
 static inline __attribute__((always_inline)) int small_free(mp_pool *pool, mp_slab *slab, void *ptr, size_t size, int call) {
@@ -101,12 +125,12 @@ static inline __attribute__((always_inline)) int small_free(mp_pool *pool, mp_sl
     if (MP_UNLIKELY(pool->config.debug))
         rc = debug_small_freed(pool, slab, ptr, state);
     MP_POISON(ptr, slab->block_size);
-    mp_tcache_entry entry = {.ptr = ptr, .slab = slab};
     mp_tcache *tc = tc_get(pool);
     unsigned cls = slab->cls;
     if (MP_UNLIKELY(tc == NULL)) {
         /* No cache could be made: hand the block straight to its slab, and
          * account it centrally. */
+        mp_tcache_entry entry = {.ptr = ptr, .slab = slab};
         slab_return(pool, cls, &entry, 1);
         pthread_mutex_lock(&pool->lock);
         ctr_add(&pool->central.class_live_blocks[cls], -1);
@@ -120,15 +144,7 @@ static inline __attribute__((always_inline)) int small_free(mp_pool *pool, mp_sl
     mp_tcache_bin *bin = &tc->bins[cls];
     if (MP_UNLIKELY(bin->count == bin->cap))
         tc_flush_bin(pool, tc, cls, bin->cap / 2);
-    bin->entries[bin->count++] = entry;
-    mp_counters *ctr = &tc->counters;
-    ctr_add(&ctr->class_live_blocks[cls], -1);
-    ctr_add(&ctr->class_live_bytes[cls], -(int64_t)state);
-    if (call != CALL_INTERNAL)
-        ctr_add(&ctr->free_count, 1);
-    tc->unpublished -= (int64_t)state;
-    if (MP_UNLIKELY(tc->unpublished <= -MP_PUBLISH_BYTES))
-        tc_publish(pool, tc);
+    small_push(pool, tc, bin, slab, ptr, cls, state, call);
     return rc;
 }
 
@@ -303,10 +319,29 @@ void *alloc_routed(mp_pool *pool, size_t size, size_t align, int call) {
     return alloc_inline(pool, size, align, call);
 }
 
-void *mp_alloc(mp_pool *pool, size_t size) {
+/* mp_alloc past its fast path: every case, checks included. */
+static __attribute__((noinline)) void *alloc_full(mp_pool *pool, size_t size) {
     if (MP_UNLIKELY(pool == NULL))
         return fail(NULL, MP_EINVAL);
     return alloc_inline(pool, size, MP_MIN_ALIGN, CALL_ALLOC);
+}
+
+/* The fast path is the common case only: a small request whose bin, in this
+ * thread's most recent cache, is not empty.  It makes no call but a rare
+ * publish, so it saves no registers; everything else is alloc_full's. */
+void *mp_alloc(mp_pool *pool, size_t size) {
+    /* size - 1: a request of 0 bytes takes the full path (debug mode's
+     * fast_small_max is 0, and its canary needs room even then). */
+    if (MP_LIKELY(pool != NULL && size - 1 < pool->fast_small_max)) {
+        mp_tcache *tc = tc_peek(pool);
+        if (MP_LIKELY(tc != NULL)) {
+            unsigned cls = sc_of(size);
+            mp_tcache_bin *bin = &tc->bins[cls];
+            if (MP_LIKELY(bin->count != 0))
+                return small_take(pool, tc, bin, cls, size, CALL_ALLOC, true);
+        }
+    }
+    return alloc_full(pool, size);
 }
 
 void *mp_alloc_aligned(mp_pool *pool, size_t size, size_t align) {
@@ -405,10 +440,43 @@ int free_routed(mp_pool *pool, void *ptr, size_t size, int call) {
     return free_inline(pool, ptr, size, call);
 }
 
-int mp_free(mp_pool *pool, void *ptr, size_t size) {
+/* mp_free past its fast path: every case, every error reported. */
+static __attribute__((noinline)) int free_full(mp_pool *pool, void *ptr, size_t size) {
     if (MP_UNLIKELY(ptr == NULL))
         return MP_OK;
     if (MP_UNLIKELY(pool == NULL))
         return pool_error(NULL, MP_EINVAL);
     return free_inline(pool, ptr, size, CALL_ALLOC);
+}
+
+/* The fast path frees a live small block of this pool into a bin with room
+ * in this thread's most recent cache, with the same checks as the full path
+ * (the chunk map owns the pointer, it starts a block, the block is live);
+ * whatever fails a check goes to free_full, which reports it.  Nothing is
+ * written before every check has passed. */
+int mp_free(mp_pool *pool, void *ptr, size_t size) {
+    if (MP_LIKELY(pool != NULL && pool->fast_small_max != 0)) {
+        mp_region *region = map_lookup(ptr); /* NULL for ptr == NULL */
+        mp_tcache *tc = tc_peek(pool);
+        if (MP_LIKELY(region != NULL && region->pool == pool &&
+                      region->kind == MP_REGION_ARENA && tc != NULL)) {
+            uint64_t off = (uint64_t)((char *)ptr - region->base);
+            mp_span *at = &((mp_arena *)region)->spans[off >> region->granule_shift];
+            mp_slab *slab = atomic_load_explicit(&at->slab, memory_order_acquire);
+            uint32_t idx, state;
+            if (MP_LIKELY(slab != NULL) &&
+                MP_LIKELY(small_locate_inline(slab, ptr, size, &idx, &state) == MP_OK)) {
+                unsigned cls = slab->cls;
+                mp_tcache_bin *bin = &tc->bins[cls];
+                if (MP_LIKELY(bin->count != bin->cap)) {
+                    atomic_store_explicit(&slab->state[idx], MP_BLOCK_FREE,
+                                          memory_order_relaxed);
+                    MP_POISON(ptr, slab->block_size);
+                    small_push(pool, tc, bin, slab, ptr, cls, state, CALL_ALLOC);
+                    return MP_OK;
+                }
+            }
+        }
+    }
+    return free_full(pool, ptr, size);
 }

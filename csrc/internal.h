@@ -242,6 +242,10 @@ enum { MP_HEAP_PAGES = 0, MP_HEAP_HUGE = 1, MP_HEAP_COUNT = 2 };
 struct mp_pool {
     mp_config config;
     uint64_t uid; /* never reused: lets threads detect a destroyed pool */
+    /* Largest request the inlined fast paths of mp_alloc/mp_free take: the
+     * slab limit, or 0 in debug mode (canaries take the full path).  Set
+     * once at creation, next to uid: the two reads every call makes. */
+    size_t fast_small_max;
     pthread_mutex_t lock;
     mp_heap heaps[MP_HEAP_COUNT];
     mp_direct *directs;
@@ -424,6 +428,13 @@ static inline mp_tcache *tc_get(mp_pool *pool) {
     if (MP_LIKELY(tls_slots[0].pool == pool && tls_slots[0].uid == pool->uid))
         return tls_slots[0].tcache;
     return tc_get_slow(pool);
+}
+/* This thread's cache of `pool` if it is the most recent one, else NULL
+ * (the fast paths then take the full path, which finds or makes it). */
+static inline mp_tcache *tc_peek(const mp_pool *pool) {
+    if (MP_LIKELY(tls_slots[0].pool == pool && tls_slots[0].uid == pool->uid))
+        return tls_slots[0].tcache;
+    return NULL;
 }
 
 /* ---- pool.c / resize.c / stats.c -------------------------------------- */

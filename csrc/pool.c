@@ -95,6 +95,7 @@ int mp_pool_create(const mp_config *config, mp_pool **out) {
     heap_init(&pool->heaps[MP_HEAP_HUGE], pool, MP_HUGE_SHIFT, c.huge_pages != MP_HUGE_OFF);
     pool->heaps[MP_HEAP_PAGES].lowest_first = true; /* see lru_find */
     slab_classes_init(pool);
+    pool->fast_small_max = pool->config.debug ? 0 : pool_small_limit(pool);
     pool->metadata_bytes += sizeof *pool; /* debug_init counted its ring */
     registry_add(pool);
     *out = pool;
