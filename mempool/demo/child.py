@@ -27,6 +27,8 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 PAGE = os.sysconf("SC_PAGE_SIZE")
+#: The pool's figures kept for every step (the report's and plots' needs).
+STEP_FIELDS = ("live_bytes", "resident_bytes", "fragmentation")
 
 
 def _load_workloads():
@@ -125,7 +127,10 @@ def run_child(cfg: Dict[str, Any]) -> Dict[str, Any]:
             faults.append(f1 - f0)
             rss_steps.append(rss())
             if pool is not None:
-                pool_steps.append(_pool_stats(pool))
+                # Only what the report and plots read: a full stats dict per
+                # step would itself add to this row's peak RSS.
+                snap = pool.stats()
+                pool_steps.append({k: getattr(snap, k) for k in STEP_FIELDS})
         ru_end = getrusage(resource.RUSAGE_SELF)
         record.update(
             step_ns=times, step_cpu_ns=cpu, step_faults=faults, step_rss=rss_steps, values=values,
