@@ -13,7 +13,7 @@
 #include <stddef.h>
 
 typedef struct class_tally {
-    uint64_t slabs, live_blocks, live_bytes, cached;
+    uint64_t slabs, blocks, live_blocks, live_bytes, cached;
 } class_tally;
 
 /* Check every slab of the page heap; fill per-class tallies. */
@@ -33,6 +33,7 @@ static size_t check_slabs(const mp_pool *pool, class_tally *tally) {
                 } else {
                     class_tally *t = &tally[slab->cls];
                     t->slabs++;
+                    t->blocks += slab->nblocks;
                     bad += slab_check(pool, slab, &t->live_blocks, &t->live_bytes, &t->cached);
                 }
             }
@@ -131,7 +132,7 @@ size_t mp_pool_check(mp_pool *pool) {
     for (unsigned cls = 0; cls < pool->class_count; cls++) {
         const mp_class *c = &pool->classes[cls];
         bad += tally[cls].slabs != (uint64_t)ctr_get(&c->slabs);
-        bad += tally[cls].slabs * c->blocks_per_slab != (uint64_t)ctr_get(&c->blocks);
+        bad += tally[cls].blocks != (uint64_t)ctr_get(&c->blocks);
         if (!exclusive)
             continue;
         bad += tally[cls].cached != 0; /* every free block outside a stack is cached */

@@ -189,9 +189,22 @@ struct mp_slab {
     int64_t returned_ms;      /* last time blocks came back to the stack */
 };
 
+/* Room for the slab lengths a class steps through: the first slab is at
+ * least a page and 2 blocks, the longest at most 32 times that (64 KiB or
+ * 8 blocks, up to twice that), and each length at least doubles the one
+ * before, so a class has at most 6. */
+#define MP_SLAB_STEPS 8
+
 typedef struct mp_class {
     pthread_mutex_t lock;
-    uint32_t block_size, slab_pages, blocks_per_slab, magic, tcache_cap;
+    uint32_t block_size, magic, tcache_cap;
+    /* The k-th slab the class holds at once (counting from 0) takes
+     * slab_pages[min(k, slab_steps - 1)] pages: the first is small, each
+     * next one twice the one before, up to sc_slab_pages.  Counting the
+     * slabs held now (not ever made) makes a class that gave its slabs
+     * back start small again. */
+    uint32_t slab_steps;
+    uint32_t slab_pages[MP_SLAB_STEPS];
     mp_slab *partial; /* slabs with nfree > 0 */
     mp_slab *spare;   /* one empty slab kept so a loop does not thrash */
     mp_counter slabs, blocks; /* written under the class lock, read by stats */
@@ -311,6 +324,7 @@ static inline unsigned sc_of(size_t size) {
 }
 size_t sc_block(unsigned cls);
 uint32_t sc_slab_pages(size_t block_size);
+uint32_t sc_slab_grow_pages(size_t block_size, size_t min_bytes);
 uint32_t sc_magic(uint32_t block_size);
 
 /* Block index of byte offset `off` in a slab; callers verify idx*bs == off. */

@@ -4,6 +4,8 @@
  * Classes are multiples of 64 bytes (every block is 64-byte aligned, the
  * promise of mp_alloc): 64..512 in steps of 64, then 8 classes per power of
  * two, so a request above 512 bytes wastes at most 1/8 of its block.
+ * Slab lengths: sc_slab_pages is a class's longest slab, sc_slab_grow_pages
+ * the shorter ones its first slabs take (slab.c).
  */
 #include "internal.h"
 
@@ -19,16 +21,12 @@ size_t sc_block(unsigned cls) {
 /* Number of classes needed to serve every size up to small_max. */
 unsigned sc_count(size_t small_max) { return sc_of(small_max) + 1; }
 
-/* Pages per slab for a block size: at least 64 KiB and 8 blocks, then the
- * length (up to twice that) that wastes the least at the slab's tail. */
-uint32_t sc_slab_pages(size_t block_size) {
-    size_t min_bytes = 65536;
-    if (block_size * 8 > min_bytes)
-        min_bytes = block_size * 8;
-    uint32_t lo = (uint32_t)(MP_ALIGN_UP(min_bytes, MP_PAGE_SIZE) >> MP_PAGE_SHIFT);
+/* The length in [lo, hi] pages that wastes the smallest fraction of the
+ * slab at its tail (the shortest of equals): the tail holds no block. */
+static uint32_t least_waste_pages(size_t block_size, uint32_t lo, uint32_t hi) {
     uint32_t best = lo;
     size_t best_waste = SIZE_MAX;
-    for (uint32_t pages = lo; pages <= 2 * lo; pages++) {
+    for (uint32_t pages = lo; pages <= hi; pages++) {
         size_t bytes = (size_t)pages << MP_PAGE_SHIFT;
         /* compare waste as a fraction: waste/bytes, cross-multiplied */
         size_t waste = bytes % block_size;
@@ -43,9 +41,45 @@ uint32_t sc_slab_pages(size_t block_size) {
     return best;
 }
 
-/* Multiplier that turns a byte offset into a block index with one multiply
- * instead of a division: exact for every offset below 2^32 / 64 (slabs are
- * at most 512 KiB), as the size-class test checks exhaustively. */
+/* Fewest pages holding `bytes`. */
+static uint32_t pages_for(size_t bytes) {
+    return (uint32_t)(MP_ALIGN_UP(bytes, MP_PAGE_SIZE) >> MP_PAGE_SHIFT);
+}
+
+/* Pages of a class's largest slab: at least 64 KiB and 8 blocks, then the
+ * length (up to twice that) that wastes the least at the slab's tail.  Long
+ * enough that a busy class takes the class lock and the page heap rarely. */
+uint32_t sc_slab_pages(size_t block_size) {
+    size_t min_bytes = 65536;
+    if (block_size * 8 > min_bytes)
+        min_bytes = block_size * 8;
+    uint32_t lo = pages_for(min_bytes);
+    return least_waste_pages(block_size, lo, 2 * lo);
+}
+
+/* Pages of a growing slab that must hold `min_bytes`: the fewest pages that
+ * do, or up to half again as many when that wastes a smaller fraction at
+ * the tail (a narrower window than sc_slab_pages', so a small slab stays
+ * small); never more than sc_slab_pages, which it becomes once min_bytes
+ * reaches that.  Doubling a min_bytes of whole pages gives a longer slab
+ * (the windows [lo, 3lo/2] and [2lo, 3lo] do not overlap) until the cap. */
+uint32_t sc_slab_grow_pages(size_t block_size, size_t min_bytes) {
+    uint32_t max = sc_slab_pages(block_size);
+    if (min_bytes < block_size)
+        min_bytes = block_size;
+    uint32_t lo = pages_for(min_bytes);
+    if (lo >= max)
+        return max;
+    uint32_t pages = least_waste_pages(block_size, lo, lo + lo / 2);
+    return pages < max ? pages : max;
+}
+
+/* Multiplier that turns a block's byte offset into its index with one
+ * multiply instead of a division: exact for every multiple of the block
+ * size below 2^32 (slabs are at most 1 MiB), as the size-class test checks
+ * for every block of every class's longest slab.  An offset inside a block
+ * may come out one too high near the block's end; callers check that the
+ * index's start is the offset, so that stays an interior pointer. */
 uint32_t sc_magic(uint32_t block_size) {
     return (uint32_t)(((uint64_t)1 << 32) / block_size + 1);
 }

@@ -9,11 +9,41 @@
  * Each class has a lock and a list of slabs with free blocks.  Threads do not
  * come here per block: their caches (tcache.c) refill and flush in batches.
  * Invariant per slab: nblocks == live + nfree + (blocks sitting in caches).
+ *
+ * Slabs of a class grow: the first is the fewest pages holding 2 blocks
+ * (one page up to 2 KiB blocks), each next one twice the one before, up to
+ * sc_slab_pages (64 KiB or 8 blocks, up to twice that).  A program with
+ * many array sizes touches dozens of classes with a block or two each;
+ * full-length first slabs cost it 64-256 KiB of resident memory per class.
+ * Length, block count and bookkeeping are per slab; the number of slabs
+ * the class holds picks the next length (class_slab_steps).
  */
 #include "debug.h"
 
 #include <stdlib.h>
 #include <string.h>
+
+/* Fill the class's slab lengths.  The first slab is the fewest pages that
+ * hold 2 blocks: a class that serves one array pins a page or two of it,
+ * not a 64 KiB slab (most of a slab's pages stay resident: it is usually
+ * carved from a dirty hole).  A page, not more, because it is the unit of
+ * residency and the heap's granule; a slab's descriptor costs ~100 bytes.
+ * Each next length doubles the one before, so a busy class reaches full-
+ * length slabs after a few and its slab count stays logarithmic in its
+ * demand until then. */
+static void class_slab_steps(mp_class *c) {
+    uint32_t max = sc_slab_pages(c->block_size);
+    uint32_t pages = sc_slab_grow_pages(c->block_size, (size_t)2 * c->block_size);
+    c->slab_steps = 0;
+    for (;;) {
+        if (c->slab_steps == MP_SLAB_STEPS - 1)
+            pages = max; /* not reached (see MP_SLAB_STEPS): a guard */
+        c->slab_pages[c->slab_steps++] = pages;
+        if (pages == max)
+            break;
+        pages = sc_slab_grow_pages(c->block_size, (size_t)pages << (MP_PAGE_SHIFT + 1));
+    }
+}
 
 /* Set up the class table for the pool's small_max. */
 void slab_classes_init(mp_pool *pool) {
@@ -23,13 +53,12 @@ void slab_classes_init(mp_pool *pool) {
         memset(c, 0, sizeof *c);
         pthread_mutex_init(&c->lock, NULL);
         c->block_size = (uint32_t)sc_block(cls);
-        c->slab_pages = sc_slab_pages(c->block_size);
-        c->blocks_per_slab = (uint32_t)(((size_t)c->slab_pages << MP_PAGE_SHIFT) / c->block_size);
         c->magic = sc_magic(c->block_size);
         /* ~64 KiB of each class per thread: enough to absorb a burst, small
          * enough that idle threads do not pin much memory. */
         uint32_t cap = (uint32_t)(65536 / c->block_size);
         c->tcache_cap = cap < 4 ? 4 : cap > 64 ? 64 : cap;
+        class_slab_steps(c);
     }
 }
 
@@ -83,14 +112,16 @@ static void partial_remove(mp_class *c, mp_slab *slab) {
  * Class lock held; takes the pool lock for the span. */
 static mp_slab *slab_create(mp_pool *pool, unsigned cls) {
     mp_class *c = &pool->classes[cls];
-    uint32_t n = c->blocks_per_slab;
-    size_t meta = slab_meta_bytes(n, c->slab_pages);
+    int64_t held = ctr_get(&c->slabs); /* class lock: this is its only writer */
+    uint32_t pages = c->slab_pages[held < c->slab_steps ? held : c->slab_steps - 1];
+    uint32_t n = (uint32_t)(((size_t)pages << MP_PAGE_SHIFT) / c->block_size);
+    size_t meta = slab_meta_bytes(n, pages);
     mp_slab *slab = malloc(meta);
     if (slab == NULL)
         return NULL;
     pthread_mutex_lock(&pool->lock);
     uint32_t clean;
-    mp_span *span = heap_alloc(&pool->heaps[MP_HEAP_PAGES], c->slab_pages, 1, &clean);
+    mp_span *span = heap_alloc(&pool->heaps[MP_HEAP_PAGES], pages, 1, &clean);
     if (span == NULL) {
         pthread_mutex_unlock(&pool->lock);
         free(slab);
@@ -98,8 +129,8 @@ static mp_slab *slab_create(mp_pool *pool, unsigned cls) {
     }
     memset(slab, 0, sizeof *slab);
     slab->purged = (uint64_t *)(slab + 1);
-    memset(slab->purged, 0, purged_words(c->slab_pages) * sizeof(uint64_t));
-    slab->state = (_Atomic uint32_t *)(slab->purged + purged_words(c->slab_pages));
+    memset(slab->purged, 0, purged_words(pages) * sizeof(uint64_t));
+    slab->state = (_Atomic uint32_t *)(slab->purged + purged_words(pages));
     slab->free_stack = (uint16_t *)(slab->state + n);
     slab->start = span_addr(span);
     slab->span = span;
@@ -256,8 +287,9 @@ size_t slab_purge_free_pages(mp_pool *pool, int64_t now_ms, int64_t decay_ms,
     return given;
 }
 
-/* Move up to `want` free blocks of class `cls` into `out`; returns how many
- * (0 only when no memory could be had). */
+/* Move up to `want` free blocks of class `cls` into `out`, from slabs that
+ * exist or else one new slab; returns how many (0 only when no memory could
+ * be had). */
 uint32_t slab_refill(mp_pool *pool, unsigned cls, mp_tcache_entry *out, uint32_t want) {
     mp_class *c = &pool->classes[cls];
     uint32_t n = 0;
@@ -267,7 +299,10 @@ uint32_t slab_refill(mp_pool *pool, unsigned cls, mp_tcache_entry *out, uint32_t
         if (slab == NULL) {
             slab = c->spare;
             c->spare = NULL;
-            if (slab == NULL && (slab = slab_create(pool, cls)) == NULL)
+            /* Once some blocks were had, a short refill beats a new slab:
+             * a small first slab then gives the cache what it holds rather
+             * than pulling in the next, twice longer, slab at once. */
+            if (slab == NULL && (n > 0 || (slab = slab_create(pool, cls)) == NULL))
                 break;
             partial_push(c, slab);
         }
@@ -348,7 +383,12 @@ size_t slab_check(const mp_pool *pool, const mp_slab *slab, uint64_t *live_block
     const mp_class *c = &pool->classes[slab->cls];
     size_t bad = 0;
     uint64_t free_states = 0;
-    bad += slab->block_size != c->block_size || slab->nblocks != c->blocks_per_slab;
+    /* A slab is one of its class's lengths and holds every block that fits. */
+    bool known_length = false;
+    for (uint32_t k = 0; k < c->slab_steps; k++)
+        known_length |= slab->span->npages == c->slab_pages[k];
+    bad += slab->block_size != c->block_size || slab->magic != c->magic || !known_length ||
+           slab->nblocks != span_bytes(slab->span) / c->block_size;
     bad += slab->nfree > slab->nblocks;
     for (uint32_t i = 0; i < slab->nblocks; i++) {
         uint32_t state = atomic_load_explicit(&slab->state[i], memory_order_relaxed);
