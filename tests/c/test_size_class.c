@@ -5,8 +5,12 @@
  * promises the slab layer builds on: the class fits the request, blocks are
  * whole cache lines (so every small block is 64-aligned), classes grow with
  * the request, the chosen class is the smallest that fits, and rounding
- * wastes at most 12.5% above 512 bytes.
+ * wastes at most 12.5% above 512 bytes.  Then the slab lengths: a class's
+ * first slab is small, each next one doubles up to the full length, every
+ * length wastes little at its tail, and the one-multiply block index is
+ * exact for every offset of the longest slab.
  */
+#include "internal.h"
 #include "test.h"
 
 /* Largest small_max the header allows. */
@@ -85,6 +89,61 @@ static void check_default_config(void)
         check_table(cfg.small_max);
 }
 
+/* The slab lengths of one block size, as slab.c steps through them: the
+ * first holds 2 blocks in the fewest pages (or up to half again as many
+ * when that wastes less), each next one at least doubles the one before,
+ * and they reach sc_slab_pages (>= 64 KiB and 8 blocks) within
+ * MP_SLAB_STEPS.  The first wastes less than a page at its tail (a page
+ * or two of 4 KiB cannot always be cut to the block), every later one at
+ * most 1/8 of the slab. */
+static void check_slab_lengths(size_t bs)
+{
+    uint32_t max = sc_slab_pages(bs);
+    size_t max_bytes = (size_t)max << MP_PAGE_SHIFT;
+    CHECK_MSG(max_bytes >= 65536 && max_bytes / bs >= 8, "block %zu: longest slab %zu bytes", bs,
+              max_bytes);
+    uint32_t fewest = (uint32_t)((2 * bs + MP_PAGE_SIZE - 1) >> MP_PAGE_SHIFT);
+    uint32_t pages = sc_slab_grow_pages(bs, 2 * bs);
+    CHECK_MSG(pages >= fewest && pages <= fewest + fewest / 2,
+              "block %zu: first slab %u pages, the fewest holding 2 blocks is %u", bs, pages,
+              fewest);
+    unsigned steps = 1;
+    for (;;) {
+        size_t bytes = (size_t)pages << MP_PAGE_SHIFT, waste = bytes % bs;
+        CHECK_MSG(bytes / bs >= 2 && bytes / bs <= UINT16_MAX, "block %zu: %u pages hold %zu",
+                  bs, pages, bytes / bs);
+        CHECK_MSG(steps == 1 ? waste < MP_PAGE_SIZE : waste * 8 <= bytes,
+                  "block %zu: %u pages waste %zu bytes at the tail", bs, pages, waste);
+        if (pages >= max)
+            break;
+        uint32_t next = sc_slab_grow_pages(bs, bytes * 2);
+        CHECK_MSG(next >= 2 * pages || next == max,
+                  "block %zu: slab after %u pages has %u (max %u)", bs, pages, next, max);
+        CHECK_MSG(next <= max, "block %zu: %u pages beyond the longest %u", bs, next, max);
+        pages = next;
+        steps++;
+    }
+    CHECK_MSG(pages == max && steps <= MP_SLAB_STEPS, "block %zu: %u steps to %u pages", bs,
+              steps, max);
+}
+
+/* sc_index(off, sc_magic(bs)) == off / bs for every block start of the
+ * longest slab of every class: the fast paths' division by multiply.  (An
+ * offset inside a block may map to the next index: callers check that the
+ * index's start is the offset, so it is caught as interior all the same.) */
+static void check_index_exact(size_t bs)
+{
+    uint32_t magic = sc_magic((uint32_t)bs);
+    size_t bytes = (size_t)sc_slab_pages(bs) << MP_PAGE_SHIFT;
+    size_t bad = 0;
+    for (uint64_t off = 0; off < bytes; off += bs)
+        bad += sc_index(off, magic) != off / bs;
+    for (uint64_t off = 1; off < bytes; off++) /* every offset: never past the next block */
+        bad += sc_index(off, magic) > off / bs + 1;
+    CHECK_MSG(bad == 0, "block %zu: %zu offsets of a %zu-byte slab get the wrong index", bs, bad,
+              bytes);
+}
+
 int main(void)
 {
     check_table(SMALL_MAX_LIMIT);
@@ -93,6 +152,10 @@ int main(void)
     check_default_config();
     check_blocks_increase();
     check_count_monotonic();
+    for (unsigned c = 0; c < mp_size_class_count(SMALL_MAX_LIMIT) && c < MP_MAX_CLASSES; c++) {
+        check_slab_lengths(mp_size_class_block(c));
+        check_index_exact(mp_size_class_block(c));
+    }
     printf("size classes for small_max 65536: %u; blocks:", mp_size_class_count(SMALL_MAX_LIMIT));
     for (unsigned c = 0; c < mp_size_class_count(SMALL_MAX_LIMIT) && c < MP_MAX_CLASSES; c++)
         printf(" %zu", mp_size_class_block(c));
