@@ -162,6 +162,21 @@ def test_size_class_table_counts_small_blocks(pool):
     assert sum(c.live_blocks for c in pool.stats().classes) == 0
 
 
+def test_first_slab_of_a_class_is_small(pool):
+    # One small array takes its class's first slab: the fewest pages holding
+    # two blocks, not a full 64 KiB slab; the class's slabs then grow.
+    cls = mempool._core.size_class_of(4096)
+    first = pool._debug_alloc(4096)
+    c = pool.stats().classes[cls]
+    assert (c.block_size, c.slabs, c.blocks, c.live_blocks) == (4096, 1, 2, 1)
+    more = [pool._debug_alloc(4096) for _ in range(40)]
+    c = pool.stats().classes[cls]
+    assert c.slabs >= 3 and c.blocks >= 41   # 2, 4, 8, 16, 16 ... blocks
+    assert pool.check() == 0
+    for addr in [first] + more:
+        pool._debug_free(addr)
+
+
 def test_derived_figures_when_empty(pool):
     st = pool.stats()
     assert st.resident_over_live is None
