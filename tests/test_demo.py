@@ -91,6 +91,16 @@ def test_floor_row_only_for_workloads_with_a_floor():
         workloads.make("small", 2, floor=True)
 
 
+def test_workloads_without_blas_get_one_blas_thread():
+    one = {k: "1" for k in runner.BLAS_VARS}
+    assert runner.workload_env("small") == one
+    assert runner.workload_env("temporaries") == one
+    assert runner.workload_env("mlp") == {}  # the library's own choice
+    # A count the user chose wins everywhere.
+    chosen = {k: "2" for k in runner.BLAS_VARS}
+    assert runner.workload_env("small", chosen) == chosen
+
+
 def test_unknown_workload_rejected():
     with pytest.raises(ValueError):
         workloads.make("nope", 2)

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
 from . import workloads as wl_mod
-from .runner import ALL_ALLOCATORS, INSTALL_HINT, discover, run_all
+from .runner import ALL_ALLOCATORS, BLAS_VARS, INSTALL_HINT, discover, run_all
 
 __all__ = ["main", "build_parser", "parse_pair"]
 
@@ -76,8 +76,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="output folder for the JSON and PNGs (default ./demo-output)")
     p.add_argument("--blas-threads", type=int, default=None, metavar="N",
                    help="BLAS threads in every child (OPENBLAS/OMP/MKL_NUM_THREADS); "
-                        "default: the library's own choice.  1 makes the MLP robust to a busy "
-                        "machine, where spinning BLAS threads swamp the allocator's share")
+                        "default: the library's own choice for the MLP, 1 for the workloads "
+                        "that make no BLAS call.  1 makes the MLP robust to a busy machine, "
+                        "where spinning BLAS threads swamp the allocator's share")
     p.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
     return p
 
@@ -87,7 +88,7 @@ def blas_env(threads: Optional[int]) -> Dict[str, str]:
     if threads is None:
         return {}
     n = str(max(1, threads))
-    return {"OPENBLAS_NUM_THREADS": n, "OMP_NUM_THREADS": n, "MKL_NUM_THREADS": n}
+    return {k: n for k in BLAS_VARS}
 
 
 def _steps_for(args) -> Dict[str, int]:

@@ -42,6 +42,9 @@ PEERS = {
 LIB_DIRS = ("/usr/lib/x86_64-linux-gnu", "/usr/lib/aarch64-linux-gnu",
             "/usr/lib64", "/usr/lib", "/usr/local/lib", "/lib/x86_64-linux-gnu")
 
+#: Environment variables that set the BLAS thread count.
+BLAS_VARS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
+
 ALL_ALLOCATORS = ("default", "glibc-tuned", "mempool", "jemalloc", "mimalloc",
                   "tcmalloc", "floor")
 
@@ -122,6 +125,17 @@ def discover(names: Sequence[str]) -> List[Allocator]:
             raise ValueError(f"unknown allocator {name!r}; choose from "
                              f"{', '.join(ALL_ALLOCATORS)}")
     return out
+
+
+def workload_env(workload: str, extra: Optional[Dict[str, str]] = None) -> Dict[str, str]:
+    """``extra`` for one workload's children: a workload that makes no BLAS
+    call gets one BLAS thread unless the user chose a count (idle OpenBLAS
+    workers spin after numpy's import, and on two cores that halves the
+    speed of a short loop at random, whatever the allocator)."""
+    env = dict(extra or {})
+    if not wl_mod.WORKLOADS[workload][0].uses_blas and not any(k in env for k in BLAS_VARS):
+        env.update({k: "1" for k in BLAS_VARS})
+    return env
 
 
 def child_env(alloc: Allocator, extra: Optional[Dict[str, str]] = None) -> Dict[str, str]:
@@ -248,7 +262,7 @@ def run_all(allocators: Sequence[Allocator], workloads: Sequence[str],
                                "round": r}
                         pending.append(start_child(alloc, cfg, workdir,
                                                    f"r{r}-{wl}-{alloc.name}", timeout_s,
-                                                   extra_env))
+                                                   workload_env(wl, extra_env)))
                         if on_progress:
                             on_progress(label, True)
                         reap(block=False)

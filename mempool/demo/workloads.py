@@ -50,6 +50,10 @@ class Workload(abc.ABC):
     #: arithmetic, bit for bit, into arrays allocated and touched once before
     #: the loop.  No allocator can beat it, since it allocates nothing large.
     has_floor = False
+    #: False when the workload makes no BLAS call: the demo then runs it with
+    #: one BLAS thread, since OpenBLAS's idle workers spin for a while after
+    #: numpy's import and would steal a core from a short loop.
+    uses_blas = False
 
     def __init__(self, steps: int, seed: int) -> None:
         self.steps = int(steps)
@@ -91,6 +95,7 @@ class MLP(Workload):
     description = "MLP 784-1024-1024-10 float32, fwd+bwd+SGD, batch drifting"
     sizes = (784, 1024, 1024, 10)
     has_floor = True
+    uses_blas = True
 
     def __init__(self, steps: int, seed: int,
                  batch_range: Tuple[int, int] = DEFAULT_BATCH_RANGE,
