@@ -164,7 +164,8 @@ def test_size_class_table_counts_small_blocks(pool):
 
 def test_first_slab_of_a_class_is_small(pool):
     # One small array takes its class's first slab: the fewest pages holding
-    # two blocks, not a full 64 KiB slab; the class's slabs then grow.
+    # two blocks and two pages, not a full 64 KiB slab; the class's slabs
+    # then grow.
     cls = mempool._core.size_class_of(4096)
     first = pool._debug_alloc(4096)
     c = pool.stats().classes[cls]

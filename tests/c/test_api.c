@@ -984,7 +984,9 @@ static void check_slab_growth(size_t size, int debug)
         return;
     unsigned cls = mp_size_class_of(size + (debug ? MP_CANARY_BYTES : 0));
     size_t bs = mp_size_class_block(cls);
-    uint64_t first_max = (pages_of(2 * bs) * 3 / 2 * 4096) / bs;
+    /* the first slab: the fewest pages holding 2 blocks and 2 pages, or up
+     * to half again as many when that wastes less at the tail */
+    uint64_t first_max = (pages_of(2 * bs > 8192 ? 2 * bs : 8192) * 3 / 2 * 4096) / bs;
     enum { N = 4000 };
     static void *blocks[N];
     for (int round = 0; round < 2; round++) {
