@@ -11,17 +11,24 @@
 #include <stdint.h>
 #include <string.h>
 
-/* A pool whose heaps we drive by hand: no purger, no decay on its own. */
-static mp_pool *make_pool(void)
+/* A pool whose heaps we drive by hand: no purger, no decay on its own,
+ * arenas of `arena_bytes`. */
+static mp_pool *make_pool_arena(size_t arena_bytes)
 {
     mp_config cfg;
     mp_config_default(&cfg);
     cfg.background_purge = 0;
     cfg.decay_ms = -1;
-    cfg.arena_bytes = (size_t)8 << 20; /* 2048 granules of 4 KiB */
+    cfg.arena_bytes = arena_bytes;
     mp_pool *pool = NULL;
     CHECK(mp_pool_create(&cfg, &pool) == MP_OK);
     return pool;
+}
+
+/* make_pool_arena with 8 MiB arenas: 2048 granules of 4 KiB. */
+static mp_pool *make_pool(void)
+{
+    return make_pool_arena((size_t)8 << 20);
 }
 
 /* Allocate npages from the page heap under the pool lock, accounted as the
@@ -201,6 +208,46 @@ static void test_dirty_and_purge(void)
     mp_pool_destroy(pool);
 }
 
+/* The hole cap: an allocation that touches fresh pages while the heap holds
+ * more dirty free granules than 1/8 of what is in use + 16 MiB gives back the
+ * excess plus 8 MiB at once, and from the oldest hole only the tail it
+ * needs: the hole's head stays resident. */
+static void test_hole_cap_gives_back_a_tail(void)
+{
+    mp_pool *pool = make_pool_arena((size_t)64 << 20); /* 16384 granules */
+    mp_heap *heap = &pool->heaps[MP_HEAP_PAGES];
+    mp_span *hole = take(pool, 6000, 1), *sep = take(pool, 1, 1), *live = take(pool, 1000, 1);
+    CHECK(hole && sep && live);
+    give(pool, hole, 100);
+    CHECK_EQ_U(heap->dirty_free_granules, 6000);
+    uint64_t resident = pool->resident_bytes;
+    /* No hole holds 7000 granules: fresh pages, so the cap applies.  In use
+     * after: 8001 granules, cap 8001 / 8 + 4096 = 5096; 6000 dirty is 904
+     * over, and 2048 more (8 MiB) go with them. */
+    uint32_t clean;
+    mp_span *big = take_clean(pool, 7000, 1, &clean);
+    CHECK(big != NULL);
+    CHECK_EQ_U(clean, 7000);
+    uint32_t given = 904 + 2048;
+    CHECK_EQ_U(heap->dirty_free_granules, 6000 - given);
+    CHECK(heap->lru_head == hole && hole->kind == MP_SPAN_FREE);
+    CHECK_EQ_U(hole->dirty, 6000 - given);
+    CHECK_EQ_U(arena_count_dirty(hole->arena, hole->page, 6000 - given), 6000 - given);
+    CHECK_EQ_U(arena_count_dirty(hole->arena, hole->page + 6000 - given, given), 0);
+    CHECK_EQ_U(pool->resident_bytes, resident + 7000 * MP_PAGE_SIZE - given * MP_PAGE_SIZE);
+    CHECK_EQ_U(mp_pool_check(pool), 0);
+    /* The hole's resident head serves the next request without a fault. */
+    mp_span *warm = take_clean(pool, 3000, 1, &clean);
+    CHECK(warm && span_addr(warm) == span_addr(hole));
+    CHECK_EQ_U(clean, 0);
+    give(pool, warm, 200);
+    give(pool, big, 200);
+    give(pool, live, 200);
+    give(pool, sep, 200);
+    CHECK_EQ_U(mp_pool_check(pool), 0);
+    mp_pool_destroy(pool);
+}
+
 /* A foreign address is never found in the chunk map; an arena's is. */
 static void test_chunk_map(void)
 {
@@ -227,6 +274,7 @@ int main(void)
     test_alignment();
     test_resize_in_place();
     test_dirty_and_purge();
+    test_hole_cap_gives_back_a_tail();
     test_chunk_map();
     return test_report("test_tlsf");
 }
