@@ -139,14 +139,34 @@ class MLP(Workload):
             "upd": np.ones(max(p.size for p in self.params), f32),
         }
 
+    def _batch_rows(self, i: int) -> np.ndarray:
+        """The dataset rows of step ``i``'s batch (seeded by the step)."""
+        return np.random.default_rng([self.seed, i]).integers(
+            0, self.dataset_rows, size=self.batches[i])
+
+    def _head(self, a2: np.ndarray, y: np.ndarray):
+        """Output layer, softmax cross-entropy loss and its gradient: the
+        loss, the logits' gradient and the last layer's weight and bias
+        gradients.  Its arrays are batch x 10: small in every variant."""
+        w3, b3 = self.params[4], self.params[5]
+        b = a2.shape[0]
+        logits = a2 @ w3 + b3
+        logits -= logits.max(axis=1, keepdims=True)
+        e = np.exp(logits)
+        denom = e.sum(axis=1, keepdims=True)
+        rows = np.arange(b)
+        loss = float(np.mean(np.log(denom[:, 0]) - logits[rows, y]))
+        g = e / denom
+        g[rows, y] -= 1.0
+        g /= np.float32(b)
+        return loss, g, a2.T @ g, g.sum(axis=0)
+
     def step(self, i: int) -> float:
         """One SGD step on a freshly gathered batch; returns the loss."""
         if self.floor:
             return self._step_floor(i)
-        b = self.batches[i]
+        idx = self._batch_rows(i)
         # A data loader hands out a new batch array each step: gather rows.
-        idx = np.random.default_rng([self.seed, i]).integers(
-            0, self.dataset_rows, size=b)
         x = self.X.take(idx, axis=0)
         y = self.Y.take(idx)
         w1, b1, w2, b2, w3, b3 = self.params
@@ -154,18 +174,8 @@ class MLP(Workload):
         a1 = np.maximum(z1, 0)
         z2 = a1 @ w2 + b2
         a2 = np.maximum(z2, 0)
-        logits = a2 @ w3 + b3
-        logits -= logits.max(axis=1, keepdims=True)
-        e = np.exp(logits)
-        denom = e.sum(axis=1, keepdims=True)
-        rows = np.arange(b)
-        loss = float(np.mean(np.log(denom[:, 0]) - logits[rows, y]))
-        # Backward pass: softmax cross-entropy gradient, then the layers.
-        g = e / denom
-        g[rows, y] -= 1.0
-        g /= np.float32(b)
-        dw3 = a2.T @ g
-        db3 = g.sum(axis=0)
+        loss, g, dw3, db3 = self._head(a2, y)
+        # Backward pass through the hidden layers.
         d2 = (g @ w3.T) * (z2 > 0)
         dw2 = a1.T @ d2
         db2 = d2.sum(axis=0)
@@ -183,10 +193,8 @@ class MLP(Workload):
         Each line computes exactly what its twin in :meth:`step` does: numpy
         evaluates ``x @ w1 + b1`` as the product, then the sum in place into
         that temporary, which is what ``matmul(out=)`` then ``+=`` does."""
-        b = self.batches[i]
-        f = {k: v[:b] for k, v in self.bufs.items() if k not in ("dw1", "dw2", "upd")}
-        idx = np.random.default_rng([self.seed, i]).integers(
-            0, self.dataset_rows, size=b)
+        idx = self._batch_rows(i)
+        f = {k: v[:idx.size] for k, v in self.bufs.items() if k not in ("dw1", "dw2", "upd")}
         x = np.take(self.X, idx, axis=0, out=f["x"])
         y = self.Y.take(idx)
         w1, b1, w2, b2, w3, b3 = self.params
@@ -196,17 +204,7 @@ class MLP(Workload):
         z2 = np.matmul(a1, w2, out=f["z2"])
         z2 += b2
         a2 = np.maximum(z2, 0, out=f["a2"])
-        logits = a2 @ w3 + b3
-        logits -= logits.max(axis=1, keepdims=True)
-        e = np.exp(logits)
-        denom = e.sum(axis=1, keepdims=True)
-        rows = np.arange(b)
-        loss = float(np.mean(np.log(denom[:, 0]) - logits[rows, y]))
-        g = e / denom
-        g[rows, y] -= 1.0
-        g /= np.float32(b)
-        dw3 = a2.T @ g
-        db3 = g.sum(axis=0)
+        loss, g, dw3, db3 = self._head(a2, y)
         d2 = np.matmul(g, w3.T, out=f["d2"])
         d2 *= np.greater(z2, 0, out=f["m2"])
         dw2 = np.matmul(a1.T, d2, out=self.bufs["dw2"])
