@@ -14,19 +14,6 @@
 
 #include <limits.h>
 
-/* Give back the resident granules of one free span (it leaves the LRU). */
-static void span_purge(mp_heap *heap, mp_span *span) {
-    mp_pool *pool = heap->pool;
-    size_t bytes = (size_t)span->dirty << heap->granule_shift;
-    heap_lru_remove(heap, span);
-    os_purge(pool, span_addr(span), span_bytes(span));
-    arena_clear_dirty(span->arena, span->page, span->npages);
-    heap->dirty_free_granules -= span->dirty;
-    pool->resident_bytes -= bytes;
-    pool->released_bytes += bytes;
-    span->dirty = 0;
-}
-
 /* Dirty free granules a heap may hold while it touches fresh pages: 1/8 of
  * what is in use plus 16 MiB. */
 static uint64_t dirty_cap(const mp_heap *heap) {
@@ -34,8 +21,9 @@ static uint64_t dirty_cap(const mp_heap *heap) {
     return (in_use >> 3) + (((uint64_t)16 << 20) >> heap->granule_shift);
 }
 
-/* Give back the last `n` granules of the free span `span` (fewer than it
- * has); its head stays resident, and a carve takes a span's first granules. */
+/* Give back the resident granules among the last `n` of the free span
+ * `span`; its head stays resident (a carve takes a span's first granules),
+ * and a span left with none leaves the LRU. */
 static void span_purge_tail(mp_heap *heap, mp_span *span, uint32_t n) {
     mp_pool *pool = heap->pool;
     uint32_t first = span->npages - n;
@@ -51,6 +39,11 @@ static void span_purge_tail(mp_heap *heap, mp_span *span, uint32_t n) {
     pool->released_bytes += (uint64_t)dirty << heap->granule_shift;
     if (span->dirty == 0)
         heap_lru_remove(heap, span);
+}
+
+/* Give back every resident granule of one free span (it leaves the LRU). */
+static void span_purge(mp_heap *heap, mp_span *span) {
+    span_purge_tail(heap, span, span->npages);
 }
 
 /* What the cap gives back beyond the excess, so that the next allocations

@@ -437,18 +437,17 @@ extern MP_TLS struct mp_tls_slot {
     mp_tcache *tcache;
 } tls_slots[MP_TLS_SLOTS];
 
-/* This thread's cache for `pool`: one compare on the hot path. */
-static inline mp_tcache *tc_get(mp_pool *pool) {
-    if (MP_LIKELY(tls_slots[0].pool == pool && tls_slots[0].uid == pool->uid))
-        return tls_slots[0].tcache;
-    return tc_get_slow(pool);
-}
 /* This thread's cache of `pool` if it is the most recent one, else NULL
  * (the fast paths then take the full path, which finds or makes it). */
 static inline mp_tcache *tc_peek(const mp_pool *pool) {
     if (MP_LIKELY(tls_slots[0].pool == pool && tls_slots[0].uid == pool->uid))
         return tls_slots[0].tcache;
     return NULL;
+}
+/* This thread's cache for `pool`, made if need be: one compare on the hot path. */
+static inline mp_tcache *tc_get(mp_pool *pool) {
+    mp_tcache *tc = tc_peek(pool);
+    return MP_LIKELY(tc != NULL) ? tc : tc_get_slow(pool);
 }
 
 /* ---- pool.c / resize.c / stats.c -------------------------------------- */
