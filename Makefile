@@ -7,18 +7,20 @@
 #   make fuzz          libFuzzer on the core (clang), FUZZ_SECONDS (default 60)
 #
 # Each test is one file with its own main, linked straight against every
-# csrc/*.c (a wildcard, so core files added later are picked up).  A target
-# fails when any test fails or a sanitizer reports anything.
+# csrc/*/*.c (a wildcard, so core files added later are picked up).  A target
+# fails when any test fails or a sanitizer reports anything.  Tests build
+# with the core's checks on: MP_CHECK_LEVEL=1 (assertions, lock ranks), 2
+# under the sanitizers (expensive assertions too).
 
 CC      ?= cc
-CORE_SRC := $(wildcard csrc/*.c)
-CORE_HDR := $(wildcard csrc/*.h)
+CORE_SRC := $(wildcard csrc/*/*.c)
+CORE_HDR := $(wildcard csrc/*/*.h)
 
-BASE_CFLAGS := -std=c11 -Wall -Wextra -pthread -Icsrc
-OPT_CFLAGS  := -O2 -g
+BASE_CFLAGS := -std=c11 -Wall -Wextra -pthread -Icsrc -Icsrc/include -Icsrc/tools
+OPT_CFLAGS  := -O2 -g -DMP_CHECK_LEVEL=1
 ASAN_CFLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -g -O1 \
-               -fno-sanitize-recover=all
-TSAN_CFLAGS := -fsanitize=thread -fno-omit-frame-pointer -g -O1
+               -fno-sanitize-recover=all -DMP_CHECK_LEVEL=2
+TSAN_CFLAGS := -fsanitize=thread -fno-omit-frame-pointer -g -O1 -DMP_CHECK_LEVEL=2
 LDLIBS      := -lpthread -lm
 
 TESTS      := test_size_class test_tlsf test_api test_stress test_threads test_fork test_lifecycle test_hardening test_buffer
@@ -41,7 +43,8 @@ TSAN_ENV := TSAN_OPTIONS=halt_on_error=1:exitcode=66:second_deadlock_stack=1:die
 # libFuzzer harness (tests/fuzz/fuzz_core.c): clang, ASan + UBSan.
 FUZZ_CC      ?= clang
 FUZZ_SECONDS ?= 60
-FUZZ_CFLAGS  := -std=c11 -g -O1 -Icsrc -fsanitize=fuzzer,address,undefined \
+FUZZ_CFLAGS  := -std=c11 -g -O1 -Icsrc -Icsrc/include -DMP_CHECK_LEVEL=2 \
+                -fsanitize=fuzzer,address,undefined \
                 -fno-sanitize-recover=all -fno-omit-frame-pointer
 
 .PHONY: test-c test-c-asan test-c-tsan bench-c build-c clean-c fuzz

@@ -1,5 +1,5 @@
 """Build of the one extension, mempool._core: the Cython glue plus every C
-file of the core (globbed, so files added to csrc/ are picked up).
+file of the core (globbed, so files added to csrc/*/ are picked up).
 
 MEMPOOL_SANITIZE=1 builds with AddressSanitizer and UBSan (DESIGN §6); run the
 result with libasan preloaded (see .ci/run).
@@ -16,24 +16,25 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 if os.environ.get("MEMPOOL_SANITIZE", "") not in ("", "0"):
     SANITIZE = ["-fsanitize=address,undefined", "-fno-omit-frame-pointer",
                 "-g", "-O1", "-fno-sanitize-recover=all"]
-    compile_args = ["-std=c11", "-pthread"] + SANITIZE
+    # the core's own checks too: assertions and lock ranks (csrc/base/base.h)
+    compile_args = ["-std=c11", "-pthread", "-DMP_CHECK_LEVEL=1"] + SANITIZE
     link_args = ["-pthread"] + SANITIZE
 else:
     compile_args = ["-std=c11", "-O2", "-pthread"]
     link_args = ["-pthread"]
 
 core_sources = sorted(
-    os.path.relpath(p, HERE) for p in glob.glob(os.path.join(HERE, "csrc", "*.c")))
+    os.path.relpath(p, HERE) for p in glob.glob(os.path.join(HERE, "csrc", "*", "*.c")))
 
 extension = Extension(
     "mempool._core",
     sources=["mempool/_core.pyx"] + core_sources,
-    include_dirs=["csrc", numpy.get_include()],
+    include_dirs=["csrc/include", "csrc/tools", numpy.get_include()],
     define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION"),
                    ("NPY_TARGET_VERSION", "NPY_1_22_API_VERSION")],
     extra_compile_args=compile_args,
     extra_link_args=link_args,
-    depends=glob.glob(os.path.join(HERE, "csrc", "*.h")),
+    depends=glob.glob(os.path.join(HERE, "csrc", "*", "*.h")),
 )
 
 setup(

@@ -5,7 +5,7 @@ from libc.stdint cimport uint8_t, uint32_t, uint64_t
 from mempool._mempool cimport mp_pool
 
 
-cdef extern from "trace.h" nogil:
+cdef extern from "tools.h" nogil:
     enum:
         MP_TRACE_ALLOC
         MP_TRACE_CALLOC
@@ -36,7 +36,7 @@ cdef extern from "trace.h" nogil:
     void mp_trace_counters(mp_trace *t, uint64_t *skipped, uint64_t *lost)
 
 
-cdef extern from "replay.h" nogil:
+cdef extern from "tools.h" nogil:
     ctypedef struct mp_replay_backend:
         void *ctx
 

@@ -9,7 +9,7 @@
  * page faults (a kernel counter, not a timing).
  */
 #define _GNU_SOURCE /* getrusage, sysconf, nanosleep under -std=c11 */
-#include "sanitize.h"
+#include "base/base.h"
 #include "test.h"
 
 #include <stdalign.h>

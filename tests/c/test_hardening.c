@@ -4,7 +4,7 @@
  * of each block's tail (csrc/sanitize.h).
  */
 #include "mempool.h"
-#include "sanitize.h"
+#include "base/base.h"
 #include "test.h"
 
 #include <string.h>

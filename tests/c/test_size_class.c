@@ -10,7 +10,7 @@
  * length wastes little at its tail, and the one-multiply block index is
  * exact for every offset of the longest slab.
  */
-#include "internal.h"
+#include "small/small.h"
 #include "test.h"
 
 /* Largest small_max the header allows. */

@@ -1,11 +1,11 @@
 /*
- * test_tlsf.c - unit tests of the TLSF heap (csrc/tlsf.c) and the arena's
- * dirty bits (csrc/arena.c), driven through the internal API so that split,
+ * test_tlsf.c - tests of the TLSF heap (csrc/heap/heap.c) and the arena's
+ * dirty bits (csrc/heap/arena.c) inside a whole pool, driven through the internal API so that split,
  * coalesce, boundary tags, alignment, in-place resizing and decay purging are
  * checked directly rather than through mp_alloc.
  */
-#include "internal.h"
-#include "sanitize.h"
+#include "front/front.h"
+#include "base/base.h"
 #include "test.h"
 
 #include <stdint.h>
@@ -38,15 +38,15 @@ static mp_span *take_clean(mp_pool *pool, size_t npages, size_t align_pages,
                            uint32_t *clean_out)
 {
     uint32_t clean = 0;
-    pthread_mutex_lock(&pool->lock);
-    mp_span *span = heap_alloc(&pool->heaps[MP_HEAP_PAGES], npages, align_pages, &clean);
+    mutex_lock(&pool->lock);
+    mp_span *span = decay_alloc(&pool->heaps[MP_HEAP_PAGES], npages, align_pages, &clean);
     if (span) {
         span->requested = span_bytes(span);
         MP_UNPOISON(span_addr(span), span_bytes(span)); /* ASan: a live block now */
-        large_account(pool, (int64_t)span_bytes(span), (int64_t)span_bytes(span),
+        pool_account_large(pool, (int64_t)span_bytes(span), (int64_t)span_bytes(span),
                       CALL_INTERNAL, NULL);
     }
-    pthread_mutex_unlock(&pool->lock);
+    mutex_unlock(&pool->lock);
     if (clean_out)
         *clean_out = clean;
     return span;
@@ -61,11 +61,11 @@ static mp_span *take(mp_pool *pool, size_t npages, size_t align_pages)
 /* Return a span to the page heap at time `now`, with its accounting. */
 static void give(mp_pool *pool, mp_span *span, int64_t now)
 {
-    pthread_mutex_lock(&pool->lock);
-    large_account(pool, -(int64_t)span->requested, -(int64_t)span_bytes(span), CALL_INTERNAL,
+    mutex_lock(&pool->lock);
+    pool_account_large(pool, -(int64_t)span->requested, -(int64_t)span_bytes(span), CALL_INTERNAL,
                   NULL);
     heap_free(&pool->heaps[MP_HEAP_PAGES], span, now);
-    pthread_mutex_unlock(&pool->lock);
+    mutex_unlock(&pool->lock);
 }
 
 /* Split and coalesce: three neighbours freed in every order merge back into
@@ -87,7 +87,7 @@ static void test_split_coalesce(void)
             CHECK_EQ_U(mp_pool_check(pool), 0);
         }
         CHECK_EQ_U(heap->free_spans, 1);
-        CHECK_EQ_U(heap->free_granules, heap->arenas->npages);
+        CHECK_EQ_U(heap->free_granules, LIST_ENTRY(heap->arenas.head, mp_arena, link)->npages);
     }
     mp_pool_destroy(pool);
 }
@@ -142,7 +142,7 @@ static void test_resize_in_place(void)
     mp_span *a = take(pool, 10, 1), *b = take(pool, 10, 1), *c = take(pool, 10, 1);
     give(pool, b, 0);
     uint32_t clean;
-    pthread_mutex_lock(&pool->lock);
+    mutex_lock(&pool->lock);
     CHECK(heap_grow_in_place(heap, a, 15, &clean));
     CHECK_EQ_U(a->npages, 15);
     CHECK(!heap_grow_in_place(heap, a, 30, &clean)); /* c is in the way */
@@ -151,9 +151,9 @@ static void test_resize_in_place(void)
     CHECK_EQ_U(a->npages, 4);
     /* account the resize as realloc_large does */
     int64_t delta = (int64_t)span_bytes(a) - (int64_t)a->requested;
-    large_account(pool, delta, delta, CALL_INTERNAL, NULL);
+    pool_account_large(pool, delta, delta, CALL_INTERNAL, NULL);
     a->requested = span_bytes(a);
-    pthread_mutex_unlock(&pool->lock);
+    mutex_unlock(&pool->lock);
     CHECK_EQ_U(mp_pool_check(pool), 0);
     /* the freed tail merged with the rest of b's hole: one span up to c */
     mp_span *hole = &a->arena->spans[a->page + 4];
@@ -174,18 +174,18 @@ static void test_dirty_and_purge(void)
     mp_span *a = take(pool, 8, 1), *sep1 = take(pool, 1, 1);
     mp_span *b = take(pool, 8, 1), *sep2 = take(pool, 1, 1);
     memset(span_addr(a), 0x5A, span_bytes(a));
-    uint64_t resident = pool->resident_bytes;
+    uint64_t resident = pool->acct.resident;
     CHECK_EQ_U(resident, 18 * MP_PAGE_SIZE);
     give(pool, a, 100);
     give(pool, b, 200);
     CHECK_EQ_U(heap->dirty_free_granules, 16);
-    CHECK(heap->lru_head == a && heap->lru_tail == b);
-    pthread_mutex_lock(&pool->lock);
-    CHECK_EQ_U(heap_purge(heap, 150, 100, false), 0); /* nothing aged yet */
-    CHECK_EQ_U(heap_purge(heap, 250, 100, false), 8 * MP_PAGE_SIZE); /* a aged */
-    CHECK(heap->lru_head == b);
-    pthread_mutex_unlock(&pool->lock);
-    CHECK_EQ_U(pool->resident_bytes, resident - 8 * MP_PAGE_SIZE);
+    CHECK(heap_lru_oldest(heap) == a && LIST_ENTRY(heap->lru.tail, mp_span, lru_link) == b);
+    mutex_lock(&pool->lock);
+    CHECK_EQ_U(decay_purge(heap, 150, 100, false), 0); /* nothing aged yet */
+    CHECK_EQ_U(decay_purge(heap, 250, 100, false), 8 * MP_PAGE_SIZE); /* a aged */
+    CHECK(heap_lru_oldest(heap) == b);
+    mutex_unlock(&pool->lock);
+    CHECK_EQ_U(pool->acct.resident, resident - 8 * MP_PAGE_SIZE);
     CHECK_EQ_U(mp_pool_check(pool), 0);
     /* Most recently freed first: the still-resident b, no fault to take. */
     uint32_t clean;
@@ -202,8 +202,8 @@ static void test_dirty_and_purge(void)
     give(pool, sep1, 300);
     give(pool, sep2, 300);
     CHECK_EQ_U(mp_trim(pool) > 0, 1);
-    CHECK_EQ_U(pool->resident_bytes, 0);
-    CHECK_EQ_U(pool->reserved_bytes, 0); /* trim unmaps wholly free arenas */
+    CHECK_EQ_U(pool->acct.resident, 0);
+    CHECK_EQ_U(pool->acct.reserved, 0); /* trim unmaps wholly free arenas */
     CHECK_EQ_U(mp_pool_check(pool), 0);
     mp_pool_destroy(pool);
 }
@@ -220,7 +220,7 @@ static void test_hole_cap_gives_back_a_tail(void)
     CHECK(hole && sep && live);
     give(pool, hole, 100);
     CHECK_EQ_U(heap->dirty_free_granules, 6000);
-    uint64_t resident = pool->resident_bytes;
+    uint64_t resident = pool->acct.resident;
     /* No hole holds 7000 granules: fresh pages, so the cap applies.  In use
      * after: 8001 granules, cap 8001 / 8 + 4096 = 5096; 6000 dirty is 904
      * over, and 2048 more (8 MiB) go with them. */
@@ -230,11 +230,11 @@ static void test_hole_cap_gives_back_a_tail(void)
     CHECK_EQ_U(clean, 7000);
     uint32_t given = 904 + 2048;
     CHECK_EQ_U(heap->dirty_free_granules, 6000 - given);
-    CHECK(heap->lru_head == hole && hole->kind == MP_SPAN_FREE);
+    CHECK(heap_lru_oldest(heap) == hole && hole->kind == MP_SPAN_FREE);
     CHECK_EQ_U(hole->dirty, 6000 - given);
     CHECK_EQ_U(arena_count_dirty(hole->arena, hole->page, 6000 - given), 6000 - given);
     CHECK_EQ_U(arena_count_dirty(hole->arena, hole->page + 6000 - given, given), 0);
-    CHECK_EQ_U(pool->resident_bytes, resident + 7000 * MP_PAGE_SIZE - given * MP_PAGE_SIZE);
+    CHECK_EQ_U(pool->acct.resident, resident + 7000 * MP_PAGE_SIZE - given * MP_PAGE_SIZE);
     CHECK_EQ_U(mp_pool_check(pool), 0);
     /* The hole's resident head serves the next request without a fault. */
     mp_span *warm = take_clean(pool, 3000, 1, &clean);
@@ -258,7 +258,7 @@ static void test_chunk_map(void)
     CHECK(map_lookup((void *)(uintptr_t)1) == NULL);
     CHECK(map_lookup((void *)~(uintptr_t)0) == NULL);
     mp_region *region = map_lookup(span_addr(a));
-    CHECK(region == &a->arena->region && region->pool == pool);
+    CHECK(region == &a->arena->region && region->owner == &pool->acct);
     CHECK(map_lookup(region->base + region->size - 1) == region);
     give(pool, a, 0);
     char *base = region->base;

@@ -20,7 +20,7 @@
  * prints the step of each call).
  */
 #include "mempool.h"
-#include "sanitize.h"
+#include "base/base.h"
 
 #include <stdint.h>
 #include <stdio.h>

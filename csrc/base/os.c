@@ -1,12 +1,12 @@
 /*
  * os.c - the only file that talks to the kernel about memory.
  *
- * Every call is counted in the pool's statistics, so a user can see how many
- * system calls the pool spent (the point of a pool is to spend few).
+ * Every call is counted (mp_os_counts, shown in the pool's statistics), so a
+ * user can see how many system calls the pool spent (the point of a pool is
+ * to spend few).
  */
 #define _GNU_SOURCE /* MAP_ANONYMOUS, MREMAP_*, MADV_HUGEPAGE under -std=c11 */
-#include "internal.h"
-#include "sanitize.h"
+#include "base.h"
 
 #include <stdint.h>
 #include <sys/mman.h>
@@ -26,13 +26,13 @@ static void count(_Atomic uint64_t *counter) {
 /* Reserve `size` bytes of zeroed, readable/writable address space aligned to
  * `align` (a power of two >= page size); NULL when the kernel refuses.  The
  * pages cost no memory until touched. */
-void *os_reserve(mp_pool *pool, size_t size, size_t align) {
+void *os_reserve(mp_os_counts *os, size_t size, size_t align) {
     if (size == 0 || size > MP_MAX_REQUEST * 2)
         return NULL;
     size_t span = size + align - MP_PAGE_SIZE; /* room to slide to alignment */
     if (span < size)
         return NULL;
-    count(&pool->os_mmap);
+    count(&os->mmap);
     char *raw = mmap(NULL, span, PROT_READ | PROT_WRITE,
                      MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
     if (raw == MAP_FAILED)
@@ -43,11 +43,11 @@ void *os_reserve(mp_pool *pool, size_t size, size_t align) {
     /* Trimming the slack keeps the reservation exactly `size`, so two
      * regions never share a 2 MiB chunk of the chunk map. */
     if (head) {
-        count(&pool->os_munmap);
+        count(&os->munmap);
         munmap(raw, head);
     }
     if (tail) {
-        count(&pool->os_munmap);
+        count(&os->munmap);
         munmap(aligned + size, tail);
     }
     /* ASan: nothing in a new region is a live block yet (sanitize.h). */
@@ -57,26 +57,26 @@ void *os_reserve(mp_pool *pool, size_t size, size_t align) {
 }
 
 /* Return a reservation to the kernel entirely. */
-void os_release(mp_pool *pool, void *addr, size_t size) {
+void os_release(mp_os_counts *os, void *addr, size_t size) {
     /* The shadow outlives the mapping: a later mmap at this address must
      * not inherit our poison. */
     MP_ROOT_DEL(addr, size);
     MP_UNPOISON(addr, size);
-    count(&pool->os_munmap);
+    count(&os->munmap);
     munmap(addr, size);
 }
 
 /* Drop the pages of a range: they stop counting as resident and read back
  * as zeros.  MADV_DONTNEED rather than MADV_FREE: RSS drops at once (what
  * users measure) and the zero guarantee lets calloc skip its memset. */
-void os_purge(mp_pool *pool, void *addr, size_t size) {
-    count(&pool->os_madvise);
+void os_purge(mp_os_counts *os, void *addr, size_t size) {
+    count(&os->madvise);
     madvise(addr, size, MADV_DONTNEED);
 }
 
 /* Ask for (huge=1) or against (huge=0) transparent huge pages on a range. */
-void os_advise_huge(mp_pool *pool, void *addr, size_t size, int huge) {
-    count(&pool->os_madvise);
+void os_advise_huge(mp_os_counts *os, void *addr, size_t size, int huge) {
+    count(&os->madvise);
     madvise(addr, size, huge ? MADV_HUGEPAGE : MADV_NOHUGEPAGE);
 }
 
@@ -84,9 +84,9 @@ void os_advise_huge(mp_pool *pool, void *addr, size_t size, int huge) {
  * in place when the kernel can, otherwise the pages are moved (not copied)
  * into a fresh aligned reservation.  NULL when that fails; the old mapping
  * is then untouched. */
-void *os_remap_grow(mp_pool *pool, void *addr, size_t old_size, size_t new_size,
+void *os_remap_grow(mp_os_counts *os, void *addr, size_t old_size, size_t new_size,
                     size_t align) {
-    count(&pool->os_mremap);
+    count(&os->mremap);
     void *same = mremap(addr, old_size, new_size, 0);
     if (same != MAP_FAILED) {
         MP_ROOT_DEL(addr, old_size);
@@ -94,13 +94,13 @@ void *os_remap_grow(mp_pool *pool, void *addr, size_t old_size, size_t new_size,
         MP_POISON((char *)addr + old_size, new_size - old_size);
         return same;
     }
-    void *target = os_reserve(pool, new_size, align);
+    void *target = os_reserve(os, new_size, align);
     if (target == NULL)
         return NULL;
-    count(&pool->os_mremap);
+    count(&os->mremap);
     void *moved = mremap(addr, old_size, new_size, MREMAP_MAYMOVE | MREMAP_FIXED, target);
     if (moved == MAP_FAILED) {
-        os_release(pool, target, new_size);
+        os_release(os, target, new_size);
         return NULL;
     }
     /* target was registered and poisoned by os_reserve; the old range is
@@ -111,8 +111,8 @@ void *os_remap_grow(mp_pool *pool, void *addr, size_t old_size, size_t new_size,
 }
 
 /* Shrink a mapping in place; 0 on success. */
-int os_remap_shrink(mp_pool *pool, void *addr, size_t old_size, size_t new_size) {
-    count(&pool->os_mremap);
+int os_remap_shrink(mp_os_counts *os, void *addr, size_t old_size, size_t new_size) {
+    count(&os->mremap);
     if (mremap(addr, old_size, new_size, 0) == MAP_FAILED)
         return -1;
     MP_ROOT_DEL(addr, old_size);

@@ -1,5 +1,5 @@
 /*
- * tlsf.c - a two-level segregated fit heap of spans over a pool's arenas.
+ * heap.c - a two-level segregated fit heap of spans over a pool's arenas.
  *
  * Free spans sit in one of FL x SL lists (first level: power of two of the
  * length, second level: 32 linear subdivisions) with a bitmap per level, so
@@ -8,11 +8,13 @@
  * found through the boundary tag `prev_npages` and the descriptor array.
  *
  * Free spans that still hold resident granules are also kept in an LRU by
- * the time they became free; decay.c decides when their pages go back.
+ * the time they became free; decay.c decides when their pages go back.  When
+ * the LRU goes from empty to not, the heap reports it (acct_dirty): somebody
+ * must now look at that memory.
  *
- * Every function here runs under the pool lock.
+ * Every function here runs under the owner's lock (the pool lock).
  */
-#include "internal.h"
+#include "heap.h"
 
 #include <limits.h>
 
@@ -39,31 +41,21 @@ static void mapping_search(uint64_t n, unsigned *fl, unsigned *sl) {
 }
 
 /* Put a free span into its size list. */
-static void list_insert(mp_heap *heap, mp_span *span) {
+static void sizes_insert(mp_heap *heap, mp_span *span) {
     unsigned fl, sl;
     mapping_insert(span->npages, &fl, &sl);
-    mp_span *head = heap->lists[fl][sl];
-    span->prev_free = NULL;
-    span->next_free = head;
-    if (head)
-        head->prev_free = span;
-    heap->lists[fl][sl] = span;
+    list_push_front(&heap->lists[fl][sl], &span->free_link);
     heap->fl_bitmap |= 1u << fl;
     heap->sl_bitmap[fl] |= 1u << sl;
 }
 
 /* Take a free span out of its size list. */
-static void list_remove(mp_heap *heap, mp_span *span) {
+static void sizes_remove(mp_heap *heap, mp_span *span) {
     unsigned fl, sl;
     mapping_insert(span->npages, &fl, &sl);
-    if (span->prev_free)
-        span->prev_free->next_free = span->next_free;
-    else
-        heap->lists[fl][sl] = span->next_free;
-    if (span->next_free)
-        span->next_free->prev_free = span->prev_free;
-    span->next_free = span->prev_free = NULL;
-    if (heap->lists[fl][sl] == NULL) {
+    MP_ASSERT(span->kind == MP_SPAN_FREE, "only free spans are in the size lists");
+    list_remove(&heap->lists[fl][sl], &span->free_link);
+    if (heap->lists[fl][sl].head == NULL) {
         heap->sl_bitmap[fl] &= ~(1u << sl);
         if (heap->sl_bitmap[fl] == 0)
             heap->fl_bitmap &= ~(1u << fl);
@@ -72,7 +64,7 @@ static void list_remove(mp_heap *heap, mp_span *span) {
 
 /* A free span of at least n granules, or NULL: bitmap search, then a scan of
  * n's own list, which the rounded search skips. */
-static mp_span *list_find(mp_heap *heap, uint64_t n) {
+static mp_span *sizes_find(mp_heap *heap, uint64_t n) {
     unsigned fl, sl;
     mapping_search(n, &fl, &sl);
     if (fl < MP_FL_COUNT) {
@@ -85,48 +77,32 @@ static mp_span *list_find(mp_heap *heap, uint64_t n) {
             }
         }
         if (sl_map)
-            return heap->lists[fl][__builtin_ctz(sl_map)];
+            return LIST_ENTRY(heap->lists[fl][__builtin_ctz(sl_map)].head, mp_span, free_link);
     }
     mapping_insert(n, &fl, &sl);
-    for (mp_span *s = heap->lists[fl][sl]; s; s = s->next_free)
-        if (s->npages >= n)
-            return s;
+    for (mp_link *l = heap->lists[fl][sl].head; l; l = l->next)
+        if (LIST_ENTRY(l, mp_span, free_link)->npages >= n)
+            return LIST_ENTRY(l, mp_span, free_link);
     return NULL;
 }
 
 /* ---- dirty LRU -------------------------------------------------------- */
 
-/* Link span after `after` (NULL: at the head) in the dirty LRU. */
+/* Link span after `after` (NULL: at the head) in the dirty LRU; report
+ * when the LRU was empty. */
 static void lru_insert_after(mp_heap *heap, mp_span *after, mp_span *span) {
-    bool was_empty = heap->lru_head == NULL;
-    span->lru_prev = after;
-    span->lru_next = after ? after->lru_next : heap->lru_head;
-    if (span->lru_next)
-        span->lru_next->lru_prev = span;
-    else
-        heap->lru_tail = span;
-    if (after)
-        after->lru_next = span;
-    else
-        heap->lru_head = span;
+    bool was_empty = heap->lru.head == NULL;
+    list_insert_after(&heap->lru, after ? &after->lru_link : NULL, &span->lru_link);
     span->in_lru = 1;
     if (was_empty)
-        pool_wake_purger(heap->pool);
+        acct_dirty(heap->acct);
 }
 
 /* Unlink span from the dirty LRU (if it is there). */
 void heap_lru_remove(mp_heap *heap, mp_span *span) {
     if (!span->in_lru)
         return;
-    if (span->lru_prev)
-        span->lru_prev->lru_next = span->lru_next;
-    else
-        heap->lru_head = span->lru_next;
-    if (span->lru_next)
-        span->lru_next->lru_prev = span->lru_prev;
-    else
-        heap->lru_tail = span->lru_prev;
-    span->lru_next = span->lru_prev = NULL;
+    list_remove(&heap->lru, &span->lru_link);
     span->in_lru = 0;
 }
 
@@ -136,19 +112,20 @@ void heap_lru_remove(mp_heap *heap, mp_span *span) {
  * (`at_tail`: as the newest) when it holds dirty granules. */
 static void free_insert(mp_heap *heap, mp_span *span, mp_span *lru_after, bool at_tail) {
     span->kind = MP_SPAN_FREE;
-    list_insert(heap, span);
+    sizes_insert(heap, span);
     heap->free_granules += span->npages;
     heap->dirty_free_granules += span->dirty;
     heap->free_spans++;
     if (span->dirty)
-        lru_insert_after(heap, at_tail ? heap->lru_tail : lru_after, span);
+        lru_insert_after(heap, at_tail ? LIST_ENTRY(heap->lru.tail, mp_span, lru_link) : lru_after,
+                         span);
 }
 
 /* Undo free_insert; returns the LRU predecessor, so a remainder can take the
  * span's place and keep its age. */
 static mp_span *free_take(mp_heap *heap, mp_span *span) {
-    mp_span *lru_pred = span->lru_prev;
-    list_remove(heap, span);
+    mp_span *lru_pred = span->in_lru ? LIST_ENTRY(span->lru_link.prev, mp_span, lru_link) : NULL;
+    sizes_remove(heap, span);
     heap_lru_remove(heap, span);
     heap->free_granules -= span->npages;
     heap->dirty_free_granules -= span->dirty;
@@ -174,7 +151,7 @@ static mp_span *span_split(mp_span *span, uint32_t npages) {
     tail->dirty = 0;
     tail->in_lru = 0;
     tail->requested = 0;
-    tail->lru_next = tail->lru_prev = tail->next_free = tail->prev_free = NULL;
+    tail->lru_link = tail->free_link = (mp_link){0};
     span->npages = npages;
     set_next_prev_len(tail);
     return tail;
@@ -190,9 +167,9 @@ static void span_absorb_next(mp_span *span, mp_span *next) {
 }
 
 /* Account granules turning resident (mark dirty); returns how many were clean. */
-static uint32_t span_touch(mp_heap *heap, mp_arena *arena, uint32_t page, uint32_t n) {
+uint32_t heap_touch(mp_heap *heap, mp_arena *arena, uint32_t page, uint32_t n) {
     uint32_t clean = arena_mark_dirty(arena, page, n);
-    pool_note_resident(heap->pool, (int64_t)clean << heap->granule_shift);
+    acct_resident(heap->acct, (int64_t)clean << heap->granule_shift);
     return clean;
 }
 
@@ -211,7 +188,8 @@ static uint32_t span_touch(mp_heap *heap, mp_arena *arena, uint32_t page, uint32
 static mp_span *lru_find(mp_heap *heap, uint64_t n) {
     mp_span *best = NULL;
     unsigned seen = 0;
-    for (mp_span *s = heap->lru_tail; s && seen < RESIDENT_FIRST_SCAN; s = s->lru_prev, seen++) {
+    for (mp_link *l = heap->lru.tail; l && seen < RESIDENT_FIRST_SCAN; l = l->prev, seen++) {
+        mp_span *s = LIST_ENTRY(l, mp_span, lru_link);
         if (s->npages < n)
             continue;
         if (best == NULL ||
@@ -226,33 +204,33 @@ static mp_span *span_carve(mp_heap *heap, mp_span *span, size_t npages, size_t a
 
 /* ---- heap API --------------------------------------------------------- */
 
-/* An empty heap of `granule_shift`-sized granules. */
-void heap_init(mp_heap *heap, mp_pool *pool, unsigned granule_shift, int huge_advice) {
+/* An empty heap of `granule_shift`-sized granules, reporting to `acct`. */
+void heap_init(mp_heap *heap, mp_acct *acct, map_graves *graves, unsigned granule_shift,
+               int huge_advice, size_t arena_bytes, unsigned retain_arenas) {
     *heap = (mp_heap){0};
-    heap->pool = pool;
+    heap->acct = acct;
+    heap->graves = graves;
     heap->granule_shift = granule_shift;
     heap->huge_advice = huge_advice;
+    heap->arena_bytes = arena_bytes;
+    heap->retain_arenas = retain_arenas;
 }
 
 /* Give every arena of the heap back to the OS. */
 void heap_destroy(mp_heap *heap) {
-    mp_arena *arena = heap->arenas;
-    while (arena) {
-        mp_arena *next = arena->next;
-        heap->pool->resident_bytes -= arena->dirty_count << heap->granule_shift;
-        arena_destroy(arena);
-        arena = next;
+    mp_link *l;
+    while ((l = heap->arenas.head) != NULL) {
+        mp_arena *arena = LIST_ENTRY(l, mp_arena, link);
+        list_remove(&heap->arenas, l);
+        acct_resident(heap->acct, -(int64_t)(arena->dirty_count << heap->granule_shift));
+        arena_destroy(arena, heap->acct, heap->graves);
     }
-    heap->arenas = NULL;
 }
 
 /* Add a fresh arena to the heap as one clean free span. */
-void heap_register_arena(mp_heap *heap, mp_arena *arena) {
-    arena->prev = NULL;
-    arena->next = heap->arenas;
-    if (heap->arenas)
-        heap->arenas->prev = arena;
-    heap->arenas = arena;
+static void heap_add_arena(mp_heap *heap, mp_arena *arena) {
+    arena->heap = heap;
+    list_push_front(&heap->arenas, &arena->link);
     heap->arena_count++;
     arena->seq = heap->arena_seq++;
     heap->granules += arena->npages;
@@ -268,24 +246,21 @@ void heap_register_arena(mp_heap *heap, mp_arena *arena) {
 /* Unlink an arena whose only span is free, and unmap it. */
 void heap_release_arena(mp_heap *heap, mp_arena *arena) {
     mp_span *span = &arena->spans[0];
+    MP_ASSERT(span->kind == MP_SPAN_FREE && span->npages == arena->npages,
+              "only a wholly free arena is released");
     free_take(heap, span);
-    heap->pool->resident_bytes -= (uint64_t)arena->dirty_count << heap->granule_shift;
-    heap->pool->released_bytes += (uint64_t)arena->dirty_count << heap->granule_shift;
-    if (arena->prev)
-        arena->prev->next = arena->next;
-    else
-        heap->arenas = arena->next;
-    if (arena->next)
-        arena->next->prev = arena->prev;
+    acct_released(heap->acct, (uint64_t)arena->dirty_count << heap->granule_shift);
+    list_remove(&heap->arenas, &arena->link);
     heap->arena_count--;
     heap->granules -= arena->npages;
-    arena_destroy(arena);
+    arena_destroy(arena, heap->acct, heap->graves);
 }
 
 /* Hand out a span of `npages` granules whose address is a multiple of
  * `align_pages` granules, reserving a new arena when none fits.  *clean_out
  * gets the number of granules that were clean (they read as zeros).  NULL
- * when the capacity or the OS refuses; the heap is then unchanged. */
+ * when the capacity or the OS refuses; the heap is then unchanged.  The
+ * placement only: decay_alloc adds the policy on resident holes. */
 mp_span *heap_alloc(mp_heap *heap, size_t npages, size_t align_pages, uint32_t *clean_out) {
     size_t slack = align_pages > 1 ? align_pages - 1 : 0;
     size_t search = npages + slack;
@@ -293,18 +268,17 @@ mp_span *heap_alloc(mp_heap *heap, size_t npages, size_t align_pages, uint32_t *
         return NULL;
     mp_span *span = lru_find(heap, search);
     if (span == NULL)
-        span = list_find(heap, search);
+        span = sizes_find(heap, search);
     if (span == NULL) {
-        if (arena_create(heap, search) == NULL)
+        mp_arena *arena = arena_create(heap->acct, heap->granule_shift, heap->huge_advice,
+                                       heap->arena_bytes, search);
+        if (arena == NULL)
             return NULL;
-        span = list_find(heap, search);
-        if (span == NULL) /* cannot happen: the new arena holds `search` */
-            return NULL;
+        heap_add_arena(heap, arena);
+        span = sizes_find(heap, search);
+        MP_ASSERT(span != NULL, "a new arena holds the span it was made for");
     }
-    span = span_carve(heap, span, npages, align_pages, clean_out);
-    if (*clean_out)
-        heap_cap_dirty(heap);
-    return span;
+    return span_carve(heap, span, npages, align_pages, clean_out);
 }
 
 /* Hand out the first `npages` granules of the free span `free_span` (which
@@ -327,7 +301,7 @@ mp_span *heap_lowest_fit(const mp_heap *heap, size_t npages) {
         while (sl_map) {
             unsigned sl = (unsigned)__builtin_ctz(sl_map);
             sl_map &= sl_map - 1;
-            for (mp_span *s = heap->lists[fl][sl]; s; s = s->next_free)
+            LIST_FOREACH(s, &heap->lists[fl][sl], mp_span, free_link)
                 if (s->npages >= npages && (best == NULL || span_before(s, best)))
                     best = s;
         }
@@ -359,7 +333,7 @@ mp_span *heap_slide_down(mp_heap *heap, mp_span *span, int64_t now_ms) {
     moved->requested = requested;
     moved->movable = movable;
     moved->dirty = 0;
-    span_touch(heap, arena, start, n);
+    heap_touch(heap, arena, start, n);
     mp_span *tail = &arena->spans[start + n];
     tail->arena = arena;
     tail->page = start + n;
@@ -367,7 +341,7 @@ mp_span *heap_slide_down(mp_heap *heap, mp_span *span, int64_t now_ms) {
     tail->prev_npages = n;
     tail->in_lru = 0;
     tail->movable = 0;
-    tail->lru_next = tail->lru_prev = tail->next_free = tail->prev_free = NULL;
+    tail->lru_link = tail->free_link = (mp_link){0};
     set_next_prev_len(tail);
     heap_free(heap, tail, now_ms);
     return moved;
@@ -380,7 +354,7 @@ void heap_free_histogram(const mp_heap *heap, uint64_t *count, uint64_t *bytes) 
         if (!(heap->fl_bitmap >> fl & 1))
             continue;
         for (unsigned sl = 0; sl < MP_SL_COUNT; sl++)
-            for (const mp_span *s = heap->lists[fl][sl]; s; s = s->next_free) {
+            LIST_FOREACH(s, &heap->lists[fl][sl], const mp_span, free_link) {
                 uint64_t size = span_bytes(s);
                 unsigned bin = fls32(size >> MP_PAGE_SHIFT);
                 if (bin >= MP_FREE_BINS)
@@ -396,6 +370,8 @@ void heap_free_histogram(const mp_heap *heap, uint64_t *count, uint64_t *bytes) 
  * where the span was, so it keeps its age. */
 static mp_span *span_carve(mp_heap *heap, mp_span *span, size_t npages, size_t align_pages,
                            uint32_t *clean_out) {
+    MP_ASSERT(span->kind == MP_SPAN_FREE && span->npages >= npages + (align_pages - 1),
+              "a carve takes a free span long enough for the aligned request");
     int64_t freed_at = span->freed_at_ms;
     mp_span *lru_pos = free_take(heap, span);
     uint32_t dirty = span->dirty;
@@ -416,7 +392,7 @@ static mp_span *span_carve(mp_heap *heap, mp_span *span, size_t npages, size_t a
             span = rest;
         }
     }
-    uint32_t clean = span_touch(heap, arena, span->page, (uint32_t)npages);
+    uint32_t clean = heap_touch(heap, arena, span->page, (uint32_t)npages);
     if (span->npages > npages) {
         mp_span *rest = span_split(span, (uint32_t)npages);
         rest->dirty = dirty - ((uint32_t)npages - clean);
@@ -435,6 +411,9 @@ static mp_span *span_carve(mp_heap *heap, mp_span *span, size_t npages, size_t a
 /* Return a span to the heap, merging it with free neighbours. */
 void heap_free(mp_heap *heap, mp_span *span, int64_t now_ms) {
     mp_arena *arena = span->arena;
+    MP_ASSERT(span->kind != MP_SPAN_FREE, "a span is freed once (a double free is caught above)");
+    MP_ASSERT(atomic_load_explicit(&span->slab, memory_order_relaxed) == NULL,
+              "a slab's span is unmarked before it goes back");
     span->kind = MP_SPAN_FREE;
     span->requested = 0;
     span->dirty = arena_count_dirty(arena, span->page, span->npages);
@@ -472,7 +451,7 @@ bool heap_grow_in_place(mp_heap *heap, mp_span *span, size_t npages, uint32_t *c
     uint32_t old = span->npages, added = (uint32_t)npages - old;
     span_absorb_next(span, next);
     span->dirty = 0;
-    uint32_t clean = span_touch(heap, arena, old + span->page, added);
+    uint32_t clean = heap_touch(heap, arena, old + span->page, added);
     if (span->npages > npages) {
         mp_span *rest = span_split(span, (uint32_t)npages);
         rest->dirty = next_dirty - (added - clean);
@@ -498,84 +477,98 @@ uint64_t heap_largest_free(const mp_heap *heap) {
     unsigned fl = 31u - (unsigned)__builtin_clz(heap->fl_bitmap);
     unsigned sl = 31u - (unsigned)__builtin_clz(heap->sl_bitmap[fl]);
     uint64_t best = 0;
-    for (const mp_span *s = heap->lists[fl][sl]; s; s = s->next_free)
+    LIST_FOREACH(s, &heap->lists[fl][sl], const mp_span, free_link)
         if (s->npages > best)
             best = s->npages;
     return best << heap->granule_shift;
 }
 
-/* Count broken invariants of the heap: physical walk of every arena, size
- * lists and bitmaps, the LRU, and the counters that summarize them. */
-size_t heap_check(const mp_heap *heap) {
+/* Count broken invariants of the heap into `log`: physical walk of every
+ * arena, size lists and bitmaps, the LRU, and the counters that summarize
+ * them.  Returns the number found here. */
+size_t heap_check(const mp_heap *heap, mp_check_log *log) {
     size_t bad = 0;
     uint64_t free_spans = 0, free_granules = 0, dirty_free = 0, lru_spans = 0, arenas = 0;
-    for (const mp_arena *arena = heap->arenas; arena; arena = arena->next) {
+    HEAP_FOREACH_ARENA(heap, arena) {
         arenas++;
         uint32_t page = 0, prev_len = 0;
-        bool prev_free = false;
-        bad += arena_count_dirty(arena, 0, arena->npages) != arena->dirty_count;
-        while (page < arena->npages) {
-            const mp_span *s = &arena->spans[page];
+        bool prev_free = false, walked = true;
+        bad += check_fail(log, arena->heap != heap, "heap: an arena names another heap");
+        bad += check_fail(log, arena_count_dirty(arena, 0, arena->npages) != arena->dirty_count,
+                          "heap: an arena's dirty count is not its dirty bits");
+        ARENA_FOREACH_SPAN(arena, s) {
             if (s->kind == MP_SPAN_NONE || s->page != page || s->arena != arena ||
                 s->npages == 0 || (uint64_t)page + s->npages > arena->npages ||
                 s->prev_npages != prev_len) {
-                bad++;
+                bad += check_fail(log, 1, "heap: the physical walk meets a broken span head");
+                walked = false;
                 break;
             }
             bool is_free = s->kind == MP_SPAN_FREE;
-            mp_slab *slab = atomic_load_explicit(&((mp_span *)s)->slab, memory_order_relaxed);
-            if (is_free && prev_free)
-                bad++; /* two free neighbours: a missed coalesce */
+            void *slab = atomic_load_explicit(&s->slab, memory_order_relaxed);
+            bad += check_fail(log, is_free && prev_free, "heap: two free neighbours (a missed coalesce)");
             if (is_free) {
                 free_spans++;
                 free_granules += s->npages;
                 dirty_free += s->dirty;
                 lru_spans += s->in_lru;
-                bad += s->dirty != arena_count_dirty(arena, s->page, s->npages);
-                bad += (s->dirty > 0) != (s->in_lru != 0);
+                bad += check_fail(log, s->dirty != arena_count_dirty(arena, s->page, s->npages),
+                                  "heap: a free span's dirty count is not its dirty bits");
+                bad += check_fail(log, (s->dirty > 0) != (s->in_lru != 0),
+                                  "heap: a free span is in the LRU iff it has dirty granules");
             } else if (s->kind == MP_SPAN_LARGE) {
                 /* slabs may have given back their free pages (slab_check) */
-                bad += arena_count_dirty(arena, s->page, s->npages) != s->npages;
+                bad += check_fail(log, arena_count_dirty(arena, s->page, s->npages) != s->npages,
+                                  "heap: a large block has a purged granule");
             }
-            bad += (s->kind == MP_SPAN_SLAB) != (slab != NULL);
+            bad += check_fail(log, (s->kind == MP_SPAN_SLAB) != (slab != NULL),
+                              "heap: a span has a slab iff it is a slab span");
             for (uint32_t p = page + 1; p < page + s->npages; p++) {
                 mp_span *inner = &arena->spans[p];
-                bad += inner->kind != MP_SPAN_NONE;
-                bad += atomic_load_explicit(&inner->slab, memory_order_relaxed) != slab;
+                bad += check_fail(log, inner->kind != MP_SPAN_NONE,
+                                  "heap: an inner granule is marked as a span head");
+                bad += check_fail(log, atomic_load_explicit(&inner->slab, memory_order_relaxed) != slab,
+                                  "heap: an inner granule names another slab than its head");
             }
             prev_free = is_free;
             prev_len = s->npages;
             page += s->npages;
         }
+        bad += check_fail(log, walked && page != arena->npages,
+                          "heap: the spans do not cover the arena exactly");
     }
-    bad += arenas != heap->arena_count;
-    bad += free_spans != heap->free_spans;
-    bad += free_granules != heap->free_granules;
-    bad += dirty_free != heap->dirty_free_granules;
+    bad += check_fail(log, arenas != heap->arena_count, "heap: arena count");
+    bad += check_fail(log, free_spans != heap->free_spans, "heap: free span count");
+    bad += check_fail(log, free_granules != heap->free_granules, "heap: free granule count");
+    bad += check_fail(log, dirty_free != heap->dirty_free_granules, "heap: dirty free granule count");
     uint64_t listed = 0;
     for (unsigned fl = 0; fl < MP_FL_COUNT; fl++) {
-        bad += ((heap->fl_bitmap >> fl) & 1) != (heap->sl_bitmap[fl] != 0);
+        bad += check_fail(log, ((heap->fl_bitmap >> fl) & 1) != (heap->sl_bitmap[fl] != 0),
+                          "heap: first-level bitmap disagrees with the second level");
         for (unsigned sl = 0; sl < MP_SL_COUNT; sl++) {
-            const mp_span *head = heap->lists[fl][sl];
-            bad += ((heap->sl_bitmap[fl] >> sl) & 1) != (head != NULL);
-            for (const mp_span *s = head; s; s = s->next_free) {
+            const mp_list *list = &heap->lists[fl][sl];
+            bad += check_fail(log, ((heap->sl_bitmap[fl] >> sl) & 1) != (list->head != NULL),
+                              "heap: second-level bitmap disagrees with its list");
+            LIST_FOREACH(s, list, const mp_span, free_link) {
                 unsigned f, l;
                 mapping_insert(s->npages, &f, &l);
-                bad += s->kind != MP_SPAN_FREE || f != fl || l != sl;
+                bad += check_fail(log, s->kind != MP_SPAN_FREE || f != fl || l != sl,
+                                  "heap: a size list holds a span that does not belong there");
                 if (++listed > free_spans + 1)
-                    return bad + 1; /* a cycle */
+                    return bad + check_fail(log, 1, "heap: a size list has a cycle");
             }
         }
     }
-    bad += listed != free_spans;
+    bad += check_fail(log, listed != free_spans, "heap: the size lists do not hold every free span");
     uint64_t in_lru = 0;
     int64_t last = INT64_MIN;
-    for (const mp_span *s = heap->lru_head; s; s = s->lru_next) {
-        bad += s->kind != MP_SPAN_FREE || !s->in_lru || s->freed_at_ms < last;
+    LIST_FOREACH(s, &heap->lru, const mp_span, lru_link) {
+        bad += check_fail(log, s->kind != MP_SPAN_FREE || !s->in_lru || s->freed_at_ms < last,
+                          "heap: the LRU holds a span out of age order or not free");
         last = s->freed_at_ms;
         if (++in_lru > lru_spans + 1)
-            return bad + 1;
+            return bad + check_fail(log, 1, "heap: the LRU has a cycle");
     }
-    bad += in_lru != lru_spans;
+    bad += check_fail(log, in_lru != lru_spans, "heap: the LRU does not hold every dirty free span");
     return bad;
 }

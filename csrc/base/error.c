@@ -1,7 +1,7 @@
 /*
  * error.c - names and texts of the error codes, from the one X-macro list.
  */
-#include "mempool.h"
+#include "base.h"
 
 const char *mp_strerror(int code) {
     switch (code) {

@@ -1,13 +1,14 @@
 /*
- * size_class.c - request size -> size class -> block size.  Pure functions.
+ * sc.c - request size -> size class -> block size.  Pure functions.
  *
  * Classes are multiples of 64 bytes (every block is 64-byte aligned, the
  * promise of mp_alloc): 64..512 in steps of 64, then 8 classes per power of
  * two, so a request above 512 bytes wastes at most 1/8 of its block.
  * Slab lengths: sc_slab_pages is a class's longest slab, sc_slab_grow_pages
- * the shorter ones its first slabs take (slab.c).
+ * the shorter ones its first slabs take (slab.c).  The public
+ * mp_size_class_* functions are these, for tests and the Python layer.
  */
-#include "internal.h"
+#include "small.h"
 
 /* Bytes per block of class `cls`. */
 size_t sc_block(unsigned cls) {

@@ -18,7 +18,7 @@
  * Length, block count and bookkeeping are per slab; the number of slabs
  * the class holds picks the next length (class_slab_steps).
  */
-#include "debug.h"
+#include "small.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -52,12 +52,12 @@ static void class_slab_steps(mp_class *c) {
 }
 
 /* Set up the class table for the pool's small_max. */
-void slab_classes_init(mp_pool *pool) {
-    pool->class_count = sc_count(pool->config.small_max);
-    for (unsigned cls = 0; cls < pool->class_count; cls++) {
-        mp_class *c = &pool->classes[cls];
+void slab_classes_init(mp_small *s, size_t small_max) {
+    s->class_count = sc_count(small_max);
+    for (unsigned cls = 0; cls < s->class_count; cls++) {
+        mp_class *c = &s->classes[cls];
         memset(c, 0, sizeof *c);
-        pthread_mutex_init(&c->lock, NULL);
+        mutex_init(&c->lock, MP_RANK_CLASS, cls);
         c->block_size = (uint32_t)sc_block(cls);
         c->magic = sc_magic(c->block_size);
         /* ~64 KiB of each class per thread: enough to absorb a burst, small
@@ -69,16 +69,32 @@ void slab_classes_init(mp_pool *pool) {
 }
 
 /* Free the bookkeeping of every slab (the pool is going away with its arenas). */
-void slab_classes_destroy(mp_pool *pool) {
-    for (mp_arena *arena = pool->heaps[MP_HEAP_PAGES].arenas; arena; arena = arena->next) {
-        for (uint32_t page = 0; page < arena->npages; page += arena->spans[page].npages) {
-            mp_span *span = &arena->spans[page];
+void slab_classes_destroy(mp_small *s) {
+    HEAP_FOREACH_ARENA(s->pages, arena) {
+        ARENA_FOREACH_SPAN(arena, span)
             if (span->kind == MP_SPAN_SLAB)
                 free(atomic_load_explicit(&span->slab, memory_order_relaxed));
-        }
     }
-    for (unsigned cls = 0; cls < pool->class_count; cls++)
-        pthread_mutex_destroy(&pool->classes[cls].lock);
+    for (unsigned cls = 0; cls < s->class_count; cls++)
+        mutex_destroy(&s->classes[cls].lock);
+}
+
+/* Take every class lock, in ascending order (fork prepare, the checker). */
+void slab_lock_all(mp_small *s) {
+    for (unsigned cls = 0; cls < s->class_count; cls++)
+        mutex_lock(&s->classes[cls].lock);
+}
+
+/* Release what slab_lock_all took. */
+void slab_unlock_all(mp_small *s) {
+    for (unsigned cls = s->class_count; cls-- > 0;)
+        mutex_unlock(&s->classes[cls].lock);
+}
+
+/* In a forked child: fresh class locks (their holders may not exist). */
+void slab_reinit_locks(mp_small *s) {
+    for (unsigned cls = 0; cls < s->class_count; cls++)
+        mutex_init(&s->classes[cls].lock, MP_RANK_CLASS, cls);
 }
 
 /* Words of a slab's purged-page bitmap. */
@@ -94,30 +110,22 @@ static size_t slab_meta_bytes(uint32_t nblocks, uint32_t pages) {
 
 /* Link a slab into its class's partial list. */
 static void partial_push(mp_class *c, mp_slab *slab) {
-    slab->prev = NULL;
-    slab->next = c->partial;
-    if (c->partial)
-        c->partial->prev = slab;
-    c->partial = slab;
+    MP_ASSERT(!slab->in_partial, "a slab is in its class's partial list once");
+    list_push_front(&c->partial, &slab->link);
     slab->in_partial = 1;
 }
 
 /* Unlink a slab from its class's partial list. */
 static void partial_remove(mp_class *c, mp_slab *slab) {
-    if (slab->prev)
-        slab->prev->next = slab->next;
-    else
-        c->partial = slab->next;
-    if (slab->next)
-        slab->next->prev = slab->prev;
-    slab->next = slab->prev = NULL;
+    MP_ASSERT(slab->in_partial, "only a listed slab leaves the partial list");
+    list_remove(&c->partial, &slab->link);
     slab->in_partial = 0;
 }
 
 /* A new slab with every block free, or NULL when memory is refused.
  * Class lock held; takes the pool lock for the span. */
-static mp_slab *slab_create(mp_pool *pool, unsigned cls) {
-    mp_class *c = &pool->classes[cls];
+static mp_slab *slab_create(mp_small *s, unsigned cls) {
+    mp_class *c = &s->classes[cls];
     int64_t held = ctr_get(&c->slabs); /* class lock: this is its only writer */
     uint32_t pages = c->slab_pages[held < c->slab_steps ? held : c->slab_steps - 1];
     uint32_t n = (uint32_t)(((size_t)pages << MP_PAGE_SHIFT) / c->block_size);
@@ -125,11 +133,11 @@ static mp_slab *slab_create(mp_pool *pool, unsigned cls) {
     mp_slab *slab = malloc(meta);
     if (slab == NULL)
         return NULL;
-    pthread_mutex_lock(&pool->lock);
+    mutex_lock(s->heap_lock);
     uint32_t clean;
-    mp_span *span = heap_alloc(&pool->heaps[MP_HEAP_PAGES], pages, 1, &clean);
+    mp_span *span = decay_alloc(s->pages, pages, 1, &clean);
     if (span == NULL) {
-        pthread_mutex_unlock(&pool->lock);
+        mutex_unlock(s->heap_lock);
         free(slab);
         return NULL;
     }
@@ -149,30 +157,36 @@ static mp_slab *slab_create(mp_pool *pool, unsigned cls) {
         slab->free_stack[i] = (uint16_t)(n - 1 - i); /* lowest address first */
     }
     span->kind = MP_SPAN_SLAB;
-    if (MP_UNLIKELY(pool->config.debug))
-        debug_slab_fill(slab); /* free blocks read 0xDF (checked on reuse) */
+    if (MP_UNLIKELY(s->debug)) {
+        /* free blocks read MP_FILL_FREED (debug mode checks it on reuse) */
+        size_t bytes = (size_t)n * slab->block_size;
+        MP_UNPOISON(slab->start, bytes);
+        memset(slab->start, MP_FILL_FREED, bytes);
+        MP_POISON(slab->start, bytes);
+    }
     for (uint32_t p = 0; p < span->npages; p++)
         atomic_store_explicit(&span->arena->spans[span->page + p].slab, slab,
                               memory_order_release);
-    pool->metadata_bytes += meta;
-    pthread_mutex_unlock(&pool->lock);
+    s->acct->metadata += meta;
+    mutex_unlock(s->heap_lock);
     ctr_add(&c->slabs, 1);
     ctr_add(&c->blocks, n);
     return slab;
 }
 
 /* Give an empty slab's span back to the page heap.  Class lock held. */
-static void slab_destroy(mp_pool *pool, mp_slab *slab) {
-    mp_class *c = &pool->classes[slab->cls];
+static void slab_destroy(mp_small *s, mp_slab *slab) {
+    mp_class *c = &s->classes[slab->cls];
     mp_span *span = slab->span;
+    MP_ASSERT(slab->nfree == slab->nblocks, "only an empty slab goes back to the heap");
     size_t meta = slab_meta_bytes(slab->nblocks, span->npages);
-    pthread_mutex_lock(&pool->lock);
+    mutex_lock(s->heap_lock);
     for (uint32_t p = 0; p < span->npages; p++)
         atomic_store_explicit(&span->arena->spans[span->page + p].slab, NULL,
                               memory_order_relaxed);
-    heap_free(&pool->heaps[MP_HEAP_PAGES], span, os_now_ms());
-    pool->metadata_bytes -= meta;
-    pthread_mutex_unlock(&pool->lock);
+    heap_free(s->pages, span, os_now_ms());
+    s->acct->metadata -= meta;
+    mutex_unlock(s->heap_lock);
     ctr_add(&c->slabs, -1);
     ctr_add(&c->blocks, -(int64_t)slab->nblocks);
     free(slab);
@@ -186,13 +200,13 @@ static void block_pages(const mp_slab *slab, uint32_t idx, uint32_t *first, uint
 }
 
 static bool page_purged(const mp_slab *slab, uint32_t page) {
-    return slab->purged[page / 64] >> (page % 64) & 1;
+    return bits_test(slab->purged, page);
 }
 
 /* A block about to be handed out covers pages given back: count them as
  * resident again (the caller's first write faults them in, zeroed).  Class
  * lock held; takes the pool lock. */
-static MP_COLD void slab_unpurge_block(mp_pool *pool, mp_slab *slab, uint32_t idx) {
+static MP_COLD void slab_unpurge_block(mp_small *s, mp_slab *slab, uint32_t idx) {
     uint32_t first, last;
     block_pages(slab, idx, &first, &last);
     bool any = false;
@@ -201,22 +215,21 @@ static MP_COLD void slab_unpurge_block(mp_pool *pool, mp_slab *slab, uint32_t id
     if (!any)
         return;
     mp_span *span = slab->span;
-    pthread_mutex_lock(&pool->lock);
+    mutex_lock(s->heap_lock);
     for (uint32_t p = first; p <= last; p++) {
         if (!page_purged(slab, p))
             continue;
-        slab->purged[p / 64] &= ~((uint64_t)1 << (p % 64));
+        bits_clear(slab->purged, p, 1);
         slab->purged_pages--;
-        uint32_t fresh = arena_mark_dirty(span->arena, span->page + p, 1);
-        pool_note_resident(pool, (int64_t)fresh << MP_PAGE_SHIFT);
+        heap_touch(s->pages, span->arena, span->page + p, 1);
     }
-    pthread_mutex_unlock(&pool->lock);
+    mutex_unlock(s->heap_lock);
 }
 
 /* Give back the pages of `slab` that only free blocks of its stack cover
  * (blocks in thread caches count as in use: they are handed out without
  * coming here).  Class lock held; takes the pool lock.  Returns bytes. */
-static size_t slab_purge_pages(mp_pool *pool, mp_slab *slab) {
+static size_t slab_purge_pages(mp_small *s, mp_slab *slab) {
     mp_span *span = slab->span;
     uint32_t pages = span->npages;
     uint8_t *page_used = calloc(pages, 1);
@@ -234,7 +247,7 @@ static size_t slab_purge_pages(mp_pool *pool, mp_slab *slab) {
         for (uint32_t p = first; p <= last; p++)
             page_used[p] = 1;
     }
-    pthread_mutex_lock(&pool->lock);
+    mutex_lock(s->heap_lock);
     for (uint32_t p = 0; p < pages;) {
         if (page_used[p] || page_purged(slab, p)) {
             p++;
@@ -243,17 +256,16 @@ static size_t slab_purge_pages(mp_pool *pool, mp_slab *slab) {
         uint32_t run = 1;
         while (p + run < pages && !page_used[p + run] && !page_purged(slab, p + run))
             run++;
-        os_purge(pool, slab->start + ((size_t)p << MP_PAGE_SHIFT), (size_t)run << MP_PAGE_SHIFT);
+        os_purge(&s->acct->os, slab->start + ((size_t)p << MP_PAGE_SHIFT),
+                 (size_t)run << MP_PAGE_SHIFT);
         arena_clear_dirty(span->arena, span->page + p, run);
-        for (uint32_t q = p; q < p + run; q++)
-            slab->purged[q / 64] |= (uint64_t)1 << (q % 64);
+        bits_set(slab->purged, p, run);
         slab->purged_pages += run;
         given += (size_t)run << MP_PAGE_SHIFT;
         p += run;
     }
-    pool->resident_bytes -= given;
-    pool->released_bytes += given;
-    pthread_mutex_unlock(&pool->lock);
+    acct_released(s->acct, given);
+    mutex_unlock(s->heap_lock);
 out:
     free(page_used);
     free(in_stack);
@@ -267,26 +279,27 @@ out:
  * lock: call without the pool lock.  Returns bytes given back; *next_due_ms
  * (may be NULL) gets when the youngest slab skipped will have aged
  * (INT64_MAX: none skipped). */
-size_t slab_purge_free_pages(mp_pool *pool, int64_t now_ms, int64_t decay_ms,
+size_t slab_purge_free_pages(mp_small *s, int64_t now_ms, int64_t decay_ms,
                              int64_t *next_due_ms) {
     size_t given = 0;
     int64_t next = INT64_MAX;
-    for (unsigned cls = 0; cls < pool->class_count && !pool->config.debug; cls++) {
-        mp_class *c = &pool->classes[cls];
-        pthread_mutex_lock(&c->lock);
-        for (mp_slab *slab = c->partial;; slab = slab->next) {
-            if (slab == NULL) /* the partial list, then the spare */
-                slab = c->spare;
+    for (unsigned cls = 0; cls < s->class_count && !s->debug; cls++) {
+        mp_class *c = &s->classes[cls];
+        mutex_lock(&c->lock);
+        mp_link *l = c->partial.head;
+        for (;;) { /* the partial list, then the spare */
+            mp_slab *slab = l ? LIST_ENTRY(l, mp_slab, link) : c->spare;
             if (slab == NULL)
                 break;
             if (now_ms - slab->returned_ms >= decay_ms)
-                given += slab_purge_pages(pool, slab);
+                given += slab_purge_pages(s, slab);
             else if (slab->returned_ms + decay_ms < next)
                 next = slab->returned_ms + decay_ms;
-            if (slab == c->spare)
+            if (l == NULL)
                 break;
+            l = l->next;
         }
-        pthread_mutex_unlock(&c->lock);
+        mutex_unlock(&c->lock);
     }
     if (next_due_ms)
         *next_due_ms = next;
@@ -296,26 +309,28 @@ size_t slab_purge_free_pages(mp_pool *pool, int64_t now_ms, int64_t decay_ms,
 /* Move up to `want` free blocks of class `cls` into `out`, from slabs that
  * exist or else one new slab; returns how many (0 only when no memory could
  * be had). */
-uint32_t slab_refill(mp_pool *pool, unsigned cls, mp_tcache_entry *out, uint32_t want) {
-    mp_class *c = &pool->classes[cls];
+uint32_t slab_refill(mp_small *s, unsigned cls, mp_tcache_entry *out, uint32_t want) {
+    mp_class *c = &s->classes[cls];
     uint32_t n = 0;
-    pthread_mutex_lock(&c->lock);
+    mutex_lock(&c->lock);
     while (n < want) {
-        mp_slab *slab = c->partial;
+        mp_slab *slab = LIST_ENTRY(c->partial.head, mp_slab, link);
         if (slab == NULL) {
             slab = c->spare;
             c->spare = NULL;
             /* Once some blocks were had, a short refill beats a new slab:
              * a small first slab then gives the cache what it holds rather
              * than pulling in the next, twice longer, slab at once. */
-            if (slab == NULL && (n > 0 || (slab = slab_create(pool, cls)) == NULL))
+            if (slab == NULL && (n > 0 || (slab = slab_create(s, cls)) == NULL))
                 break;
             partial_push(c, slab);
         }
         while (n < want && slab->nfree > 0) {
             uint32_t idx = slab->free_stack[--slab->nfree];
+            MP_ASSERT(atomic_load_explicit(&slab->state[idx], memory_order_relaxed) ==
+                          MP_BLOCK_FREE, "a block in a free stack is free");
             if (MP_UNLIKELY(slab->purged_pages))
-                slab_unpurge_block(pool, slab, idx);
+                slab_unpurge_block(s, slab, idx);
             out[n].ptr = slab->start + (size_t)idx * slab->block_size;
             out[n].slab = slab;
             n++;
@@ -323,35 +338,38 @@ uint32_t slab_refill(mp_pool *pool, unsigned cls, mp_tcache_entry *out, uint32_t
         if (slab->nfree == 0)
             partial_remove(c, slab);
     }
-    pthread_mutex_unlock(&c->lock);
+    mutex_unlock(&c->lock);
     return n;
 }
 
 /* Blocks came back to slabs: make sure the purger sweeps them a decay
  * later (once per sweep: the common case is one atomic load). */
-static void slab_sweep_schedule(mp_pool *pool, int64_t now) {
-    if (pool->config.decay_ms <= 0 || pool->config.debug ||
-        atomic_load_explicit(&pool->slab_sweep_due_ms, memory_order_relaxed) != 0)
+static void slab_sweep_schedule(mp_small *s, int64_t now) {
+    if (s->decay_ms <= 0 || s->debug ||
+        atomic_load_explicit(&s->slab_sweep_due_ms, memory_order_relaxed) != 0)
         return;
-    pthread_mutex_lock(&pool->lock);
-    if (atomic_load_explicit(&pool->slab_sweep_due_ms, memory_order_relaxed) == 0) {
-        atomic_store_explicit(&pool->slab_sweep_due_ms, now + pool->config.decay_ms,
-                              memory_order_relaxed);
-        pool_wake_purger(pool);
+    mutex_lock(s->heap_lock);
+    if (atomic_load_explicit(&s->slab_sweep_due_ms, memory_order_relaxed) == 0) {
+        atomic_store_explicit(&s->slab_sweep_due_ms, now + s->decay_ms, memory_order_relaxed);
+        acct_dirty(s->acct); /* the owner's purger must wake for the sweep */
     }
-    pthread_mutex_unlock(&pool->lock);
+    mutex_unlock(s->heap_lock);
 }
 
 /* Take back free blocks of class `cls` (their state is already FREE); a slab
  * that becomes empty is kept as the class's spare or given to the heap. */
-void slab_return(mp_pool *pool, unsigned cls, const mp_tcache_entry *blocks, uint32_t n) {
-    mp_class *c = &pool->classes[cls];
+void slab_return(mp_small *s, unsigned cls, const mp_tcache_entry *blocks, uint32_t n) {
+    mp_class *c = &s->classes[cls];
     int64_t now = os_now_ms();
-    pthread_mutex_lock(&c->lock);
+    mutex_lock(&c->lock);
     for (uint32_t i = 0; i < n; i++) {
         mp_slab *slab = blocks[i].slab;
         slab->returned_ms = now;
         uint32_t idx = sc_index((uint64_t)(blocks[i].ptr - slab->start), slab->magic);
+        MP_ASSERT(slab->cls == cls && idx < slab->nblocks && slab->nfree < slab->nblocks,
+                  "a returned block belongs to a slab of its class with room in the stack");
+        MP_ASSERT(atomic_load_explicit(&slab->state[idx], memory_order_relaxed) == MP_BLOCK_FREE,
+                  "a block goes back to its slab only once marked free");
         slab->free_stack[slab->nfree++] = (uint16_t)idx;
         if (slab->nfree == 1 && slab != c->spare)
             partial_push(c, slab);
@@ -361,41 +379,44 @@ void slab_return(mp_pool *pool, unsigned cls, const mp_tcache_entry *blocks, uin
             if (c->spare == NULL)
                 c->spare = slab;
             else
-                slab_destroy(pool, slab);
+                slab_destroy(s, slab);
         }
     }
-    pthread_mutex_unlock(&c->lock);
-    slab_sweep_schedule(pool, now);
+    mutex_unlock(&c->lock);
+    slab_sweep_schedule(s, now);
 }
 
 /* Give the spare slab of every class back to the heap (for mp_trim). */
-void slab_drop_spares(mp_pool *pool) {
-    for (unsigned cls = 0; cls < pool->class_count; cls++) {
-        mp_class *c = &pool->classes[cls];
-        pthread_mutex_lock(&c->lock);
+void slab_drop_spares(mp_small *s) {
+    for (unsigned cls = 0; cls < s->class_count; cls++) {
+        mp_class *c = &s->classes[cls];
+        mutex_lock(&c->lock);
         if (c->spare) {
-            slab_destroy(pool, c->spare);
+            slab_destroy(s, c->spare);
             c->spare = NULL;
         }
-        pthread_mutex_unlock(&c->lock);
+        mutex_unlock(&c->lock);
     }
 }
 
-/* Count broken invariants of one slab; adds its live blocks/bytes and the
- * blocks that are free but not in its stack (they sit in thread caches).
- * Class and pool locks held. */
-size_t slab_check(const mp_pool *pool, const mp_slab *slab, uint64_t *live_blocks,
-                  uint64_t *live_bytes, uint64_t *cached) {
-    const mp_class *c = &pool->classes[slab->cls];
+/* Count broken invariants of one slab into `log`; adds its live blocks/bytes
+ * and the blocks that are free but not in its stack (they sit in thread
+ * caches).  Class and pool locks held. */
+size_t slab_check(const mp_small *s, const mp_slab *slab, mp_check_log *log,
+                  uint64_t *live_blocks, uint64_t *live_bytes, uint64_t *cached) {
+    const mp_class *c = &s->classes[slab->cls];
     size_t bad = 0;
     uint64_t free_states = 0;
     /* A slab is one of its class's lengths and holds every block that fits. */
     bool known_length = false;
     for (uint32_t k = 0; k < c->slab_steps; k++)
         known_length |= slab->span->npages == c->slab_pages[k];
-    bad += slab->block_size != c->block_size || slab->magic != c->magic || !known_length ||
-           slab->nblocks != span_bytes(slab->span) / c->block_size;
-    bad += slab->nfree > slab->nblocks;
+    bad += check_fail(log, slab->block_size != c->block_size || slab->magic != c->magic,
+                      "slab: block size or reciprocal differs from its class's");
+    bad += check_fail(log, !known_length, "slab: a length that is none of its class's");
+    bad += check_fail(log, slab->nblocks != span_bytes(slab->span) / c->block_size,
+                      "slab: does not hold every block that fits");
+    bad += check_fail(log, slab->nfree > slab->nblocks, "slab: more free entries than blocks");
     for (uint32_t i = 0; i < slab->nblocks; i++) {
         uint32_t state = atomic_load_explicit(&slab->state[i], memory_order_relaxed);
         if (state == MP_BLOCK_FREE) {
@@ -403,31 +424,35 @@ size_t slab_check(const mp_pool *pool, const mp_slab *slab, uint64_t *live_block
         } else {
             (*live_blocks)++;
             *live_bytes += state;
-            bad += state > slab->block_size;
+            bad += check_fail(log, state > slab->block_size, "slab: a live block larger than its class");
             uint32_t first, last;
             block_pages(slab, i, &first, &last);
             for (uint32_t p = first; p <= last; p++)
-                bad += page_purged(slab, p); /* a live block on a purged page */
+                bad += check_fail(log, page_purged(slab, p), "slab: a live block on a purged page");
         }
     }
     for (uint32_t i = 0; i < slab->nfree && i < slab->nblocks; i++) {
         uint16_t idx = slab->free_stack[i];
-        bad += idx >= slab->nblocks ||
-               atomic_load_explicit(&slab->state[idx], memory_order_relaxed) != MP_BLOCK_FREE;
+        bad += check_fail(log, idx >= slab->nblocks ||
+                                   atomic_load_explicit(&slab->state[idx], memory_order_relaxed) !=
+                                       MP_BLOCK_FREE,
+                          "slab: the free stack holds a block that is not free");
     }
-    bad += free_states < slab->nfree;
+    bad += check_fail(log, free_states < slab->nfree, "slab: fewer free blocks than stack entries");
     *cached += free_states - (free_states < slab->nfree ? free_states : slab->nfree);
     bool should_be_partial = slab->nfree > 0 && slab != c->spare;
-    bad += should_be_partial != (slab->in_partial != 0);
-    bad += slab == c->spare && slab->nfree != slab->nblocks;
+    bad += check_fail(log, should_be_partial != (slab->in_partial != 0),
+                      "slab: in the partial list iff it has free blocks and is not the spare");
+    bad += check_fail(log, slab == c->spare && slab->nfree != slab->nblocks,
+                      "slab: the spare is not empty");
     return bad;
 }
 
 /* Mark (or unmark) the blocks held by the surviving thread caches, so the
  * repair below can tell them from lost ones. */
-static void mark_cached(mp_pool *pool, uint32_t from, uint32_t to) {
-    for (mp_tcache *tc = pool->tcaches; tc; tc = tc->next)
-        for (unsigned cls = 0; cls < pool->class_count; cls++)
+static void mark_cached(mp_small *s, uint32_t from, uint32_t to) {
+    LIST_FOREACH(tc, &s->tcaches, mp_tcache, link)
+        for (unsigned cls = 0; cls < s->class_count; cls++)
             for (uint32_t i = 0; i < tc->bins[cls].count; i++) {
                 mp_tcache_entry *e = &tc->bins[cls].entries[i];
                 uint32_t idx = sc_index((uint64_t)(e->ptr - e->slab->start), e->slab->magic);
@@ -443,17 +468,15 @@ static void mark_cached(mp_pool *pool, uint32_t from, uint32_t to) {
  * that is in no free stack and no surviving cache goes back to its slab, and
  * the per-class live counters are recomputed from the states.  Runs single-
  * threaded with fresh locks. */
-void slab_repair_after_fork(mp_pool *pool) {
+void slab_repair_after_fork(mp_small *s) {
     int64_t live_blocks[MP_MAX_CLASSES] = {0}, live_bytes[MP_MAX_CLASSES] = {0};
-    mark_cached(pool, MP_BLOCK_FREE, MP_BLOCK_CACHED);
-    for (mp_arena *arena = pool->heaps[MP_HEAP_PAGES].arenas; arena; arena = arena->next) {
-        for (uint32_t page = 0; page < arena->npages && arena->spans[page].npages;
-             page += arena->spans[page].npages) {
-            mp_span *span = &arena->spans[page];
+    mark_cached(s, MP_BLOCK_FREE, MP_BLOCK_CACHED);
+    HEAP_FOREACH_ARENA(s->pages, arena) {
+        ARENA_FOREACH_SPAN(arena, span) {
             if (span->kind != MP_SPAN_SLAB)
                 continue;
             mp_slab *slab = atomic_load_explicit(&span->slab, memory_order_relaxed);
-            mp_class *c = &pool->classes[slab->cls];
+            mp_class *c = &s->classes[slab->cls];
             uint8_t *in_stack = calloc(slab->nblocks, 1);
             if (in_stack == NULL)
                 continue; /* the slab keeps its lost blocks: a leak, not a fault */
@@ -473,16 +496,16 @@ void slab_repair_after_fork(mp_pool *pool) {
                 partial_push(c, slab);
         }
     }
-    mark_cached(pool, MP_BLOCK_CACHED, MP_BLOCK_FREE);
+    mark_cached(s, MP_BLOCK_CACHED, MP_BLOCK_FREE);
     /* central = truth - what the surviving caches account for */
-    for (unsigned cls = 0; cls < pool->class_count; cls++) {
-        for (mp_tcache *tc = pool->tcaches; tc; tc = tc->next) {
+    for (unsigned cls = 0; cls < s->class_count; cls++) {
+        LIST_FOREACH(tc, &s->tcaches, mp_tcache, link) {
             live_blocks[cls] -= ctr_get(&tc->counters.class_live_blocks[cls]);
             live_bytes[cls] -= ctr_get(&tc->counters.class_live_bytes[cls]);
         }
-        atomic_store_explicit(&pool->central.class_live_blocks[cls], live_blocks[cls],
+        atomic_store_explicit(&s->central.class_live_blocks[cls], live_blocks[cls],
                               memory_order_relaxed);
-        atomic_store_explicit(&pool->central.class_live_bytes[cls], live_bytes[cls],
+        atomic_store_explicit(&s->central.class_live_bytes[cls], live_bytes[cls],
                               memory_order_relaxed);
     }
 }

@@ -5,7 +5,7 @@
  * this does one table lookup, one allocator call and the page writes.
  */
 #define _DEFAULT_SOURCE
-#include "replay.h"
+#include "tools.h"
 
 #include <fcntl.h>
 #include <stdlib.h>

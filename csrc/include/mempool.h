@@ -49,7 +49,10 @@ typedef enum mp_error {
 #undef MP_ERROR_ENUM
 } mp_error;
 
-#define MP_ERROR_COUNT 11 /* number of entries in MP_ERROR_LIST */
+/* Number of entries in MP_ERROR_LIST (MP_OK included), counted by the list
+ * itself: adding a code changes the list and nothing else in C. */
+#define MP_ERROR_ONE_(name, value, text) +1
+enum { MP_ERROR_COUNT = 0 MP_ERROR_LIST(MP_ERROR_ONE_) };
 
 /* Static text for an error code (never NULL; unknown codes get a text too). */
 const char *mp_strerror(int code);
@@ -197,6 +200,11 @@ size_t mp_purge_aged(mp_pool *pool);
 /* Walk every structure and count broken invariants (0 = healthy).  Safe in
  * any build; takes the pool's locks. */
 size_t mp_pool_check(mp_pool *pool);
+
+/* mp_pool_check, also naming what broke: up to `max` static texts ("heap:
+ * two free neighbours (a missed coalesce)", ...) of the first violations
+ * found go to what[], their number to *named.  Returns the count. */
+size_t mp_pool_check_named(mp_pool *pool, const char **what, size_t max, size_t *named);
 
 /* The configuration the pool runs with (after defaults and rounding). */
 void mp_pool_config(const mp_pool *pool, mp_config *out);

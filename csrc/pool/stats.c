@@ -1,25 +1,16 @@
 /*
- * stats.c - the snapshot handed up to users, and the explicit trim.
+ * stats.c - the snapshot handed up to users.
  *
  * Counters are kept as the pool goes (per thread cache for small blocks, under
  * the pool lock for the rest); a snapshot sums them, it never walks the heap
  * except for the largest free span (one list of the TLSF).
  */
-#include "internal.h"
+#include "pool.h"
 
 #include <stddef.h>
 #include <string.h>
 
 #define COUNTERS_LEN (sizeof(mp_counters) / sizeof(mp_counter))
-
-/* Move every counter of `from` into `into` (from ends at zero). */
-void counters_fold(mp_counters *into, mp_counters *from) {
-    mp_counter *dst = (mp_counter *)into, *src = (mp_counter *)from;
-    for (size_t i = 0; i < COUNTERS_LEN; i++) {
-        ctr_add(&dst[i], ctr_get(&src[i]));
-        atomic_store_explicit(&src[i], 0, memory_order_relaxed);
-    }
-}
 
 /* Add every counter of `from` into the plain sums `sum`. */
 static void counters_sum(int64_t *sum, const mp_counters *from) {
@@ -38,14 +29,15 @@ int mp_stats_get(mp_pool *pool, mp_stats *out) {
         return pool_error(pool, MP_EINVAL);
     memset(out, 0, sizeof *out);
     int64_t sums[COUNTERS_LEN] = {0};
-    pthread_mutex_lock(&pool->lock);
-    counters_sum(sums, &pool->central);
-    for (mp_tcache *tc = pool->tcaches; tc; tc = tc->next)
+    mp_small *s = &pool->small;
+    mutex_lock(&pool->lock);
+    counters_sum(sums, &s->central);
+    LIST_FOREACH(tc, &s->tcaches, mp_tcache, link)
         counters_sum(sums, &tc->counters);
     int64_t live = SUM(live_bytes), allocated = SUM(allocated_bytes);
-    out->class_count = pool->class_count;
-    for (unsigned cls = 0; cls < pool->class_count; cls++) {
-        mp_class *c = &pool->classes[cls];
+    out->class_count = s->class_count;
+    for (unsigned cls = 0; cls < s->class_count; cls++) {
+        mp_class *c = &s->classes[cls];
         int64_t blocks = SUM(class_live_blocks[cls]);
         int64_t bytes = SUM(class_live_bytes[cls]);
         live += bytes;
@@ -58,18 +50,18 @@ int mp_stats_get(mp_pool *pool, mp_stats *out) {
             .live_bytes = clamp0(bytes),
         };
     }
-    for (unsigned cls = 0; cls < pool->class_count; cls++) {
+    for (unsigned cls = 0; cls < s->class_count; cls++) {
         const mp_class_stats *c = &out->classes[cls];
         if (c->blocks > c->live_blocks)
             out->slab_free_bytes += (c->blocks - c->live_blocks) * c->block_size;
     }
     out->live_bytes = clamp0(live);
     out->allocated_bytes = clamp0(allocated);
-    pool_note_live(pool, 0);
-    uint64_t peak = atomic_load_explicit(&pool->peak_live, memory_order_relaxed);
+    acct_live(&pool->acct, 0);
+    uint64_t peak = atomic_load_explicit(&pool->acct.peak_live, memory_order_relaxed);
     if (out->live_bytes > peak) {
         peak = out->live_bytes;
-        atomic_store_explicit(&pool->peak_live, peak, memory_order_relaxed);
+        atomic_store_explicit(&pool->acct.peak_live, peak, memory_order_relaxed);
     }
     out->peak_live_bytes = peak;
     out->free_count = clamp0(SUM(free_count));
@@ -79,11 +71,11 @@ int mp_stats_get(mp_pool *pool, mp_stats *out) {
     out->large_alloc_count = clamp0(SUM(large_alloc_count));
     out->direct_alloc_count = clamp0(SUM(direct_alloc_count));
     out->alloc_count = out->small_alloc_count + out->large_alloc_count + out->direct_alloc_count;
-    out->reserved_bytes = pool->reserved_bytes;
-    out->resident_bytes = pool->resident_bytes;
-    out->peak_resident_bytes = pool->peak_resident_bytes;
-    out->released_bytes = pool->released_bytes;
-    out->metadata_bytes = pool->metadata_bytes;
+    out->reserved_bytes = pool->acct.reserved;
+    out->resident_bytes = pool->acct.resident;
+    out->peak_resident_bytes = pool->acct.peak_resident;
+    out->released_bytes = pool->acct.released;
+    out->metadata_bytes = pool->acct.metadata;
     for (int h = 0; h < MP_HEAP_COUNT; h++) {
         const mp_heap *heap = &pool->heaps[h];
         out->free_bytes += heap->free_granules << heap->granule_shift;
@@ -101,12 +93,12 @@ int mp_stats_get(mp_pool *pool, mp_stats *out) {
     out->defrag_count = pool->buffers.defrag_count;
     out->defrag_moved_bytes = pool->buffers.defrag_moved_bytes;
     out->direct_count = pool->direct_count;
-    out->thread_cache_count = pool->tcache_count;
-    pthread_mutex_unlock(&pool->lock);
-    out->mmap_count = atomic_load(&pool->os_mmap);
-    out->munmap_count = atomic_load(&pool->os_munmap);
-    out->madvise_count = atomic_load(&pool->os_madvise);
-    out->mremap_count = atomic_load(&pool->os_mremap);
+    out->thread_cache_count = s->tcache_count;
+    mutex_unlock(&pool->lock);
+    out->mmap_count = atomic_load(&pool->acct.os.mmap);
+    out->munmap_count = atomic_load(&pool->acct.os.munmap);
+    out->madvise_count = atomic_load(&pool->acct.os.madvise);
+    out->mremap_count = atomic_load(&pool->acct.os.mremap);
     for (int i = 1; i < MP_ERROR_COUNT; i++) {
         out->errors[i] = atomic_load(&pool->errors[i]);
         out->error_total += out->errors[i];
@@ -114,22 +106,3 @@ int mp_stats_get(mp_pool *pool, mp_stats *out) {
     return MP_OK;
 }
 
-size_t mp_trim(mp_pool *pool) {
-    if (pool == NULL)
-        return 0;
-    mp_tcache *tc = tc_get(pool);
-    if (tc) {
-        for (unsigned cls = 0; cls < pool->class_count; cls++)
-            tc_flush_bin(pool, tc, cls, 0);
-        pthread_mutex_lock(&pool->lock);
-        tc_publish(pool, tc);
-        pthread_mutex_unlock(&pool->lock);
-    }
-    slab_drop_spares(pool);
-    size_t given = slab_purge_free_pages(pool, INT64_MAX / 2, 0, NULL);
-    pthread_mutex_lock(&pool->lock);
-    for (int h = 0; h < MP_HEAP_COUNT; h++)
-        given += heap_purge(&pool->heaps[h], INT64_MAX / 2, 0, true);
-    pthread_mutex_unlock(&pool->lock);
-    return given;
-}

@@ -6,8 +6,8 @@
  * pay one predictable branch to get here.  In debug mode every block is
  * allocated MP_CANARY_BYTES larger than requested (pool_pad()), the
  * canary sits right after the requested bytes, and a small block's bytes
- * read DEBUG_FREED for as long as it is free: a slab is filled when it is
- * made and each block again when it is freed, and neither a purge nor any
+ * read MP_FILL_FREED for as long as it is free: a slab is filled when it is
+ * made (slab.c) and each block again when it is freed, and neither a purge nor any
  * metadata ever touches a live slab's memory.  Large freed spans are merged,
  * split and purged (zeros), so their content is not checked on reuse.
  *
@@ -16,9 +16,7 @@
  * Findings go to pool_error(MP_ECORRUPT) and the report ring; never to a
  * stream.
  */
-#include "debug.h"
-
-#include "sanitize.h"
+#include "pool.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -33,8 +31,9 @@ static const unsigned char CANARY[MP_CANARY_BYTES] = {0xC5, 0x3A, 0x96, 0x69,
                                                       0xA5, 0x5A, 0xF0, 0x0F};
 _Static_assert(MP_CANARY_BYTES == 8, "CANARY has 8 bytes");
 
+typedef struct mp_debug mp_debug;
 struct mp_debug {
-    pthread_mutex_t lock; /* a leaf: no other lock is taken while held */
+    mp_mutex lock; /* a leaf: no other lock is taken while held */
     mp_corruption_report ring[MP_DEBUG_REPORTS];
     unsigned head, count;
     _Atomic size_t pending; /* == count, readable without the lock */
@@ -51,15 +50,15 @@ int debug_init(mp_pool *pool) {
     pool->dbg = calloc(1, sizeof *pool->dbg);
     if (pool->dbg == NULL)
         return MP_ENOMEM;
-    pthread_mutex_init(&pool->dbg->lock, NULL);
-    pool->metadata_bytes += sizeof *pool->dbg;
+    mutex_init(&pool->dbg->lock, MP_RANK_DEBUG, 0);
+    pool->acct.metadata += sizeof *pool->dbg;
     return MP_OK;
 }
 
 /* Free the report ring (pool teardown). */
 void debug_destroy(mp_pool *pool) {
     if (pool->dbg) {
-        pthread_mutex_destroy(&pool->dbg->lock);
+        mutex_destroy(&pool->dbg->lock);
         free(pool->dbg);
         pool->dbg = NULL;
     }
@@ -68,7 +67,7 @@ void debug_destroy(mp_pool *pool) {
 /* In a forked child: the ring's lock may have been held by a vanished thread. */
 void debug_reinit_lock(mp_pool *pool) {
     if (pool->dbg)
-        pthread_mutex_init(&pool->dbg->lock, NULL);
+        mutex_init(&pool->dbg->lock, MP_RANK_DEBUG, 0);
 }
 
 size_t mp_debug_reports(mp_pool *pool, mp_corruption_report *out, size_t max) {
@@ -77,7 +76,7 @@ size_t mp_debug_reports(mp_pool *pool, mp_corruption_report *out, size_t max) {
     mp_debug *d = pool->dbg;
     if (out == NULL || max == 0)
         return atomic_load_explicit(&d->pending, memory_order_relaxed);
-    pthread_mutex_lock(&d->lock);
+    mutex_lock(&d->lock);
     size_t n = 0;
     while (n < max && d->count > 0) {
         out[n++] = d->ring[d->head];
@@ -85,7 +84,7 @@ size_t mp_debug_reports(mp_pool *pool, mp_corruption_report *out, size_t max) {
         d->count--;
     }
     atomic_store_explicit(&d->pending, d->count, memory_order_relaxed);
-    pthread_mutex_unlock(&d->lock);
+    mutex_unlock(&d->lock);
     return n;
 }
 
@@ -106,13 +105,13 @@ static MP_COLD int report(mp_pool *pool, int kind, const char *ptr, uint64_t req
     };
     mp_debug *d = pool->dbg;
     if (d) {
-        pthread_mutex_lock(&d->lock);
+        mutex_lock(&d->lock);
         if (d->count < MP_DEBUG_REPORTS) {
             d->ring[(d->head + d->count) % MP_DEBUG_REPORTS] = r;
             d->count++;
             atomic_store_explicit(&d->pending, d->count, memory_order_relaxed);
         }
-        pthread_mutex_unlock(&d->lock);
+        mutex_unlock(&d->lock);
     }
     return pool_error(pool, MP_ECORRUPT);
 }
@@ -152,11 +151,11 @@ int debug_canary_check(mp_pool *pool, const char *ptr, uint64_t requested, uint6
  * write the canary.  Leaves the whole block unpoisoned. */
 void debug_small_fresh(mp_pool *pool, mp_slab *slab, char *ptr, size_t size, int call) {
     MP_UNPOISON(ptr, slab->block_size);
-    size_t bad = find_not((const unsigned char *)ptr, DEBUG_FREED, slab->block_size);
+    size_t bad = find_not((const unsigned char *)ptr, MP_FILL_FREED, slab->block_size);
     if (bad != slab->block_size)
         report(pool, MP_CORRUPT_FREED, ptr, size, slab->block_size, slab->cls, bad);
     if (call != CALL_CALLOC)
-        memset(ptr, DEBUG_FRESH, slab->block_size);
+        memset(ptr, MP_FILL_FRESH, slab->block_size);
     debug_canary_set(ptr, size);
 }
 
@@ -165,16 +164,8 @@ void debug_small_fresh(mp_pool *pool, mp_slab *slab, char *ptr, size_t size, int
 int debug_small_freed(mp_pool *pool, mp_slab *slab, char *ptr, uint32_t requested) {
     int rc = debug_canary_check(pool, ptr, requested, slab->block_size, slab->cls);
     MP_UNPOISON(ptr, slab->block_size);
-    memset(ptr, DEBUG_FREED, slab->block_size);
+    memset(ptr, MP_FILL_FREED, slab->block_size);
     return rc;
-}
-
-/* A new slab: every block starts free, so every block reads 0xDF. */
-void debug_slab_fill(mp_slab *slab) {
-    size_t n = (size_t)slab->nblocks * slab->block_size;
-    MP_UNPOISON(slab->start, n);
-    memset(slab->start, DEBUG_FREED, n);
-    MP_POISON(slab->start, n);
 }
 
 /* A fresh large block or mapping of `size` bytes: fill 0xAB (not for
@@ -182,7 +173,7 @@ void debug_slab_fill(mp_slab *slab) {
 void debug_large_fresh(char *ptr, size_t size, int call) {
     MP_UNPOISON(ptr, size);
     if (call != CALL_CALLOC)
-        memset(ptr, DEBUG_FRESH, size);
+        memset(ptr, MP_FILL_FRESH, size);
     debug_canary_set(ptr, size);
 }
 
@@ -190,7 +181,7 @@ void debug_large_fresh(char *ptr, size_t size, int call) {
 int debug_large_freed(mp_pool *pool, char *ptr, uint64_t requested, uint64_t bytes, int cls) {
     int rc = debug_canary_check(pool, ptr, requested, bytes, cls);
     MP_UNPOISON(ptr, requested);
-    memset(ptr, DEBUG_FREED, requested);
+    memset(ptr, MP_FILL_FREED, requested);
     return rc;
 }
 
@@ -210,11 +201,8 @@ size_t debug_check_pool(mp_pool *pool) {
         return 0;
     size_t bad = 0;
     for (int h = 0; h < MP_HEAP_COUNT; h++) {
-        for (mp_arena *arena = pool->heaps[h].arenas; arena; arena = arena->next) {
-            for (uint32_t page = 0; page < arena->npages;) {
-                mp_span *span = &arena->spans[page];
-                if (span->npages == 0)
-                    break; /* heap_check reports the broken walk */
+        HEAP_FOREACH_ARENA(&pool->heaps[h], arena) {
+            ARENA_FOREACH_SPAN(arena, span) {
                 if (span->kind == MP_SPAN_SLAB) {
                     mp_slab *slab = atomic_load_explicit(&span->slab, memory_order_relaxed);
                     for (uint32_t i = 0; slab && i < slab->nblocks; i++) {
@@ -227,11 +215,10 @@ size_t debug_check_pool(mp_pool *pool) {
                     bad += debug_canary_check(pool, span_addr(span), span->requested,
                                               span_bytes(span), -1) != MP_OK;
                 }
-                page += span->npages;
             }
         }
     }
-    for (mp_direct *d = pool->directs; d; d = d->next)
+    LIST_FOREACH(d, &pool->directs, mp_direct, link)
         bad += debug_canary_check(pool, d->region.base, d->requested, d->region.size, -2) != MP_OK;
     return bad;
 }

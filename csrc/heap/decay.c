@@ -8,9 +8,10 @@
  * and an allocation that has to touch fresh pages while the heap holds more
  * resident holes than a cap gives the oldest back at once.
  *
- * Every function here runs under the pool lock.
+ * One-way: decay uses the heap (heap.c), which never calls here.  Every
+ * function here runs under the owner's lock (the pool lock).
  */
-#include "internal.h"
+#include "heap.h"
 
 #include <limits.h>
 
@@ -24,26 +25,25 @@ static uint64_t dirty_cap(const mp_heap *heap) {
 /* Give back the resident granules among the last `n` of the free span
  * `span`; its head stays resident (a carve takes a span's first granules),
  * and a span left with none leaves the LRU. */
-static void span_purge_tail(mp_heap *heap, mp_span *span, uint32_t n) {
-    mp_pool *pool = heap->pool;
+void decay_purge_tail(mp_heap *heap, mp_span *span, uint32_t n) {
+    MP_ASSERT(span->kind == MP_SPAN_FREE && n <= span->npages, "only free granules are purged");
     uint32_t first = span->npages - n;
     uint32_t dirty = arena_count_dirty(span->arena, span->page + first, n);
     if (dirty == 0)
         return;
-    os_purge(pool, (char *)span_addr(span) + ((size_t)first << heap->granule_shift),
+    os_purge(&heap->acct->os, (char *)span_addr(span) + ((size_t)first << heap->granule_shift),
              (size_t)n << heap->granule_shift);
     arena_clear_dirty(span->arena, span->page + first, n);
     span->dirty -= dirty;
     heap->dirty_free_granules -= dirty;
-    pool->resident_bytes -= (uint64_t)dirty << heap->granule_shift;
-    pool->released_bytes += (uint64_t)dirty << heap->granule_shift;
+    acct_released(heap->acct, (uint64_t)dirty << heap->granule_shift);
     if (span->dirty == 0)
         heap_lru_remove(heap, span);
 }
 
 /* Give back every resident granule of one free span (it leaves the LRU). */
 static void span_purge(mp_heap *heap, mp_span *span) {
-    span_purge_tail(heap, span, span->npages);
+    decay_purge_tail(heap, span, span->npages);
 }
 
 /* What the cap gives back beyond the excess, so that the next allocations
@@ -65,21 +65,30 @@ static void span_purge(mp_heap *heap, mp_span *span) {
  * excess alone: 352.5 MB for 1.8).  The MLP is unchanged (~5 faults per
  * step): a steady loop is served from its holes and rarely touches fresh
  * pages. */
-void heap_cap_dirty(mp_heap *heap) {
+void decay_cap_dirty(mp_heap *heap) {
     uint64_t cap = dirty_cap(heap);
     if (heap->dirty_free_granules <= cap)
         return;
     uint64_t want = heap->dirty_free_granules - cap + (CAP_SLACK_BYTES >> heap->granule_shift);
-    while (want > 0 && heap->lru_head != NULL) {
-        mp_span *oldest = heap->lru_head;
+    mp_span *oldest;
+    while (want > 0 && (oldest = heap_lru_oldest(heap)) != NULL) {
         if (oldest->dirty > want) {
             /* a tail this long holds at least `want` dirty granules */
-            span_purge_tail(heap, oldest, (uint32_t)(want + (oldest->npages - oldest->dirty)));
+            decay_purge_tail(heap, oldest, (uint32_t)(want + (oldest->npages - oldest->dirty)));
             return;
         }
         want -= oldest->dirty;
         span_purge(heap, oldest);
     }
+}
+
+/* heap_alloc with the hole cap: an allocation that had to touch fresh
+ * pages applies decay_cap_dirty.  What the layers above call to allocate. */
+mp_span *decay_alloc(mp_heap *heap, size_t npages, size_t align_pages, uint32_t *clean_out) {
+    mp_span *span = heap_alloc(heap, npages, align_pages, clean_out);
+    if (span && *clean_out)
+        decay_cap_dirty(heap);
+    return span;
 }
 
 /* Start a new half-decay demand period when the current one is over. */
@@ -110,7 +119,7 @@ static uint64_t dirty_allowance(const mp_heap *heap) {
  * allowance); an arena that is entirely free is unmapped instead when
  * `release_arenas` or when the heap holds more than config.retain_arenas.
  * Returns bytes given back. */
-size_t heap_purge(mp_heap *heap, int64_t now_ms, int64_t decay_ms, bool release_arenas) {
+size_t decay_purge(mp_heap *heap, int64_t now_ms, int64_t decay_ms, bool release_arenas) {
     size_t given = 0;
     uint64_t allowance = 0;
     if (decay_ms > 0) {
@@ -118,36 +127,37 @@ size_t heap_purge(mp_heap *heap, int64_t now_ms, int64_t decay_ms, bool release_
         allowance = dirty_allowance(heap);
     }
     mp_span *span;
-    while ((span = heap->lru_head) != NULL && now_ms - span->freed_at_ms >= decay_ms &&
+    while ((span = heap_lru_oldest(heap)) != NULL && now_ms - span->freed_at_ms >= decay_ms &&
            heap->dirty_free_granules > allowance) {
         mp_arena *arena = span->arena;
         size_t bytes = (size_t)span->dirty << heap->granule_shift;
         given += bytes;
         if (span->page == 0 && span->npages == arena->npages &&
-            (release_arenas || heap->arena_count > heap->pool->config.retain_arenas)) {
+            (release_arenas || heap->arena_count > heap->retain_arenas)) {
             heap_release_arena(heap, arena);
             continue;
         }
         span_purge(heap, span);
     }
     if (release_arenas) {
-        mp_arena *arena = heap->arenas;
-        while (arena) {
-            mp_arena *next = arena->next;
+        mp_link *l = heap->arenas.head;
+        while (l) {
+            mp_arena *arena = LIST_ENTRY(l, mp_arena, link);
+            l = l->next;
             if (arena->spans[0].kind == MP_SPAN_FREE && arena->spans[0].npages == arena->npages)
                 heap_release_arena(heap, arena);
-            arena = next;
         }
     }
     return given;
 }
 
-/* When heap_purge may next have work: the oldest dirty free span ages past
+/* When decay_purge may next have work: the oldest dirty free span ages past
  * the decay, or the demand period ends (INT64_MAX: nothing dirty). */
-int64_t heap_next_deadline(const mp_heap *heap, int64_t decay_ms) {
-    if (heap->lru_head == NULL)
+int64_t decay_next_deadline(const mp_heap *heap, int64_t decay_ms) {
+    const mp_span *oldest = heap_lru_oldest(heap);
+    if (oldest == NULL)
         return INT64_MAX;
-    int64_t aged = heap->lru_head->freed_at_ms + decay_ms;
+    int64_t aged = oldest->freed_at_ms + decay_ms;
     if (heap->dirty_free_granules > dirty_allowance(heap))
         return aged;
     int64_t rotate = heap->demand_since_ms + (decay_ms / 2 > 0 ? decay_ms / 2 : 1);

@@ -6,12 +6,10 @@
  *   size >= huge_min           span of 2 MiB granules in the huge-page heap
  *   span > arena_bytes         a direct mapping of its own (grows with mremap)
  *
- * A pointer is trusted only after the pool has found it in its own metadata:
- * the chunk map gives the region, the region's descriptors give the block,
- * and the block's state says whether it is live.
+ * A pointer is trusted only after the resolver (resolve.c, front.h) has
+ * found it in the pool's own metadata.
  */
-#include "debug.h"
-#include "sanitize.h"
+#include "front.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -28,7 +26,8 @@ static MP_COLD void *fail(mp_pool *pool, int code) {
 static MP_COLD bool small_refill(mp_pool *pool, mp_tcache *tc, unsigned cls) {
     mp_tcache_bin *bin = &tc->bins[cls];
     uint32_t want = bin->cap / 2 ? bin->cap / 2 : 1;
-    bin->count = slab_refill(pool, cls, bin->entries, want);
+    MP_ASSERT(bin->count == 0, "a bin is refilled only when empty");
+    bin->count = slab_refill(&pool->small, cls, bin->entries, want);
     return bin->count > 0;
 }
 
@@ -40,6 +39,9 @@ small_take(mp_pool *pool, mp_tcache *tc, mp_tcache_bin *bin, unsigned cls, size_
            int call, bool fast) {
     mp_tcache_entry e = bin->entries[--bin->count];
     uint32_t idx = sc_index((uint64_t)(e.ptr - e.slab->start), e.slab->magic);
+    MP_ASSERT(e.slab->cls == cls && idx < e.slab->nblocks &&
+                  atomic_load_explicit(&e.slab->state[idx], memory_order_relaxed) == MP_BLOCK_FREE,
+              "a cached block is a free block of its bin's class (cached blocks stay marked free)");
     /* Before the state store: a concurrent mp_pool_check sees the canary of
      * every block it sees live. */
     if (!fast && MP_UNLIKELY(pool->config.debug))
@@ -55,14 +57,14 @@ small_take(mp_pool *pool, mp_tcache *tc, mp_tcache_bin *bin, unsigned cls, size_
         ctr_add(&ctr->calloc_count, 1);
     tc->unpublished += (int64_t)size;
     if (MP_UNLIKELY(tc->unpublished >= MP_PUBLISH_BYTES))
-        tc_publish(pool, tc);
+        tc_publish(&pool->small, tc);
     return e.ptr;
 }
 
 /* Small request through this thread's cache, refilled when empty. */
 static inline __attribute__((always_inline)) void *small_alloc(mp_pool *pool, size_t size, int call) {
     unsigned cls = sc_of(size + pool_pad(pool)); /* debug: room for the canary */
-    mp_tcache *tc = tc_get(pool);
+    mp_tcache *tc = tc_get(&pool->small);
     if (MP_UNLIKELY(tc == NULL))
         return fail(pool, MP_ENOMEM);
     mp_tcache_bin *bin = &tc->bins[cls];
@@ -71,34 +73,11 @@ static inline __attribute__((always_inline)) void *small_alloc(mp_pool *pool, si
     return small_take(pool, tc, bin, cls, size, call, false);
 }
 
-/* Find the live small block at ptr in `slab`: its index and state, or an
- * error code (interior pointer, already free, wrong size). */
-static inline __attribute__((always_inline)) int
-small_locate_inline(mp_slab *slab, const void *ptr, size_t size, uint32_t *idx_out,
-                    uint32_t *state_out) {
-    uint64_t off = (uint64_t)((const char *)ptr - slab->start);
-    uint32_t idx = sc_index(off, slab->magic);
-    if ((uint64_t)idx * slab->block_size != off || idx >= slab->nblocks)
-        return MP_EINTERIOR;
-    uint32_t state = atomic_load_explicit(&slab->state[idx], memory_order_relaxed);
-    if (state == MP_BLOCK_FREE)
-        return MP_EDOUBLEFREE;
-    if (size && size != state)
-        return MP_ESIZE;
-    *idx_out = idx;
-    *state_out = state;
-    return MP_OK;
-}
-
-int small_locate(mp_slab *slab, const void *ptr, size_t size, uint32_t *idx_out,
-                 uint32_t *state_out) {
-    return small_locate_inline(slab, ptr, size, idx_out, state_out);
-}
-
 /* Put a block just marked free on a bin with room, and count it. */
 static inline __attribute__((always_inline)) void
 small_push(mp_pool *pool, mp_tcache *tc, mp_tcache_bin *bin, mp_slab *slab, void *ptr,
            unsigned cls, uint32_t state, int call) {
+    MP_ASSERT(bin->count < bin->cap, "a block is pushed on a bin with room");
     bin->entries[bin->count++] = (mp_tcache_entry){.ptr = ptr, .slab = slab};
     mp_counters *ctr = &tc->counters;
     ctr_add(&ctr->class_live_blocks[cls], -1);
@@ -107,14 +86,14 @@ small_push(mp_pool *pool, mp_tcache *tc, mp_tcache_bin *bin, mp_slab *slab, void
         ctr_add(&ctr->free_count, 1);
     tc->unpublished -= (int64_t)state;
     if (MP_UNLIKELY(tc->unpublished <= -MP_PUBLISH_BYTES))
-        tc_publish(pool, tc);
+        tc_publish(&pool->small, tc);
 }
 
 /* Free a small block into this thread's cache.  MP_OK, or in debug mode
  * MP_ECORRUPT when its canary was broken (the block is freed all the same). */
 static inline __attribute__((always_inline)) int small_free(mp_pool *pool, mp_slab *slab, void *ptr, size_t size, int call) {
     uint32_t idx, state;
-    int rc = small_locate_inline(slab, ptr, size, &idx, &state);
+    int rc = slab_locate(slab, ptr, size, &idx, &state);
     if (MP_UNLIKELY(rc != MP_OK))
         return pool_error(pool, rc);
     /* A plain store, not a compare-exchange: a locked instruction would cost
@@ -125,53 +104,31 @@ static inline __attribute__((always_inline)) int small_free(mp_pool *pool, mp_sl
     if (MP_UNLIKELY(pool->config.debug))
         rc = debug_small_freed(pool, slab, ptr, state);
     MP_POISON(ptr, slab->block_size);
-    mp_tcache *tc = tc_get(pool);
+    mp_tcache *tc = tc_get(&pool->small);
     unsigned cls = slab->cls;
     if (MP_UNLIKELY(tc == NULL)) {
         /* No cache could be made: hand the block straight to its slab, and
          * account it centrally. */
         mp_tcache_entry entry = {.ptr = ptr, .slab = slab};
-        slab_return(pool, cls, &entry, 1);
-        pthread_mutex_lock(&pool->lock);
-        ctr_add(&pool->central.class_live_blocks[cls], -1);
-        ctr_add(&pool->central.class_live_bytes[cls], -(int64_t)state);
+        mp_counters *central = &pool->small.central;
+        slab_return(&pool->small, cls, &entry, 1);
+        mutex_lock(&pool->lock);
+        ctr_add(&central->class_live_blocks[cls], -1);
+        ctr_add(&central->class_live_bytes[cls], -(int64_t)state);
         if (call != CALL_INTERNAL)
-            ctr_add(&pool->central.free_count, 1);
-        pthread_mutex_unlock(&pool->lock);
-        pool_note_live(pool, -(int64_t)state);
+            ctr_add(&central->free_count, 1);
+        mutex_unlock(&pool->lock);
+        acct_live(&pool->acct, -(int64_t)state);
         return rc;
     }
     mp_tcache_bin *bin = &tc->bins[cls];
     if (MP_UNLIKELY(bin->count == bin->cap))
-        tc_flush_bin(pool, tc, cls, bin->cap / 2);
+        tc_flush_bin(&pool->small, tc, cls, bin->cap / 2);
     small_push(pool, tc, bin, slab, ptr, cls, state, call);
     return rc;
 }
 
 /* ---- large blocks and direct mappings ---------------------------------- */
-
-/* The heap serving a request of `size` bytes. */
-mp_heap *heap_for(mp_pool *pool, size_t size) {
-    if (pool->use_huge_heap && size >= pool->config.huge_min)
-        return &pool->heaps[MP_HEAP_HUGE];
-    return &pool->heaps[MP_HEAP_PAGES];
-}
-
-/* Counters for a large or direct block turning live (delta > 0) or not. */
-void large_account(mp_pool *pool, int64_t requested, int64_t rounded, int call,
-                          mp_counter *kind_count) {
-    ctr_add(&pool->central.live_bytes, requested);
-    ctr_add(&pool->central.allocated_bytes, rounded);
-    if (call == CALL_INTERNAL)
-        return;
-    if (requested > 0 || rounded > 0) {
-        ctr_add(kind_count, 1);
-        if (call == CALL_CALLOC)
-            ctr_add(&pool->central.calloc_count, 1);
-    } else {
-        ctr_add(&pool->central.free_count, 1);
-    }
-}
 
 /* A block in a mapping of its own. */
 static void *direct_alloc(mp_pool *pool, size_t size, size_t align, int call) {
@@ -182,38 +139,37 @@ static void *direct_alloc(mp_pool *pool, size_t size, size_t align, int call) {
     mp_direct *d = calloc(1, sizeof *d);
     if (d == NULL)
         return fail(pool, MP_ENOMEM);
-    pthread_mutex_lock(&pool->lock);
-    if (pool->config.capacity && pool->reserved_bytes + bytes > pool->config.capacity) {
-        pthread_mutex_unlock(&pool->lock);
+    mp_acct *acct = &pool->acct;
+    mutex_lock(&pool->lock);
+    if (acct->capacity && acct->reserved + bytes > acct->capacity) {
+        mutex_unlock(&pool->lock);
         free(d);
         return fail(pool, MP_ENOMEM);
     }
-    char *base = os_reserve(pool, bytes, align > MP_CHUNK_SIZE ? align : MP_CHUNK_SIZE);
+    char *base = os_reserve(&acct->os, bytes, align > MP_CHUNK_SIZE ? align : MP_CHUNK_SIZE);
     if (base == NULL) {
-        pthread_mutex_unlock(&pool->lock);
+        mutex_unlock(&pool->lock);
         free(d);
         return fail(pool, MP_ENOMEM);
     }
-    d->region = (mp_region){.kind = MP_REGION_DIRECT, .pool = pool, .base = base, .size = bytes};
+    d->region = (mp_region){.kind = MP_REGION_DIRECT, .owner = acct, .base = base, .size = bytes};
     d->requested = size;
     if (map_insert(&d->region) != 0) {
-        os_release(pool, base, bytes);
-        pthread_mutex_unlock(&pool->lock);
+        os_release(&acct->os, base, bytes);
+        mutex_unlock(&pool->lock);
         free(d);
         return fail(pool, MP_ENOMEM);
     }
-    os_advise_huge(pool, base, bytes, pool->config.huge_pages != MP_HUGE_OFF);
-    d->next = pool->directs;
-    if (pool->directs)
-        pool->directs->prev = d;
-    pool->directs = d;
+    os_advise_huge(&acct->os, base, bytes, pool->config.huge_pages != MP_HUGE_OFF);
+    list_push_front(&pool->directs, &d->link);
     pool->direct_count++;
-    pool->reserved_bytes += bytes;
-    pool->metadata_bytes += sizeof *d;
-    pool_note_resident(pool, (int64_t)bytes);
-    large_account(pool, (int64_t)size, (int64_t)bytes, call, &pool->central.direct_alloc_count);
-    pool_note_live(pool, (int64_t)size);
-    pthread_mutex_unlock(&pool->lock);
+    acct->reserved += bytes;
+    acct->metadata += sizeof *d;
+    acct_resident(acct, (int64_t)bytes);
+    pool_account_large(pool, (int64_t)size, (int64_t)bytes, call,
+                       &pool->small.central.direct_alloc_count);
+    acct_live(acct, (int64_t)size);
+    mutex_unlock(&pool->lock);
     if (MP_UNLIKELY(pool->config.debug))
         debug_large_fresh(base, size, call);
     mp_asan_live(base, size, bytes);
@@ -221,32 +177,26 @@ static void *direct_alloc(mp_pool *pool, size_t size, size_t align, int call) {
 }
 
 /* Unmap a direct block.  Lock held on entry, released on return. */
-int direct_free_unlock(mp_pool *pool, mp_direct *d, int call) {
-    if (d->prev)
-        d->prev->next = d->next;
-    else
-        pool->directs = d->next;
-    if (d->next)
-        d->next->prev = d->prev;
+static void direct_free_unlock(mp_pool *pool, mp_direct *d, int call) {
+    mp_acct *acct = &pool->acct;
+    list_remove(&pool->directs, &d->link);
     pool->direct_count--;
-    pool->reserved_bytes -= d->region.size;
-    pool->metadata_bytes -= sizeof *d;
-    pool->resident_bytes -= d->region.size;
-    pool->released_bytes += d->region.size;
-    large_account(pool, -(int64_t)d->requested, -(int64_t)d->region.size, call,
-                  &pool->central.direct_alloc_count);
-    pool_note_live(pool, -(int64_t)d->requested);
-    pool_bury(pool, &d->region);
+    acct->reserved -= d->region.size;
+    acct->metadata -= sizeof *d;
+    acct_released(acct, d->region.size);
+    pool_account_large(pool, -(int64_t)d->requested, -(int64_t)d->region.size, call,
+                       &pool->small.central.direct_alloc_count);
+    acct_live(acct, -(int64_t)d->requested);
+    map_bury(&pool->graves, &d->region);
     map_remove(&d->region);
-    os_release(pool, d->region.base, d->region.size);
-    pthread_mutex_unlock(&pool->lock);
+    os_release(&acct->os, d->region.base, d->region.size);
+    mutex_unlock(&pool->lock);
     free(d);
-    return MP_OK;
 }
 
 /* A block from the page or huge heap (or a direct mapping when too big). */
 static MP_COLD void *large_alloc(mp_pool *pool, size_t size, size_t align, int call) {
-    mp_heap *heap = heap_for(pool, size);
+    mp_heap *heap = pool_heap_for(pool, size);
     size_t granule = (size_t)1 << heap->granule_shift;
     size_t want = size + pool_pad(pool); /* size <= MP_MAX_REQUEST: no overflow */
     size_t need = MP_ALIGN_UP(want ? want : 1, granule);
@@ -254,17 +204,18 @@ static MP_COLD void *large_alloc(mp_pool *pool, size_t size, size_t align, int c
         return direct_alloc(pool, size, align, call);
     size_t npages = need >> heap->granule_shift;
     size_t align_pages = align > granule ? align >> heap->granule_shift : 1;
-    pthread_mutex_lock(&pool->lock);
+    mutex_lock(&pool->lock);
     uint32_t clean;
-    mp_span *span = heap_alloc(heap, npages, align_pages, &clean);
+    mp_span *span = decay_alloc(heap, npages, align_pages, &clean);
     if (span == NULL) {
-        pthread_mutex_unlock(&pool->lock);
+        mutex_unlock(&pool->lock);
         return fail(pool, MP_ENOMEM);
     }
     span->requested = size;
-    large_account(pool, (int64_t)size, (int64_t)need, call, &pool->central.large_alloc_count);
-    pool_note_live(pool, (int64_t)size);
-    pthread_mutex_unlock(&pool->lock);
+    pool_account_large(pool, (int64_t)size, (int64_t)need, call,
+                       &pool->small.central.large_alloc_count);
+    acct_live(&pool->acct, (int64_t)size);
+    mutex_unlock(&pool->lock);
     char *ptr = span_addr(span);
     mp_asan_live(ptr, size, need);
     /* Clean granules are fresh or purged pages: the kernel zeroes them. */
@@ -275,30 +226,6 @@ static MP_COLD void *large_alloc(mp_pool *pool, size_t size, size_t align, int c
         mp_asan_live(ptr, size, need);
     }
     return ptr;
-}
-
-/* The live large block starting at ptr, or an error code.  Lock held. */
-int large_locate(mp_arena *arena, const void *ptr, size_t size, mp_span **out) {
-    mp_heap *heap = arena->heap;
-    uint64_t off = (uint64_t)((const char *)ptr - arena->region.base);
-    uint32_t page = (uint32_t)(off >> heap->granule_shift);
-    mp_span *span = &arena->spans[page];
-    if (span->kind == MP_SPAN_LARGE && span_addr(span) == ptr) {
-        if (span->movable) /* a buffer's bytes: only mp_buffer_destroy frees them */
-            return MP_EINVAL;
-        if (size && size != span->requested)
-            return MP_ESIZE;
-        *out = span;
-        return MP_OK;
-    }
-    /* Error path: find the span that contains ptr to say why it is wrong. */
-    uint32_t p = 0;
-    while (p < arena->npages && arena->spans[p].npages != 0 &&
-           p + arena->spans[p].npages <= page)
-        p += arena->spans[p].npages;
-    if (p < arena->npages && arena->spans[p].kind == MP_SPAN_FREE)
-        return MP_EDOUBLEFREE;
-    return MP_EINTERIOR;
 }
 
 /* ---- public allocation API --------------------------------------------- */
@@ -315,7 +242,8 @@ alloc_inline(mp_pool *pool, size_t size, size_t align, int call) {
     return large_alloc(pool, size, align, call);
 }
 
-void *alloc_routed(mp_pool *pool, size_t size, size_t align, int call) {
+/* Any request, routed (realloc's moves use it with CALL_INTERNAL). */
+void *alloc_any(mp_pool *pool, size_t size, size_t align, int call) {
     return alloc_inline(pool, size, align, call);
 }
 
@@ -333,7 +261,7 @@ void *mp_alloc(mp_pool *pool, size_t size) {
     /* size - 1: a request of 0 bytes takes the full path (debug mode's
      * fast_small_max is 0, and its canary needs room even then). */
     if (MP_LIKELY(pool != NULL && size - 1 < pool->fast_small_max)) {
-        mp_tcache *tc = tc_peek(pool);
+        mp_tcache *tc = tc_peek(&pool->small);
         if (MP_LIKELY(tc != NULL)) {
             unsigned cls = sc_of(size);
             mp_tcache_bin *bin = &tc->bins[cls];
@@ -349,7 +277,7 @@ void *mp_alloc_aligned(mp_pool *pool, size_t size, size_t align) {
         return fail(NULL, MP_EINVAL);
     if (align == 0 || (align & (align - 1)) || align > ((size_t)1 << 30))
         return fail(pool, MP_EALIGN);
-    return alloc_routed(pool, size, align < MP_MIN_ALIGN ? MP_MIN_ALIGN : align, CALL_ALLOC);
+    return alloc_any(pool, size, align < MP_MIN_ALIGN ? MP_MIN_ALIGN : align, CALL_ALLOC);
 }
 
 void *mp_calloc(mp_pool *pool, size_t count, size_t size) {
@@ -358,59 +286,41 @@ void *mp_calloc(mp_pool *pool, size_t count, size_t size) {
     size_t total;
     if (__builtin_mul_overflow(count, size, &total))
         return fail(pool, MP_EOVERFLOW);
-    void *ptr = alloc_routed(pool, total, MP_MIN_ALIGN, CALL_CALLOC);
+    void *ptr = alloc_any(pool, total, MP_MIN_ALIGN, CALL_CALLOC);
     if (ptr && total <= pool_small_limit(pool))
         memset(ptr, 0, total);
     return ptr;
-}
-
-/* Remember a region about to be unmapped.  Lock held. */
-void pool_bury(mp_pool *pool, const mp_region *region) {
-    pool->graves[pool->grave_next].base = (uintptr_t)region->base;
-    pool->graves[pool->grave_next].size = region->size;
-    pool->grave_next = (pool->grave_next + 1) % MP_GRAVES;
-}
-
-/* Error code for a pointer no live region of the pool holds: a double free
- * when it lies in memory the pool gave back recently, else foreign. */
-int foreign_or_freed(mp_pool *pool, const void *ptr) {
-    int code = MP_EFOREIGN;
-    pthread_mutex_lock(&pool->lock);
-    for (unsigned i = 0; i < MP_GRAVES; i++)
-        if ((uintptr_t)ptr - pool->graves[i].base < pool->graves[i].size)
-            code = MP_EDOUBLEFREE;
-    pthread_mutex_unlock(&pool->lock);
-    return code;
 }
 
 /* Free a block that is not in a slab (large span or direct mapping). */
 static MP_COLD int free_large(mp_pool *pool, mp_region *region, void *ptr, size_t size, int call) {
     if (region->kind == MP_REGION_ARENA) {
         mp_arena *arena = (mp_arena *)region;
-        pthread_mutex_lock(&pool->lock);
+        mutex_lock(&pool->lock);
         mp_span *span;
-        int rc = large_locate(arena, ptr, size, &span);
+        int rc = resolve_large(arena, ptr, size, &span);
         if (rc != MP_OK) {
-            pthread_mutex_unlock(&pool->lock);
+            mutex_unlock(&pool->lock);
             return pool_error(pool, rc);
         }
         int result = MP_OK;
         if (MP_UNLIKELY(pool->config.debug))
             result = debug_large_freed(pool, ptr, span->requested, span_bytes(span), -1);
         MP_POISON(ptr, span_bytes(span)); /* before the heap may hand it out */
-        large_account(pool, -(int64_t)span->requested, -(int64_t)span_bytes(span), call,
-                      &pool->central.large_alloc_count);
-        pool_note_live(pool, -(int64_t)span->requested);
+        pool_account_large(pool, -(int64_t)span->requested, -(int64_t)span_bytes(span), call,
+                           &pool->small.central.large_alloc_count);
+        acct_live(&pool->acct, -(int64_t)span->requested);
         heap_free(arena->heap, span, os_now_ms());
-        after_free_locked(pool);
-        pthread_mutex_unlock(&pool->lock);
+        purge_after_free(pool);
+        mutex_unlock(&pool->lock);
         return result;
     }
     mp_direct *d = (mp_direct *)region;
-    pthread_mutex_lock(&pool->lock);
-    if (ptr != d->region.base || (size && size != d->requested)) {
-        pthread_mutex_unlock(&pool->lock);
-        return pool_error(pool, ptr != d->region.base ? MP_EINTERIOR : MP_ESIZE);
+    mutex_lock(&pool->lock);
+    int rc = resolve_direct(d, ptr, size);
+    if (rc != MP_OK) {
+        mutex_unlock(&pool->lock);
+        return pool_error(pool, rc);
     }
     int result = MP_OK;
     if (MP_UNLIKELY(pool->config.debug))
@@ -423,20 +333,17 @@ static MP_COLD int free_large(mp_pool *pool, mp_region *region, void *ptr, size_
  * slab case is inlined since it is every small free. */
 static inline __attribute__((always_inline)) int
 free_inline(mp_pool *pool, void *ptr, size_t size, int call) {
-    mp_region *region = map_lookup(ptr);
-    if (MP_UNLIKELY(region == NULL || region->pool != pool))
-        return pool_error(pool, foreign_or_freed(pool, ptr));
-    if (MP_LIKELY(region->kind == MP_REGION_ARENA)) {
-        uint64_t off = (uint64_t)((char *)ptr - region->base);
-        mp_span *at = &((mp_arena *)region)->spans[off >> region->granule_shift];
-        mp_slab *slab = atomic_load_explicit(&at->slab, memory_order_acquire);
-        if (MP_LIKELY(slab != NULL))
-            return small_free(pool, slab, ptr, size, call);
-    }
+    mp_region *region;
+    mp_slab *slab;
+    if (MP_UNLIKELY(resolve_region(pool, ptr, &region, &slab) != MP_OK))
+        return pool_error(pool, resolve_foreign(pool, ptr));
+    if (MP_LIKELY(slab != NULL))
+        return small_free(pool, slab, ptr, size, call);
     return free_large(pool, region, ptr, size, call);
 }
 
-int free_routed(mp_pool *pool, void *ptr, size_t size, int call) {
+/* Any free, with the call kind that says which counters it feeds. */
+int alloc_free(mp_pool *pool, void *ptr, size_t size, int call) {
     return free_inline(pool, ptr, size, call);
 }
 
@@ -456,16 +363,13 @@ static __attribute__((noinline)) int free_full(mp_pool *pool, void *ptr, size_t 
  * written before every check has passed. */
 int mp_free(mp_pool *pool, void *ptr, size_t size) {
     if (MP_LIKELY(pool != NULL && pool->fast_small_max != 0)) {
-        mp_region *region = map_lookup(ptr); /* NULL for ptr == NULL */
-        mp_tcache *tc = tc_peek(pool);
-        if (MP_LIKELY(region != NULL && region->pool == pool &&
-                      region->kind == MP_REGION_ARENA && tc != NULL)) {
-            uint64_t off = (uint64_t)((char *)ptr - region->base);
-            mp_span *at = &((mp_arena *)region)->spans[off >> region->granule_shift];
-            mp_slab *slab = atomic_load_explicit(&at->slab, memory_order_acquire);
+        mp_region *region;
+        mp_slab *slab;
+        mp_tcache *tc = tc_peek(&pool->small);
+        if (MP_LIKELY(tc != NULL && resolve_region(pool, ptr, &region, &slab) == MP_OK)) {
             uint32_t idx, state;
             if (MP_LIKELY(slab != NULL) &&
-                MP_LIKELY(small_locate_inline(slab, ptr, size, &idx, &state) == MP_OK)) {
+                MP_LIKELY(slab_locate(slab, ptr, size, &idx, &state) == MP_OK)) {
                 unsigned cls = slab->cls;
                 mp_tcache_bin *bin = &tc->bins[cls];
                 if (MP_LIKELY(bin->count != bin->cap)) {

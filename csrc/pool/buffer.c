@@ -15,8 +15,7 @@
  * is reused.  Buffers take whole pages of the page heap and their spans are
  * marked movable: mp_free/mp_realloc refuse their addresses.
  */
-#include "internal.h"
-#include "sanitize.h"
+#include "pool.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -48,7 +47,7 @@ static mp_buffer_slot *slot_take(mp_pool *pool) {
         mp_buffer_slot *slots = realloc(table->slots, (size_t)cap * sizeof *slots);
         if (slots == NULL)
             return NULL;
-        pool->metadata_bytes += (size_t)(cap - table->cap) * sizeof *slots;
+        pool->acct.metadata += (size_t)(cap - table->cap) * sizeof *slots;
         table->slots = slots;
         table->cap = cap;
     }
@@ -73,16 +72,16 @@ int mp_buffer_create(mp_pool *pool, size_t nbytes, mp_buffer *out) {
     mp_heap *heap = &pool->heaps[MP_HEAP_PAGES];
     size_t granule = (size_t)1 << heap->granule_shift;
     size_t need = MP_ALIGN_UP(nbytes ? nbytes : 1, granule);
-    pthread_mutex_lock(&pool->lock);
+    mutex_lock(&pool->lock);
     mp_buffer_slot *slot = slot_take(pool);
     uint32_t clean;
-    mp_span *span = slot ? heap_alloc(heap, need >> heap->granule_shift, 1, &clean) : NULL;
+    mp_span *span = slot ? decay_alloc(heap, need >> heap->granule_shift, 1, &clean) : NULL;
     if (span == NULL) {
         if (slot) { /* give the slot back untouched */
             slot->next_free = pool->buffers.free_head;
             pool->buffers.free_head = (uint32_t)(slot - pool->buffers.slots + 1);
         }
-        pthread_mutex_unlock(&pool->lock);
+        mutex_unlock(&pool->lock);
         return pool_error(pool, MP_ENOMEM);
     }
     span->requested = nbytes;
@@ -92,78 +91,78 @@ int mp_buffer_create(mp_pool *pool, size_t nbytes, mp_buffer *out) {
     slot->nbytes = nbytes;
     slot->pins = 0;
     slot->generation |= 1;
-    large_account(pool, (int64_t)nbytes, (int64_t)need, CALL_ALLOC, &pool->central.large_alloc_count);
-    pool_note_live(pool, (int64_t)nbytes);
+    pool_account_large(pool, (int64_t)nbytes, (int64_t)need, CALL_ALLOC, &pool->small.central.large_alloc_count);
+    acct_live(&pool->acct, (int64_t)nbytes);
     pool->buffers.live++;
     pool->buffers.bytes += nbytes;
     *out = handle_of(pool, slot);
-    pthread_mutex_unlock(&pool->lock);
+    mutex_unlock(&pool->lock);
     return MP_OK;
 }
 
 int mp_buffer_destroy(mp_pool *pool, mp_buffer buffer) {
     if (pool == NULL)
         return pool_error(pool, MP_EINVAL);
-    pthread_mutex_lock(&pool->lock);
+    mutex_lock(&pool->lock);
     mp_buffer_slot *slot = slot_of(pool, buffer);
     if (slot == NULL || slot->pins) {
-        pthread_mutex_unlock(&pool->lock);
+        mutex_unlock(&pool->lock);
         return pool_error(pool, slot ? MP_EBUSY : MP_EINVAL);
     }
     mp_span *span = slot->span;
     mp_heap *heap = span->arena->heap;
     span->movable = 0;
     MP_POISON(span_addr(span), span_bytes(span));
-    large_account(pool, -(int64_t)slot->nbytes, -(int64_t)span_bytes(span), CALL_ALLOC,
-                  &pool->central.large_alloc_count);
-    pool_note_live(pool, -(int64_t)slot->nbytes);
+    pool_account_large(pool, -(int64_t)slot->nbytes, -(int64_t)span_bytes(span), CALL_ALLOC,
+                  &pool->small.central.large_alloc_count);
+    acct_live(&pool->acct, -(int64_t)slot->nbytes);
     heap_free(heap, span, os_now_ms());
-    after_free_locked(pool);
+    purge_after_free(pool);
     pool->buffers.live--;
     pool->buffers.bytes -= slot->nbytes;
     slot->span = NULL;
     slot->generation++; /* even: free; the old handle no longer matches */
     slot->next_free = pool->buffers.free_head;
     pool->buffers.free_head = (uint32_t)(slot - pool->buffers.slots + 1);
-    pthread_mutex_unlock(&pool->lock);
+    mutex_unlock(&pool->lock);
     return MP_OK;
 }
 
 int mp_buffer_pin(mp_pool *pool, mp_buffer buffer, void **out) {
     if (pool == NULL || out == NULL)
         return pool_error(pool, MP_EINVAL);
-    pthread_mutex_lock(&pool->lock);
+    mutex_lock(&pool->lock);
     mp_buffer_slot *slot = slot_of(pool, buffer);
     if (slot == NULL || slot->pins == UINT32_MAX) {
-        pthread_mutex_unlock(&pool->lock);
+        mutex_unlock(&pool->lock);
         return pool_error(pool, MP_EINVAL);
     }
     if (slot->pins++ == 0)
         pool->buffers.pinned++;
     *out = span_addr(slot->span);
-    pthread_mutex_unlock(&pool->lock);
+    mutex_unlock(&pool->lock);
     return MP_OK;
 }
 
 int mp_buffer_unpin(mp_pool *pool, mp_buffer buffer) {
     if (pool == NULL)
         return pool_error(pool, MP_EINVAL);
-    pthread_mutex_lock(&pool->lock);
+    mutex_lock(&pool->lock);
     mp_buffer_slot *slot = slot_of(pool, buffer);
     if (slot == NULL || slot->pins == 0) {
-        pthread_mutex_unlock(&pool->lock);
+        mutex_unlock(&pool->lock);
         return pool_error(pool, MP_EINVAL);
     }
     if (--slot->pins == 0)
         pool->buffers.pinned--;
-    pthread_mutex_unlock(&pool->lock);
+    mutex_unlock(&pool->lock);
     return MP_OK;
 }
 
 int mp_buffer_info(mp_pool *pool, mp_buffer buffer, size_t *out_nbytes, uint32_t *out_pins) {
     if (pool == NULL)
         return pool_error(pool, MP_EINVAL);
-    pthread_mutex_lock(&pool->lock);
+    mutex_lock(&pool->lock);
     mp_buffer_slot *slot = slot_of(pool, buffer);
     if (slot) {
         if (out_nbytes)
@@ -171,7 +170,7 @@ int mp_buffer_info(mp_pool *pool, mp_buffer buffer, size_t *out_nbytes, uint32_t
         if (out_pins)
             *out_pins = slot->pins;
     }
-    pthread_mutex_unlock(&pool->lock);
+    mutex_unlock(&pool->lock);
     return slot ? MP_OK : pool_error(pool, MP_EINVAL);
 }
 
@@ -252,7 +251,7 @@ int mp_defragment(mp_pool *pool, mp_defrag_result *out) {
     if (pool == NULL)
         return pool_error(pool, MP_EINVAL);
     mp_defrag_result result = {0};
-    pthread_mutex_lock(&pool->lock);
+    mutex_lock(&pool->lock);
     mp_buffer_table *table = &pool->buffers;
     mp_buffer_slot **order = NULL;
     bool *was_moved = NULL;
@@ -260,7 +259,7 @@ int mp_defragment(mp_pool *pool, mp_defrag_result *out) {
         order = malloc(table->live * sizeof *order);
         was_moved = calloc(table->count, sizeof *was_moved);
         if (order == NULL || was_moved == NULL) {
-            pthread_mutex_unlock(&pool->lock);
+            mutex_unlock(&pool->lock);
             free(order);
             free(was_moved);
             return pool_error(pool, MP_ENOMEM);
@@ -287,7 +286,7 @@ int mp_defragment(mp_pool *pool, mp_defrag_result *out) {
     free(was_moved);
     table->defrag_count++;
     table->defrag_moved_bytes += result.moved_bytes;
-    pthread_mutex_unlock(&pool->lock);
+    mutex_unlock(&pool->lock);
     /* The holes are now long runs at the top: give every free page back. */
     result.released_bytes = mp_trim(pool);
     if (out)
@@ -297,14 +296,14 @@ int mp_defragment(mp_pool *pool, mp_defrag_result *out) {
 
 /* Free the handle table at pool teardown (the buffers' memory goes with the
  * arenas). */
-void buffers_destroy(mp_pool *pool) {
+void buffer_table_destroy(mp_pool *pool) {
     free(pool->buffers.slots);
     pool->buffers = (mp_buffer_table){0};
 }
 
 /* Count broken invariants of the buffer table: every live slot owns a live
  * movable span of its size, and the counters match.  Lock held. */
-size_t buffers_check(const mp_pool *pool) {
+size_t buffer_check(const mp_pool *pool) {
     const mp_buffer_table *table = &pool->buffers;
     size_t bad = 0;
     uint64_t live = 0, bytes = 0, pinned = 0;

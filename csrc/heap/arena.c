@@ -1,0 +1,97 @@
+/*
+ * arena.c - address space reserved in 2 MiB-aligned chunks, used lazily.
+ *
+ * An arena is one reservation plus the bookkeeping kept outside it: a span
+ * descriptor per granule and a bit per granule saying whether it may be
+ * resident ("dirty").  The bits make the resident estimate exact up to what
+ * the program touched: a granule turns dirty when it is handed out and clean
+ * when the pool purges it.  An arena knows no heap: heap.c adds it to one.
+ */
+#include "heap.h"
+
+#include <stdlib.h>
+
+/* Bytes of bookkeeping for an arena of `npages` granules. */
+static size_t arena_metadata_size(uint32_t npages, size_t *bits_words) {
+    *bits_words = ((size_t)npages + 63) / 64;
+    return sizeof(mp_arena) + (size_t)npages * sizeof(mp_span) + *bits_words * 8;
+}
+
+/* Reserve a new arena of `arena_bytes` (more when `min_granules` needs it)
+ * within the owner's capacity; NULL (and nothing changed) when the capacity
+ * or the OS says no.  The caller adds it to a heap. */
+mp_arena *arena_create(mp_acct *acct, unsigned granule_shift, int huge_advice,
+                       size_t arena_bytes, size_t min_granules) {
+    size_t need = MP_ALIGN_UP(min_granules << granule_shift, MP_CHUNK_SIZE);
+    size_t size = arena_bytes > need ? arena_bytes : need;
+    if (acct->capacity) {
+        size_t room = acct->capacity > acct->reserved ? acct->capacity - acct->reserved : 0;
+        room &= ~(MP_CHUNK_SIZE - 1);
+        if (room < need)
+            return NULL;
+        if (size > room)
+            size = room;
+    }
+    size_t npages = size >> granule_shift;
+    if (npages > UINT32_MAX)
+        return NULL;
+    size_t bits_words;
+    size_t meta = arena_metadata_size((uint32_t)npages, &bits_words);
+    /* calloc of this size is an untouched zero mapping: the descriptors cost
+     * memory only for the granules that become span heads. */
+    mp_arena *arena = calloc(1, meta);
+    if (arena == NULL)
+        return NULL;
+    char *base = os_reserve(&acct->os, size, MP_CHUNK_SIZE);
+    if (base == NULL) {
+        free(arena);
+        return NULL;
+    }
+    arena->region = (mp_region){.kind = MP_REGION_ARENA, .granule_shift = granule_shift,
+                                .owner = acct, .base = base, .size = size};
+    arena->npages = (uint32_t)npages;
+    arena->spans = (mp_span *)(arena + 1);
+    arena->dirty_bits = (uint64_t *)(arena->spans + npages);
+    arena->metadata_bytes = meta;
+    if (map_insert(&arena->region) != 0) {
+        os_release(&acct->os, base, size);
+        free(arena);
+        return NULL;
+    }
+    os_advise_huge(&acct->os, base, size, huge_advice);
+    acct->reserved += size;
+    acct->metadata += meta;
+    return arena;
+}
+
+/* Unmap an arena and drop its bookkeeping; its heap has already unlinked it
+ * and its pages are no longer counted as resident.  Its range goes to the
+ * graves, so a late free into it reads as a double free. */
+void arena_destroy(mp_arena *arena, mp_acct *acct, map_graves *graves) {
+    map_bury(graves, &arena->region);
+    map_remove(&arena->region);
+    os_release(&acct->os, arena->region.base, arena->region.size);
+    acct->reserved -= arena->region.size;
+    acct->metadata -= arena->metadata_bytes;
+    free(arena);
+}
+
+/* Mark granules as handed out; return how many were clean (new resident). */
+uint32_t arena_mark_dirty(mp_arena *arena, uint32_t page, uint32_t n) {
+    MP_ASSERT((uint64_t)page + n <= arena->npages, "dirty bits stay inside the arena");
+    uint32_t fresh = bits_set(arena->dirty_bits, page, n);
+    arena->dirty_count += fresh;
+    return fresh;
+}
+
+/* Number of dirty granules in [page, page+n). */
+uint32_t arena_count_dirty(const mp_arena *arena, uint32_t page, uint32_t n) {
+    MP_ASSERT((uint64_t)page + n <= arena->npages, "dirty bits stay inside the arena");
+    return bits_count(arena->dirty_bits, page, n);
+}
+
+/* Mark granules as given back (after the purge itself). */
+void arena_clear_dirty(mp_arena *arena, uint32_t page, uint32_t n) {
+    MP_ASSERT((uint64_t)page + n <= arena->npages, "dirty bits stay inside the arena");
+    arena->dirty_count -= bits_clear(arena->dirty_bits, page, n);
+}

@@ -1,0 +1,215 @@
+/*
+ * pool.c - a pool's lifetime: configuration, creation and destruction, its
+ * error counters and large-block accounting, and the fork protocol.  The
+ * allocation paths are the front layer's (front/); the purger is purge.c.
+ */
+#include "pool.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+static MP_TLS int tls_last_error;
+
+int mp_last_error(void) { return tls_last_error; }
+
+/* Count an error against the pool and remember it for mp_last_error. */
+MP_COLD int pool_error(const mp_pool *pool, int code) {
+    if (pool && code < 0 && -code < MP_ERROR_COUNT)
+        atomic_fetch_add_explicit(&((mp_pool *)pool)->errors[-code], 1, memory_order_relaxed);
+    tls_last_error = code;
+    return code;
+}
+
+/* ---- configuration and lifetime -------------------------------------- */
+
+void mp_config_default(mp_config *config) {
+    *config = (mp_config){
+        .capacity = 0,
+        .small_max = 32768,
+        .arena_bytes = (size_t)256 << 20,
+        .huge_min = (size_t)4 << 20, /* numpy's own huge-page threshold */
+        .decay_ms = 1000,
+        .huge_pages = MP_HUGE_AUTO,
+        .background_purge = 1,
+        .debug = 0,
+        .retain_arenas = 1,
+    };
+}
+
+/* Check and normalise a config; MP_EINVAL when it cannot work. */
+static int config_normalise(mp_config *c) {
+    if (c->small_max < MP_MIN_ALIGN || c->small_max > MP_SMALL_MAX_LIMIT)
+        return MP_EINVAL;
+    if (c->huge_pages < MP_HUGE_OFF || c->huge_pages > MP_HUGE_AUTO)
+        return MP_EINVAL;
+    if (c->arena_bytes < MP_CHUNK_SIZE || c->arena_bytes > ((size_t)1 << 40))
+        return MP_EINVAL;
+    c->arena_bytes = MP_ALIGN_UP(c->arena_bytes, MP_CHUNK_SIZE);
+    if (c->huge_min <= c->small_max)
+        c->huge_min = c->small_max + 1;
+    if (c->capacity && c->capacity < MP_CHUNK_SIZE)
+        return MP_EINVAL;
+    return MP_OK;
+}
+
+/* ---- locks and fork ------------------------------------------------------ */
+
+/* Take every lock of the pool in rank order (fork prepare, the checker). */
+void pool_lock_all(mp_pool *pool) {
+    slab_lock_all(&pool->small);
+    mutex_lock(&pool->lock);
+}
+
+/* Release what pool_lock_all took. */
+void pool_unlock_all(mp_pool *pool) {
+    mutex_unlock(&pool->lock);
+    slab_unlock_all(&pool->small);
+}
+
+/* The pool a registered small-block state belongs to. */
+static mp_pool *pool_of(mp_small *s) { return MP_CONTAINER(s, mp_pool, small); }
+
+/* Before fork: take every lock in rank order (registry, each pool's class
+ * locks and lock, the map), so the child starts with no lock held by a
+ * thread that does not exist there. */
+static void atfork_prepare(void) {
+    tc_registry_lock();
+    for (mp_small *s = tc_registry_next(NULL); s; s = tc_registry_next(s))
+        pool_lock_all(pool_of(s));
+    map_prefork();
+}
+
+/* After fork, in the parent: release what prepare took. */
+static void atfork_parent(void) {
+    map_postfork_parent();
+    for (mp_small *s = tc_registry_next(NULL); s; s = tc_registry_next(s))
+        pool_unlock_all(pool_of(s));
+    tc_registry_unlock();
+}
+
+/* After fork, in the child: every lock made anew, no purger thread (it did
+ * not survive), and the blocks cached by threads that did not survive the
+ * fork go back to their slabs (tc_reclaim_foreign). */
+static void atfork_child(void) {
+    map_postfork_child();
+    tc_registry_reinit();
+    mutex_forget_all();
+    for (mp_small *s = tc_registry_next(NULL); s; s = tc_registry_next(s)) {
+        mp_pool *pool = pool_of(s);
+        slab_reinit_locks(s);
+        mutex_init(&pool->lock, MP_RANK_POOL, 0);
+        purge_reinit(pool);
+        debug_reinit_lock(pool);
+    }
+    for (mp_small *s = tc_registry_next(NULL); s; s = tc_registry_next(s))
+        tc_reclaim_foreign(s);
+}
+
+static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
+
+/* Install the fork handlers once per process. */
+static void atfork_install(void) { pthread_atfork(atfork_prepare, atfork_parent, atfork_child); }
+
+/* ---- large-block accounting --------------------------------------------- */
+
+/* The heap serving a request of `size` bytes. */
+mp_heap *pool_heap_for(mp_pool *pool, size_t size) {
+    if (pool->use_huge_heap && size >= pool->config.huge_min)
+        return &pool->heaps[MP_HEAP_HUGE];
+    return &pool->heaps[MP_HEAP_PAGES];
+}
+
+/* Counters for a large or direct block turning live (delta > 0) or not.
+ * Lock held. */
+void pool_account_large(mp_pool *pool, int64_t requested, int64_t rounded, int call,
+                        mp_counter *kind_count) {
+    mp_counters *central = &pool->small.central;
+    ctr_add(&central->live_bytes, requested);
+    ctr_add(&central->allocated_bytes, rounded);
+    if (call == CALL_INTERNAL)
+        return;
+    if (requested > 0 || rounded > 0) {
+        ctr_add(kind_count, 1);
+        if (call == CALL_CALLOC)
+            ctr_add(&central->calloc_count, 1);
+    } else {
+        ctr_add(&central->free_count, 1);
+    }
+}
+
+/* ---- lifetime --------------------------------------------------------------- */
+
+int mp_pool_create(const mp_config *config, mp_pool **out) {
+    if (out == NULL)
+        return pool_error(NULL, MP_EINVAL);
+    mp_config c;
+    if (config)
+        c = *config;
+    else
+        mp_config_default(&c);
+    int rc = config_normalise(&c);
+    if (rc != MP_OK)
+        return pool_error(NULL, rc);
+    mp_pool *pool = calloc(1, sizeof *pool);
+    if (pool == NULL)
+        return pool_error(NULL, MP_ENOMEM);
+    pool->config = c;
+    pool->acct.capacity = c.capacity;
+    if (debug_init(pool) != MP_OK) {
+        free(pool);
+        return pool_error(NULL, MP_ENOMEM);
+    }
+    /* Under a tight capacity one heap serves every large block: a second
+     * heap's arena would take address space the first one may need. */
+    pool->use_huge_heap = c.huge_pages != MP_HUGE_OFF &&
+                          (c.capacity == 0 || c.capacity / 4 >= c.arena_bytes);
+    mutex_init(&pool->lock, MP_RANK_POOL, 0);
+    purge_init(pool); /* installs acct.on_dirty: the purger acts on reports */
+    heap_init(&pool->heaps[MP_HEAP_PAGES], &pool->acct, &pool->graves, MP_PAGE_SHIFT,
+              c.huge_pages == MP_HUGE_ON, c.arena_bytes, c.retain_arenas);
+    heap_init(&pool->heaps[MP_HEAP_HUGE], &pool->acct, &pool->graves, MP_HUGE_SHIFT,
+              c.huge_pages != MP_HUGE_OFF, c.arena_bytes, c.retain_arenas);
+    pool->heaps[MP_HEAP_PAGES].lowest_first = true; /* see heap.c's lru_find */
+    mp_small *s = &pool->small;
+    s->acct = &pool->acct;
+    s->pages = &pool->heaps[MP_HEAP_PAGES];
+    s->heap_lock = &pool->lock;
+    s->debug = pool->config.debug;
+    s->decay_ms = pool->config.decay_ms;
+    slab_classes_init(s, pool->config.small_max);
+    pool->fast_small_max = pool->config.debug ? 0 : pool_small_limit(pool);
+    pool->acct.metadata += sizeof *pool; /* debug_init counted its ring */
+    pthread_once(&atfork_once, atfork_install);
+    tc_registry_add(s);
+    *out = pool;
+    return MP_OK;
+}
+
+void mp_pool_destroy(mp_pool *pool) {
+    if (pool == NULL)
+        return;
+    tc_registry_remove(&pool->small); /* exiting threads no longer flush into it */
+    purge_stop(pool);
+    tc_release_all(&pool->small);
+    buffer_table_destroy(pool);
+    slab_classes_destroy(&pool->small);
+    for (int h = 0; h < MP_HEAP_COUNT; h++)
+        heap_destroy(&pool->heaps[h]);
+    mp_link *l;
+    while ((l = pool->directs.head) != NULL) {
+        mp_direct *d = LIST_ENTRY(l, mp_direct, link);
+        list_remove(&pool->directs, l);
+        map_remove(&d->region);
+        os_release(&pool->acct.os, d->region.base, d->region.size);
+        free(d);
+    }
+    mutex_destroy(&pool->lock);
+    debug_destroy(pool);
+    free(pool);
+}
+
+void mp_pool_config(const mp_pool *pool, mp_config *out) {
+    if (pool && out)
+        *out = pool->config;
+}
+

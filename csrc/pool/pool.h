@@ -1,0 +1,120 @@
+/*
+ * pool.h - the pool layer: struct mp_pool and what acts on a whole pool.
+ *
+ *   pool.c    creation, configuration, destruction, the error counters,
+ *             large-block accounting, and the fork protocol: prepare takes
+ *             every lock in rank order through each layer's hook, the child
+ *             re-makes them and repairs the caches of vanished threads
+ *   purge.c   the background purger (acts on the layers' "dirty memory
+ *             appeared" reports), mp_purge_aged, mp_trim
+ *   stats.c   mp_stats_get
+ *   check.c   mp_pool_check: every invariant, counted and named
+ *   debug.c   debug mode: canaries, fill patterns, corruption reports
+ *   buffer.c  movable buffers and their compaction (mp_defragment)
+ *
+ * Lock order (ranks, base.h): registry -> class[i] (ascending i) -> pool ->
+ * debug ring -> map.  Checked builds abort on a lock taken out of order.
+ */
+#ifndef MEMPOOL_POOL_H
+#define MEMPOOL_POOL_H
+
+#include "../small/small.h"
+
+/* A block bigger than an arena: one mapping, one block, grown by mremap. */
+typedef struct mp_direct {
+    mp_region region;
+    mp_link link; /* the pool's list of direct blocks */
+    size_t requested;
+} mp_direct;
+
+/* ---- movable buffers -------------------------------------------------- */
+/* One slot of the pool's buffer table.  A handle is (generation << 32) |
+ * (index + 1); a slot's generation changes when it is freed, so an old handle
+ * never names the slot's next buffer. */
+typedef struct mp_buffer_slot {
+    mp_span *span;      /* the heap span holding the bytes (live slots) */
+    uint64_t nbytes;
+    uint32_t pins;
+    uint32_t generation; /* odd: live, even: free */
+    uint32_t next_free;  /* free slots form a list (index + 1, 0 = end) */
+} mp_buffer_slot;
+
+typedef struct mp_buffer_table {
+    mp_buffer_slot *slots;
+    uint32_t count, cap, free_head;
+    uint64_t live, bytes, pinned; /* statistics */
+    uint64_t defrag_count, defrag_moved_bytes;
+} mp_buffer_table;
+
+/* ---- the pool ----------------------------------------------------------- */
+enum { MP_HEAP_PAGES = 0, MP_HEAP_HUGE = 1, MP_HEAP_COUNT = 2 };
+
+struct mp_pool {
+    mp_config config;
+    /* Largest request the inlined fast paths of mp_alloc/mp_free take: the
+     * slab limit, or 0 in debug mode (canaries take the full path).  Set
+     * once at creation, next to small.uid: the two reads every call makes. */
+    size_t fast_small_max;
+    mp_small small;
+    mp_mutex lock; /* heaps, acct, directs, graves, buffers, the purger */
+    mp_acct acct;  /* also the pool's identity in the address map */
+    mp_heap heaps[MP_HEAP_COUNT];
+    mp_list directs;
+    uint64_t direct_count;
+    map_graves graves;
+    _Atomic uint64_t errors[MP_ERROR_COUNT];
+    /* background purge */
+    pthread_cond_t purge_cond;
+    pthread_t purger;
+    bool purger_running, purger_waiting, stopping;
+    bool use_huge_heap;
+    struct mp_debug *dbg; /* debug mode: the corruption reports (debug.c) */
+    mp_buffer_table buffers; /* lock held */
+};
+
+/* Debug mode's canary bytes after every block, 0 when off (debug_init makes
+ * config.debug 0 or 1).  Derived from the config rather than stored: the
+ * config shares its cache line with nothing a lock holder writes. */
+static inline size_t pool_pad(const mp_pool *pool) {
+    return (size_t)pool->config.debug * MP_CANARY_BYTES;
+}
+/* Largest request the slabs serve: small_max less the canary. */
+static inline size_t pool_small_limit(const mp_pool *pool) {
+    return pool->config.small_max - pool_pad(pool);
+}
+
+/* ---- pool.c ------------------------------------------------------------- */
+enum { CALL_ALLOC, CALL_CALLOC, CALL_INTERNAL }; /* which counters a call feeds */
+int pool_error(const mp_pool *pool, int code); /* count + remember, returns code */
+void pool_account_large(mp_pool *pool, int64_t requested, int64_t rounded, int call,
+                        mp_counter *kind_count);
+mp_heap *pool_heap_for(mp_pool *pool, size_t size);
+void pool_lock_all(mp_pool *pool);
+void pool_unlock_all(mp_pool *pool);
+
+/* ---- purge.c ------------------------------------------------------------ */
+void purge_init(mp_pool *pool);
+void purge_stop(mp_pool *pool);
+void purge_reinit(mp_pool *pool);
+void purge_after_free(mp_pool *pool); /* lock held */
+
+/* ---- debug.c ------------------------------------------------------------ */
+int debug_init(mp_pool *pool);
+void debug_destroy(mp_pool *pool);
+void debug_reinit_lock(mp_pool *pool);
+int debug_canary_check(mp_pool *pool, const char *ptr, uint64_t requested, uint64_t bytes,
+                       int cls);
+void debug_canary_set(char *ptr, uint64_t requested);
+void debug_small_fresh(mp_pool *pool, mp_slab *slab, char *ptr, size_t size, int call);
+int debug_small_freed(mp_pool *pool, mp_slab *slab, char *ptr, uint32_t requested);
+void debug_large_fresh(char *ptr, size_t size, int call);
+int debug_large_freed(mp_pool *pool, char *ptr, uint64_t requested, uint64_t bytes, int cls);
+void debug_resized(mp_pool *pool, char *ptr, uint64_t old_req, uint64_t new_req,
+                   uint64_t bytes, int cls);
+size_t debug_check_pool(mp_pool *pool);
+
+/* ---- buffer.c ------------------------------------------------------------ */
+void buffer_table_destroy(mp_pool *pool); /* pool teardown: the table only */
+size_t buffer_check(const mp_pool *pool); /* lock held */
+
+#endif /* MEMPOOL_POOL_H */

@@ -1,0 +1,166 @@
+/*
+ * purge.c - giving free pages back: the background purger, which acts on
+ * the lower layers' "dirty memory appeared" reports (acct.on_dirty), and the
+ * explicit mp_purge_aged and mp_trim.
+ */
+#define _GNU_SOURCE /* pthread_condattr_setclock, CLOCK_MONOTONIC */
+#include "pool.h"
+
+#include <signal.h>
+#include <time.h>
+
+/* ---- background purge -------------------------------------------------- */
+
+/* Give back what aged past the decay in both heaps.  Lock held. */
+static size_t purge_aged_locked(mp_pool *pool, int64_t now) {
+    if (pool->config.decay_ms < 0)
+        return 0;
+    size_t given = 0;
+    for (int h = 0; h < MP_HEAP_COUNT; h++)
+        given += decay_purge(&pool->heaps[h], now, pool->config.decay_ms, false);
+    return given;
+}
+
+size_t mp_purge_aged(mp_pool *pool) {
+    if (pool == NULL)
+        return 0;
+    int64_t now = os_now_ms();
+    size_t given = pool->config.decay_ms < 0
+                       ? 0 : slab_purge_free_pages(&pool->small, now, pool->config.decay_ms, NULL);
+    mutex_lock(&pool->lock);
+    given += purge_aged_locked(pool, now);
+    mutex_unlock(&pool->lock);
+    return given;
+}
+
+/* The purger: sleeps until the oldest dirty free span ages past the decay,
+ * gives it back, and sleeps without a deadline when nothing is dirty. */
+static void *purger_main(void *arg) {
+    mp_pool *pool = arg;
+    _Atomic int64_t *sweep_due = &pool->small.slab_sweep_due_ms;
+    mutex_lock(&pool->lock);
+    while (!pool->stopping) {
+        int64_t now = os_now_ms();
+        purge_aged_locked(pool, now);
+        int64_t sweep = atomic_load_explicit(sweep_due, memory_order_relaxed);
+        if (sweep != 0 && now >= sweep) {
+            /* Slabs take their class locks before the pool lock. */
+            atomic_store_explicit(sweep_due, 0, memory_order_relaxed);
+            mutex_unlock(&pool->lock);
+            int64_t next;
+            slab_purge_free_pages(&pool->small, now, pool->config.decay_ms, &next);
+            mutex_lock(&pool->lock);
+            if (next != INT64_MAX) {
+                int64_t due = atomic_load_explicit(sweep_due, memory_order_relaxed);
+                if (due == 0 || next < due)
+                    atomic_store_explicit(sweep_due, next, memory_order_relaxed);
+            }
+            continue;
+        }
+        int64_t deadline = sweep != 0 ? sweep : INT64_MAX;
+        for (int h = 0; h < MP_HEAP_COUNT; h++) {
+            int64_t d = decay_next_deadline(&pool->heaps[h], pool->config.decay_ms);
+            if (d < deadline)
+                deadline = d;
+        }
+        pool->purger_waiting = true;
+        if (deadline == INT64_MAX) {
+            pthread_cond_wait(&pool->purge_cond, &pool->lock.m);
+        } else {
+            /* The coarse clock may lag the fine one by a tick: wait a tick more. */
+            int64_t wake = deadline + 5;
+            struct timespec ts = {.tv_sec = wake / 1000, .tv_nsec = (wake % 1000) * 1000000};
+            pthread_cond_timedwait(&pool->purge_cond, &pool->lock.m, &ts);
+        }
+        pool->purger_waiting = false;
+    }
+    mutex_unlock(&pool->lock);
+    return NULL;
+}
+
+/* Dirty free memory appeared (a lower layer's report through acct.on_dirty):
+ * make sure the purger will look at it.  Lock held. */
+static void purge_on_dirty(mp_acct *acct) {
+    mp_pool *pool = MP_CONTAINER(acct, mp_pool, acct);
+    if (!pool->config.background_purge || pool->config.decay_ms <= 0 || pool->stopping)
+        return;
+    if (pool->purger_running) {
+        if (pool->purger_waiting)
+            pthread_cond_signal(&pool->purge_cond);
+        return;
+    }
+    /* The purger must not take signals meant for the program (Python's
+     * handlers run on the main thread). */
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    pool->purger_running = pthread_create(&pool->purger, NULL, purger_main, pool) == 0;
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+}
+
+/* After a free: apply decay (decay 0 gives back at once).  Lock held. */
+void purge_after_free(mp_pool *pool) {
+    if (pool->config.decay_ms >= 0)
+        purge_aged_locked(pool, pool->config.decay_ms == 0 ? INT64_MAX / 2 : os_now_ms());
+}
+
+
+/* The purger's condition variable waits on the monotonic clock, the one its
+ * deadlines are computed on. */
+static void purge_cond_init(mp_pool *pool) {
+    pthread_condattr_t attr;
+    pthread_condattr_init(&attr);
+    pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+    pthread_cond_init(&pool->purge_cond, &attr);
+    pthread_condattr_destroy(&attr);
+}
+
+/* A new pool: no purger thread yet (the first report starts it); the pool
+ * listens to its layers' reports from now on. */
+void purge_init(mp_pool *pool) {
+    purge_cond_init(pool);
+    pool->acct.on_dirty = purge_on_dirty;
+}
+
+/* Stop and join the purger (pool teardown). */
+void purge_stop(mp_pool *pool) {
+    mutex_lock(&pool->lock);
+    pool->stopping = true;
+    bool join = pool->purger_running;
+    pthread_cond_signal(&pool->purge_cond);
+    mutex_unlock(&pool->lock);
+    if (join)
+        pthread_join(pool->purger, NULL);
+    pthread_cond_destroy(&pool->purge_cond);
+}
+
+/* In a forked child: the purger thread did not survive; a fresh condition
+ * variable, and the next report starts a new thread. */
+void purge_reinit(mp_pool *pool) {
+    purge_cond_init(pool);
+    pool->purger_running = false;
+    pool->purger_waiting = false;
+}
+
+/* Give back every free page now: this thread's cache, spare slabs, free slab
+ * pages and every free span (wholly free arenas are unmapped).  Returns bytes. */
+size_t mp_trim(mp_pool *pool) {
+    if (pool == NULL)
+        return 0;
+    mp_small *s = &pool->small;
+    mp_tcache *tc = tc_get(s);
+    if (tc) {
+        for (unsigned cls = 0; cls < s->class_count; cls++)
+            tc_flush_bin(s, tc, cls, 0);
+        mutex_lock(&pool->lock);
+        tc_publish(s, tc);
+        mutex_unlock(&pool->lock);
+    }
+    slab_drop_spares(s);
+    size_t given = slab_purge_free_pages(s, INT64_MAX / 2, 0, NULL);
+    mutex_lock(&pool->lock);
+    for (int h = 0; h < MP_HEAP_COUNT; h++)
+        given += decay_purge(&pool->heaps[h], INT64_MAX / 2, 0, true);
+    mutex_unlock(&pool->lock);
+    return given;
+}

@@ -1,0 +1,213 @@
+/*
+ * small.h - the small-block layer: size classes (sc.c), slabs of one class
+ * carved from the page heap (slab.c), and per-thread caches of free blocks
+ * with the registry of live pools they key on (tc.c).
+ *
+ * The layer's state is an mp_small, embedded in its pool: the layer sees
+ * the page heap, the lock that guards it and the pool's accounting, never
+ * the pool.  Reports go up through mp_acct (resident, metadata, live bytes,
+ * "dirty memory appeared" when blocks came back to slabs).
+ */
+#ifndef MEMPOOL_SMALL_H
+#define MEMPOOL_SMALL_H
+
+#include "../heap/heap.h"
+
+#define MP_BLOCK_FREE UINT32_MAX         /* slab block state: not live */
+#define MP_BLOCK_CACHED (UINT32_MAX - 1) /* transient mark, fork repair only */
+#define MP_TLS_SLOTS 8                   /* pools a thread caches for at once */
+/* A thread publishes its small-block live delta once it exceeds this, which
+ * bounds how far peak_live_bytes can lag behind the truth. */
+#define MP_PUBLISH_BYTES ((int64_t)64 << 10)
+
+typedef struct mp_slab mp_slab;
+typedef struct mp_tcache mp_tcache;
+
+/* ---- size classes (sc.c) ----------------------------------------------- */
+unsigned sc_count(size_t small_max);
+/* Class serving `size` (0 is served by class 0); inline: every small
+ * allocation computes it. */
+static inline unsigned sc_of(size_t size) {
+    if (size <= 512)
+        return size == 0 ? 0 : (unsigned)((size - 1) >> 6);
+    unsigned f = 63u - (unsigned)__builtin_clzll(size - 1); /* 9 for 513..1024 */
+    return 8 + (f - 9) * 8 + (unsigned)(((size - 1) - ((size_t)1 << f)) >> (f - 3));
+}
+size_t sc_block(unsigned cls);
+uint32_t sc_slab_pages(size_t block_size);
+uint32_t sc_slab_grow_pages(size_t block_size, size_t min_bytes);
+uint32_t sc_magic(uint32_t block_size);
+
+/* Block index of byte offset `off` in a slab; callers verify idx*bs == off. */
+static inline uint32_t sc_index(uint64_t off, uint32_t magic) {
+    return (uint32_t)((off * magic) >> 32);
+}
+
+/* ---- statistics counters ---------------------------------------------------- */
+typedef struct mp_counters {
+    mp_counter live_bytes, allocated_bytes; /* large and direct blocks only */
+    mp_counter free_count, realloc_count, calloc_count;
+    /* alloc_count is their sum: one counter less on the fast path */
+    mp_counter small_alloc_count, large_alloc_count, direct_alloc_count;
+    mp_counter class_live_blocks[MP_MAX_CLASSES];
+    mp_counter class_live_bytes[MP_MAX_CLASSES];
+} mp_counters;
+
+/* ---- slabs and classes ---------------------------------------------------- */
+struct mp_slab {
+    mp_link link; /* class partial list */
+    char *start;
+    mp_span *span;
+    uint32_t nblocks, nfree; /* nfree = entries in free_stack */
+    uint32_t block_size, magic;
+    uint16_t cls;
+    uint8_t in_partial;
+    uint16_t *free_stack;     /* indices of free blocks not in a thread cache */
+    _Atomic uint32_t *state;  /* per block: MP_BLOCK_FREE or requested size */
+    uint64_t *purged;         /* per page: given back while only free blocks
+                                 of the stack covered it (class lock) */
+    uint32_t purged_pages;
+    int64_t returned_ms;      /* last time blocks came back to the stack */
+};
+
+/* Room for the slab lengths a class steps through: the first slab is at
+ * least a page and 2 blocks, the longest at most 32 times that (64 KiB or
+ * 8 blocks, up to twice that), and each length at least doubles the one
+ * before, so a class has at most 6. */
+#define MP_SLAB_STEPS 8
+
+typedef struct mp_class {
+    mp_mutex lock;
+    uint32_t block_size, magic, tcache_cap;
+    /* The k-th slab the class holds at once (counting from 0) takes
+     * slab_pages[min(k, slab_steps - 1)] pages: the first is small, each
+     * next one twice the one before, up to sc_slab_pages.  Counting the
+     * slabs held now (not ever made) makes a class that gave its slabs
+     * back start small again. */
+    uint32_t slab_steps;
+    uint32_t slab_pages[MP_SLAB_STEPS];
+    mp_list partial;  /* slabs with nfree > 0 */
+    mp_slab *spare;   /* one empty slab kept so a loop does not thrash */
+    mp_counter slabs, blocks; /* written under the class lock, read by stats */
+} mp_class;
+
+/* ---- thread caches ---------------------------------------------------------- */
+typedef struct mp_tcache_entry {
+    char *ptr;
+    mp_slab *slab;
+} mp_tcache_entry;
+
+typedef struct mp_tcache_bin {
+    uint32_t count, cap;
+    mp_tcache_entry *entries;
+} mp_tcache_bin;
+
+struct mp_tcache {
+    struct mp_small *small;
+    pthread_t owner;
+    mp_link link;           /* the pool's list of caches in use, or of parked ones */
+    int64_t unpublished;    /* live delta not yet in acct->live */
+    mp_counters counters;
+    mp_tcache_bin bins[MP_MAX_CLASSES];
+};
+
+/* ---- the layer's state -------------------------------------------------------- */
+typedef struct mp_small {
+    uint64_t uid;        /* never reused: lets threads detect a destroyed pool */
+    mp_acct *acct;       /* the pool's figures */
+    mp_heap *pages;      /* the page heap slabs are carved from */
+    mp_mutex *heap_lock; /* the lock that guards `pages` and `acct` (the pool lock) */
+    unsigned class_count;
+    bool debug;          /* debug mode: slabs filled with MP_FILL_FREED, never purged */
+    int64_t decay_ms;    /* free slab pages go back this long after blocks came back */
+    mp_link reg_link;    /* the registry of live pools (tc.c) */
+    mp_list tcaches, tcache_free; /* caches in use; parked for the next thread */
+    uint64_t tcache_count;
+    /* counters of caches that went away and of blocks no cache accounts for
+     * (written under heap_lock); the large paths add theirs here too */
+    mp_counters central;
+    /* when slabs first got free blocks back since the last slab sweep (0:
+     * none): the purger gives their whole free pages back a decay later */
+    _Atomic int64_t slab_sweep_due_ms;
+    mp_class classes[MP_MAX_CLASSES];
+} mp_small;
+
+/* ---- slab.c ------------------------------------------------------------------ */
+void slab_classes_init(mp_small *s, size_t small_max);
+void slab_classes_destroy(mp_small *s);
+uint32_t slab_refill(mp_small *s, unsigned cls, mp_tcache_entry *out, uint32_t want);
+void slab_return(mp_small *s, unsigned cls, const mp_tcache_entry *blocks, uint32_t n);
+void slab_drop_spares(mp_small *s);
+size_t slab_purge_free_pages(mp_small *s, int64_t now_ms, int64_t decay_ms,
+                             int64_t *next_due_ms);
+void slab_repair_after_fork(mp_small *s);
+size_t slab_check(const mp_small *s, const mp_slab *slab, mp_check_log *log,
+                  uint64_t *live_blocks, uint64_t *live_bytes, uint64_t *cached);
+void slab_lock_all(mp_small *s);
+void slab_unlock_all(mp_small *s);
+void slab_reinit_locks(mp_small *s);
+
+/* The slab of the granule holding ptr in `arena`, or NULL (not a slab). */
+static inline mp_slab *slab_of(const mp_arena *arena, const void *ptr) {
+    uint64_t off = (uint64_t)((const char *)ptr - arena->region.base);
+    return atomic_load_explicit(&arena->spans[off >> arena->region.granule_shift].slab,
+                                memory_order_acquire);
+}
+
+/* The live block of `slab` that starts at ptr: its index and state (the
+ * requested size), or why not (an interior pointer, a free block, a size
+ * that is not the one the block was asked with; size 0 checks none).  By
+ * arithmetic only: a multiply by the class's reciprocal, an exactness test,
+ * one state load. */
+MP_INLINE int slab_locate(const mp_slab *slab, const void *ptr, size_t size, uint32_t *idx_out,
+                          uint32_t *state_out) {
+    uint64_t off = (uint64_t)((const char *)ptr - slab->start);
+    uint32_t idx = sc_index(off, slab->magic);
+    if ((uint64_t)idx * slab->block_size != off || idx >= slab->nblocks)
+        return MP_EINTERIOR;
+    uint32_t state = atomic_load_explicit(&slab->state[idx], memory_order_relaxed);
+    if (state == MP_BLOCK_FREE)
+        return MP_EDOUBLEFREE;
+    if (size && size != state)
+        return MP_ESIZE;
+    *idx_out = idx;
+    *state_out = state;
+    return MP_OK;
+}
+
+/* ---- tc.c ---------------------------------------------------------------------- */
+mp_tcache *tc_get_slow(mp_small *s);
+void tc_release(mp_small *s, mp_tcache *tc);
+void tc_flush_bin(mp_small *s, mp_tcache *tc, unsigned cls, uint32_t keep);
+void tc_publish(mp_small *s, mp_tcache *tc);
+void tc_release_all(mp_small *s);
+void tc_reclaim_foreign(mp_small *s);
+void tc_fold(mp_counters *into, mp_counters *from);
+
+void tc_registry_add(mp_small *s);
+void tc_registry_remove(mp_small *s);
+void tc_registry_lock(void);
+void tc_registry_unlock(void);
+void tc_registry_reinit(void);
+mp_small *tc_registry_next(mp_small *prev);
+
+extern MP_TLS struct mp_tls_slot {
+    mp_small *small;
+    uint64_t uid;
+    mp_tcache *tcache;
+} tls_slots[MP_TLS_SLOTS];
+
+/* This thread's cache of `s` if it is the most recent one, else NULL (the
+ * fast paths then take the full path, which finds or makes it). */
+static inline mp_tcache *tc_peek(const mp_small *s) {
+    if (MP_LIKELY(tls_slots[0].small == s && tls_slots[0].uid == s->uid))
+        return tls_slots[0].tcache;
+    return NULL;
+}
+/* This thread's cache for `s`, made if need be: one compare on the hot path. */
+static inline mp_tcache *tc_get(mp_small *s) {
+    mp_tcache *tc = tc_peek(s);
+    return MP_LIKELY(tc != NULL) ? tc : tc_get_slow(s);
+}
+
+#endif /* MEMPOOL_SMALL_H */
