@@ -44,6 +44,9 @@ static void mapping_search(uint64_t n, unsigned *fl, unsigned *sl) {
 static void sizes_insert(mp_heap *heap, mp_span *span) {
     unsigned fl, sl;
     mapping_insert(span->npages, &fl, &sl);
+    MP_ASSERT(span->page + span->npages >= span->arena->npages ||
+                  span->arena->spans[span->page + span->npages].kind != MP_SPAN_FREE,
+              "a free span never has a free successor (coalesced at once)");
     list_push_front(&heap->lists[fl][sl], &span->free_link);
     heap->fl_bitmap |= 1u << fl;
     heap->sl_bitmap[fl] |= 1u << sl;

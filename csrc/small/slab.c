@@ -342,6 +342,15 @@ uint32_t slab_refill(mp_small *s, unsigned cls, mp_tcache_entry *out, uint32_t w
     return n;
 }
 
+/* Whether the free stack of `slab` holds block idx (O(stack): expensive
+ * assertions only). */
+static inline bool slab_stack_holds(const mp_slab *slab, uint32_t idx) {
+    for (uint32_t i = 0; i < slab->nfree; i++)
+        if (slab->free_stack[i] == idx)
+            return true;
+    return false;
+}
+
 /* Blocks came back to slabs: make sure the purger sweeps them a decay
  * later (once per sweep: the common case is one atomic load). */
 static void slab_sweep_schedule(mp_small *s, int64_t now) {
@@ -370,6 +379,8 @@ void slab_return(mp_small *s, unsigned cls, const mp_tcache_entry *blocks, uint3
                   "a returned block belongs to a slab of its class with room in the stack");
         MP_ASSERT(atomic_load_explicit(&slab->state[idx], memory_order_relaxed) == MP_BLOCK_FREE,
                   "a block goes back to its slab only once marked free");
+        MP_ASSERT_EXPENSIVE(!slab_stack_holds(slab, idx),
+                            "a block is in its slab's free stack at most once");
         slab->free_stack[slab->nfree++] = (uint16_t)idx;
         if (slab->nfree == 1 && slab != c->spare)
             partial_push(c, slab);

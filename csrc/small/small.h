@@ -195,13 +195,13 @@ extern MP_TLS struct mp_tls_slot {
     mp_small *small;
     uint64_t uid;
     mp_tcache *tcache;
-} tls_slots[MP_TLS_SLOTS];
+} tc_tls_slots[MP_TLS_SLOTS];
 
 /* This thread's cache of `s` if it is the most recent one, else NULL (the
  * fast paths then take the full path, which finds or makes it). */
 static inline mp_tcache *tc_peek(const mp_small *s) {
-    if (MP_LIKELY(tls_slots[0].small == s && tls_slots[0].uid == s->uid))
-        return tls_slots[0].tcache;
+    if (MP_LIKELY(tc_tls_slots[0].small == s && tc_tls_slots[0].uid == s->uid))
+        return tc_tls_slots[0].tcache;
     return NULL;
 }
 /* This thread's cache for `s`, made if need be: one compare on the hot path. */

@@ -18,7 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-MP_TLS struct mp_tls_slot tls_slots[MP_TLS_SLOTS];
+MP_TLS struct mp_tls_slot tc_tls_slots[MP_TLS_SLOTS];
 
 static pthread_key_t tls_key;
 static pthread_once_t tls_key_once = PTHREAD_ONCE_INIT;
@@ -69,7 +69,7 @@ static void tls_thread_exit(void *unused) {
     (void)unused;
     mutex_lock(&reg_lock);
     for (unsigned i = 0; i < MP_TLS_SLOTS; i++) {
-        struct mp_tls_slot *slot = &tls_slots[i];
+        struct mp_tls_slot *slot = &tc_tls_slots[i];
         if (slot->small && registry_find(slot->uid) == slot->small)
             tc_release(slot->small, slot->tcache);
         memset(slot, 0, sizeof *slot);
@@ -118,18 +118,18 @@ static mp_tcache *tc_create(mp_small *s) {
 MP_COLD mp_tcache *tc_get_slow(mp_small *s) {
     unsigned found = MP_TLS_SLOTS;
     for (unsigned i = 1; i < MP_TLS_SLOTS; i++)
-        if (tls_slots[i].small == s && tls_slots[i].uid == s->uid)
+        if (tc_tls_slots[i].small == s && tc_tls_slots[i].uid == s->uid)
             found = i;
     struct mp_tls_slot entry;
     if (found < MP_TLS_SLOTS) {
-        entry = tls_slots[found];
+        entry = tc_tls_slots[found];
     } else {
         mp_tcache *tc = tc_create(s);
         if (tc == NULL)
             return NULL;
         entry = (struct mp_tls_slot){.small = s, .uid = s->uid, .tcache = tc};
         found = MP_TLS_SLOTS - 1;
-        struct mp_tls_slot *victim = &tls_slots[found];
+        struct mp_tls_slot *victim = &tc_tls_slots[found];
         if (victim->small) {
             mutex_lock(&reg_lock);
             if (registry_find(victim->uid) == victim->small)
@@ -137,10 +137,10 @@ MP_COLD mp_tcache *tc_get_slow(mp_small *s) {
             mutex_unlock(&reg_lock);
         }
         pthread_once(&tls_key_once, tls_key_create);
-        pthread_setspecific(tls_key, &tls_slots[0]);
+        pthread_setspecific(tls_key, &tc_tls_slots[0]);
     }
-    memmove(&tls_slots[1], &tls_slots[0], found * sizeof tls_slots[0]);
-    tls_slots[0] = entry;
+    memmove(&tc_tls_slots[1], &tc_tls_slots[0], found * sizeof tc_tls_slots[0]);
+    tc_tls_slots[0] = entry;
     return entry.tcache;
 }
 
@@ -197,8 +197,8 @@ void tc_release(mp_small *s, mp_tcache *tc) {
 /* Clear the calling thread's slots that point at `pool`. */
 static void tc_forget_pool(const mp_small *s) {
     for (unsigned i = 0; i < MP_TLS_SLOTS; i++)
-        if (tls_slots[i].small == s && tls_slots[i].uid == s->uid)
-            memset(&tls_slots[i], 0, sizeof tls_slots[i]);
+        if (tc_tls_slots[i].small == s && tc_tls_slots[i].uid == s->uid)
+            memset(&tc_tls_slots[i], 0, sizeof tc_tls_slots[i]);
 }
 
 /* Free every cache of a pool that is being destroyed, and forget the calling

@@ -1,0 +1,68 @@
+"""The C core's layering (scripts/check_layers.py): the real tree passes, and
+a tree with each kind of violation is caught, so the check can fail."""
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+SCRIPT = ROOT / "scripts" / "check_layers.py"
+
+
+def run(root, *extra):
+    return subprocess.run([sys.executable, str(SCRIPT), "--root", str(root), *extra],
+                          capture_output=True, text=True, timeout=300)
+
+
+@pytest.mark.skipif(shutil.which("cc") is None or shutil.which("nm") is None,
+                    reason="needs a C compiler and nm for the symbol check")
+def test_the_core_keeps_its_layers():
+    proc = run(ROOT)
+    assert proc.returncode == 0, proc.stderr
+
+
+@pytest.fixture
+def tree(tmp_path):
+    shutil.copytree(ROOT / "csrc", tmp_path / "csrc")
+    return tmp_path
+
+
+def test_an_upward_include_is_caught(tree):
+    heap_c = tree / "csrc" / "heap" / "heap.c"
+    heap_c.write_text('#include "../pool/pool.h"\n' + heap_c.read_text())
+    proc = run(tree, "--no-symbols")
+    assert proc.returncode == 1
+    assert "heap/heap.c: includes '../pool/pool.h', which is not below heap/" in proc.stderr
+
+
+def test_a_private_header_of_a_lower_layer_is_caught(tree):
+    (tree / "csrc" / "map" / "secret.h").write_text("#define X 1\n")
+    slab = tree / "csrc" / "small" / "slab.c"
+    slab.write_text('#include "../map/secret.h"\n' + slab.read_text())
+    proc = run(tree, "--no-symbols")
+    assert proc.returncode == 1 and "map/ exposes only map/map.h" in proc.stderr
+
+
+def test_tools_may_not_reach_into_the_core(tree):
+    trace = tree / "csrc" / "tools" / "trace.c"
+    trace.write_text('#include "../base/base.h"\n' + trace.read_text())
+    proc = run(tree, "--no-symbols")
+    assert proc.returncode == 1 and "tools and the core meet only" in proc.stderr
+
+
+def test_a_long_file_is_caught(tree):
+    os_c = tree / "csrc" / "base" / "os.c"
+    os_c.write_text(os_c.read_text() + "\n" * 700)
+    proc = run(tree, "--no-symbols")
+    assert proc.returncode == 1 and "base/os.c:" in proc.stderr and "limit 600" in proc.stderr
+
+
+@pytest.mark.skipif(shutil.which("cc") is None or shutil.which("nm") is None,
+                    reason="needs a C compiler and nm for the symbol check")
+def test_a_symbol_without_its_file_prefix_is_caught(tree):
+    bits = tree / "csrc" / "base" / "bits.c"
+    bits.write_text(bits.read_text() + "\nint stray_counter;\n")
+    proc = run(tree)
+    assert proc.returncode == 1 and "'stray_counter'" in proc.stderr
