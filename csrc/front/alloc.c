@@ -152,7 +152,7 @@ static void *direct_alloc(mp_pool *pool, size_t size, size_t align, int call) {
         free(d);
         return fail(pool, MP_ENOMEM);
     }
-    d->region = (mp_region){.kind = MP_REGION_DIRECT, .owner = acct, .base = base, .size = bytes};
+    d->region = (mp_region){.kind = MP_REGION_DIRECT, .owner = pool, .base = base, .size = bytes};
     d->requested = size;
     if (map_insert(&d->region) != 0) {
         os_release(&acct->os, base, bytes);
@@ -259,8 +259,8 @@ static __attribute__((noinline)) void *alloc_full(mp_pool *pool, size_t size) {
  * publish, so it saves no registers; everything else is alloc_full's. */
 void *mp_alloc(mp_pool *pool, size_t size) {
     /* size - 1: a request of 0 bytes takes the full path (debug mode's
-     * fast_small_max is 0, and its canary needs room even then). */
-    if (MP_LIKELY(pool != NULL && size - 1 < pool->fast_small_max)) {
+     * small.fast_max is 0, and its canary needs room even then). */
+    if (MP_LIKELY(pool != NULL && size - 1 < pool->small.fast_max)) {
         mp_tcache *tc = tc_peek(&pool->small);
         if (MP_LIKELY(tc != NULL)) {
             unsigned cls = sc_of(size);
@@ -362,7 +362,7 @@ static __attribute__((noinline)) int free_full(mp_pool *pool, void *ptr, size_t 
  * whatever fails a check goes to free_full, which reports it.  Nothing is
  * written before every check has passed. */
 int mp_free(mp_pool *pool, void *ptr, size_t size) {
-    if (MP_LIKELY(pool != NULL && pool->fast_small_max != 0)) {
+    if (MP_LIKELY(pool != NULL && pool->small.fast_max != 0)) {
         mp_region *region;
         mp_slab *slab;
         mp_tcache *tc = tc_peek(&pool->small);

@@ -26,7 +26,7 @@
 MP_INLINE int resolve_region(const mp_pool *pool, const void *ptr, mp_region **region_out,
                              mp_slab **slab_out) {
     mp_region *region = map_lookup(ptr);
-    if (MP_UNLIKELY(region == NULL || region->owner != &pool->acct))
+    if (MP_UNLIKELY(region == NULL || region->owner != pool))
         return MP_EFOREIGN;
     *region_out = region;
     *slab_out = MP_LIKELY(region->kind == MP_REGION_ARENA) ? slab_of((mp_arena *)region, ptr)

@@ -20,8 +20,8 @@ static size_t arena_metadata_size(uint32_t npages, size_t *bits_words) {
 /* Reserve a new arena of `arena_bytes` (more when `min_granules` needs it)
  * within the owner's capacity; NULL (and nothing changed) when the capacity
  * or the OS says no.  The caller adds it to a heap. */
-mp_arena *arena_create(mp_acct *acct, unsigned granule_shift, int huge_advice,
-                       size_t arena_bytes, size_t min_granules) {
+mp_arena *arena_create(const void *owner, mp_acct *acct, unsigned granule_shift,
+                       int huge_advice, size_t arena_bytes, size_t min_granules) {
     size_t need = MP_ALIGN_UP(min_granules << granule_shift, MP_CHUNK_SIZE);
     size_t size = arena_bytes > need ? arena_bytes : need;
     if (acct->capacity) {
@@ -48,7 +48,7 @@ mp_arena *arena_create(mp_acct *acct, unsigned granule_shift, int huge_advice,
         return NULL;
     }
     arena->region = (mp_region){.kind = MP_REGION_ARENA, .granule_shift = granule_shift,
-                                .owner = acct, .base = base, .size = size};
+                                .owner = owner, .base = base, .size = size};
     arena->npages = (uint32_t)npages;
     arena->spans = (mp_span *)(arena + 1);
     arena->dirty_bits = (uint64_t *)(arena->spans + npages);

@@ -208,9 +208,11 @@ static mp_span *span_carve(mp_heap *heap, mp_span *span, size_t npages, size_t a
 /* ---- heap API --------------------------------------------------------- */
 
 /* An empty heap of `granule_shift`-sized granules, reporting to `acct`. */
-void heap_init(mp_heap *heap, mp_acct *acct, map_graves *graves, unsigned granule_shift,
-               int huge_advice, size_t arena_bytes, unsigned retain_arenas) {
+void heap_init(mp_heap *heap, const void *owner, mp_acct *acct, map_graves *graves,
+               unsigned granule_shift, int huge_advice, size_t arena_bytes,
+               unsigned retain_arenas) {
     *heap = (mp_heap){0};
+    heap->owner = owner;
     heap->acct = acct;
     heap->graves = graves;
     heap->granule_shift = granule_shift;
@@ -273,8 +275,8 @@ mp_span *heap_alloc(mp_heap *heap, size_t npages, size_t align_pages, uint32_t *
     if (span == NULL)
         span = sizes_find(heap, search);
     if (span == NULL) {
-        mp_arena *arena = arena_create(heap->acct, heap->granule_shift, heap->huge_advice,
-                                       heap->arena_bytes, search);
+        mp_arena *arena = arena_create(heap->owner, heap->acct, heap->granule_shift,
+                                       heap->huge_advice, heap->arena_bytes, search);
         if (arena == NULL)
             return NULL;
         heap_add_arena(heap, arena);

@@ -67,8 +67,8 @@ struct mp_arena {
     size_t metadata_bytes;
 };
 
-mp_arena *arena_create(mp_acct *acct, unsigned granule_shift, int huge_advice,
-                       size_t arena_bytes, size_t min_granules);
+mp_arena *arena_create(const void *owner, mp_acct *acct, unsigned granule_shift,
+                       int huge_advice, size_t arena_bytes, size_t min_granules);
 void arena_destroy(mp_arena *arena, mp_acct *acct, map_graves *graves);
 uint32_t arena_mark_dirty(mp_arena *arena, uint32_t page, uint32_t n);
 uint32_t arena_count_dirty(const mp_arena *arena, uint32_t page, uint32_t n);
@@ -105,6 +105,7 @@ static inline bool span_before(const mp_span *a, const mp_span *b) {
 #define MP_SL_COUNT (1u << MP_SL_LOG2)
 
 typedef struct mp_heap {
+    const void *owner;   /* the identity its arenas' regions carry (map.h) */
     mp_acct *acct;       /* the owner's figures: reserved, resident, released */
     map_graves *graves;  /* the owner's graves: arenas given back go there */
     size_t arena_bytes;  /* a new arena's size (larger when a request needs it) */
@@ -133,8 +134,9 @@ static inline mp_span *heap_lru_oldest(const mp_heap *heap) {
     return LIST_ENTRY(heap->lru.head, mp_span, lru_link);
 }
 
-void heap_init(mp_heap *heap, mp_acct *acct, map_graves *graves, unsigned granule_shift,
-               int huge_advice, size_t arena_bytes, unsigned retain_arenas);
+void heap_init(mp_heap *heap, const void *owner, mp_acct *acct, map_graves *graves,
+               unsigned granule_shift, int huge_advice, size_t arena_bytes,
+               unsigned retain_arenas);
 void heap_destroy(mp_heap *heap);
 mp_span *heap_alloc(mp_heap *heap, size_t npages, size_t align_pages, uint32_t *clean_out);
 mp_span *heap_alloc_from(mp_heap *heap, mp_span *free_span, size_t npages, uint32_t *clean_out);

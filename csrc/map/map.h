@@ -1,8 +1,8 @@
 /*
  * map.h - the address map layer: which region (arena or direct mapping) an
  * address is in, and the graves of regions given back.  Knows no pool: a
- * region names its owner by the owner's accounting (mp_acct), which is all
- * a lookup needs to compare.
+ * region names its owner by an opaque identity, which a lookup only
+ * compares.
  */
 #ifndef MEMPOOL_MAP_H
 #define MEMPOOL_MAP_H
@@ -15,7 +15,7 @@ typedef enum mp_region_kind { MP_REGION_ARENA = 1, MP_REGION_DIRECT = 2 } mp_reg
 typedef struct mp_region {
     int kind;
     unsigned granule_shift; /* arenas: the heap's granule (saves a load on free) */
-    const mp_acct *owner;   /* the pool's accounting: identifies the pool */
+    const void *owner;      /* the owner's identity: compared, never dereferenced */
     char *base;             /* 2 MiB aligned */
     size_t size;            /* 2 MiB multiple */
 } mp_region;

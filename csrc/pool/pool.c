@@ -165,9 +165,9 @@ int mp_pool_create(const mp_config *config, mp_pool **out) {
                           (c.capacity == 0 || c.capacity / 4 >= c.arena_bytes);
     mutex_init(&pool->lock, MP_RANK_POOL, 0);
     purge_init(pool); /* installs acct.on_dirty: the purger acts on reports */
-    heap_init(&pool->heaps[MP_HEAP_PAGES], &pool->acct, &pool->graves, MP_PAGE_SHIFT,
+    heap_init(&pool->heaps[MP_HEAP_PAGES], pool, &pool->acct, &pool->graves, MP_PAGE_SHIFT,
               c.huge_pages == MP_HUGE_ON, c.arena_bytes, c.retain_arenas);
-    heap_init(&pool->heaps[MP_HEAP_HUGE], &pool->acct, &pool->graves, MP_HUGE_SHIFT,
+    heap_init(&pool->heaps[MP_HEAP_HUGE], pool, &pool->acct, &pool->graves, MP_HUGE_SHIFT,
               c.huge_pages != MP_HUGE_OFF, c.arena_bytes, c.retain_arenas);
     pool->heaps[MP_HEAP_PAGES].lowest_first = true; /* see heap.c's lru_find */
     mp_small *s = &pool->small;
@@ -177,7 +177,7 @@ int mp_pool_create(const mp_config *config, mp_pool **out) {
     s->debug = pool->config.debug;
     s->decay_ms = pool->config.decay_ms;
     slab_classes_init(s, pool->config.small_max);
-    pool->fast_small_max = pool->config.debug ? 0 : pool_small_limit(pool);
+    pool->small.fast_max = pool->config.debug ? 0 : pool_small_limit(pool);
     pool->acct.metadata += sizeof *pool; /* debug_init counted its ring */
     pthread_once(&atfork_once, atfork_install);
     tc_registry_add(s);

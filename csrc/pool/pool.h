@@ -50,12 +50,11 @@ typedef struct mp_buffer_table {
 enum { MP_HEAP_PAGES = 0, MP_HEAP_HUGE = 1, MP_HEAP_COUNT = 2 };
 
 struct mp_pool {
-    mp_config config;
-    /* Largest request the inlined fast paths of mp_alloc/mp_free take: the
-     * slab limit, or 0 in debug mode (canaries take the full path).  Set
-     * once at creation, next to small.uid: the two reads every call makes. */
-    size_t fast_small_max;
+    /* First: its uid and fast_max are the two reads every mp_alloc/mp_free
+     * makes, and the thread caches key on &pool->small, which is then the
+     * pool's own address (no add on the fast path). */
     mp_small small;
+    mp_config config;
     mp_mutex lock; /* heaps, acct, directs, graves, buffers, the purger */
     mp_acct acct;  /* also the pool's identity in the address map */
     mp_heap heaps[MP_HEAP_COUNT];
@@ -71,6 +70,8 @@ struct mp_pool {
     struct mp_debug *dbg; /* debug mode: the corruption reports (debug.c) */
     mp_buffer_table buffers; /* lock held */
 };
+
+_Static_assert(offsetof(struct mp_pool, small) == 0, "the fast paths key caches on the pool's address");
 
 /* Debug mode's canary bytes after every block, 0 when off (debug_init makes
  * config.debug 0 or 1).  Derived from the config rather than stored: the

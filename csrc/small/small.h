@@ -113,7 +113,12 @@ struct mp_tcache {
 
 /* ---- the layer's state -------------------------------------------------------- */
 typedef struct mp_small {
+    /* The two reads every mp_alloc/mp_free makes, first: the pool embeds
+     * this state at its start, so &pool->small is the pool's own address. */
     uint64_t uid;        /* never reused: lets threads detect a destroyed pool */
+    /* Largest request the inlined fast paths of mp_alloc/mp_free take: the
+     * slab limit, or 0 in debug mode (canaries take the full path). */
+    size_t fast_max;
     mp_acct *acct;       /* the pool's figures */
     mp_heap *pages;      /* the page heap slabs are carved from */
     mp_mutex *heap_lock; /* the lock that guards `pages` and `acct` (the pool lock) */

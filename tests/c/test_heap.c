@@ -26,7 +26,7 @@ static void setup(fixture *f, size_t capacity) {
     memset(f, 0, sizeof *f);
     f->acct.capacity = capacity;
     f->acct.on_dirty = on_dirty;
-    heap_init(&f->heap, &f->acct, &f->graves, MP_PAGE_SHIFT, 0, (size_t)8 << 20, 1);
+    heap_init(&f->heap, f, &f->acct, &f->graves, MP_PAGE_SHIFT, 0, (size_t)8 << 20, 1);
 }
 
 /* heap_check finds nothing, or prints what it names. */

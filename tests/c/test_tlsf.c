@@ -258,7 +258,7 @@ static void test_chunk_map(void)
     CHECK(map_lookup((void *)(uintptr_t)1) == NULL);
     CHECK(map_lookup((void *)~(uintptr_t)0) == NULL);
     mp_region *region = map_lookup(span_addr(a));
-    CHECK(region == &a->arena->region && region->owner == &pool->acct);
+    CHECK(region == &a->arena->region && region->owner == pool);
     CHECK(map_lookup(region->base + region->size - 1) == region);
     give(pool, a, 0);
     char *base = region->base;
