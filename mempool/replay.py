@@ -395,7 +395,7 @@ def replay_command(ns) -> int:
             try:
                 record_workload(name, out, ns.steps, ns.seed)
             except (ValueError, subprocess.CalledProcessError) as exc:
-                console.print(f"[red]mempool replay --record {name}: {exc}[/red]")
+                print(f"mempool replay --record {name}: {exc}", file=sys.stderr)
                 return 2
             s = trace_mod.load(out).summary()
             console.print(f"recorded {name}: {s['events']} events, peak live "
@@ -409,7 +409,7 @@ def replay_command(ns) -> int:
             path = resolve_trace(name)
             tr = trace_mod.load(path)
         except (FileNotFoundError, trace_mod.TraceError) as exc:
-            console.print(f"[red]mempool replay: {exc}[/red]")
+            print(f"mempool replay: {exc}", file=sys.stderr)
             return 2
         s = tr.summary()
         cfg = {"trace": str(path.resolve()), "settle_s": ns.settle}

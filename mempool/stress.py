@@ -25,6 +25,7 @@ at roughly 200-300 MB live):
 from __future__ import annotations
 
 import math
+import sys
 from typing import Dict, List, Optional
 
 import numpy as np
@@ -217,7 +218,7 @@ def command(ns) -> int:
         try:
             s = generate(**params).summary()
         except ValueError as exc:
-            console.print(f"[red]mempool stress: {exc}[/red]")
+            print(f"mempool stress: {exc}", file=sys.stderr)
             return 2
         rows = replay.run_rows({"stress": params, "settle_s": settle}, ns.allocators,
                                ns.repeat,
