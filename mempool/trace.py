@@ -6,7 +6,7 @@
 C-side buffer (``csrc/trace.c``; the handler pays one pointer test when not
 recording).  On exit the events are saved to the file and kept in
 ``rec.trace``.  ``python -m mempool replay FILE`` replays them against the
-pool, malloc and the peer allocators (:mod:`mempool.replay`).
+pool, malloc and the peer allocators (:mod:`mempool.tools.replay`).
 
 Blocks are named by ids (0, 1, 2... in order of allocation), not pointers,
 so any allocator can replay a trace; a realloc keeps its block's id.  A

@@ -6,8 +6,8 @@ import sys
 
 import pytest
 
-from mempool import replay
-from mempool.demo import runner
+from mempool.tools import replay
+from mempool.tools.demo import runner
 
 # The children reset LD_PRELOAD (to preload the peers): an extension built
 # with ASan cannot load in them, so the end-to-end runs are skipped there.

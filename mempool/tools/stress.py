@@ -1,7 +1,7 @@
 """Adversarial allocation patterns as seeded, synthetic traces.
 
 A stress run is a generated trace fed to the same C replay engine as a
-recorded one (:mod:`mempool.replay`), so it is deterministic and performs
+recorded one (:mod:`mempool.tools.replay`), so it is deterministic and performs
 exactly the same requests under every allocator.  Every pattern ends by
 freeing most of what is live, so the replay can watch resident memory come
 back (the pool's decay) while the rest is still held.
@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import math
 import sys
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
@@ -186,7 +186,7 @@ def generate(pattern: str = "drift", seed: int = 0, rounds: Optional[int] = None
 
 def add_arguments(p) -> None:
     """The ``python -m mempool stress`` options."""
-    from mempool import replay
+    from mempool.tools import replay
     p.add_argument("--pattern", default="drift", choices=[*PATTERNS, "all"],
                    help="which pattern (default drift, the drifting-size run)")
     p.add_argument("--seed", type=int, default=0, help="seed (default 0)")
@@ -206,7 +206,7 @@ def command(ns) -> int:
     """Run ``python -m mempool stress`` from parsed options; exit status."""
     from rich.console import Console
 
-    from mempool import replay
+    from mempool.tools import replay
     console = Console()
     scale, settle = (0.25, min(ns.settle, 1.5)) if ns.quick else (ns.scale, ns.settle)
     patterns = list(PATTERNS) if ns.pattern == "all" else [ns.pattern]
@@ -235,3 +235,19 @@ def command(ns) -> int:
         report["patterns"][pattern] = {"params": params, "summary": s, "rows": rows}
     replay._write_json(ns.json, report)
     return 0
+
+
+def build_parser():
+    """The parser of ``python -m mempool stress``."""
+    import argparse
+    p = argparse.ArgumentParser(
+        prog="python -m mempool stress",
+        description="Generate a seeded adversarial trace (default: drifting sizes with "
+                    "random frees) and replay it under each allocator.")
+    add_arguments(p)
+    return p
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """``python -m mempool stress ARGS``: parse ``argv`` and run; exit status."""
+    return command(build_parser().parse_args(list(sys.argv[1:] if argv is None else argv)))

@@ -2,10 +2,10 @@
 
 Policy only: the replay itself is C (``csrc/replay.c``, through
 ``mempool._core.ReplayState``).  Each allocator gets a fresh child process
-(``python -m mempool.replay --child CONFIG``): the pool row replays into a
+(``python -m mempool.tools.replay --child CONFIG``): the pool row replays into a
 new ``Pool``; every other row replays into libc ``malloc``, which the child's
 ``LD_PRELOAD`` (found by the demo's peer discovery,
-:func:`mempool.demo.runner.discover`) redirects to jemalloc, mimalloc or
+:func:`mempool.tools.demo.runner.discover`) redirects to jemalloc, mimalloc or
 tcmalloc.  Whole-process resident memory is therefore comparable across
 rows: every child runs the same interpreter, numpy and tables, and the
 figures are deltas over the RSS measured just before the first event.
@@ -23,6 +23,7 @@ a path; :func:`record_workload` re-records them from the demo's workloads.
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import subprocess
@@ -35,7 +36,7 @@ from typing import Any, Dict, List, Optional, Sequence
 __all__ = ["TRACE_DIR", "ALLOCATORS", "DEFAULT_ALLOCATORS", "resolve_trace",
            "replay_here", "run_rows", "add_ratios", "render", "record_workload"]
 
-TRACE_DIR = Path(__file__).with_name("data") / "traces"
+TRACE_DIR = Path(__file__).resolve().parents[1] / "data" / "traces"
 #: Row names: "malloc" is glibc as numpy uses it by default.
 ALLOCATORS = ("malloc", "glibc-tuned", "mempool", "jemalloc", "mimalloc", "tcmalloc")
 DEFAULT_ALLOCATORS = ("malloc", "mempool", "jemalloc", "mimalloc", "tcmalloc")
@@ -114,7 +115,7 @@ def _child(cfg: Dict[str, Any]) -> Dict[str, Any]:
     """Body of a child process: load (or generate) the trace, replay it."""
     from mempool import trace as trace_mod
     if "stress" in cfg:
-        from mempool import stress
+        from mempool.tools import stress
         trace = stress.generate(**cfg["stress"])
     else:
         trace = trace_mod.load(cfg["trace"])
@@ -139,7 +140,7 @@ def run_rows(cfg: Dict[str, Any], allocators: Sequence[str], rounds: int = 1,
     A row holds its first round's memory figures (they repeat) and the
     median time per event over the rounds (``ns_per_op_rounds``: all).
     """
-    from mempool.demo import runner
+    from mempool.tools.demo import runner
     names = ["default" if a == "malloc" else a for a in allocators]
     found = list(zip(allocators, runner.discover(names)))
     rows = {name: {"allocator": name} for name in allocators}
@@ -175,7 +176,7 @@ def run_rows(cfg: Dict[str, Any], allocators: Sequence[str], rounds: int = 1,
 def _spawn(cfg: Dict[str, Any], env: Dict[str, str], timeout_s: float) -> Dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="mempool-replay-") as tmp:
         out = Path(tmp) / "out.json"
-        cmd = [sys.executable, "-m", "mempool.replay", "--child", json.dumps(cfg), str(out)]
+        cmd = [sys.executable, "-m", "mempool.tools.replay", "--child", json.dumps(cfg), str(out)]
         try:
             proc = subprocess.run(cmd, env=env, capture_output=True, text=True,
                                   timeout=timeout_s)
@@ -272,14 +273,14 @@ def record_workload(name: str, out: Path, steps: Optional[int] = None,
                     seed: int = 0, timeout_s: float = 600.0) -> Path:
     """Re-record a demo workload (``mlp``, ``temporaries``...) into ``out``
     in a fresh child process, with a fresh pool, as the demo's child runs it."""
-    from mempool.demo import runner
-    from mempool.demo import workloads as wl_mod
+    from mempool.tools.demo import runner
+    from mempool.tools.demo import workloads as wl_mod
     if name not in wl_mod.WORKLOADS:
         raise ValueError(f"unknown workload {name!r}; choose from {', '.join(wl_mod.WORKLOADS)}")
     steps = wl_mod.WORKLOADS[name][1] if steps is None else int(steps)
     cfg = {"workload": name, "steps": steps, "seed": seed, "out": str(out)}
     env = runner.child_env(runner.discover(["mempool"])[0])
-    subprocess.run([sys.executable, "-m", "mempool.replay", "--record-child",
+    subprocess.run([sys.executable, "-m", "mempool.tools.replay", "--record-child",
                     json.dumps(cfg)], env=env, check=True, timeout=timeout_s)
     return Path(out)
 
@@ -290,7 +291,7 @@ def _record_child(cfg: Dict[str, Any]) -> None:
 
     import mempool
     from mempool import trace as trace_mod
-    from mempool.demo import workloads as wl_mod
+    from mempool.tools.demo import workloads as wl_mod
     pool = mempool.Pool()
     meta = {"workload": cfg["workload"], "steps": cfg["steps"], "seed": cfg["seed"],
             "recorded_by": "python -m mempool replay --record " + cfg["workload"]}
@@ -303,9 +304,9 @@ def _record_child(cfg: Dict[str, Any]) -> None:
         gc.collect()
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
-    """Child entry points (internal): ``--child CONFIG OUT`` and
-    ``--record-child CONFIG``."""
+def child_main(argv: Optional[Sequence[str]] = None) -> int:
+    """Child entry points (internal, ``python -m mempool.tools.replay``):
+    ``--child CONFIG OUT`` and ``--record-child CONFIG``."""
     args = list(sys.argv[1:] if argv is None else argv)
     if len(args) == 3 and args[0] == "--child":
         result = _child(json.loads(args[1]))
@@ -320,17 +321,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     return 2
 
 
-if __name__ == "__main__":
-    sys.exit(main())
-
-
 # ------------------------------------------------------------ command line --
 
 def _csv_allocators(text: str) -> List[str]:
     names = [t.strip() for t in text.split(",") if t.strip()]
     bad = [n for n in names if n not in ALLOCATORS]
     if bad or not names:
-        import argparse
         raise argparse.ArgumentTypeError(
             f"unknown allocator(s) {', '.join(bad) or '(none)'}; choose from "
             f"{', '.join(ALLOCATORS)}")
@@ -431,3 +427,24 @@ def replay_command(ns) -> int:
         report["traces"][name] = {"summary": s, "trace_meta": tr.meta, "rows": rows}
     _write_json(ns.json, report)
     return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The parser of ``python -m mempool replay``."""
+    p = argparse.ArgumentParser(
+        prog="python -m mempool replay",
+        description="Replay recorded allocation traces (files, or the names of shipped "
+                    "traces) in C under each allocator, one child process each; print "
+                    "peak/final resident and time ratios.")
+    add_replay_arguments(p)
+    return p
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """``python -m mempool replay ARGS``: parse ``argv`` and run; exit status."""
+    return replay_command(build_parser().parse_args(
+        list(sys.argv[1:] if argv is None else argv)))
+
+
+if __name__ == "__main__":
+    sys.exit(child_main())

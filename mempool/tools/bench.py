@@ -28,11 +28,11 @@ from typing import Any, Dict, Optional, Sequence
 from rich.console import Console
 from rich.table import Table
 
-from mempool.demo import runner as demo_runner
-from mempool.demo import report as demo_report
-from mempool.demo import workloads as wl_mod
+from mempool.tools.demo import runner as demo_runner
+from mempool.tools.demo import report as demo_report
+from mempool.tools.demo import workloads as wl_mod
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SUITE = ROOT / "benches" / "test_numpy_bench.py"
 
 __all__ = ["main", "build_parser", "run_pytest_suite", "run_c_bench"]
