@@ -224,14 +224,13 @@ def record(path: Union[str, os.PathLike, None] = None, pool=None,
     which a replay of the trace can be compared with.  If the block raises,
     recording stops and nothing is saved.
     """
-    import mempool
-    from mempool import _core
+    from mempool import _core, dropin
     if pool is None:
-        pool = mempool.default_pool()
+        pool = dropin.default_pool()
     rec = Recording(pool)
     with contextlib.ExitStack() as stack:
         if use:
-            stack.enter_context(mempool.use(pool))
+            stack.enter_context(dropin.use(pool))
         _core._trace_start(pool)
         started = time.time()
         try:
