@@ -1,10 +1,12 @@
 # cython: language_level=3, boundscheck=False, wraparound=False
 """Thin glue between the native core (csrc/mempool.h) and Python.
 
-It owns three things and no algorithm: the ``mp_pool*`` of each pool object,
+It owns two things and no algorithm: the ``mp_pool*`` of each pool object and
 that pool's NEP 49 ``PyDataMem_Handler`` (the functions numpy calls to
-allocate array data), and the translation of core error codes into the
-exceptions of :mod:`mempool.errors`.  Policy (argument checking, array
+allocate array data).  It imports no Python module of the package: errors
+are raised through the subclass (``mempool.Pool._error_from_code`` and
+``_PoolClosed``, from :mod:`mempool.errors`), whose code tables are in turn
+built from :func:`error_table`.  Policy (argument checking, array
 constructors, install/use, reports) lives in the pure-Python modules.
 
 Lifetime: each ``mem_handler`` capsule holds a strong reference to its pool
@@ -22,8 +24,6 @@ from libc.string cimport memcpy, memset, strncpy
 
 from mempool._mempool cimport *
 from mempool._tracing cimport *
-
-from mempool import errors as _errors
 
 
 cdef extern from "numpy/arrayobject.h":
@@ -253,7 +253,7 @@ cdef class _PoolBase:
                 raise TypeError(f"unknown pool setting {key!r}")
         code = mp_pool_create(&cfg, &pool)
         if code != MP_OK:
-            raise _errors.error_from_code(code, config=overrides)
+            raise self._error_from_code(code, config=overrides)
         self._pool = pool
         self._ctx.pool = pool
         mp_pool_config(pool, &cfg)   # a core built with MP_DEBUG_LEVEL>=1 forces it
@@ -262,7 +262,7 @@ cdef class _PoolBase:
 
     cdef mp_pool *_require(self) except NULL:
         if self._pool == NULL:
-            raise _errors.PoolClosed(
+            raise self._PoolClosed(
                 "the pool is closed" if self._opened
                 else "the pool was never opened (Pool.__init__ not called)")
         return self._pool
@@ -310,7 +310,7 @@ cdef class _PoolBase:
         with nogil:
             code = mp_stats_get(pool, &st)
         if code != MP_OK:
-            raise _errors.error_from_code(code)
+            raise self._error_from_code(code)
         cdef dict raw = st
         raw["errors"] = [st.errors[i] for i in range(MP_ERROR_COUNT)]
         cdef unsigned n_classes = min(<unsigned>st.class_count,
@@ -449,7 +449,7 @@ cdef class _PoolBase:
             cfg = self._config_raw()
             context["capacity"] = cfg["capacity"] or None
             context["live_bytes"] = self._stats_raw()["live_bytes"]
-        raise _errors.error_from_code(code, **context)
+        raise self._error_from_code(code, **context)
 
 
 # ------------------------------------------------------- module functions --
@@ -473,6 +473,14 @@ def take_failure():
     mph_fail_code = 0
     mph_fail_size = 0
     return out
+
+
+def error_table():
+    """``[(code, name, text)]`` for every core error code, ``MP_OK`` first,
+    from the core's ``MP_ERROR_LIST`` (``mp_error_name``, ``mp_strerror``):
+    the one source of :mod:`mempool.errors`' tables."""
+    return [(-i, mp_error_name(-i).decode(), mp_strerror(-i).decode())
+            for i in range(MP_ERROR_COUNT)]
 
 
 def error_name(int code):

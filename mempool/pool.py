@@ -17,8 +17,8 @@ from typing import Any, Callable, Dict, Optional
 import numpy as np
 
 from mempool import _core
-from mempool.errors import (PoolBusy, PoolExhausted, ERROR_NAMES,
-                            HeapCorruptionWarning, describe_corruption,
+from mempool.errors import (ERROR_NAMES, MP_ECORRUPT, MP_ENOMEM, HeapCorruptionWarning,
+                            PoolBusy, PoolClosed, PoolExhausted, describe_corruption,
                             error_from_code, format_bytes)
 from mempool.stats import DefragReport, PoolStats
 
@@ -137,6 +137,10 @@ class Pool(_core._PoolBase):
     once per pool; if warnings are errors it goes to ``sys.unraisablehook``.
     """
 
+    # How _core raises: it imports no Python module of the package.
+    _error_from_code = staticmethod(error_from_code)
+    _PoolClosed = PoolClosed
+
     def __init__(self, capacity: Optional[int] = None, *,
                  small_max: Optional[int] = None, huge_pages: Any = "auto",
                  decay: Optional[float] = None, debug: Optional[bool] = None,
@@ -247,7 +251,7 @@ class Pool(_core._PoolBase):
         once per pool, because a warning per free would flood a loop.
         Heap corruption (debug mode) warns once per report instead: each one
         names a different block."""
-        if code == -10:  # MP_ECORRUPT
+        if code == MP_ECORRUPT:
             self._warn_corruption()
             return
         self._handler_errors += 1
@@ -291,7 +295,7 @@ class Pool(_core._PoolBase):
             code, size = _core.take_failure()
             if code >= 0 or isinstance(exc, PoolExhausted):
                 raise
-            if code == -1:
+            if code == MP_ENOMEM:
                 raise PoolExhausted(size, self.capacity,
                                     self.stats().live_bytes) from exc
             raise error_from_code(code, size=size) from exc

@@ -11,7 +11,7 @@ import pytest
 
 import mempool
 from mempool import Pool
-from mempool.errors import HeapCorruption, HeapCorruptionWarning, error_from_code
+from mempool.errors import MP_ECORRUPT, HeapCorruption, HeapCorruptionWarning, error_from_code
 
 KiB, MiB = 1 << 10, 1 << 20
 
@@ -108,7 +108,7 @@ def test_env_reaches_the_default_pool():
 
 
 def test_corruption_code_maps_to_an_exception():
-    exc = error_from_code(-10, address=0x1000, size=8)
+    exc = error_from_code(MP_ECORRUPT, address=0x1000, size=8)
     assert isinstance(exc, HeapCorruption) and isinstance(exc, RuntimeError)
     assert "MP_ECORRUPT" in str(exc) and "0x1000" in str(exc)
-    assert mempool._core.error_name(-10) == "MP_ECORRUPT"
+    assert mempool._core.error_name(exc.code) == "MP_ECORRUPT"

@@ -19,26 +19,53 @@ def test_error_names_match_the_core():
     assert _core.ERROR_COUNT == len(errors.ERROR_NAMES)
     for code, name in errors.ERROR_NAMES.items():
         assert _core.error_name(code) == name
-        assert _core.strerror(code)
+        assert _core.strerror(code) == errors.ERROR_TEXTS[code]
 
 
-@pytest.mark.parametrize("code, cls, builtin", [
-    (-1, PoolExhausted, MemoryError),
-    (-2, errors.InvalidArgument, ValueError),
-    (-3, DoubleFree, ValueError),
-    (-4, ForeignPointer, ValueError),
-    (-5, InteriorPointer, ValueError),
-    (-6, SizeMismatch, ValueError),
-    (-7, SizeOverflow, OverflowError),
-    (-8, InvalidAlignment, ValueError),
-    (-9, errors.PoolBusy, RuntimeError),
+def _classes_with_a_code():
+    out, todo = [], [MempoolError]
+    while todo:
+        cls = todo.pop()
+        todo.extend(cls.__subclasses__())
+        if cls.error_name is not None:
+            out.append(cls)
+    return out
+
+
+def test_every_core_code_has_a_class_and_every_class_a_core_code():
+    table = _core.error_table()
+    codes = [code for code, _, _ in table]
+    names = [name for _, name, _ in table]
+    # MP_ERROR_COUNT covers the whole list: codes 0, -1, ... with no gap,
+    # and the first code past the count is unknown to the core
+    assert codes == [-i for i in range(_core.ERROR_COUNT)]
+    assert _core.error_name(-_core.ERROR_COUNT) == "MP_UNKNOWN"
+    assert names[0] == "MP_OK" and len(set(names)) == len(names)
+    classes = _classes_with_a_code()
+    assert sorted(cls.error_name for cls in classes) == sorted(names[1:])
+    for cls in classes:
+        assert cls.code == errors.CODES[cls.error_name]
+        assert type(error_from_code(cls.code)) is cls
+
+
+@pytest.mark.parametrize("name, cls, builtin", [
+    ("MP_ENOMEM", PoolExhausted, MemoryError),
+    ("MP_EINVAL", errors.InvalidArgument, ValueError),
+    ("MP_EDOUBLEFREE", DoubleFree, ValueError),
+    ("MP_EFOREIGN", ForeignPointer, ValueError),
+    ("MP_EINTERIOR", InteriorPointer, ValueError),
+    ("MP_ESIZE", SizeMismatch, ValueError),
+    ("MP_EOVERFLOW", SizeOverflow, OverflowError),
+    ("MP_EALIGN", InvalidAlignment, ValueError),
+    ("MP_EBUSY", errors.PoolBusy, RuntimeError),
 ])
-def test_error_from_code_classes(code, cls, builtin):
+def test_error_from_code_classes(name, cls, builtin):
+    code = errors.CODES[name]
     exc = error_from_code(code, size=4096, address=0x1000)
     assert type(exc) is cls
     assert isinstance(exc, MempoolError) and isinstance(exc, builtin)
     assert exc.code == code
-    if code != -1:
+    if code != errors.MP_ENOMEM:
         assert "4096 bytes" in str(exc) and "0x1000" in str(exc)
 
 
@@ -47,13 +74,14 @@ def test_size_overflow_is_also_a_memory_error():
 
 
 def test_unknown_code_and_non_error():
-    assert type(error_from_code(-99)) is MempoolError
+    past_the_table = min(errors.ERROR_NAMES) - 89
+    assert type(error_from_code(past_the_table)) is MempoolError
     with pytest.raises(ValueError):
-        error_from_code(0)
+        error_from_code(errors.MP_OK)
 
 
 def test_pool_exhausted_carries_the_sizes():
-    exc = error_from_code(-1, requested=3 * MiB, capacity=2 * MiB, live_bytes=MiB)
+    exc = error_from_code(errors.MP_ENOMEM, requested=3 * MiB, capacity=2 * MiB, live_bytes=MiB)
     assert (exc.requested, exc.capacity, exc.live_bytes) == (3 * MiB, 2 * MiB, MiB)
     for n in (3 * MiB, 2 * MiB, MiB):
         assert f"{n} bytes" in str(exc)
