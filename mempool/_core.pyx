@@ -346,102 +346,12 @@ cdef class _PoolBase:
             n = mp_pool_check(pool)
         return n
 
-    # -- test hooks: the C API, straight through, errors mapped ------------
-
-    def _debug_alloc(self, size_t n, size_t align=0):
-        """mp_alloc (or mp_alloc_aligned when align); return the address."""
-        cdef mp_pool *pool = self._require()
-        cdef void *p
-        with nogil:
-            p = mp_alloc(pool, n) if align == 0 else mp_alloc_aligned(pool, n, align)
-        if p == NULL:
-            self._raise(mp_last_error(), size=n, align=align or None)
-        self._poll_corruption(<uintptr_t>p, n)
-        return <uintptr_t>p
-
-    def _debug_calloc(self, size_t count, size_t size):
-        """mp_calloc; return the address."""
-        cdef mp_pool *pool = self._require()
-        cdef void *p
-        with nogil:
-            p = mp_calloc(pool, count, size)
-        if p == NULL:
-            self._raise(mp_last_error(), count=count, size=size)
-        self._poll_corruption(<uintptr_t>p, count * size)
-        return <uintptr_t>p
-
-    def _debug_realloc(self, uintptr_t addr, size_t old, size_t new):
-        """mp_realloc(addr, old, new); return the new address."""
-        cdef mp_pool *pool = self._require()
-        cdef void *p
-        with nogil:
-            p = mp_realloc(pool, <void *>addr, old, new)
-        self._poll_corruption(addr, new)
-        if p == NULL:
-            self._raise(mp_last_error(), address=addr, old_size=old or None,
-                        new_size=new)
-        return <uintptr_t>p
-
-    def _debug_free(self, uintptr_t addr, size_t size=0):
-        """mp_free(addr, size); raise the mapped error on failure."""
-        cdef mp_pool *pool = self._require()
-        cdef int code
-        with nogil:
-            code = mp_free(pool, <void *>addr, size)
-        if code == MP_ECORRUPT:
-            # Freed all the same: a warning, as from numpy's free.
-            self._on_handler_error(code, addr, size)
-        elif code != MP_OK:
-            self._raise(code, address=addr, size=size or None)
-
-    cdef _poll_corruption(self, uintptr_t addr, size_t size):
-        # As _poll_corruption in the handler, for the test hooks.
-        if self._ctx.debug and mp_debug_reports(self._pool, NULL, 0) > 0:
-            self._on_handler_error(MP_ECORRUPT, addr, size)
-
     def _corruption_reports(self):
         """Take (and clear) the core's pending corruption reports, oldest
         first, as dicts with the fields of mp_corruption_report."""
         cdef mp_corruption_report buf[MP_DEBUG_REPORTS]
         cdef size_t n = mp_debug_reports(self._require(), buf, MP_DEBUG_REPORTS)
         return [buf[i] for i in range(n)]
-
-    def _debug_usable_size(self, uintptr_t addr):
-        """mp_usable_size: bytes usable at addr, 0 when not a live block."""
-        return mp_usable_size(self._require(), <void *>addr)
-
-    def _debug_requested_size(self, uintptr_t addr):
-        """mp_requested_size: the size the live block at addr was asked with."""
-        cdef size_t out = 0
-        cdef int code = mp_requested_size(self._require(), <void *>addr, &out)
-        if code != MP_OK:
-            self._raise(code, address=addr)
-        return out
-
-    def _debug_owns(self, uintptr_t addr):
-        """mp_owns: True when addr is the start of a live block."""
-        return bool(mp_owns(self._require(), <void *>addr))
-
-    cdef size_t _span(self, uintptr_t addr, size_t n) except? 0:
-        # Reads and writes stay inside one live block: never touch memory the
-        # pool does not vouch for.
-        cdef size_t usable = mp_usable_size(self._require(), <void *>addr)
-        if usable == 0 and not mp_owns(self._pool, <void *>addr):
-            self._raise(MP_EFOREIGN, address=addr, length=n)
-        if n > usable:
-            self._raise(MP_ESIZE, address=addr, length=n, block_size=usable)
-        return n
-
-    def _debug_write(self, uintptr_t addr, bytes data):
-        """Copy ``data`` to the start of the live block at ``addr``."""
-        cdef size_t n = len(data)
-        self._span(addr, n)
-        memcpy(<void *>addr, PyBytes_AS_STRING(data), n)
-
-    def _debug_read(self, uintptr_t addr, size_t n):
-        """Return the first ``n`` bytes of the live block at ``addr``."""
-        self._span(addr, n)
-        return PyBytes_FromStringAndSize(<char *>addr, n)
 
     def _raise(self, int code, **context):
         if code == MP_ENOMEM:
@@ -450,6 +360,31 @@ cdef class _PoolBase:
             context["capacity"] = cfg["capacity"] or None
             context["live_bytes"] = self._stats_raw()["live_bytes"]
         raise self._error_from_code(code, **context)
+
+
+# ------------------------------------------- shared with mempool._testhooks --
+
+cdef mp_core_api _CORE_API = mp_core_api(
+    alloc=mp_alloc, alloc_aligned=mp_alloc_aligned, calloc=mp_calloc,
+    realloc=mp_realloc, free=mp_free, last_error=mp_last_error, owns=mp_owns,
+    usable_size=mp_usable_size, requested_size=mp_requested_size,
+    debug_reports=mp_debug_reports)
+
+
+cdef const mp_core_api *core_api() noexcept:
+    """The core's functions as pointers (see _core.pxd)."""
+    return &_CORE_API
+
+
+cdef mp_pool *pool_of(object pool) except NULL:
+    """The native pool of an open Pool (PoolClosed when closed, TypeError
+    for anything else)."""
+    return (<_PoolBase?>pool)._require()
+
+
+cdef bint pool_debug(object pool) except -1:
+    """True when the Pool is in debug mode (its handler polls corruption)."""
+    return (<_PoolBase?>pool)._ctx.debug
 
 
 # ------------------------------------------------------- module functions --

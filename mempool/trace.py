@@ -219,8 +219,8 @@ def record(path: Union[str, os.PathLike, None] = None, pool=None,
 
     With ``use=True`` the pool is also made current for the block, as
     ``mempool.use(pool)`` does.  Only calls through the pool's numpy handler
-    are recorded (any thread), not ``Pool._debug_*`` calls.  The trace's
-    metadata gets the pool's peak live and peak resident bytes at the end,
+    are recorded (any thread), not those of the test hooks
+    (``mempool._testhooks``).  The trace's metadata gets the pool's peak live and peak resident bytes at the end,
     which a replay of the trace can be compared with.  If the block raises,
     recording stops and nothing is saved.
     """

@@ -11,6 +11,7 @@ from mempool import _core, errors
 from mempool.errors import (DoubleFree, ForeignPointer, InteriorPointer,
                             InvalidAlignment, MempoolError, PoolExhausted,
                             SizeMismatch, SizeOverflow, error_from_code)
+from mempool import _testhooks as hooks
 
 MiB = 1 << 20
 
@@ -93,11 +94,11 @@ def _errors(pool, name):
 
 def test_double_free(pool):
     for size in (40, 100000):
-        addr = pool._debug_alloc(size)
-        pool._debug_free(addr)
+        addr = hooks.alloc(pool, size)
+        hooks.free(pool, addr)
         before = pool.stats()
         with pytest.raises(DoubleFree) as info:
-            pool._debug_free(addr)
+            hooks.free(pool, addr)
         assert f"0x{addr:x}" in str(info.value)
         after = pool.stats()
         assert after.errors["MP_EDOUBLEFREE"] == before.errors["MP_EDOUBLEFREE"] + 1
@@ -109,45 +110,45 @@ def test_double_free(pool):
 def test_foreign_pointer(pool):
     outside = np.empty(1000, np.uint8)        # numpy's default allocator
     with pytest.raises(ForeignPointer):
-        pool._debug_free(outside.ctypes.data)
+        hooks.free(pool, outside.ctypes.data)
     other = mempool.Pool()
-    addr = other._debug_alloc(64)
+    addr = hooks.alloc(other, 64)
     with pytest.raises(ForeignPointer):
-        pool._debug_free(addr)
-    other._debug_free(addr)                   # untouched by the failed free
+        hooks.free(pool, addr)
+    hooks.free(other, addr)                   # untouched by the failed free
     assert _errors(pool, "MP_EFOREIGN") == 2
     assert _errors(other, "MP_EFOREIGN") == 0
 
 
 @pytest.mark.parametrize("size, offset", [(1000, 16), (100000, 4096), (100000, 64)])
 def test_interior_pointer(pool, size, offset):
-    addr = pool._debug_alloc(size)
+    addr = hooks.alloc(pool, size)
     with pytest.raises(InteriorPointer):
-        pool._debug_free(addr + offset)
+        hooks.free(pool, addr + offset)
     assert _errors(pool, "MP_EINTERIOR") == 1
     assert pool.stats().live_bytes == size    # the block is still live
-    pool._debug_free(addr)
+    hooks.free(pool, addr)
     assert pool.stats().live_bytes == 0
 
 
 @pytest.mark.parametrize("size", [48, 200000])
 def test_size_mismatch_on_free_and_realloc(pool, size):
-    addr = pool._debug_alloc(size)
-    pool._debug_write(addr, b"keep")
+    addr = hooks.alloc(pool, size)
+    hooks.write(pool, addr, b"keep")
     with pytest.raises(SizeMismatch) as info:
-        pool._debug_free(addr, size + 1)
+        hooks.free(pool, addr, size + 1)
     assert f"{size + 1} bytes" in str(info.value)
     with pytest.raises(SizeMismatch):
-        pool._debug_realloc(addr, size - 1, size * 2)
-    assert pool._debug_read(addr, 4) == b"keep"
+        hooks.realloc(pool, addr, size - 1, size * 2)
+    assert hooks.read(pool, addr, 4) == b"keep"
     assert _errors(pool, "MP_ESIZE") == 2
-    pool._debug_free(addr, size)              # the right size works
+    hooks.free(pool, addr, size)              # the right size works
     assert pool.stats().live_bytes == 0
 
 
 def test_calloc_overflow(pool):
     with pytest.raises(SizeOverflow) as info:
-        pool._debug_calloc(2 ** 62, 8)
+        hooks.calloc(pool, 2 ** 62, 8)
     assert isinstance(info.value, OverflowError)
     assert _errors(pool, "MP_EOVERFLOW") == 1
     assert pool.stats().live_bytes == 0
@@ -155,19 +156,19 @@ def test_calloc_overflow(pool):
 
 def test_bad_alignment(pool):
     with pytest.raises(InvalidAlignment):
-        pool._debug_alloc(64, align=48)
-    addr = pool._debug_alloc(64, align=4096)
+        hooks.alloc(pool, 64, align=48)
+    addr = hooks.alloc(pool, 64, align=4096)
     assert addr % 4096 == 0
-    pool._debug_free(addr)
+    hooks.free(pool, addr)
 
 
 def test_debug_read_write_stay_inside_blocks(pool):
-    addr = pool._debug_alloc(100)
+    addr = hooks.alloc(pool, 100)
     with pytest.raises(SizeMismatch):
-        pool._debug_read(addr, pool._debug_usable_size(addr) + 1)
+        hooks.read(pool, addr, hooks.usable_size(pool, addr) + 1)
     with pytest.raises(ForeignPointer):
-        pool._debug_write(addr + 8, b"x")
-    pool._debug_free(addr)
+        hooks.write(pool, addr + 8, b"x")
+    hooks.free(pool, addr)
 
 
 def test_capacity_exhaustion_raises_pool_exhausted_and_recovers():
@@ -220,7 +221,7 @@ def test_capacity_exhaustion_by_many_blocks():
 def test_debug_alloc_over_capacity():
     pool = mempool.Pool(capacity=16 * MiB)
     with pytest.raises(PoolExhausted) as info:
-        pool._debug_alloc(64 * MiB)
+        hooks.alloc(pool, 64 * MiB)
     assert info.value.requested == 64 * MiB and info.value.capacity == 16 * MiB
 
 
@@ -243,13 +244,13 @@ def test_bad_array_requests_are_numpy_errors_and_leak_nothing(pool, args, exc):
 
 def test_bad_free_from_numpy_warns_once_and_is_counted(pool):
     a = pool.empty(1000, np.uint8)
-    pool._debug_free(a.ctypes.data)           # free it behind numpy's back
+    hooks.free(pool, a.ctypes.data)           # free it behind numpy's back
     with pytest.warns(RuntimeWarning, match="MP_EDOUBLEFREE"):
         del a
         gc.collect()
     assert _errors(pool, "MP_EDOUBLEFREE") == 1
     b = pool.empty(5000, np.uint8)
-    pool._debug_free(b.ctypes.data)
+    hooks.free(pool, b.ctypes.data)
     with warnings.catch_warnings():
         warnings.simplefilter("error")        # a second warning would raise
         del b
@@ -262,7 +263,7 @@ def test_bad_free_warning_turned_error_goes_to_unraisablehook(pool, monkeypatch)
     seen = []
     monkeypatch.setattr(sys, "unraisablehook", seen.append)
     a = pool.empty(100, np.uint8)
-    pool._debug_free(a.ctypes.data)
+    hooks.free(pool, a.ctypes.data)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         del a                                 # must not raise here

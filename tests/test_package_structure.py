@@ -133,3 +133,16 @@ def test_the_runtime_package_imports_no_tool_dependency():
                          timeout=60)
     assert res.returncode == 0, res.stderr
     assert res.stdout.strip() == "[]"
+
+
+def test_test_hooks_are_out_of_the_pool_and_share_its_core():
+    from mempool import _testhooks as hooks
+    assert not [name for name in dir(mempool.Pool) if name.startswith("_debug_")]
+    pool = mempool.Pool()
+    addr = hooks.alloc(pool, 1000)
+    # the block is the pool's: the hooks call _core's copy of the core, not one
+    # linked into _testhooks (whose chunk map would not know this pool)
+    assert hooks.owns(pool, addr) and pool.stats().live_bytes >= 1000
+    hooks.free(pool, addr)
+    assert pool.stats().live_bytes == 0
+    pool.close()
