@@ -30,8 +30,6 @@ from mempool.errors import (DoubleFree, ForeignPointer, HeapCorruption,
                             PoolBusy, PoolClosed, PoolExhausted, SizeMismatch,
                             SizeOverflow, error_from_code)
 from mempool.pool import Pool
-from mempool.stats import DefragReport, PoolStats, SizeClassStats
-from mempool import trace  # mempool.trace.record(): allocation traces
 
 Buffer = _core.Buffer
 
@@ -44,3 +42,26 @@ __all__ = [
 ]
 
 __version__ = "0.1.0"
+
+
+# Loaded on first use, to keep `import mempool` (and `python -m mempool run`,
+# and a start-up install) cheap: mempool.trace (record(): allocation traces;
+# json, gzip) and the stats dataclasses.
+_LAZY = {"trace": "mempool.trace", "PoolStats": "mempool.stats",
+         "SizeClassStats": "mempool.stats", "DefragReport": "mempool.stats"}
+
+
+def __getattr__(name: str):
+    """Import the lazily loaded names of the package on first access."""
+    module_name = _LAZY.get(name)
+    if module_name is None:
+        raise AttributeError(f"module 'mempool' has no attribute {name!r}")
+    import importlib
+    module = importlib.import_module(module_name)
+    value = module if module_name == f"mempool.{name}" else getattr(module, name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_LAZY))

@@ -12,7 +12,7 @@ import math
 import numbers
 import os
 import warnings
-from typing import Any, Callable, Dict, Optional
+from typing import TYPE_CHECKING, Any, Callable, Dict, Optional
 
 import numpy as np
 
@@ -20,7 +20,9 @@ from mempool import _core
 from mempool.errors import (ERROR_NAMES, MP_ECORRUPT, MP_ENOMEM, HeapCorruptionWarning,
                             PoolBusy, PoolClosed, PoolExhausted, describe_corruption,
                             error_from_code, format_bytes)
-from mempool.stats import DefragReport, PoolStats
+
+if TYPE_CHECKING:  # imported on first use: the dataclasses cost ~5 ms at import
+    from mempool.stats import DefragReport, PoolStats
 
 __all__ = ["Pool"]
 
@@ -178,6 +180,7 @@ class Pool(_core._PoolBase):
     def stats(self) -> PoolStats:
         """A consistent snapshot of the pool's counters (see PoolStats), with
         the process's RSS read next to it for comparison."""
+        from mempool.stats import PoolStats
         raw = self._stats_raw()
         raw["process_rss_bytes"] = _core.process_rss() or None  # 0: unreadable
         return PoolStats.from_raw(raw)
@@ -203,6 +206,7 @@ class Pool(_core._PoolBase):
         alive) stay where they are; every byte is preserved.  Arrays made by
         numpy through the pool are never moved.  Holds the pool's lock for
         the whole pass (other threads' large allocations wait)."""
+        from mempool.stats import DefragReport
         before = self._stats_raw()
         moved = _core._defragment(self)
         after = self._stats_raw()
