@@ -135,6 +135,18 @@ def test_the_runtime_package_imports_no_tool_dependency():
     assert res.stdout.strip() == "[]"
 
 
+def test_import_mempool_leaves_the_trace_and_stats_modules_for_first_use():
+    code = ("import sys, mempool\n"
+            "before = sorted(m for m in ('mempool.trace', 'mempool.stats') if m in sys.modules)\n"
+            "mempool.trace.record, mempool.PoolStats\n"
+            "after = sorted(m for m in ('mempool.trace', 'mempool.stats') if m in sys.modules)\n"
+            "print(before, after)\n")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=60)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.strip() == "[] ['mempool.stats', 'mempool.trace']"
+
+
 def test_test_hooks_are_out_of_the_pool_and_share_its_core():
     from mempool import _testhooks as hooks
     assert not [name for name in dir(mempool.Pool) if name.startswith("_debug_")]
