@@ -37,7 +37,17 @@ extension = Extension(
     depends=glob.glob(os.path.join(HERE, "csrc", "*", "*.h")),
 )
 
+# Test hooks (tests only): this .pyx alone, no core source; it calls the
+# core of mempool._core through the pointers that module exports.
+testhooks = Extension(
+    "mempool._testhooks",
+    sources=["mempool/_testhooks.pyx"],
+    include_dirs=extension.include_dirs,
+    extra_compile_args=compile_args,
+    extra_link_args=link_args,
+)
+
 setup(
-    ext_modules=cythonize([extension], language_level=3,
+    ext_modules=cythonize([extension, testhooks], language_level=3,
                           compiler_directives={"embedsignature": True}),
 )

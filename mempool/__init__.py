@@ -16,23 +16,20 @@ numpy keeps its data-memory handler (NEP 49) in a context variable: ``use()``
 changes it for the current thread or asyncio task only, exactly like
 ``numpy``'s own API; ``install()`` changes it for the calling thread and, by
 wrapping ``threading.Thread._bootstrap_inner``, for every thread started
-afterwards (threads already running keep their handler).
+afterwards (threads already running keep their handler); see
+:mod:`mempool.dropin`.
 """
 from __future__ import annotations
 
-import contextlib
-import threading
-from typing import Any, Callable, Iterator, Optional
-
 from mempool import _core
+from mempool.dropin import (default_pool, handler_name, install, installed,
+                            uninstall, use)
 from mempool.errors import (DoubleFree, ForeignPointer, HeapCorruption,
                             HeapCorruptionWarning, InteriorPointer,
                             InvalidAlignment, InvalidArgument, MempoolError,
                             PoolBusy, PoolClosed, PoolExhausted, SizeMismatch,
                             SizeOverflow, error_from_code)
 from mempool.pool import Pool
-from mempool.stats import DefragReport, PoolStats, SizeClassStats
-from mempool import trace  # mempool.trace.record(): allocation traces
 
 Buffer = _core.Buffer
 
@@ -46,108 +43,25 @@ __all__ = [
 
 __version__ = "0.1.0"
 
-_lock = threading.RLock()
-_default: Optional[Pool] = None
-# install() state: the pool, its capsule (held so new threads can be given
-# it, and so the pool cannot be closed while installed) and the handler that
-# was current before, for uninstall().
-_installed: Optional[Pool] = None
-_installed_capsule: Any = None
-_previous_handler: Any = None
+
+# Loaded on first use, to keep `import mempool` (and `python -m mempool run`,
+# and a start-up install) cheap: mempool.trace (record(): allocation traces;
+# json, gzip) and the stats dataclasses.
+_LAZY = {"trace": "mempool.trace", "PoolStats": "mempool.stats",
+         "SizeClassStats": "mempool.stats", "DefragReport": "mempool.stats"}
 
 
-def default_pool() -> Pool:
-    """The process-wide pool, created with default settings on first use
-    (and again if it was closed)."""
-    global _default
-    with _lock:
-        if _default is None or _default.closed:
-            _default = Pool()
-        return _default
+def __getattr__(name: str):
+    """Import the lazily loaded names of the package on first access."""
+    module_name = _LAZY.get(name)
+    if module_name is None:
+        raise AttributeError(f"module 'mempool' has no attribute {name!r}")
+    import importlib
+    module = importlib.import_module(module_name)
+    value = module if module_name == f"mempool.{name}" else getattr(module, name)
+    globals()[name] = value
+    return value
 
 
-def _resolve(pool: Optional[Pool]) -> Pool:
-    if pool is None:
-        return default_pool()
-    if not isinstance(pool, Pool):
-        raise TypeError(f"expected a mempool.Pool or None, got {pool!r}")
-    return pool
-
-
-@contextlib.contextmanager
-def use(pool: Optional[Pool] = None) -> Iterator[Pool]:
-    """Make ``pool`` (default: :func:`default_pool`) numpy's data-memory
-    handler inside the ``with`` block, for the current thread or asyncio task
-    only; the previous handler comes back on exit.  Blocks nest.  Arrays made
-    inside stay valid after the block and are freed through the pool."""
-    pool = _resolve(pool)
-    previous = _core.set_handler(pool._handler_capsule())
-    try:
-        yield pool
-    finally:
-        _core.set_handler(previous)
-
-
-def _thread_hook(bootstrap_inner: Callable[[threading.Thread], None]):
-    def _bootstrap_inner(self: threading.Thread) -> None:
-        capsule = _installed_capsule
-        if capsule is not None:
-            _core.set_handler(capsule)
-        return bootstrap_inner(self)
-    _bootstrap_inner.__mempool_original__ = bootstrap_inner  # type: ignore[attr-defined]
-    return _bootstrap_inner
-
-
-def install(pool: Optional[Pool] = None) -> Pool:
-    """Make ``pool`` (default: :func:`default_pool`) numpy's handler for the
-    calling thread and for every thread started from now on.
-
-    New threads start with numpy's default handler (its ContextVar is empty
-    in a new thread), so ``threading.Thread._bootstrap_inner`` is wrapped to
-    set the handler first, as NumPy's test harness does.  Threads already
-    running are not changed.  Installing again replaces the pool; the
-    handler current before the first install is what :func:`uninstall`
-    restores.  Returns the installed pool.
-    """
-    global _installed, _installed_capsule, _previous_handler
-    pool = _resolve(pool)
-    with _lock:
-        capsule = pool._handler_capsule()
-        previous = _core.set_handler(capsule)
-        if _installed is None:
-            _previous_handler = previous
-        _installed, _installed_capsule = pool, capsule
-        current = threading.Thread._bootstrap_inner
-        if not hasattr(current, "__mempool_original__"):
-            threading.Thread._bootstrap_inner = _thread_hook(current)  # type: ignore[method-assign]
-    return pool
-
-
-def uninstall() -> Optional[Pool]:
-    """Undo :func:`install`: restore the previous handler in the calling
-    thread (call it from the thread that installed) and stop giving the pool
-    to new threads.  Returns the pool that was installed, or None."""
-    global _installed, _installed_capsule, _previous_handler
-    with _lock:
-        pool = _installed
-        if pool is None:
-            return None
-        _core.set_handler(_previous_handler)
-        _installed = _installed_capsule = _previous_handler = None
-        current = threading.Thread._bootstrap_inner
-        original = getattr(current, "__mempool_original__", None)
-        if original is not None:
-            threading.Thread._bootstrap_inner = original  # type: ignore[method-assign]
-    return pool
-
-
-def installed() -> Optional[Pool]:
-    """The pool set by :func:`install`, or None."""
-    return _installed
-
-
-def handler_name(arr: Any = None) -> Optional[str]:
-    """numpy's handler name for ``arr`` ("mempool" for pool arrays; None
-    when the array does not own its data), or of the current context."""
-    from numpy._core.multiarray import get_handler_name
-    return get_handler_name() if arr is None else get_handler_name(arr)
+def __dir__():
+    return sorted(set(globals()) | set(_LAZY))

@@ -1,10 +1,12 @@
 # cython: language_level=3, boundscheck=False, wraparound=False
 """Thin glue between the native core (csrc/mempool.h) and Python.
 
-It owns three things and no algorithm: the ``mp_pool*`` of each pool object,
+It owns two things and no algorithm: the ``mp_pool*`` of each pool object and
 that pool's NEP 49 ``PyDataMem_Handler`` (the functions numpy calls to
-allocate array data), and the translation of core error codes into the
-exceptions of :mod:`mempool.errors`.  Policy (argument checking, array
+allocate array data).  It imports no Python module of the package: errors
+are raised through the subclass (``mempool.Pool._error_from_code`` and
+``_PoolClosed``, from :mod:`mempool.errors`), whose code tables are in turn
+built from :func:`error_table`.  Policy (argument checking, array
 constructors, install/use, reports) lives in the pure-Python modules.
 
 Lifetime: each ``mem_handler`` capsule holds a strong reference to its pool
@@ -22,8 +24,6 @@ from libc.string cimport memcpy, memset, strncpy
 
 from mempool._mempool cimport *
 from mempool._tracing cimport *
-
-from mempool import errors as _errors
 
 
 cdef extern from "numpy/arrayobject.h":
@@ -253,7 +253,7 @@ cdef class _PoolBase:
                 raise TypeError(f"unknown pool setting {key!r}")
         code = mp_pool_create(&cfg, &pool)
         if code != MP_OK:
-            raise _errors.error_from_code(code, config=overrides)
+            raise self._error_from_code(code, config=overrides)
         self._pool = pool
         self._ctx.pool = pool
         mp_pool_config(pool, &cfg)   # a core built with MP_DEBUG_LEVEL>=1 forces it
@@ -262,7 +262,7 @@ cdef class _PoolBase:
 
     cdef mp_pool *_require(self) except NULL:
         if self._pool == NULL:
-            raise _errors.PoolClosed(
+            raise self._PoolClosed(
                 "the pool is closed" if self._opened
                 else "the pool was never opened (Pool.__init__ not called)")
         return self._pool
@@ -310,7 +310,7 @@ cdef class _PoolBase:
         with nogil:
             code = mp_stats_get(pool, &st)
         if code != MP_OK:
-            raise _errors.error_from_code(code)
+            raise self._error_from_code(code)
         cdef dict raw = st
         raw["errors"] = [st.errors[i] for i in range(MP_ERROR_COUNT)]
         cdef unsigned n_classes = min(<unsigned>st.class_count,
@@ -346,59 +346,6 @@ cdef class _PoolBase:
             n = mp_pool_check(pool)
         return n
 
-    # -- test hooks: the C API, straight through, errors mapped ------------
-
-    def _debug_alloc(self, size_t n, size_t align=0):
-        """mp_alloc (or mp_alloc_aligned when align); return the address."""
-        cdef mp_pool *pool = self._require()
-        cdef void *p
-        with nogil:
-            p = mp_alloc(pool, n) if align == 0 else mp_alloc_aligned(pool, n, align)
-        if p == NULL:
-            self._raise(mp_last_error(), size=n, align=align or None)
-        self._poll_corruption(<uintptr_t>p, n)
-        return <uintptr_t>p
-
-    def _debug_calloc(self, size_t count, size_t size):
-        """mp_calloc; return the address."""
-        cdef mp_pool *pool = self._require()
-        cdef void *p
-        with nogil:
-            p = mp_calloc(pool, count, size)
-        if p == NULL:
-            self._raise(mp_last_error(), count=count, size=size)
-        self._poll_corruption(<uintptr_t>p, count * size)
-        return <uintptr_t>p
-
-    def _debug_realloc(self, uintptr_t addr, size_t old, size_t new):
-        """mp_realloc(addr, old, new); return the new address."""
-        cdef mp_pool *pool = self._require()
-        cdef void *p
-        with nogil:
-            p = mp_realloc(pool, <void *>addr, old, new)
-        self._poll_corruption(addr, new)
-        if p == NULL:
-            self._raise(mp_last_error(), address=addr, old_size=old or None,
-                        new_size=new)
-        return <uintptr_t>p
-
-    def _debug_free(self, uintptr_t addr, size_t size=0):
-        """mp_free(addr, size); raise the mapped error on failure."""
-        cdef mp_pool *pool = self._require()
-        cdef int code
-        with nogil:
-            code = mp_free(pool, <void *>addr, size)
-        if code == MP_ECORRUPT:
-            # Freed all the same: a warning, as from numpy's free.
-            self._on_handler_error(code, addr, size)
-        elif code != MP_OK:
-            self._raise(code, address=addr, size=size or None)
-
-    cdef _poll_corruption(self, uintptr_t addr, size_t size):
-        # As _poll_corruption in the handler, for the test hooks.
-        if self._ctx.debug and mp_debug_reports(self._pool, NULL, 0) > 0:
-            self._on_handler_error(MP_ECORRUPT, addr, size)
-
     def _corruption_reports(self):
         """Take (and clear) the core's pending corruption reports, oldest
         first, as dicts with the fields of mp_corruption_report."""
@@ -406,50 +353,38 @@ cdef class _PoolBase:
         cdef size_t n = mp_debug_reports(self._require(), buf, MP_DEBUG_REPORTS)
         return [buf[i] for i in range(n)]
 
-    def _debug_usable_size(self, uintptr_t addr):
-        """mp_usable_size: bytes usable at addr, 0 when not a live block."""
-        return mp_usable_size(self._require(), <void *>addr)
-
-    def _debug_requested_size(self, uintptr_t addr):
-        """mp_requested_size: the size the live block at addr was asked with."""
-        cdef size_t out = 0
-        cdef int code = mp_requested_size(self._require(), <void *>addr, &out)
-        if code != MP_OK:
-            self._raise(code, address=addr)
-        return out
-
-    def _debug_owns(self, uintptr_t addr):
-        """mp_owns: True when addr is the start of a live block."""
-        return bool(mp_owns(self._require(), <void *>addr))
-
-    cdef size_t _span(self, uintptr_t addr, size_t n) except? 0:
-        # Reads and writes stay inside one live block: never touch memory the
-        # pool does not vouch for.
-        cdef size_t usable = mp_usable_size(self._require(), <void *>addr)
-        if usable == 0 and not mp_owns(self._pool, <void *>addr):
-            self._raise(MP_EFOREIGN, address=addr, length=n)
-        if n > usable:
-            self._raise(MP_ESIZE, address=addr, length=n, block_size=usable)
-        return n
-
-    def _debug_write(self, uintptr_t addr, bytes data):
-        """Copy ``data`` to the start of the live block at ``addr``."""
-        cdef size_t n = len(data)
-        self._span(addr, n)
-        memcpy(<void *>addr, PyBytes_AS_STRING(data), n)
-
-    def _debug_read(self, uintptr_t addr, size_t n):
-        """Return the first ``n`` bytes of the live block at ``addr``."""
-        self._span(addr, n)
-        return PyBytes_FromStringAndSize(<char *>addr, n)
-
     def _raise(self, int code, **context):
         if code == MP_ENOMEM:
             context.setdefault("requested", context.get("size"))
             cfg = self._config_raw()
             context["capacity"] = cfg["capacity"] or None
             context["live_bytes"] = self._stats_raw()["live_bytes"]
-        raise _errors.error_from_code(code, **context)
+        raise self._error_from_code(code, **context)
+
+
+# ------------------------------------------- shared with mempool._testhooks --
+
+cdef mp_core_api _CORE_API = mp_core_api(
+    alloc=mp_alloc, alloc_aligned=mp_alloc_aligned, calloc=mp_calloc,
+    realloc=mp_realloc, free=mp_free, last_error=mp_last_error, owns=mp_owns,
+    usable_size=mp_usable_size, requested_size=mp_requested_size,
+    debug_reports=mp_debug_reports)
+
+
+cdef const mp_core_api *core_api() noexcept:
+    """The core's functions as pointers (see _core.pxd)."""
+    return &_CORE_API
+
+
+cdef mp_pool *pool_of(object pool) except NULL:
+    """The native pool of an open Pool (PoolClosed when closed, TypeError
+    for anything else)."""
+    return (<_PoolBase?>pool)._require()
+
+
+cdef bint pool_debug(object pool) except -1:
+    """True when the Pool is in debug mode (its handler polls corruption)."""
+    return (<_PoolBase?>pool)._ctx.debug
 
 
 # ------------------------------------------------------- module functions --
@@ -473,6 +408,14 @@ def take_failure():
     mph_fail_code = 0
     mph_fail_size = 0
     return out
+
+
+def error_table():
+    """``[(code, name, text)]`` for every core error code, ``MP_OK`` first,
+    from the core's ``MP_ERROR_LIST`` (``mp_error_name``, ``mp_strerror``):
+    the one source of :mod:`mempool.errors`' tables."""
+    return [(-i, mp_error_name(-i).decode(), mp_strerror(-i).decode())
+            for i in range(MP_ERROR_COUNT)]
 
 
 def error_name(int code):

@@ -2,16 +2,16 @@
 
 ``run SCRIPT [ARGS...]`` runs a script unchanged with the default pool
 installed (every numpy array of the process, new threads included) and
-prints a memory report to stderr when it ends.  ``demo`` and ``bench`` hand
-their arguments to :func:`mempool.demo.main` and :func:`mempool.bench.main`.
-``replay TRACE`` and ``stress`` replay a recorded or generated allocation
-trace under the pool and the peer allocators (:mod:`mempool.replay`,
-:mod:`mempool.stress`).
+prints a memory report to stderr when it ends.  ``demo``, ``bench``,
+``replay`` and ``stress`` are tools (:mod:`mempool.tools`): each hands its
+arguments to the ``main(argv)`` of its module, which needs the ``demo``
+extra (``pip install 'mempool[demo]'``); without it they say what to install.
 """
 from __future__ import annotations
 
 import argparse
 import importlib
+import importlib.util
 import os
 import resource
 import runpy
@@ -20,10 +20,19 @@ from typing import Dict, List, Optional, Sequence, TextIO
 
 __all__ = ["main", "build_parser", "run_script", "format_report"]
 
-_DELEGATED = {
-    "demo": ("mempool.demo", "run the training-loop demo (mempool.demo)"),
-    "bench": ("mempool.bench", "run the benchmarks (mempool.bench)"),
+# The tools: command -> (module, help).  Each module's main(argv) owns its
+# whole argument list (including --help).
+_TOOLS = {
+    "demo": ("mempool.tools.demo", "run the training-loop demo"),
+    "bench": ("mempool.tools.bench", "run the benchmarks and the peer comparison"),
+    "replay": ("mempool.tools.replay",
+               "replay allocation traces under the pool, malloc and peers"),
+    "stress": ("mempool.tools.stress",
+               "seeded adversarial allocation run under the pool and peers"),
 }
+# What the `demo` extra of pyproject.toml installs for them.
+DEMO_EXTRA = ("rich", "matplotlib", "psutil")
+INSTALL_DEMO = "pip install 'mempool[demo]'"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -44,18 +53,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("script", help="path of the Python script")
     run.add_argument("args", nargs=argparse.REMAINDER,
                      help="arguments passed to the script")
-    for name, (_, text) in _DELEGATED.items():
-        sub.add_parser(name, help=text, add_help=False)
-    from mempool import replay, stress
-    replay.add_replay_arguments(sub.add_parser(
-        "replay", help="replay allocation traces under the pool, malloc and peers",
-        description="Replay recorded allocation traces (files, or the names of shipped "
-                    "traces) in C under each allocator, one child process each; print "
-                    "peak/final resident and time ratios."))
-    stress.add_arguments(sub.add_parser(
-        "stress", help="seeded adversarial allocation run under the pool and peers",
-        description="Generate a seeded adversarial trace (default: drifting sizes with "
-                    "random frees) and replay it under each allocator."))
+    for name, (_, text) in _TOOLS.items():
+        sub.add_parser(name, help=f"{text} (needs {INSTALL_DEMO})", add_help=False)
     return parser
 
 
@@ -64,11 +63,8 @@ def _process_snapshot() -> Dict[str, int]:
     snap = {"minflt": usage.ru_minflt, "majflt": usage.ru_majflt,
             # ru_maxrss is in KiB on Linux
             "maxrss": usage.ru_maxrss * 1024, "rss": 0}
-    try:
-        import psutil
-        snap["rss"] = psutil.Process().memory_info().rss
-    except ImportError:  # psutil is a dependency; the report degrades without it
-        snap["rss"] = -1
+    from mempool import _core
+    snap["rss"] = _core.process_rss() or -1  # 0: /proc unreadable
     return snap
 
 
@@ -135,12 +131,28 @@ def run_script(script: str, args: Sequence[str], capacity: Optional[int] = None,
     return status
 
 
+def _importable(name: str) -> bool:
+    try:
+        return importlib.util.find_spec(name) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def _missing_extra() -> List[str]:
+    return [dep for dep in DEMO_EXTRA if not _importable(dep)]
+
+
 def _delegate(name: str, argv: List[str]) -> int:
-    module_name = _DELEGATED[name][0]
+    module_name = _TOOLS[name][0]
+    missing = _missing_extra()
+    if missing:
+        print(f"python -m mempool {name} needs the demo extra (missing: "
+              f"{', '.join(missing)}); install it with: {INSTALL_DEMO}", file=sys.stderr)
+        return 2
     try:
         module = importlib.import_module(module_name)
     except ModuleNotFoundError as exc:
-        if exc.name not in (module_name, "mempool"):
+        if exc.name not in (module_name, "mempool", "mempool.tools"):
             raise
         print(f"python -m mempool {name}: {module_name} is not available in "
               f"this installation", file=sys.stderr)
@@ -151,19 +163,12 @@ def _delegate(name: str, argv: List[str]) -> int:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Entry point of ``python -m mempool``; returns the exit status."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    # demo/bench own their whole argument list (including --help)
-    if argv and argv[0] in _DELEGATED:
+    if argv and argv[0] in _TOOLS:
         return _delegate(argv[0], argv[1:])
     parser = build_parser()
     ns = parser.parse_args(argv)
     if ns.command is None:
         parser.print_help()
         return 2
-    if ns.command == "replay":
-        from mempool import replay
-        return replay.replay_command(ns)
-    if ns.command == "stress":
-        from mempool import stress
-        return stress.command(ns)
     return run_script(ns.script, ns.args, capacity=ns.capacity,
                       report=not ns.no_report)

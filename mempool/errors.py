@@ -2,8 +2,12 @@
 
 The native core (``csrc/mempool.h``) reports every failure as a negative
 ``MP_E*`` code and never raises; this module is the only place that turns a
-code into a Python exception.  Each exception class also derives from the
-builtin that numpy users already catch (``MemoryError`` for exhaustion,
+code into a Python exception.  The codes, their names and texts come from
+the core's ``MP_ERROR_LIST`` (through ``_core.error_table()``): Python names
+a code by its symbol (``MP_ENOMEM``), never by its value, and each exception
+class names the code it stands for (``error_name``).
+
+Each exception class also derives from the builtin that numpy users already catch (``MemoryError`` for exhaustion,
 ``ValueError`` for a bad pointer or argument), so existing ``except`` clauses
 keep working.
 
@@ -14,29 +18,29 @@ from __future__ import annotations
 
 from typing import Any, Dict, Optional, Type
 
+from mempool import _core
+
 __all__ = [
     "MempoolError", "PoolExhausted", "InvalidArgument", "DoubleFree",
     "ForeignPointer", "InteriorPointer", "SizeMismatch", "SizeOverflow",
     "InvalidAlignment", "PoolBusy", "PoolClosed", "HeapCorruption",
-    "HeapCorruptionWarning", "ERROR_NAMES",
+    "HeapCorruptionWarning", "ERROR_NAMES", "ERROR_TEXTS", "CODES",
+    "MP_OK", "MP_ENOMEM", "MP_EBUSY", "MP_ECORRUPT",
     "error_from_code", "format_bytes",
 ]
 
-# Mirrors MP_ERROR_LIST in csrc/mempool.h (codes are negated there); a test
-# compares it with the names compiled into the extension.
-ERROR_NAMES: Dict[int, str] = {
-    0: "MP_OK",
-    -1: "MP_ENOMEM",
-    -2: "MP_EINVAL",
-    -3: "MP_EDOUBLEFREE",
-    -4: "MP_EFOREIGN",
-    -5: "MP_EINTERIOR",
-    -6: "MP_ESIZE",
-    -7: "MP_EOVERFLOW",
-    -8: "MP_EALIGN",
-    -9: "MP_EBUSY",
-    -10: "MP_ECORRUPT",
-}
+_TABLE = _core.error_table()
+#: code -> symbolic name ("MP_EDOUBLEFREE"), MP_OK included.
+ERROR_NAMES: Dict[int, str] = {code: name for code, name, _ in _TABLE}
+#: code -> the core's text for it (mp_strerror).
+ERROR_TEXTS: Dict[int, str] = {code: text for code, _, text in _TABLE}
+#: symbolic name -> code.
+CODES: Dict[str, int] = {name: code for code, name, _ in _TABLE}
+# The codes Python code tests for by value.
+MP_OK = CODES["MP_OK"]
+MP_ENOMEM = CODES["MP_ENOMEM"]
+MP_EBUSY = CODES["MP_EBUSY"]
+MP_ECORRUPT = CODES["MP_ECORRUPT"]
 
 
 def format_bytes(n: Optional[int]) -> str:
@@ -65,6 +69,8 @@ class MempoolError(Exception):
     """
 
     code: Optional[int] = None
+    #: The MP_ERROR_LIST name of the code this class stands for (subclasses).
+    error_name: Optional[str] = None
 
     def __init__(self, message: str, *, code: Optional[int] = None) -> None:
         super().__init__(message)
@@ -81,6 +87,9 @@ class PoolExhausted(MempoolError, MemoryError):
     live in the pool when the request failed).
     """
 
+    error_name = "MP_ENOMEM"
+    code = MP_ENOMEM
+
     def __init__(self, requested: Optional[int], capacity: Optional[int],
                  live_bytes: int, *, detail: str = "") -> None:
         self.requested = requested
@@ -93,38 +102,43 @@ class PoolExhausted(MempoolError, MemoryError):
                f"live {_sized(live_bytes)}")
         if detail:
             msg += f" ({detail})"
-        super().__init__(msg, code=-1)
+        super().__init__(msg, code=MP_ENOMEM)
 
 
 class InvalidArgument(MempoolError, ValueError):
     """An argument the core rejected (MP_EINVAL), e.g. an inconsistent config."""
 
-    code = -2
+    error_name = "MP_EINVAL"
+    code = CODES[error_name]
 
 
 class DoubleFree(MempoolError, ValueError):
     """A block was freed (or reallocated) after it had already been freed."""
 
-    code = -3
+    error_name = "MP_EDOUBLEFREE"
+    code = CODES[error_name]
 
 
 class ForeignPointer(MempoolError, ValueError):
     """A pointer that this pool never handed out was given back to it."""
 
-    code = -4
+    error_name = "MP_EFOREIGN"
+    code = CODES[error_name]
 
 
 class InteriorPointer(MempoolError, ValueError):
     """A pointer into the middle of a block, not its start, was given back."""
 
-    code = -5
+    error_name = "MP_EINTERIOR"
+    code = CODES[error_name]
 
 
 class SizeMismatch(MempoolError, ValueError):
     """A size given with a block differs from the size it was requested with,
     or is too large for the block."""
 
-    code = -6
+    error_name = "MP_ESIZE"
+    code = CODES[error_name]
 
 
 class SizeOverflow(MempoolError, OverflowError, MemoryError):
@@ -133,20 +147,23 @@ class SizeOverflow(MempoolError, OverflowError, MemoryError):
     It is an OverflowError (the arithmetic failed) and a MemoryError (code
     that catches allocation failures catches it too)."""
 
-    code = -7
+    error_name = "MP_EOVERFLOW"
+    code = CODES[error_name]
 
 
 class InvalidAlignment(MempoolError, ValueError):
     """An alignment that is not a power of two, or is larger than 1 GiB."""
 
-    code = -8
+    error_name = "MP_EALIGN"
+    code = CODES[error_name]
 
 
 class PoolBusy(MempoolError, RuntimeError):
     """The pool cannot be closed: blocks are still live, or numpy still has
     it as a data-memory handler somewhere.  ``live_bytes`` says how much."""
 
-    code = -9
+    error_name = "MP_EBUSY"
+    code = CODES[error_name]
 
     def __init__(self, message: str, *, live_bytes: int = 0) -> None:
         super().__init__(message)
@@ -161,7 +178,8 @@ class HeapCorruption(MempoolError, RuntimeError):
     """Debug mode found memory written where it must not be: past a block's
     requested size (its canary) or into a block while it was free."""
 
-    code = -10
+    error_name = "MP_ECORRUPT"
+    code = CODES[error_name]
 
 
 class HeapCorruptionWarning(RuntimeWarning):
@@ -193,28 +211,23 @@ def describe_corruption(report: Dict[str, Any]) -> str:
             f"{report['bad_offset']}")
 
 
-_CLASSES: Dict[int, Type[MempoolError]] = {
-    -2: InvalidArgument,
-    -3: DoubleFree,
-    -4: ForeignPointer,
-    -5: InteriorPointer,
-    -6: SizeMismatch,
-    -7: SizeOverflow,
-    -8: InvalidAlignment,
-    -10: HeapCorruption,
-}
+def _code_classes() -> Dict[int, Type[MempoolError]]:
+    """code -> the exception class naming it (every subclass with an
+    ``error_name``), checked against the core's table at import."""
+    out: Dict[int, Type[MempoolError]] = {}
+    todo = list(MempoolError.__subclasses__())
+    while todo:
+        cls = todo.pop()
+        todo.extend(cls.__subclasses__())
+        if cls.error_name is not None:
+            if cls.error_name not in CODES:
+                raise ImportError(f"{cls.__name__} names {cls.error_name}, which the "
+                                  f"core's MP_ERROR_LIST does not have")
+            out[CODES[cls.error_name]] = cls
+    return out
 
-_TEXT: Dict[int, str] = {
-    -2: "invalid argument",
-    -3: "double free: the block is already free",
-    -4: "pointer was not handed out by this pool",
-    -5: "pointer into the middle of a block",
-    -6: "size does not match the block, or is too large",
-    -7: "count * size overflows",
-    -8: "alignment is not a power of two, or too large",
-    -9: "the pool still has live blocks",
-    -10: "heap corruption detected: canary or freed-memory pattern overwritten",
-}
+
+_CLASSES = _code_classes()
 
 # Context keys that are byte counts (printed with a unit) vs. plain values.
 _SIZE_KEYS = ("size", "old_size", "new_size", "block_size", "length")
@@ -245,16 +258,16 @@ def error_from_code(code: int, **context: Any) -> MempoolError:
     """
     if code >= 0:
         raise ValueError(f"error_from_code needs a negative error code, got {code}")
-    if code == -1:
+    if code == MP_ENOMEM:
         requested = context.get("requested", context.get("size"))
         detail = _describe({k: v for k, v in context.items() if k != "size"})
         return PoolExhausted(requested, context.get("capacity"),
                              int(context.get("live_bytes") or 0), detail=detail)
     name = ERROR_NAMES.get(code, "MP_UNKNOWN")
-    text = _TEXT.get(code, f"unknown error code {code}")
+    text = ERROR_TEXTS.get(code, f"unknown error code {code}")
     detail = _describe(context)
     msg = f"{text} [{name}]" + (f": {detail}" if detail else "")
-    if code == -9:
+    if code == MP_EBUSY:
         return PoolBusy(msg, live_bytes=int(context.get("live_bytes") or 0))
     cls = _CLASSES.get(code)
     if cls is None:

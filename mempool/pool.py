@@ -12,15 +12,17 @@ import math
 import numbers
 import os
 import warnings
-from typing import Any, Callable, Dict, Optional
+from typing import TYPE_CHECKING, Any, Callable, Dict, Optional
 
 import numpy as np
 
 from mempool import _core
-from mempool.errors import (PoolBusy, PoolExhausted, ERROR_NAMES,
-                            HeapCorruptionWarning, describe_corruption,
+from mempool.errors import (ERROR_NAMES, MP_ECORRUPT, MP_ENOMEM, HeapCorruptionWarning,
+                            PoolBusy, PoolClosed, PoolExhausted, describe_corruption,
                             error_from_code, format_bytes)
-from mempool.stats import DefragReport, PoolStats
+
+if TYPE_CHECKING:  # imported on first use: the dataclasses cost ~5 ms at import
+    from mempool.stats import DefragReport, PoolStats
 
 __all__ = ["Pool"]
 
@@ -137,6 +139,10 @@ class Pool(_core._PoolBase):
     once per pool; if warnings are errors it goes to ``sys.unraisablehook``.
     """
 
+    # How _core raises: it imports no Python module of the package.
+    _error_from_code = staticmethod(error_from_code)
+    _PoolClosed = PoolClosed
+
     def __init__(self, capacity: Optional[int] = None, *,
                  small_max: Optional[int] = None, huge_pages: Any = "auto",
                  decay: Optional[float] = None, debug: Optional[bool] = None,
@@ -174,6 +180,7 @@ class Pool(_core._PoolBase):
     def stats(self) -> PoolStats:
         """A consistent snapshot of the pool's counters (see PoolStats), with
         the process's RSS read next to it for comparison."""
+        from mempool.stats import PoolStats
         raw = self._stats_raw()
         raw["process_rss_bytes"] = _core.process_rss() or None  # 0: unreadable
         return PoolStats.from_raw(raw)
@@ -199,6 +206,7 @@ class Pool(_core._PoolBase):
         alive) stay where they are; every byte is preserved.  Arrays made by
         numpy through the pool are never moved.  Holds the pool's lock for
         the whole pass (other threads' large allocations wait)."""
+        from mempool.stats import DefragReport
         before = self._stats_raw()
         moved = _core._defragment(self)
         after = self._stats_raw()
@@ -247,7 +255,7 @@ class Pool(_core._PoolBase):
         once per pool, because a warning per free would flood a loop.
         Heap corruption (debug mode) warns once per report instead: each one
         names a different block."""
-        if code == -10:  # MP_ECORRUPT
+        if code == MP_ECORRUPT:
             self._warn_corruption()
             return
         self._handler_errors += 1
@@ -291,7 +299,7 @@ class Pool(_core._PoolBase):
             code, size = _core.take_failure()
             if code >= 0 or isinstance(exc, PoolExhausted):
                 raise
-            if code == -1:
+            if code == MP_ENOMEM:
                 raise PoolExhausted(size, self.capacity,
                                     self.stats().live_bytes) from exc
             raise error_from_code(code, size=size) from exc

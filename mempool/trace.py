@@ -6,7 +6,7 @@
 C-side buffer (``csrc/trace.c``; the handler pays one pointer test when not
 recording).  On exit the events are saved to the file and kept in
 ``rec.trace``.  ``python -m mempool replay FILE`` replays them against the
-pool, malloc and the peer allocators (:mod:`mempool.replay`).
+pool, malloc and the peer allocators (:mod:`mempool.tools.replay`).
 
 Blocks are named by ids (0, 1, 2... in order of allocation), not pointers,
 so any allocator can replay a trace; a realloc keeps its block's id.  A
@@ -219,19 +219,18 @@ def record(path: Union[str, os.PathLike, None] = None, pool=None,
 
     With ``use=True`` the pool is also made current for the block, as
     ``mempool.use(pool)`` does.  Only calls through the pool's numpy handler
-    are recorded (any thread), not ``Pool._debug_*`` calls.  The trace's
-    metadata gets the pool's peak live and peak resident bytes at the end,
+    are recorded (any thread), not those of the test hooks
+    (``mempool._testhooks``).  The trace's metadata gets the pool's peak live and peak resident bytes at the end,
     which a replay of the trace can be compared with.  If the block raises,
     recording stops and nothing is saved.
     """
-    import mempool
-    from mempool import _core
+    from mempool import _core, dropin
     if pool is None:
-        pool = mempool.default_pool()
+        pool = dropin.default_pool()
     rec = Recording(pool)
     with contextlib.ExitStack() as stack:
         if use:
-            stack.enter_context(mempool.use(pool))
+            stack.enter_context(dropin.use(pool))
         _core._trace_start(pool)
         started = time.time()
         try:

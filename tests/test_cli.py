@@ -64,7 +64,7 @@ def test_run_missing_script():
 def test_help_lists_the_subcommands():
     res = _run("--help")
     assert res.returncode == 0
-    for name in ("run", "demo", "bench"):
+    for name in ("run", "demo", "bench", "replay", "stress"):
         assert name in res.stdout
 
 
@@ -74,21 +74,52 @@ def test_no_command_prints_help():
     assert "run" in res.stdout
 
 
-@pytest.mark.parametrize("name", ["demo", "bench"])
+@pytest.mark.parametrize("name", ["demo", "bench", "replay", "stress"])
 def test_delegates_argv_to_the_module(monkeypatch, name):
     seen = []
-    module = types.ModuleType(f"mempool.{name}")
+    module = types.ModuleType(f"mempool.tools.{name}")
     module.main = lambda argv: seen.append(argv) or 7
-    monkeypatch.setitem(sys.modules, f"mempool.{name}", module)
+    monkeypatch.setitem(sys.modules, f"mempool.tools.{name}", module)
     assert cli.main([name, "--steps", "3", "--help"]) == 7
     assert seen == [["--steps", "3", "--help"]]
 
 
 @pytest.mark.parametrize("name", ["demo", "bench"])
 def test_missing_module_is_a_clear_error(monkeypatch, capsys, name):
-    monkeypatch.setitem(sys.modules, f"mempool.{name}", None)
+    monkeypatch.setitem(sys.modules, f"mempool.tools.{name}", None)
     assert cli.main([name]) == 2
-    assert f"mempool.{name} is not available" in capsys.readouterr().err
+    assert f"mempool.tools.{name} is not available" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("name", ["demo", "bench", "replay", "stress"])
+@pytest.mark.parametrize("missing", ["rich", "matplotlib", "psutil"])
+def test_tools_without_the_demo_extra_say_what_to_install(monkeypatch, capsys, name,
+                                                          missing):
+    # A None entry in sys.modules is how a module that cannot be found looks
+    # to importlib (find_spec returns None), as without the extra installed.
+    monkeypatch.setitem(sys.modules, missing, None)
+    monkeypatch.delitem(sys.modules, f"mempool.tools.{name}", raising=False)
+    assert cli.main([name, "--help"]) == 2
+    err = capsys.readouterr().err
+    assert "pip install 'mempool[demo]'" in err and f"missing: {missing}" in err
+    assert f"mempool.tools.{name}" not in sys.modules  # stopped before importing it
+
+
+def test_tool_without_the_extra_in_a_fresh_process():
+    blocker = ("import sys, importlib.abc\n"
+               "class Block(importlib.abc.MetaPathFinder):\n"
+               "    def find_spec(self, name, path=None, target=None):\n"
+               "        if name.split('.')[0] in ('rich', 'matplotlib', 'psutil'):\n"
+               "            raise ModuleNotFoundError(name, name=name)\n"
+               "sys.meta_path.insert(0, Block())\n"
+               "import runpy\n"
+               "sys.argv = ['mempool', 'demo']\n"
+               "runpy.run_module('mempool', run_name='__main__', alter_sys=True)\n")
+    res = subprocess.run([sys.executable, "-c", blocker], capture_output=True, text=True,
+                         timeout=60)
+    assert res.returncode == 2, res.stderr
+    assert "pip install 'mempool[demo]'" in res.stderr
+    assert "Traceback" not in res.stderr + res.stdout
 
 
 def test_report_in_process(script, capsys):

@@ -6,8 +6,8 @@ import sys
 
 import pytest
 
-from mempool import replay
-from mempool.demo import runner
+from mempool.tools import replay
+from mempool.tools.demo import runner
 
 # The children reset LD_PRELOAD (to preload the peers): an extension built
 # with ASan cannot load in them, so the end-to-end runs are skipped there.
@@ -15,9 +15,10 @@ children = pytest.mark.skipif("asan" in os.environ.get("LD_PRELOAD", ""),
                               reason="children cannot load an ASan-built extension")
 
 
-def _run(*args, timeout=300):
+def _run(*args, timeout=300, columns=None):
+    env = None if columns is None else dict(os.environ, COLUMNS=str(columns))
     return subprocess.run([sys.executable, "-m", "mempool", *args],
-                          capture_output=True, text=True, timeout=timeout)
+                          capture_output=True, text=True, timeout=timeout, env=env)
 
 
 @children
@@ -48,17 +49,25 @@ def test_stress_quick_runs_every_available_allocator(tmp_path):
 
 
 def test_bad_input_gives_a_message_not_a_traceback(tmp_path):
-    proc = _run("replay", str(tmp_path / "missing.trace"))
-    assert proc.returncode == 2 and "no trace file" in proc.stdout
+    # A narrow terminal: error messages go to stderr as plain lines, never
+    # wrapped at the terminal width (they are read by scripts and tests too).
+    narrow = {"columns": 20}
+    procs = []
+    proc = _run("replay", str(tmp_path / "missing.trace"), **narrow)
+    assert proc.returncode == 2 and "no trace file" in proc.stderr
+    procs.append(proc)
     junk = tmp_path / "junk.trace"
     junk.write_bytes(b"\x1f\x8bnot really gzip")
-    proc = _run("replay", str(junk))
-    assert proc.returncode == 2 and "corrupt gzip" in proc.stdout
-    proc = _run("stress", "--allocators", "nosuch")
+    proc = _run("replay", str(junk), **narrow)
+    assert proc.returncode == 2 and "corrupt gzip" in proc.stderr
+    procs.append(proc)
+    proc = _run("stress", "--allocators", "nosuch", **narrow)
     assert proc.returncode == 2 and "unknown allocator" in proc.stderr
-    proc = _run("stress", "--rounds", "0", "--allocators", "malloc")
-    assert proc.returncode == 2 and "bad stress parameters" in proc.stdout
-    for p in (proc,):
+    procs.append(proc)
+    proc = _run("stress", "--rounds", "0", "--allocators", "malloc", **narrow)
+    assert proc.returncode == 2 and "bad stress parameters" in proc.stderr
+    procs.append(proc)
+    for p in procs:
         assert "Traceback" not in p.stdout + p.stderr
 
 

@@ -11,7 +11,8 @@ import pytest
 
 import mempool
 from mempool import Pool
-from mempool.errors import HeapCorruption, HeapCorruptionWarning, error_from_code
+from mempool.errors import MP_ECORRUPT, HeapCorruption, HeapCorruptionWarning, error_from_code
+from mempool import _testhooks as hooks
 
 KiB, MiB = 1 << 10, 1 << 20
 
@@ -56,14 +57,14 @@ def test_check_counts_a_broken_canary_of_a_live_block():
 @pytest.mark.corrupts_memory
 def test_write_after_free_is_reported_when_the_block_is_reused():
     pool = Pool(debug=True)
-    addr = pool._debug_alloc(256)
-    pool._debug_free(addr, 256)
+    addr = hooks.alloc(pool, 256)
+    hooks.free(pool, addr, 256)
     ctypes.memset(addr + 10, 0x00, 1)           # stale pointer writes
     with pytest.warns(HeapCorruptionWarning, match="written to while it was free") as seen:
-        again = pool._debug_alloc(256)
+        again = hooks.alloc(pool, 256)
     assert again == addr and seen[0].message.report["bad_offset"] == 10
-    assert pool._debug_read(again, 4) == b"\xab" * 4   # handed out fresh
-    pool._debug_free(again, 256)
+    assert hooks.read(pool, again, 4) == b"\xab" * 4   # handed out fresh
+    hooks.free(pool, again, 256)
     assert _corrupt(pool) == 1 and pool.check() == 0
 
 
@@ -85,9 +86,9 @@ def test_healthy_debug_pool_is_silent_and_keeps_content():
 
 def test_debug_off_costs_no_canary():
     pool = Pool(debug=False)
-    addr = pool._debug_alloc(100)
-    assert pool._debug_usable_size(addr) >= 100
-    pool._debug_free(addr, 100)
+    addr = hooks.alloc(pool, 100)
+    assert hooks.usable_size(pool, addr) >= 100
+    hooks.free(pool, addr, 100)
     assert pool._corruption_reports() == []
 
 
@@ -108,7 +109,7 @@ def test_env_reaches_the_default_pool():
 
 
 def test_corruption_code_maps_to_an_exception():
-    exc = error_from_code(-10, address=0x1000, size=8)
+    exc = error_from_code(MP_ECORRUPT, address=0x1000, size=8)
     assert isinstance(exc, HeapCorruption) and isinstance(exc, RuntimeError)
     assert "MP_ECORRUPT" in str(exc) and "0x1000" in str(exc)
-    assert mempool._core.error_name(-10) == "MP_ECORRUPT"
+    assert mempool._core.error_name(exc.code) == "MP_ECORRUPT"

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from mempool import bench
-from mempool.demo import build_parser, parse_pair, report, runner, workloads
+from mempool.tools import bench
+from mempool.tools.demo import build_parser, parse_pair, report, runner, workloads
 
 ROOT = Path(__file__).resolve().parents[1]
 

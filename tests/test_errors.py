@@ -11,6 +11,7 @@ from mempool import _core, errors
 from mempool.errors import (DoubleFree, ForeignPointer, InteriorPointer,
                             InvalidAlignment, MempoolError, PoolExhausted,
                             SizeMismatch, SizeOverflow, error_from_code)
+from mempool import _testhooks as hooks
 
 MiB = 1 << 20
 
@@ -19,26 +20,53 @@ def test_error_names_match_the_core():
     assert _core.ERROR_COUNT == len(errors.ERROR_NAMES)
     for code, name in errors.ERROR_NAMES.items():
         assert _core.error_name(code) == name
-        assert _core.strerror(code)
+        assert _core.strerror(code) == errors.ERROR_TEXTS[code]
 
 
-@pytest.mark.parametrize("code, cls, builtin", [
-    (-1, PoolExhausted, MemoryError),
-    (-2, errors.InvalidArgument, ValueError),
-    (-3, DoubleFree, ValueError),
-    (-4, ForeignPointer, ValueError),
-    (-5, InteriorPointer, ValueError),
-    (-6, SizeMismatch, ValueError),
-    (-7, SizeOverflow, OverflowError),
-    (-8, InvalidAlignment, ValueError),
-    (-9, errors.PoolBusy, RuntimeError),
+def _classes_with_a_code():
+    out, todo = [], [MempoolError]
+    while todo:
+        cls = todo.pop()
+        todo.extend(cls.__subclasses__())
+        if cls.error_name is not None:
+            out.append(cls)
+    return out
+
+
+def test_every_core_code_has_a_class_and_every_class_a_core_code():
+    table = _core.error_table()
+    codes = [code for code, _, _ in table]
+    names = [name for _, name, _ in table]
+    # MP_ERROR_COUNT covers the whole list: codes 0, -1, ... with no gap,
+    # and the first code past the count is unknown to the core
+    assert codes == [-i for i in range(_core.ERROR_COUNT)]
+    assert _core.error_name(-_core.ERROR_COUNT) == "MP_UNKNOWN"
+    assert names[0] == "MP_OK" and len(set(names)) == len(names)
+    classes = _classes_with_a_code()
+    assert sorted(cls.error_name for cls in classes) == sorted(names[1:])
+    for cls in classes:
+        assert cls.code == errors.CODES[cls.error_name]
+        assert type(error_from_code(cls.code)) is cls
+
+
+@pytest.mark.parametrize("name, cls, builtin", [
+    ("MP_ENOMEM", PoolExhausted, MemoryError),
+    ("MP_EINVAL", errors.InvalidArgument, ValueError),
+    ("MP_EDOUBLEFREE", DoubleFree, ValueError),
+    ("MP_EFOREIGN", ForeignPointer, ValueError),
+    ("MP_EINTERIOR", InteriorPointer, ValueError),
+    ("MP_ESIZE", SizeMismatch, ValueError),
+    ("MP_EOVERFLOW", SizeOverflow, OverflowError),
+    ("MP_EALIGN", InvalidAlignment, ValueError),
+    ("MP_EBUSY", errors.PoolBusy, RuntimeError),
 ])
-def test_error_from_code_classes(code, cls, builtin):
+def test_error_from_code_classes(name, cls, builtin):
+    code = errors.CODES[name]
     exc = error_from_code(code, size=4096, address=0x1000)
     assert type(exc) is cls
     assert isinstance(exc, MempoolError) and isinstance(exc, builtin)
     assert exc.code == code
-    if code != -1:
+    if code != errors.MP_ENOMEM:
         assert "4096 bytes" in str(exc) and "0x1000" in str(exc)
 
 
@@ -47,13 +75,14 @@ def test_size_overflow_is_also_a_memory_error():
 
 
 def test_unknown_code_and_non_error():
-    assert type(error_from_code(-99)) is MempoolError
+    past_the_table = min(errors.ERROR_NAMES) - 89
+    assert type(error_from_code(past_the_table)) is MempoolError
     with pytest.raises(ValueError):
-        error_from_code(0)
+        error_from_code(errors.MP_OK)
 
 
 def test_pool_exhausted_carries_the_sizes():
-    exc = error_from_code(-1, requested=3 * MiB, capacity=2 * MiB, live_bytes=MiB)
+    exc = error_from_code(errors.MP_ENOMEM, requested=3 * MiB, capacity=2 * MiB, live_bytes=MiB)
     assert (exc.requested, exc.capacity, exc.live_bytes) == (3 * MiB, 2 * MiB, MiB)
     for n in (3 * MiB, 2 * MiB, MiB):
         assert f"{n} bytes" in str(exc)
@@ -65,11 +94,11 @@ def _errors(pool, name):
 
 def test_double_free(pool):
     for size in (40, 100000):
-        addr = pool._debug_alloc(size)
-        pool._debug_free(addr)
+        addr = hooks.alloc(pool, size)
+        hooks.free(pool, addr)
         before = pool.stats()
         with pytest.raises(DoubleFree) as info:
-            pool._debug_free(addr)
+            hooks.free(pool, addr)
         assert f"0x{addr:x}" in str(info.value)
         after = pool.stats()
         assert after.errors["MP_EDOUBLEFREE"] == before.errors["MP_EDOUBLEFREE"] + 1
@@ -81,45 +110,45 @@ def test_double_free(pool):
 def test_foreign_pointer(pool):
     outside = np.empty(1000, np.uint8)        # numpy's default allocator
     with pytest.raises(ForeignPointer):
-        pool._debug_free(outside.ctypes.data)
+        hooks.free(pool, outside.ctypes.data)
     other = mempool.Pool()
-    addr = other._debug_alloc(64)
+    addr = hooks.alloc(other, 64)
     with pytest.raises(ForeignPointer):
-        pool._debug_free(addr)
-    other._debug_free(addr)                   # untouched by the failed free
+        hooks.free(pool, addr)
+    hooks.free(other, addr)                   # untouched by the failed free
     assert _errors(pool, "MP_EFOREIGN") == 2
     assert _errors(other, "MP_EFOREIGN") == 0
 
 
 @pytest.mark.parametrize("size, offset", [(1000, 16), (100000, 4096), (100000, 64)])
 def test_interior_pointer(pool, size, offset):
-    addr = pool._debug_alloc(size)
+    addr = hooks.alloc(pool, size)
     with pytest.raises(InteriorPointer):
-        pool._debug_free(addr + offset)
+        hooks.free(pool, addr + offset)
     assert _errors(pool, "MP_EINTERIOR") == 1
     assert pool.stats().live_bytes == size    # the block is still live
-    pool._debug_free(addr)
+    hooks.free(pool, addr)
     assert pool.stats().live_bytes == 0
 
 
 @pytest.mark.parametrize("size", [48, 200000])
 def test_size_mismatch_on_free_and_realloc(pool, size):
-    addr = pool._debug_alloc(size)
-    pool._debug_write(addr, b"keep")
+    addr = hooks.alloc(pool, size)
+    hooks.write(pool, addr, b"keep")
     with pytest.raises(SizeMismatch) as info:
-        pool._debug_free(addr, size + 1)
+        hooks.free(pool, addr, size + 1)
     assert f"{size + 1} bytes" in str(info.value)
     with pytest.raises(SizeMismatch):
-        pool._debug_realloc(addr, size - 1, size * 2)
-    assert pool._debug_read(addr, 4) == b"keep"
+        hooks.realloc(pool, addr, size - 1, size * 2)
+    assert hooks.read(pool, addr, 4) == b"keep"
     assert _errors(pool, "MP_ESIZE") == 2
-    pool._debug_free(addr, size)              # the right size works
+    hooks.free(pool, addr, size)              # the right size works
     assert pool.stats().live_bytes == 0
 
 
 def test_calloc_overflow(pool):
     with pytest.raises(SizeOverflow) as info:
-        pool._debug_calloc(2 ** 62, 8)
+        hooks.calloc(pool, 2 ** 62, 8)
     assert isinstance(info.value, OverflowError)
     assert _errors(pool, "MP_EOVERFLOW") == 1
     assert pool.stats().live_bytes == 0
@@ -127,19 +156,19 @@ def test_calloc_overflow(pool):
 
 def test_bad_alignment(pool):
     with pytest.raises(InvalidAlignment):
-        pool._debug_alloc(64, align=48)
-    addr = pool._debug_alloc(64, align=4096)
+        hooks.alloc(pool, 64, align=48)
+    addr = hooks.alloc(pool, 64, align=4096)
     assert addr % 4096 == 0
-    pool._debug_free(addr)
+    hooks.free(pool, addr)
 
 
 def test_debug_read_write_stay_inside_blocks(pool):
-    addr = pool._debug_alloc(100)
+    addr = hooks.alloc(pool, 100)
     with pytest.raises(SizeMismatch):
-        pool._debug_read(addr, pool._debug_usable_size(addr) + 1)
+        hooks.read(pool, addr, hooks.usable_size(pool, addr) + 1)
     with pytest.raises(ForeignPointer):
-        pool._debug_write(addr + 8, b"x")
-    pool._debug_free(addr)
+        hooks.write(pool, addr + 8, b"x")
+    hooks.free(pool, addr)
 
 
 def test_capacity_exhaustion_raises_pool_exhausted_and_recovers():
@@ -192,7 +221,7 @@ def test_capacity_exhaustion_by_many_blocks():
 def test_debug_alloc_over_capacity():
     pool = mempool.Pool(capacity=16 * MiB)
     with pytest.raises(PoolExhausted) as info:
-        pool._debug_alloc(64 * MiB)
+        hooks.alloc(pool, 64 * MiB)
     assert info.value.requested == 64 * MiB and info.value.capacity == 16 * MiB
 
 
@@ -215,13 +244,13 @@ def test_bad_array_requests_are_numpy_errors_and_leak_nothing(pool, args, exc):
 
 def test_bad_free_from_numpy_warns_once_and_is_counted(pool):
     a = pool.empty(1000, np.uint8)
-    pool._debug_free(a.ctypes.data)           # free it behind numpy's back
+    hooks.free(pool, a.ctypes.data)           # free it behind numpy's back
     with pytest.warns(RuntimeWarning, match="MP_EDOUBLEFREE"):
         del a
         gc.collect()
     assert _errors(pool, "MP_EDOUBLEFREE") == 1
     b = pool.empty(5000, np.uint8)
-    pool._debug_free(b.ctypes.data)
+    hooks.free(pool, b.ctypes.data)
     with warnings.catch_warnings():
         warnings.simplefilter("error")        # a second warning would raise
         del b
@@ -234,7 +263,7 @@ def test_bad_free_warning_turned_error_goes_to_unraisablehook(pool, monkeypatch)
     seen = []
     monkeypatch.setattr(sys, "unraisablehook", seen.append)
     a = pool.empty(100, np.uint8)
-    pool._debug_free(a.ctypes.data)
+    hooks.free(pool, a.ctypes.data)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         del a                                 # must not raise here

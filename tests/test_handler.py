@@ -10,6 +10,7 @@ import pytest
 from numpy._core.multiarray import get_handler_name, get_handler_version
 
 import mempool
+from mempool import _testhooks as hooks
 
 MiB = 1 << 20
 
@@ -198,12 +199,12 @@ def test_zeros_after_dirty_reuse_reads_zero(pool, nbytes):
 
 def test_debug_calloc_zeroes_reused_memory(pool):
     for size in (24, 5000, 300000):
-        addr = pool._debug_alloc(size)
-        pool._debug_write(addr, b"\xff" * size)
-        pool._debug_free(addr)
-        zaddr = pool._debug_calloc(size, 1)
-        assert pool._debug_read(zaddr, size) == bytes(size)
-        pool._debug_free(zaddr)
+        addr = hooks.alloc(pool, size)
+        hooks.write(pool, addr, b"\xff" * size)
+        hooks.free(pool, addr)
+        zaddr = hooks.calloc(pool, size, 1)
+        assert hooks.read(pool, zaddr, size) == bytes(size)
+        hooks.free(pool, zaddr)
 
 
 def test_tracemalloc_sees_pool_arrays(pool):

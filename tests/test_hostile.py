@@ -19,6 +19,7 @@ import pytest
 import mempool
 from mempool.errors import (DoubleFree, ForeignPointer, InteriorPointer, InvalidAlignment,
                             PoolExhausted, SizeMismatch, SizeOverflow)
+from mempool import _testhooks as hooks
 
 KiB, MiB = 1 << 10, 1 << 20
 SIZE_MAX = 2 ** 64 - 1
@@ -47,65 +48,65 @@ class Blocks:
 
     def __init__(self, pool):
         big = 12 * MiB if pool.capacity else 300 * MiB   # direct mapping if unlimited
-        self.small = pool._debug_alloc(100)
-        self.large = pool._debug_alloc(100 * KiB)
-        self.big = pool._debug_alloc(big)
+        self.small = hooks.alloc(pool, 100)
+        self.large = hooks.alloc(pool, 100 * KiB)
+        self.big = hooks.alloc(pool, big)
         self.big_size = big
-        freed = [pool._debug_alloc(n) for n in (100, 100 * KiB, big)]
+        freed = [hooks.alloc(pool, n) for n in (100, 100 * KiB, big)]
         for addr in freed:
-            pool._debug_free(addr)
+            hooks.free(pool, addr)
         self.freed_small, self.freed_large, self.freed_big = freed
         for addr, n in ((self.small, 100), (self.large, 100 * KiB)):
-            pool._debug_write(addr, bytes(i % 251 for i in range(n)))
+            hooks.write(pool, addr, bytes(i % 251 for i in range(n)))
 
 
 # (name, call(pool, blocks), exception class, substrings the message must hold)
 HOSTILE = [
-    ("alloc SIZE_MAX", lambda p, b: p._debug_alloc(SIZE_MAX), SizeMismatch,
+    ("alloc SIZE_MAX", lambda p, b: hooks.alloc(p, SIZE_MAX), SizeMismatch,
      [f"{SIZE_MAX} bytes"]),
-    ("alloc 2**47", lambda p, b: p._debug_alloc(2 ** 47), SizeMismatch, [f"{2 ** 47} bytes"]),
-    ("aligned SIZE_MAX-63, align 4096", lambda p, b: p._debug_alloc(SIZE_MAX - 63, 4096),
+    ("alloc 2**47", lambda p, b: hooks.alloc(p, 2 ** 47), SizeMismatch, [f"{2 ** 47} bytes"]),
+    ("aligned SIZE_MAX-63, align 4096", lambda p, b: hooks.alloc(p, SIZE_MAX - 63, 4096),
      SizeMismatch, [f"{SIZE_MAX - 63} bytes"]),
-    ("calloc count*size overflow", lambda p, b: p._debug_calloc(2 ** 33, 2 ** 31),
+    ("calloc count*size overflow", lambda p, b: hooks.calloc(p, 2 ** 33, 2 ** 31),
      SizeOverflow, [f"count {2 ** 33}", f"{2 ** 31} bytes"]),
-    ("calloc SIZE_MAX x 2", lambda p, b: p._debug_calloc(SIZE_MAX, 2), SizeOverflow,
+    ("calloc SIZE_MAX x 2", lambda p, b: hooks.calloc(p, SIZE_MAX, 2), SizeOverflow,
      [f"count {SIZE_MAX}"]),
-    ("calloc 2**46+1 x 1", lambda p, b: p._debug_calloc(2 ** 46 + 1, 1), SizeMismatch, []),
-    ("realloc small to SIZE_MAX", lambda p, b: p._debug_realloc(b.small, 100, SIZE_MAX),
+    ("calloc 2**46+1 x 1", lambda p, b: hooks.calloc(p, 2 ** 46 + 1, 1), SizeMismatch, []),
+    ("realloc small to SIZE_MAX", lambda p, b: hooks.realloc(p, b.small, 100, SIZE_MAX),
      SizeMismatch, [f"{SIZE_MAX} bytes"]),
-    ("realloc large to SIZE_MAX-1", lambda p, b: p._debug_realloc(b.large, 0, SIZE_MAX - 1),
+    ("realloc large to SIZE_MAX-1", lambda p, b: hooks.realloc(p, b.large, 0, SIZE_MAX - 1),
      SizeMismatch, [f"{SIZE_MAX - 1} bytes"]),
-    ("align 3", lambda p, b: p._debug_alloc(64, 3), InvalidAlignment, ["align 3"]),
-    ("align 48", lambda p, b: p._debug_alloc(64, 48), InvalidAlignment, ["align 48"]),
-    ("align 2**31", lambda p, b: p._debug_alloc(64, 2 ** 31), InvalidAlignment,
+    ("align 3", lambda p, b: hooks.alloc(p, 64, 3), InvalidAlignment, ["align 3"]),
+    ("align 48", lambda p, b: hooks.alloc(p, 64, 48), InvalidAlignment, ["align 48"]),
+    ("align 2**31", lambda p, b: hooks.alloc(p, 64, 2 ** 31), InvalidAlignment,
      [f"align {2 ** 31}"]),
-    ("align 2**63+1", lambda p, b: p._debug_alloc(64, 2 ** 63 + 1), InvalidAlignment, []),
-    ("free small +1 (misaligned)", lambda p, b: p._debug_free(b.small + 1), InteriorPointer,
+    ("align 2**63+1", lambda p, b: hooks.alloc(p, 64, 2 ** 63 + 1), InvalidAlignment, []),
+    ("free small +1 (misaligned)", lambda p, b: hooks.free(p, b.small + 1), InteriorPointer,
      []),
-    ("free small +8", lambda p, b: p._debug_free(b.small + 8), InteriorPointer, []),
-    ("free large +1", lambda p, b: p._debug_free(b.large + 1), InteriorPointer, []),
-    ("free large +4096", lambda p, b: p._debug_free(b.large + 4096), InteriorPointer, []),
-    ("free big +2 MiB", lambda p, b: p._debug_free(b.big + 2 * MiB), InteriorPointer, []),
-    ("free small, wrong size", lambda p, b: p._debug_free(b.small, 101), SizeMismatch,
+    ("free small +8", lambda p, b: hooks.free(p, b.small + 8), InteriorPointer, []),
+    ("free large +1", lambda p, b: hooks.free(p, b.large + 1), InteriorPointer, []),
+    ("free large +4096", lambda p, b: hooks.free(p, b.large + 4096), InteriorPointer, []),
+    ("free big +2 MiB", lambda p, b: hooks.free(p, b.big + 2 * MiB), InteriorPointer, []),
+    ("free small, wrong size", lambda p, b: hooks.free(p, b.small, 101), SizeMismatch,
      ["101 bytes"]),
-    ("free large, wrong size", lambda p, b: p._debug_free(b.large, 100 * KiB - 1),
+    ("free large, wrong size", lambda p, b: hooks.free(p, b.large, 100 * KiB - 1),
      SizeMismatch, [f"{100 * KiB - 1} bytes"]),
-    ("free big, wrong size", lambda p, b: p._debug_free(b.big, 7), SizeMismatch, ["7 bytes"]),
-    ("realloc small, wrong old size", lambda p, b: p._debug_realloc(b.small, 99, 50),
+    ("free big, wrong size", lambda p, b: hooks.free(p, b.big, 7), SizeMismatch, ["7 bytes"]),
+    ("realloc small, wrong old size", lambda p, b: hooks.realloc(p, b.small, 99, 50),
      SizeMismatch, ["99 bytes"]),
-    ("double free small", lambda p, b: p._debug_free(b.freed_small), DoubleFree, []),
-    ("double free large", lambda p, b: p._debug_free(b.freed_large), DoubleFree, []),
-    ("double free big", lambda p, b: p._debug_free(b.freed_big), DoubleFree, []),
-    ("realloc of freed small", lambda p, b: p._debug_realloc(b.freed_small, 0, 10),
+    ("double free small", lambda p, b: hooks.free(p, b.freed_small), DoubleFree, []),
+    ("double free large", lambda p, b: hooks.free(p, b.freed_large), DoubleFree, []),
+    ("double free big", lambda p, b: hooks.free(p, b.freed_big), DoubleFree, []),
+    ("realloc of freed small", lambda p, b: hooks.realloc(p, b.freed_small, 0, 10),
      DoubleFree, []),
-    ("foreign: numpy's own memory", lambda p, b: p._debug_free(_NUMPY_BUF.ctypes.data),
+    ("foreign: numpy's own memory", lambda p, b: hooks.free(p, _NUMPY_BUF.ctypes.data),
      ForeignPointer, []),
-    ("foreign: address 0x10", lambda p, b: p._debug_free(0x10), ForeignPointer, ["0x10"]),
-    ("foreign: address 2**60", lambda p, b: p._debug_free(2 ** 60), ForeignPointer,
+    ("foreign: address 0x10", lambda p, b: hooks.free(p, 0x10), ForeignPointer, ["0x10"]),
+    ("foreign: address 2**60", lambda p, b: hooks.free(p, 2 ** 60), ForeignPointer,
      [f"0x{2 ** 60:x}"]),
-    ("foreign: realloc of 0x1000", lambda p, b: p._debug_realloc(0x1000, 0, 10),
+    ("foreign: realloc of 0x1000", lambda p, b: hooks.realloc(p, 0x1000, 0, 10),
      ForeignPointer, []),
-    ("capacity: alloc 128 MiB", lambda p, b: p._debug_alloc(128 * MiB),
+    ("capacity: alloc 128 MiB", lambda p, b: hooks.alloc(p, 128 * MiB),
      PoolExhausted, [f"{128 * MiB} bytes", f"{64 * MiB} bytes"]),
 ]
 _NUMPY_BUF = np.zeros(4096, np.uint8)
@@ -128,7 +129,7 @@ def test_hostile_input_is_refused_and_changes_nothing(kind, name, call, exc, nee
     want = _expected(name, kind, exc)
     if want is None:
         addr = call(pool, blocks)
-        pool._debug_free(addr)
+        hooks.free(pool, addr)
         return
     with pytest.raises(want) as info:
         call(pool, blocks)
@@ -138,11 +139,11 @@ def test_hostile_input_is_refused_and_changes_nothing(kind, name, call, exc, nee
     assert _snapshot(pool) == before
     assert pool.stats().error_total == errors_before + 1
     # the live blocks kept their content and are still usable and freeable
-    assert pool._debug_read(blocks.small, 4) == bytes(range(4))
-    moved = pool._debug_realloc(blocks.small, 100, 200)
-    pool._debug_free(moved, 200)
-    pool._debug_free(blocks.large, 100 * KiB)
-    pool._debug_free(blocks.big, blocks.big_size)
+    assert hooks.read(pool, blocks.small, 4) == bytes(range(4))
+    moved = hooks.realloc(pool, blocks.small, 100, 200)
+    hooks.free(pool, moved, 200)
+    hooks.free(pool, blocks.large, 100 * KiB)
+    hooks.free(pool, blocks.big, blocks.big_size)
     assert pool.stats().live_bytes == 0 and pool.check() == 0
 
 
@@ -150,14 +151,14 @@ def test_hostile_input_is_refused_and_changes_nothing(kind, name, call, exc, nee
 @pytest.mark.parametrize("size", [40, 100 * KiB, 300 * MiB])
 def test_realloc_to_zero_frees_the_old_block(kind, size):
     pool = _make_pool(kind)
-    addr = pool._debug_alloc(size)
-    zero = pool._debug_realloc(addr, size, 0)
+    addr = hooks.alloc(pool, size)
+    zero = hooks.realloc(pool, addr, size, 0)
     st = pool.stats()
-    assert st.live_bytes == 0 and pool._debug_requested_size(zero) == 0
+    assert st.live_bytes == 0 and hooks.requested_size(pool, zero) == 0
     if zero != addr:
         with pytest.raises(DoubleFree):
-            pool._debug_free(addr)
-    pool._debug_free(zero, 0)
+            hooks.free(pool, addr)
+    hooks.free(pool, zero, 0)
     assert pool.check() == 0 and pool.stats().live_bytes == 0
 
 

@@ -15,6 +15,7 @@ from hypothesis.stateful import (Bundle, RuleBasedStateMachine, consumes, initia
 import mempool
 from mempool.errors import (DoubleFree, ForeignPointer, InteriorPointer, InvalidAlignment,
                             MempoolError, PoolExhausted, SizeMismatch, SizeOverflow)
+from mempool import _testhooks as hooks
 
 KiB, MiB = 1 << 10, 1 << 20
 SIZE_MAX = 2 ** 64 - 1
@@ -24,7 +25,7 @@ ORDINARY = st.one_of(st.integers(0, 600), st.integers(600, 300 * KiB),
                      st.sampled_from([5 * MiB, 12 * MiB]))
 HUGE = st.one_of(st.integers(MAX_REQUEST + 1, SIZE_MAX),
                  st.sampled_from([SIZE_MAX, SIZE_MAX - 1, SIZE_MAX - 63, 2 ** 63]))
-# (align 0 means "no alignment" to _debug_alloc; the fuzzer sends 0 to the core)
+# (align 0 means "no alignment" to hooks.alloc; the fuzzer sends 0 to the core)
 NOT_POW2 = st.one_of(st.integers(3, 2 ** 20).filter(lambda a: a & (a - 1)),
                      st.sampled_from([2 ** 31, 2 ** 40, SIZE_MAX]))
 CONFIGS = [dict(), dict(debug=True), dict(capacity=48 * MiB, small_max=2048, decay=0),
@@ -53,12 +54,12 @@ class HostilePool(RuleBasedStateMachine):
     @rule(target=blocks, size=ORDINARY)
     def alloc(self, size):
         try:
-            addr = self.pool._debug_alloc(size)
+            addr = hooks.alloc(self.pool, size)
         except PoolExhausted:
             self.errors += 1
             return None
         self.live[addr] = size
-        self.pool._debug_write(addr, _pattern(addr, min(size, 256)))
+        hooks.write(self.pool, addr, _pattern(addr, min(size, 256)))
         return addr
 
     @rule(addr=consumes(blocks))
@@ -66,8 +67,8 @@ class HostilePool(RuleBasedStateMachine):
         if addr is None or addr not in self.live:
             return
         size = self.live.pop(addr)
-        assert self.pool._debug_read(addr, min(size, 256)) == _pattern(addr, min(size, 256))
-        self.pool._debug_free(addr, size)
+        assert hooks.read(self.pool, addr, min(size, 256)) == _pattern(addr, min(size, 256))
+        hooks.free(self.pool, addr, size)
         self.freed.append(addr)
 
     # -- hostile calls ------------------------------------------------------
@@ -89,7 +90,7 @@ class HostilePool(RuleBasedStateMachine):
 
     @rule(size=HUGE, align=st.sampled_from([0, 64, 4096, 2 ** 21]))
     def alloc_huge(self, size, align):
-        self._refused(SizeMismatch, lambda: self.pool._debug_alloc(size, align),
+        self._refused(SizeMismatch, lambda: hooks.alloc(self.pool, size, align),
                       f"{size} bytes")
 
     @rule(count=st.integers(2, SIZE_MAX), size=st.integers(2, SIZE_MAX))
@@ -97,11 +98,11 @@ class HostilePool(RuleBasedStateMachine):
         if count * size <= MAX_REQUEST:
             return
         exc = SizeOverflow if count * size > SIZE_MAX else SizeMismatch
-        self._refused(exc, lambda: self.pool._debug_calloc(count, size), f"count {count}")
+        self._refused(exc, lambda: hooks.calloc(self.pool, count, size), f"count {count}")
 
     @rule(align=NOT_POW2)
     def bad_alignment(self, align):
-        self._refused(InvalidAlignment, lambda: self.pool._debug_alloc(64, align),
+        self._refused(InvalidAlignment, lambda: hooks.alloc(self.pool, 64, align),
                       f"align {align}")
 
     @rule(addr=blocks, delta=st.integers(1, 2 ** 20), new=ORDINARY)
@@ -111,16 +112,16 @@ class HostilePool(RuleBasedStateMachine):
         inside = addr + 1 + delta % (self.live[addr] - 1)
         if inside in self.live:
             return
-        self._refused(InteriorPointer, lambda: self.pool._debug_free(inside))
-        self._refused(InteriorPointer, lambda: self.pool._debug_realloc(inside, 0, new))
+        self._refused(InteriorPointer, lambda: hooks.free(self.pool, inside))
+        self._refused(InteriorPointer, lambda: hooks.realloc(self.pool, inside, 0, new))
 
     @rule(addr=blocks, wrong=st.integers(1, SIZE_MAX))
     def wrong_size(self, addr, wrong):
         if addr is None or addr not in self.live or wrong == self.live[addr]:
             return
-        self._refused(SizeMismatch, lambda: self.pool._debug_free(addr, wrong),
+        self._refused(SizeMismatch, lambda: hooks.free(self.pool, addr, wrong),
                       f"{wrong} bytes")
-        self._refused(SizeMismatch, lambda: self.pool._debug_realloc(addr, wrong, 8))
+        self._refused(SizeMismatch, lambda: hooks.realloc(self.pool, addr, wrong, 8))
 
     @rule(index=st.integers(0, 64), realloc=st.booleans())
     def stale(self, index, realloc):
@@ -129,13 +130,13 @@ class HostilePool(RuleBasedStateMachine):
         addr = self.freed[index % len(self.freed)]
         if addr in self.live or any(a < addr < a + max(n, 1) for a, n in self.live.items()):
             return  # handed out again: not stale any more
-        call = ((lambda: self.pool._debug_realloc(addr, 0, 10)) if realloc
-                else (lambda: self.pool._debug_free(addr)))
+        call = ((lambda: hooks.realloc(self.pool, addr, 0, 10)) if realloc
+                else (lambda: hooks.free(self.pool, addr)))
         self._refused((DoubleFree, ForeignPointer, InteriorPointer), call)
 
     @rule(addr=st.one_of(st.integers(1, 2 ** 16), st.integers(2 ** 48, SIZE_MAX)))
     def wild(self, addr):
-        self._refused(ForeignPointer, lambda: self.pool._debug_free(addr), f"0x{addr:x}")
+        self._refused(ForeignPointer, lambda: hooks.free(self.pool, addr), f"0x{addr:x}")
 
     @rule(shape=st.sampled_from([(2 ** 62, 4), (-1,), (2 ** 40, 2 ** 40), (2 ** 63,)]))
     def numpy_shapes(self, shape):
@@ -151,7 +152,7 @@ class HostilePool(RuleBasedStateMachine):
     @rule()
     def foreign_numpy_memory(self):
         outside = np.zeros(64, np.uint8)       # numpy's default allocator
-        self._refused(ForeignPointer, lambda: self.pool._debug_free(outside.ctypes.data))
+        self._refused(ForeignPointer, lambda: hooks.free(self.pool, outside.ctypes.data))
 
     # -- invariants -----------------------------------------------------------
 
@@ -168,7 +169,7 @@ class HostilePool(RuleBasedStateMachine):
         if not hasattr(self, "pool"):
             return
         for addr, size in list(self.live.items()):
-            self.pool._debug_free(addr, size)
+            hooks.free(self.pool, addr, size)
         assert self.pool.stats().live_bytes == 0 and self.pool.check() == 0
 
 

@@ -1,9 +1,10 @@
-"""mempool.replay and the C replay engine: shipped traces, both backends."""
+"""mempool.tools.replay and the C replay engine: shipped traces, both backends."""
 import numpy as np
 import pytest
 
 import mempool
-from mempool import _core, replay, trace as tr
+from mempool import _core, trace as tr
+from mempool.tools import replay
 
 MIB = 1 << 20
 

@@ -1,5 +1,6 @@
 """Random sequences of alloc/calloc/realloc/free/write driven through the
-pool's C API (the ``_debug_*`` hooks), checked against a Python model."""
+pool's C API (the test hooks, ``mempool._testhooks``), checked against a
+Python model."""
 import hypothesis.strategies as st
 from hypothesis import HealthCheck, settings
 from hypothesis.stateful import (Bundle, RuleBasedStateMachine, consumes,
@@ -7,6 +8,7 @@ from hypothesis.stateful import (Bundle, RuleBasedStateMachine, consumes,
 
 import mempool
 from mempool.errors import DoubleFree, ForeignPointer, InteriorPointer
+from mempool import _testhooks as hooks
 
 KiB = 1 << 10
 
@@ -53,19 +55,19 @@ class PoolModel(RuleBasedStateMachine):
 
     @rule(target=blocks, size=SIZES)
     def alloc(self, size):
-        addr = self.pool._debug_alloc(size)
+        addr = hooks.alloc(self.pool, size)
         assert addr % 64 == 0
         self.counts["alloc"] += 1
         return self._add(addr, size, b"")
 
     @rule(target=blocks, count=st.integers(0, 300), size=st.integers(0, 600))
     def calloc(self, count, size):
-        addr = self.pool._debug_calloc(count, size)
+        addr = hooks.calloc(self.pool, count, size)
         n = count * size
         self.counts["alloc"] += 1
         self.counts["calloc"] += 1
         known = min(n, PREFIX)
-        assert self.pool._debug_read(addr, known) == bytes(known), "calloc not zeroed"
+        assert hooks.read(self.pool, addr, known) == bytes(known), "calloc not zeroed"
         return self._add(addr, n, bytes(known))
 
     @rule(addr=blocks, data=st.binary(min_size=1, max_size=PREFIX))
@@ -74,7 +76,7 @@ class PoolModel(RuleBasedStateMachine):
             return
         size, content = self.live[addr]
         data = data[:size]
-        self.pool._debug_write(addr, data)
+        hooks.write(self.pool, addr, data)
         self.live[addr] = (size, data + content[len(data):])
 
     @rule(target=blocks, addr=consumes(blocks), new=SIZES, tell_old=st.booleans())
@@ -82,7 +84,7 @@ class PoolModel(RuleBasedStateMachine):
         if addr not in self.live:
             return addr
         size, content = self.live.pop(addr)
-        moved = self.pool._debug_realloc(addr, size if tell_old else 0, max(new, 1))
+        moved = hooks.realloc(self.pool, addr, size if tell_old else 0, max(new, 1))
         self.counts["realloc"] += 1
         if moved != addr:
             self.freed.add(addr)
@@ -94,7 +96,7 @@ class PoolModel(RuleBasedStateMachine):
         if addr not in self.live:
             return
         size, _ = self.live.pop(addr)
-        self.pool._debug_free(addr, size if tell_size else 0)
+        hooks.free(self.pool, addr, size if tell_size else 0)
         self.counts["free"] += 1
         self.freed.add(addr)
 
@@ -104,7 +106,7 @@ class PoolModel(RuleBasedStateMachine):
         addr = data.draw(st.sampled_from(sorted(self.freed)))
         before = self.pool.stats()
         try:
-            self.pool._debug_free(addr)
+            hooks.free(self.pool, addr)
         except (DoubleFree, InteriorPointer, ForeignPointer):
             pass
         else:
@@ -137,10 +139,10 @@ class PoolModel(RuleBasedStateMachine):
             size, content = self.live[addr]
             assert addr >= end, f"block 0x{addr:x} overlaps the previous one"
             end = addr + max(size, 1)
-            assert self.pool._debug_requested_size(addr) == size
-            assert self.pool._debug_usable_size(addr) >= size
+            assert hooks.requested_size(self.pool, addr) == size
+            assert hooks.usable_size(self.pool, addr) >= size
             if content:
-                assert self.pool._debug_read(addr, len(content)) == content
+                assert hooks.read(self.pool, addr, len(content)) == content
 
     @invariant()
     def healthy(self):
@@ -150,7 +152,7 @@ class PoolModel(RuleBasedStateMachine):
         if self.pool is None:
             return
         for addr, (size, _) in list(self.live.items()):
-            self.pool._debug_free(addr, size)
+            hooks.free(self.pool, addr, size)
         assert self.pool.stats().live_bytes == 0
         assert self.pool.check() == 0
         self.pool.close()

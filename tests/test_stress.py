@@ -1,4 +1,4 @@
-"""Adversarial allocation patterns (mempool.stress) replayed into a Pool,
+"""Adversarial allocation patterns (mempool.tools.stress) replayed into a Pool,
 checked against the pool's own accounting and the process's RSS.
 
 The peak-resident bounds are the ratios measured on the core (2 cores,
@@ -13,7 +13,8 @@ import psutil
 import pytest
 
 import mempool
-from mempool import _core, stress
+from mempool import _core
+from mempool.tools import stress
 
 KIB, MIB = 1 << 10, 1 << 20
 LAG = 64 * KIB  # the pool's peak_live may lag per thread (small blocks)

@@ -111,11 +111,11 @@ for wl in ("small", "medium", "large", "drift"):
 print()
 print("pool after the glibc runs:", pool_res[-1] if pool_res else "n/a")
 
-# issue 3's targets, reported (not enforced: timings are not assertions)
+# the allocator's speed targets, reported (not enforced: timings are not assertions)
 def verdict(ok):
     return "MET" if ok else "NOT MET"
 print()
-print("targets (issue 3):")
+print("targets:")
 for th in (1, 2):
     p, g, m = med("small", th, "pool", 0), med("small", th, "glibc", 0), med("small", th, "mimalloc", 0)
     print("  small, %d thr: pool %.1f ns vs glibc %.1f ns -> at least as fast: %s" % (th, p, g, verdict(p <= g)))

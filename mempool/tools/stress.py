@@ -1,7 +1,7 @@
 """Adversarial allocation patterns as seeded, synthetic traces.
 
 A stress run is a generated trace fed to the same C replay engine as a
-recorded one (:mod:`mempool.replay`), so it is deterministic and performs
+recorded one (:mod:`mempool.tools.harness`), so it is deterministic and performs
 exactly the same requests under every allocator.  Every pattern ends by
 freeing most of what is live, so the replay can watch resident memory come
 back (the pool's decay) while the rest is still held.
@@ -25,10 +25,12 @@ at roughly 200-300 MB live):
 from __future__ import annotations
 
 import math
-from typing import Dict, List, Optional
+import sys
+from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
+from mempool.tools import harness
 from mempool.trace import ALLOC, EVENT_DTYPE, FREE, Trace
 
 __all__ = ["PATTERNS", "DEFAULT_ROUNDS", "generate"]
@@ -185,7 +187,6 @@ def generate(pattern: str = "drift", seed: int = 0, rounds: Optional[int] = None
 
 def add_arguments(p) -> None:
     """The ``python -m mempool stress`` options."""
-    from mempool import replay
     p.add_argument("--pattern", default="drift", choices=[*PATTERNS, "all"],
                    help="which pattern (default drift, the drifting-size run)")
     p.add_argument("--seed", type=int, default=0, help="seed (default 0)")
@@ -198,18 +199,17 @@ def add_arguments(p) -> None:
                    help="seconds to watch resident memory after the last event (default 3)")
     p.add_argument("--quick", action="store_true",
                    help="a small run (scale 0.25, a third of the rounds, settle 1.5 s)")
-    replay.add_common_arguments(p)
+    harness.add_common_arguments(p)
 
 
 def command(ns) -> int:
     """Run ``python -m mempool stress`` from parsed options; exit status."""
     from rich.console import Console
 
-    from mempool import replay
     console = Console()
     scale, settle = (0.25, min(ns.settle, 1.5)) if ns.quick else (ns.scale, ns.settle)
     patterns = list(PATTERNS) if ns.pattern == "all" else [ns.pattern]
-    report = {"meta": replay._meta(), "patterns": {}}
+    report = {"meta": harness.meta(), "patterns": {}}
     for pattern in patterns:
         rounds = (ns.rounds if ns.rounds is not None
                   else DEFAULT_ROUNDS[pattern] // (3 if ns.quick else 1))
@@ -217,20 +217,36 @@ def command(ns) -> int:
         try:
             s = generate(**params).summary()
         except ValueError as exc:
-            console.print(f"[red]mempool stress: {exc}[/red]")
+            print(f"mempool stress: {exc}", file=sys.stderr)
             return 2
-        rows = replay.run_rows({"stress": params, "settle_s": settle}, ns.allocators,
+        rows = harness.run_rows({"stress": params, "settle_s": settle}, ns.allocators,
                                ns.repeat,
                                on_row=lambda r: console.print(
                                    f"  {pattern} · {r['allocator']}: {r['status']}",
                                    style="dim"))
-        replay.render(rows, f"stress {pattern} (seed {ns.seed}, {rounds} rounds, scale "
+        harness.render(rows, f"stress {pattern} (seed {ns.seed}, {rounds} rounds, scale "
                             f"{scale:g}): {s['events']} events, peak live "
-                            f"{s['peak_live_bytes'] / replay.MIB:.1f} MiB, "
-                            f"{s['final_live_bytes'] / replay.MIB:.1f} MiB left live",
+                            f"{s['peak_live_bytes'] / harness.MIB:.1f} MiB, "
+                            f"{s['final_live_bytes'] / harness.MIB:.1f} MiB left live",
                       console)
         if ns.markdown:
-            print(replay.markdown(rows))
+            print(harness.markdown(rows))
         report["patterns"][pattern] = {"params": params, "summary": s, "rows": rows}
-    replay._write_json(ns.json, report)
+    harness.write_json(ns.json, report)
     return 0
+
+
+def build_parser():
+    """The parser of ``python -m mempool stress``."""
+    import argparse
+    p = argparse.ArgumentParser(
+        prog="python -m mempool stress",
+        description="Generate a seeded adversarial trace (default: drifting sizes with "
+                    "random frees) and replay it under each allocator.")
+    add_arguments(p)
+    return p
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """``python -m mempool stress ARGS``: parse ``argv`` and run; exit status."""
+    return command(build_parser().parse_args(list(sys.argv[1:] if argv is None else argv)))

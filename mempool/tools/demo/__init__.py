@@ -143,7 +143,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         if not a.available:
             console.print(f"[yellow]skipping {a.name}:[/] {a.reason}")
     if not active:
-        console.print("[red]no allocator available to run[/]")
+        print("mempool demo: no allocator available to run", file=sys.stderr)
         return 1
     console.print(
         f"mempool demo: workloads {', '.join(args.workloads)}; allocators "

@@ -1,28 +1,18 @@
-"""Replay an allocation trace against the pool, malloc and the peer allocators.
+"""What ``replay`` and ``stress`` share: replay a trace in this process, run
+one child process per allocator, and show the rows (a rich table, Markdown,
+JSON).
 
-Policy only: the replay itself is C (``csrc/replay.c``, through
-``mempool._core.ReplayState``).  Each allocator gets a fresh child process
-(``python -m mempool.replay --child CONFIG``): the pool row replays into a
-new ``Pool``; every other row replays into libc ``malloc``, which the child's
+A child is ``python -m mempool.tools.replay --child CONFIG OUT``
+(:func:`mempool.tools.replay.child_main`): the pool row replays into a new
+``Pool``; every other row replays into libc ``malloc``, which the child's
 ``LD_PRELOAD`` (found by the demo's peer discovery,
-:func:`mempool.demo.runner.discover`) redirects to jemalloc, mimalloc or
-tcmalloc.  Whole-process resident memory is therefore comparable across
-rows: every child runs the same interpreter, numpy and tables, and the
-figures are deltas over the RSS measured just before the first event.
-
-Per row the child reports peak RSS / peak live, the pool's own peak
-resident (pool row), resident after the trace ends (after ``settle_s``,
-with the blocks the trace leaves live still held, and no ``trim()``), the
-seconds until resident came back within 10% of live (+1 MiB for the
-interpreter's own noise), and the time per event.  Times are shown only as
-ratios to the malloc row of the same run.
-
-Shipped traces (``mempool/data/traces/NAME.trace``) can be named instead of
-a path; :func:`record_workload` re-records them from the demo's workloads.
+:func:`mempool.tools.demo.runner.discover`) redirects to jemalloc, mimalloc
+or tcmalloc.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import subprocess
@@ -32,28 +22,14 @@ import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
-__all__ = ["TRACE_DIR", "ALLOCATORS", "DEFAULT_ALLOCATORS", "resolve_trace",
-           "replay_here", "run_rows", "add_ratios", "render", "record_workload"]
+__all__ = ["ALLOCATORS", "DEFAULT_ALLOCATORS", "replay_here", "run_rows", "add_ratios",
+           "markdown", "render", "add_common_arguments", "meta", "write_json"]
 
-TRACE_DIR = Path(__file__).with_name("data") / "traces"
 #: Row names: "malloc" is glibc as numpy uses it by default.
 ALLOCATORS = ("malloc", "glibc-tuned", "mempool", "jemalloc", "mimalloc", "tcmalloc")
 DEFAULT_ALLOCATORS = ("malloc", "mempool", "jemalloc", "mimalloc", "tcmalloc")
 RETURN_SLACK = 1 << 20
 MIB = 1 << 20
-
-
-def resolve_trace(name_or_path: str) -> Path:
-    """A trace file path: an existing path, or the name of a shipped trace."""
-    path = Path(name_or_path)
-    if path.is_file():
-        return path
-    shipped = TRACE_DIR / f"{name_or_path}.trace"
-    if shipped.is_file():
-        return shipped
-    names = sorted(p.stem for p in TRACE_DIR.glob("*.trace"))
-    raise FileNotFoundError(f"no trace file {name_or_path!r} and no shipped trace of "
-                            f"that name (shipped: {', '.join(names) or 'none'})")
 
 
 def _within(resident: int, live: int) -> bool:
@@ -110,25 +86,6 @@ def replay_here(trace, pool=None, settle_s: float = 0.0, poll_s: float = 0.02,
     return res
 
 
-def _child(cfg: Dict[str, Any]) -> Dict[str, Any]:
-    """Body of a child process: load (or generate) the trace, replay it."""
-    from mempool import trace as trace_mod
-    if "stress" in cfg:
-        from mempool import stress
-        trace = stress.generate(**cfg["stress"])
-    else:
-        trace = trace_mod.load(cfg["trace"])
-    pool = None
-    if cfg["backend"] == "pool":
-        import mempool
-        pool = mempool.Pool()
-    out = replay_here(trace, pool, settle_s=cfg["settle_s"])
-    if pool is not None:
-        out["pool_check"] = pool.check()
-        pool.close()
-    return out
-
-
 def run_rows(cfg: Dict[str, Any], allocators: Sequence[str], rounds: int = 1,
              timeout_s: float = 600.0, on_row=None) -> List[Dict[str, Any]]:
     """Run one child per available allocator with ``cfg`` (``trace`` path or
@@ -139,7 +96,7 @@ def run_rows(cfg: Dict[str, Any], allocators: Sequence[str], rounds: int = 1,
     A row holds its first round's memory figures (they repeat) and the
     median time per event over the rounds (``ns_per_op_rounds``: all).
     """
-    from mempool.demo import runner
+    from mempool.tools.demo import runner
     names = ["default" if a == "malloc" else a for a in allocators]
     found = list(zip(allocators, runner.discover(names)))
     rows = {name: {"allocator": name} for name in allocators}
@@ -175,7 +132,7 @@ def run_rows(cfg: Dict[str, Any], allocators: Sequence[str], rounds: int = 1,
 def _spawn(cfg: Dict[str, Any], env: Dict[str, str], timeout_s: float) -> Dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="mempool-replay-") as tmp:
         out = Path(tmp) / "out.json"
-        cmd = [sys.executable, "-m", "mempool.replay", "--child", json.dumps(cfg), str(out)]
+        cmd = [sys.executable, "-m", "mempool.tools.replay", "--child", json.dumps(cfg), str(out)]
         try:
             proc = subprocess.run(cmd, env=env, capture_output=True, text=True,
                                   timeout=timeout_s)
@@ -268,69 +225,10 @@ def render(rows: List[Dict[str, Any]], title: str, console=None) -> None:
                   "+ 1 MiB; time: per event, page writes included, / malloc's.[/dim]")
 
 
-def record_workload(name: str, out: Path, steps: Optional[int] = None,
-                    seed: int = 0, timeout_s: float = 600.0) -> Path:
-    """Re-record a demo workload (``mlp``, ``temporaries``...) into ``out``
-    in a fresh child process, with a fresh pool, as the demo's child runs it."""
-    from mempool.demo import runner
-    from mempool.demo import workloads as wl_mod
-    if name not in wl_mod.WORKLOADS:
-        raise ValueError(f"unknown workload {name!r}; choose from {', '.join(wl_mod.WORKLOADS)}")
-    steps = wl_mod.WORKLOADS[name][1] if steps is None else int(steps)
-    cfg = {"workload": name, "steps": steps, "seed": seed, "out": str(out)}
-    env = runner.child_env(runner.discover(["mempool"])[0])
-    subprocess.run([sys.executable, "-m", "mempool.replay", "--record-child",
-                    json.dumps(cfg)], env=env, check=True, timeout=timeout_s)
-    return Path(out)
-
-
-def _record_child(cfg: Dict[str, Any]) -> None:
-    """Body of the recording child: the demo child's sequence under record()."""
-    import gc
-
-    import mempool
-    from mempool import trace as trace_mod
-    from mempool.demo import workloads as wl_mod
-    pool = mempool.Pool()
-    meta = {"workload": cfg["workload"], "steps": cfg["steps"], "seed": cfg["seed"],
-            "recorded_by": "python -m mempool replay --record " + cfg["workload"]}
-    with trace_mod.record(cfg["out"], pool=pool, meta=meta):
-        wl = wl_mod.make(cfg["workload"], cfg["steps"], cfg["seed"])
-        for i in range(cfg["steps"]):
-            wl.step(i)
-        wl.close()
-        del wl
-        gc.collect()
-
-
-def main(argv: Optional[Sequence[str]] = None) -> int:
-    """Child entry points (internal): ``--child CONFIG OUT`` and
-    ``--record-child CONFIG``."""
-    args = list(sys.argv[1:] if argv is None else argv)
-    if len(args) == 3 and args[0] == "--child":
-        result = _child(json.loads(args[1]))
-        tmp = args[2] + ".tmp"
-        Path(tmp).write_text(json.dumps(result))
-        os.replace(tmp, args[2])
-        return 0
-    if len(args) == 2 and args[0] == "--record-child":
-        _record_child(json.loads(args[1]))
-        return 0
-    print("internal module: use python -m mempool replay", file=sys.stderr)
-    return 2
-
-
-if __name__ == "__main__":
-    sys.exit(main())
-
-
-# ------------------------------------------------------------ command line --
-
 def _csv_allocators(text: str) -> List[str]:
     names = [t.strip() for t in text.split(",") if t.strip()]
     bad = [n for n in names if n not in ALLOCATORS]
     if bad or not names:
-        import argparse
         raise argparse.ArgumentTypeError(
             f"unknown allocator(s) {', '.join(bad) or '(none)'}; choose from "
             f"{', '.join(ALLOCATORS)}")
@@ -351,25 +249,7 @@ def add_common_arguments(p) -> None:
                    help="also print each table as Markdown (for a README)")
 
 
-def add_replay_arguments(p) -> None:
-    """The ``python -m mempool replay`` options."""
-    p.add_argument("traces", nargs="*", metavar="TRACE",
-                   help="trace files or shipped trace names (default: every shipped trace: "
-                        + ", ".join(sorted(x.stem for x in TRACE_DIR.glob("*.trace"))) + ")")
-    p.add_argument("--settle", type=float, default=1.5,
-                   help="seconds to watch resident memory after the last event (default 1.5)")
-    p.add_argument("--record", metavar="WORKLOADS", default=None,
-                   help="instead of replaying, re-record demo workloads (comma-separated, "
-                        "e.g. mlp,temporaries) into --out-dir")
-    p.add_argument("--steps", type=int, default=None,
-                   help="with --record: steps (default: the demo's)")
-    p.add_argument("--seed", type=int, default=0, help="with --record: seed (default 0)")
-    p.add_argument("--out-dir", type=Path, default=TRACE_DIR,
-                   help=f"with --record: where to write NAME.trace (default {TRACE_DIR})")
-    add_common_arguments(p)
-
-
-def _meta() -> Dict[str, Any]:
+def meta() -> Dict[str, Any]:
     import datetime
     import platform
     return {"date_utc": datetime.datetime.now(datetime.timezone.utc)
@@ -378,56 +258,6 @@ def _meta() -> Dict[str, Any]:
             "command": "python -m mempool " + " ".join(sys.argv[1:])}
 
 
-def _write_json(path: Optional[Path], data: Dict[str, Any]) -> None:
+def write_json(path: Optional[Path], data: Dict[str, Any]) -> None:
     if path is not None:
         path.write_text(json.dumps(data, indent=1, default=str))
-
-
-def replay_command(ns) -> int:
-    """Run ``python -m mempool replay`` from parsed options; exit status."""
-    from rich.console import Console
-
-    from mempool import trace as trace_mod
-    console = Console()
-    if ns.record:
-        for name in [n.strip() for n in ns.record.split(",") if n.strip()]:
-            out = ns.out_dir / f"{name}.trace"
-            try:
-                record_workload(name, out, ns.steps, ns.seed)
-            except (ValueError, subprocess.CalledProcessError) as exc:
-                console.print(f"[red]mempool replay --record {name}: {exc}[/red]")
-                return 2
-            s = trace_mod.load(out).summary()
-            console.print(f"recorded {name}: {s['events']} events, peak live "
-                          f"{s['peak_live_bytes'] / MIB:.1f} MiB -> {out} "
-                          f"({out.stat().st_size // 1024} KiB)")
-        return 0
-    names = ns.traces or sorted(p.stem for p in TRACE_DIR.glob("*.trace"))
-    report: Dict[str, Any] = {"meta": _meta(), "traces": {}}
-    for name in names:
-        try:
-            path = resolve_trace(name)
-            tr = trace_mod.load(path)
-        except (FileNotFoundError, trace_mod.TraceError) as exc:
-            console.print(f"[red]mempool replay: {exc}[/red]")
-            return 2
-        s = tr.summary()
-        cfg = {"trace": str(path.resolve()), "settle_s": ns.settle}
-        rows = run_rows(cfg, ns.allocators, ns.repeat, on_row=lambda r: console.print(
-            f"  {name} · {r['allocator']}: {r['status']}", style="dim"))
-        render(rows, f"replay of {path.name}: {s['events']} events, peak live "
-                     f"{s['peak_live_bytes'] / MIB:.1f} MiB", console)
-        if ns.markdown:
-            print(markdown(rows))
-        pool_row = next((r for r in rows if r["allocator"] == "mempool"
-                         and r["status"] == "ok"), None)
-        if pool_row and tr.meta.get("pool_peak_resident_bytes"):
-            rec = tr.meta["pool_peak_resident_bytes"]
-            console.print(
-                f"  vs the recorded in-process run: peak live {pool_row['peak_live_bytes']:,}"
-                f" (trace {s['peak_live_bytes']:,}); pool peak resident "
-                f"{pool_row['pool_peak_resident'] / MIB:.1f} MiB vs {rec / MIB:.1f} MiB "
-                f"recorded ({pool_row['pool_peak_resident'] / rec - 1:+.1%})")
-        report["traces"][name] = {"summary": s, "trace_meta": tr.meta, "rows": rows}
-    _write_json(ns.json, report)
-    return 0

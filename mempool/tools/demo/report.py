@@ -161,7 +161,7 @@ def same_round_ratio(row: Dict[str, Any], other: Dict[str, Any]) -> Optional[flo
 
 
 def evaluate_targets(summary: Dict[str, Any]) -> List[Dict[str, Any]]:
-    """Check the mempool row against the targets of issue 7."""
+    """Check the mempool row against the project's performance targets (README)."""
     out: List[Dict[str, Any]] = []
 
     def add(workload: str, what: str, target: str, value, passed) -> None:
@@ -195,7 +195,7 @@ def evaluate_targets(summary: Dict[str, Any]) -> List[Dict[str, Any]]:
                 mp["ratio_to_default"],
                 mp["ratio_to_default"] is not None and mp["ratio_to_default"] <= 1.05)
         if "floor" in rows:
-            # The issue's "within 5% of the pre-touched floor", same round.
+            # The target "within 5% of the pre-touched floor", same round.
             ratio = same_round_ratio(mp, rows["floor"])
             add(wl, "time vs floor (pre-allocated, same round)", "<= 1.05x", ratio,
                 ratio is not None and ratio <= 1.05)
@@ -302,7 +302,7 @@ def render(console: Console, result: Dict[str, Any], allocators: Sequence[Any]) 
         console.print()
     targets = result.get("targets") or []
     if targets:
-        t = Table(title="mempool against the targets of issue 7", title_justify="left",
+        t = Table(title="mempool against its performance targets", title_justify="left",
                   header_style="bold")
         for col in ("workload", "target", "threshold", "measured", ""):
             t.add_column(col)

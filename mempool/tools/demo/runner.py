@@ -26,7 +26,7 @@ from . import workloads as wl_mod
 CHILD = Path(__file__).with_name("child.py")
 #: The package root's parent: put first on the children's PYTHONPATH so that
 #: ``import mempool`` in the mempool row finds this very checkout.
-PACKAGE_PARENT = Path(__file__).resolve().parents[2]
+PACKAGE_PARENT = Path(__file__).resolve().parents[3]
 
 TUNED_GLIBC = ("glibc.malloc.mmap_threshold=33554432:"
                "glibc.malloc.trim_threshold=1073741824")

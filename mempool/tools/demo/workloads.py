@@ -276,7 +276,7 @@ class Temporaries(Workload):
         """Compute one drifting-size result; returns its middle element."""
         n = self.lengths[i]
         if self.floor:
-            # The issue's floor: the same arithmetic into pre-touched buffers.
+            # The floor: the same arithmetic into pre-touched buffers.
             out = np.multiply(self.a[:n], self.b[:n], out=self.bufs[i & 1][:n])
             out += 1.0
             self.c = out

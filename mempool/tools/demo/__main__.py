@@ -1,4 +1,4 @@
-"""``python -m mempool.demo``: the demo without going through the CLI."""
+"""``python -m mempool.tools.demo``: the demo without going through the CLI."""
 
 import sys
 

@@ -28,11 +28,11 @@ from typing import Any, Dict, Optional, Sequence
 from rich.console import Console
 from rich.table import Table
 
-from mempool.demo import runner as demo_runner
-from mempool.demo import report as demo_report
-from mempool.demo import workloads as wl_mod
+from mempool.tools.demo import runner as demo_runner
+from mempool.tools.demo import report as demo_report
+from mempool.tools.demo import workloads as wl_mod
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SUITE = ROOT / "benches" / "test_numpy_bench.py"
 
 __all__ = ["main", "build_parser", "run_pytest_suite", "run_c_bench"]
@@ -194,7 +194,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     workloads = [w.strip() for w in args.workloads.split(",") if w.strip()]
     unknown = [w for w in workloads if w not in wl_mod.WORKLOADS]
     if unknown:
-        console.print(f"[red]unknown workload(s): {', '.join(unknown)}[/]")
+        print(f"mempool bench: unknown workload(s): {', '.join(unknown)}", file=sys.stderr)
         return 2
     payload: Dict[str, Any] = {"argv": list(argv or []), "cwd": os.getcwd()}
     failed = False
@@ -207,7 +207,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         try:
             res = run_peers(console, allocators, workloads, args.quick, args.rounds)
         except ValueError as exc:  # unknown allocator name
-            console.print(f"[red]{exc}[/]")
+            print(f"mempool bench: {exc}", file=sys.stderr)
             return 2
         payload["peers"] = res
         failed |= bool(res["failed"])
