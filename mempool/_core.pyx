@@ -346,6 +346,16 @@ cdef class _PoolBase:
             n = mp_pool_check(pool)
         return n
 
+    def check_named(self):
+        """Walk the pool's structures; return (the number of broken
+        invariants, the texts naming the first of them, at most 8)."""
+        cdef mp_pool *pool = self._require()
+        cdef const char *what[8]
+        cdef size_t named = 0, n
+        with nogil:
+            n = mp_pool_check_named(pool, what, 8, &named)
+        return n, [what[i].decode() for i in range(named)]
+
     def _corruption_reports(self):
         """Take (and clear) the core's pending corruption reports, oldest
         first, as dicts with the fields of mp_corruption_report."""

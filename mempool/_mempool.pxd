@@ -126,6 +126,7 @@ cdef extern from "mempool.h" nogil:
     size_t mp_trim(mp_pool *pool)
     size_t mp_purge_aged(mp_pool *pool)
     size_t mp_pool_check(mp_pool *pool)
+    size_t mp_pool_check_named(mp_pool *pool, const char **what, size_t max, size_t *named)
     void mp_pool_config(const mp_pool *pool, mp_config *out)
 
     ctypedef uint64_t mp_buffer

@@ -286,6 +286,14 @@ class Pool(_core._PoolBase):
         self._warn_corruption()
         return bad
 
+    def check_named(self) -> "tuple[int, list[str]]":
+        """As :meth:`check`, and also name what broke: returns the number of
+        broken invariants and the texts of the first ones found (at most 8,
+        e.g. ``"heap: two free neighbours (a missed coalesce)"``)."""
+        bad, what = super().check_named()
+        self._warn_corruption()
+        return bad, what
+
     def _allocate(self, make: Callable[..., np.ndarray], *args: Any,
                   **kwargs: Any) -> np.ndarray:
         # Make the pool numpy's handler for just this call; numpy then owns

@@ -53,9 +53,9 @@ def _pool_health(monkeypatch):
     for ref in created:
         pool = ref()
         if pool is not None and not pool.closed:
-            violations = pool.check()
+            violations, named = pool.check_named()
             if violations:
-                broken.append((pool, violations))
+                broken.append((pool, violations, named))
     assert leaked_install is None, "test left mempool installed"
     assert handler == "default_allocator", f"test left numpy's handler as {handler!r}"
     assert not broken, f"pool.check() found broken invariants: {broken}"

@@ -55,6 +55,19 @@ def test_check_counts_a_broken_canary_of_a_live_block():
 
 
 @pytest.mark.corrupts_memory
+def test_check_named_says_what_broke():
+    pool = Pool(debug=True)
+    assert pool.check_named() == (0, [])
+    a = pool.zeros(1000, np.uint8)
+    ctypes.memset(a.ctypes.data + 1000, 0x41, 3)
+    with pytest.warns(HeapCorruptionWarning, match="canary"):
+        assert pool.check_named() == (1, ["debug: a live block's canary is broken"])
+    with pytest.warns(HeapCorruptionWarning):
+        del a
+    assert pool.check_named() == (0, [])
+
+
+@pytest.mark.corrupts_memory
 def test_write_after_free_is_reported_when_the_block_is_reused():
     pool = Pool(debug=True)
     addr = hooks.alloc(pool, 256)
