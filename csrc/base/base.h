@@ -114,6 +114,7 @@ static inline void list_insert_after(mp_list *l, mp_link *after, mp_link *n) {
     else
         l->head = n;
 }
+/* Link `n` at the head, or (list_push_back) at the tail. */
 static inline void list_push_front(mp_list *l, mp_link *n) { list_insert_after(l, NULL, n); }
 static inline void list_push_back(mp_list *l, mp_link *n) { list_insert_after(l, l->tail, n); }
 
@@ -138,6 +139,7 @@ static inline void list_remove(mp_list *l, mp_link *n) {
  * the fast path, yet readers of statistics see no torn values. */
 typedef _Atomic int64_t mp_counter;
 
+/* Add to a counter (its one writer only); read it from anywhere with ctr_get. */
 static inline void ctr_add(mp_counter *c, int64_t delta) {
     atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + delta,
                           memory_order_relaxed);
@@ -239,6 +241,7 @@ static inline void mutex_init(mp_mutex *mu, unsigned rank, unsigned sub) {
     mu->rank = (uint16_t)rank;
     mu->sub = (uint16_t)sub;
 }
+/* Destroy an unlocked mutex. */
 static inline void mutex_destroy(mp_mutex *mu) { pthread_mutex_destroy(&mu->m); }
 
 #if MP_CHECK_LEVEL >= 1
@@ -246,6 +249,7 @@ void mutex_lock(mp_mutex *mu);
 void mutex_unlock(mp_mutex *mu);
 void mutex_forget_all(void);
 #else
+/* Take / release a lock: plain pthread calls in release builds. */
 static inline void mutex_lock(mp_mutex *mu) { pthread_mutex_lock(&mu->m); }
 static inline void mutex_unlock(mp_mutex *mu) { pthread_mutex_unlock(&mu->m); }
 /* In a fork child: the calling thread holds no lock any more (all re-made). */
@@ -259,6 +263,7 @@ uint32_t bits_set(uint64_t *bits, uint32_t first, uint32_t n);
 uint32_t bits_clear(uint64_t *bits, uint32_t first, uint32_t n);
 /* Number of set bits in [first, first+n). */
 uint32_t bits_count(const uint64_t *bits, uint32_t first, uint32_t n);
+/* Whether bit i is set. */
 static inline bool bits_test(const uint64_t *bits, uint32_t i) { return bits[i / 64] >> (i % 64) & 1; }
 
 /* ---- the kernel (os.c) ----------------------------------------------------- */

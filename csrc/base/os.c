@@ -19,6 +19,7 @@
 #define MADV_NOHUGEPAGE 15
 #endif
 
+/* Count one system call. */
 static void count(_Atomic uint64_t *counter) {
     atomic_fetch_add_explicit(counter, 1, memory_order_relaxed);
 }

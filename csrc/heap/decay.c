@@ -55,16 +55,11 @@ static void span_purge(mp_heap *heap, mp_span *span) {
  * footprint.  Give back the excess (plus CAP_SLACK_BYTES) at once, oldest
  * holes first, without waiting for the decay; the last hole it reaches
  * gives back only its tail, since purging a whole 30-60 MiB hole to shed a
- * few MiB re-faults all of it later.
- * Measured on the drifting-size stress trace (python -m mempool stress,
- * 180 MiB peak live), against no cap: peak resident / peak live 1.164 ->
- * 1.071 for 52 k -> 89 k page faults; a cap of 1/16 + 4 MiB reached 1.040 but
- * re-faulted its purged holes (520 k faults, 8x the time).  Demo temporaries,
- * whole holes given back: peak RSS 378 -> 340 MB (glibc 355) for 0.2 -> 3.9
- * faults per iteration; tails (excess + 8 MiB): 344 MB for 2.4 faults (the
- * excess alone: 352.5 MB for 1.8).  The MLP is unchanged (~5 faults per
- * step): a steady loop is served from its holes and rarely touches fresh
- * pages. */
+ * few MiB re-faults all of it later.  A steady loop is served from its
+ * holes and rarely touches fresh pages, so it rarely gets here.  The cap's
+ * size trades peak resident against re-faulted holes: the README ("Holes
+ * cost no resident memory") has the measurements behind 1/8 + 16 MiB and
+ * the tail purge. */
 void decay_cap_dirty(mp_heap *heap) {
     uint64_t cap = dirty_cap(heap);
     if (heap->dirty_free_granules <= cap)

@@ -183,11 +183,10 @@ uint32_t heap_touch(mp_heap *heap, mp_arena *arena, uint32_t page, uint32_t n) {
 /* A recently freed dirty span that holds n granules, or NULL: the lowest-
  * addressed one in a heap with `lowest_first`, else the smallest.  Reusing
  * resident memory first keeps a loop's page faults near zero (plain good fit
- * would as gladly take a clean span and touch fresh pages).  Measured on the
- * demo: in the page heap (the MLP's many drifting mid-size blocks) lowest
- * address keeps the working set on the same pages, 1.2 faults/step against
- * 8.2; in the huge heap (a few blocks of 4-64 MiB) smallest fit keeps peak
- * resident at 340 MB where lowest address reaches 412 MB. */
+ * would as gladly take a clean span and touch fresh pages).  In the page
+ * heap (many drifting mid-size blocks) lowest address keeps the working set
+ * on the same pages; in the huge heap (a few blocks of 4-64 MiB) smallest
+ * fit keeps the peak lower (the README's "Large blocks" has the figures). */
 static mp_span *lru_find(mp_heap *heap, uint64_t n) {
     mp_span *best = NULL;
     unsigned seen = 0;

@@ -85,6 +85,7 @@ static inline mp_span *arena_span_next(const mp_arena *arena, const mp_span *s) 
 #define ARENA_FOREACH_SPAN(arena, s) \
     for (mp_span *s = &(arena)->spans[0]; s; s = arena_span_next((arena), s))
 
+/* First byte of a span, and (span_bytes) its length in bytes. */
 static inline char *span_addr(const mp_span *span) {
     return span->arena->region.base + ((size_t)span->page << span->arena->region.granule_shift);
 }
@@ -130,6 +131,7 @@ typedef struct mp_heap {
 
 #define HEAP_FOREACH_ARENA(heap, a) LIST_FOREACH(a, &(heap)->arenas, mp_arena, link)
 
+/* The free span whose dirty granules have been free longest, or NULL. */
 static inline mp_span *heap_lru_oldest(const mp_heap *heap) {
     return LIST_ENTRY(heap->lru.head, mp_span, lru_link);
 }

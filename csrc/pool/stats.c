@@ -19,6 +19,7 @@ static void counters_sum(int64_t *sum, const mp_counters *from) {
         sum[i] += ctr_get(&src[i]);
 }
 
+/* A counter sum as a figure: a transiently negative sum reads as 0. */
 static uint64_t clamp0(int64_t v) { return v > 0 ? (uint64_t)v : 0; }
 
 /* The summed value of a counter field, by its place in mp_counters. */

@@ -28,10 +28,8 @@
  * of it, not a 64 KiB slab (most of a slab's pages stay resident: it is
  * usually carved from a dirty hole).  Not one page: single-page slabs, made
  * and dropped as drifting sizes move between classes, split the page heap's
- * holes into fragments large blocks cannot use (python -m mempool stress,
- * drift: peak RSS / peak live 1.075 with 64 KiB first slabs, 1.164 with one
- * page, 1.059 with two; the demo MLP's peak resident 68.4 -> 62.9 MiB for
- * one or two pages).  Each next length doubles the one before, so a busy
+ * holes into fragments large blocks cannot use (the README's "Small
+ * blocks" has the stress and demo figures).  Each next length doubles the one before, so a busy
  * class reaches full-length slabs after a few and its slab count stays
  * logarithmic in its demand until then. */
 static void class_slab_steps(mp_class *c) {
@@ -199,6 +197,7 @@ static void block_pages(const mp_slab *slab, uint32_t idx, uint32_t *first, uint
     *last = (uint32_t)((start + slab->block_size - 1) >> MP_PAGE_SHIFT);
 }
 
+/* Whether page `page` of the slab was given back. */
 static bool page_purged(const mp_slab *slab, uint32_t page) {
     return bits_test(slab->purged, page);
 }

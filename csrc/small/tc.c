@@ -45,6 +45,8 @@ void tc_registry_remove(mp_small *s) {
 
 /* Hold the registry: the pools in it stay alive until tc_registry_unlock. */
 void tc_registry_lock(void) { mutex_lock(&reg_lock); }
+
+/* Release the registry taken by tc_registry_lock. */
 void tc_registry_unlock(void) { mutex_unlock(&reg_lock); }
 
 /* In a fork child: a fresh registry lock (its holder may not exist here). */
