@@ -161,11 +161,15 @@ typedef struct mp_os_counts {
  * and wakes its purger.  A lower layer thus reports; it never calls up. */
 typedef struct mp_acct {
     size_t capacity; /* reservations stay within it; 0 = unlimited */
+    size_t resident_limit; /* resident stays within it; 0 = none (over_limit) */
     uint64_t reserved, resident, peak_resident, released, metadata;
     _Atomic int64_t live;       /* published live bytes (threads publish late) */
     _Atomic uint64_t peak_live; /* highest `live` seen */
     mp_os_counts os;
     void (*on_dirty)(struct mp_acct *acct); /* pool lock held; NULL: nobody listens */
+    /* Resident memory passed resident_limit: the owner gives back what free
+     * pages it can reach under the pool lock (held). */
+    void (*over_limit)(struct mp_acct *acct);
 } mp_acct;
 
 /* Bytes turning resident (or, negative, no longer counted).  Lock held. */
@@ -185,6 +189,17 @@ static inline void acct_dirty(mp_acct *a) {
     if (a->on_dirty)
         a->on_dirty(a);
 }
+/* Whether `more` bytes turning resident would pass the limit: if so, the
+ * owner first gives back what it can; true when that was not enough.
+ * Lock held. */
+static inline bool acct_over_limit(mp_acct *a, uint64_t more) {
+    if (MP_LIKELY(a->resident_limit == 0 || a->resident + more <= a->resident_limit))
+        return false;
+    if (a->over_limit)
+        a->over_limit(a);
+    return a->resident + more > a->resident_limit;
+}
+
 /* Add a live-bytes delta to the published figure and raise the peak. */
 static inline void acct_live(mp_acct *a, int64_t delta) {
     int64_t now = atomic_fetch_add_explicit(&a->live, delta, memory_order_relaxed) + delta;

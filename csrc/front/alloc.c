@@ -141,7 +141,8 @@ static void *direct_alloc(mp_pool *pool, size_t size, size_t align, int call) {
         return fail(pool, MP_ENOMEM);
     mp_acct *acct = &pool->acct;
     mutex_lock(&pool->lock);
-    if (acct->capacity && acct->reserved + bytes > acct->capacity) {
+    if ((acct->capacity && acct->reserved + bytes > acct->capacity) ||
+        acct_over_limit(acct, bytes)) {
         mutex_unlock(&pool->lock);
         free(d);
         return fail(pool, MP_ENOMEM);

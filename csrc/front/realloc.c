@@ -139,8 +139,9 @@ static void *realloc_direct(mp_pool *pool, mp_direct *d, void *ptr, size_t old_s
     if (MP_UNLIKELY(pool->config.debug)) /* before mremap may cut it off */
         debug_canary_check(pool, ptr, old_requested, old_bytes, -2);
     if (new_bytes > old_bytes) {
-        if (pool->acct.capacity &&
-            pool->acct.reserved + (new_bytes - old_bytes) > pool->acct.capacity) {
+        if ((pool->acct.capacity &&
+             pool->acct.reserved + (new_bytes - old_bytes) > pool->acct.capacity) ||
+            acct_over_limit(&pool->acct, new_bytes - old_bytes)) {
             mutex_unlock(&pool->lock);
             pool_error(pool, MP_ENOMEM);
             return NULL;

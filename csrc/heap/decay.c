@@ -81,8 +81,17 @@ void decay_cap_dirty(mp_heap *heap) {
  * pages applies decay_cap_dirty.  What the layers above call to allocate. */
 mp_span *decay_alloc(mp_heap *heap, size_t npages, size_t align_pages, uint32_t *clean_out) {
     mp_span *span = heap_alloc(heap, npages, align_pages, clean_out);
-    if (span && *clean_out)
-        decay_cap_dirty(heap);
+    if (span == NULL || *clean_out == 0)
+        return span;
+    decay_cap_dirty(heap);
+    /* The span's fresh granules are already counted: over the resident
+     * limit, the owner gives cached pages back; if that was not enough, the
+     * request fails and its fresh granules go back too. */
+    if (MP_UNLIKELY(acct_over_limit(heap->acct, 0))) {
+        heap_free(heap, span, os_now_ms());
+        decay_purge(heap, INT64_MAX / 2, 0, false);
+        return NULL;
+    }
     return span;
 }
 

@@ -82,6 +82,10 @@ typedef struct mp_config {
     unsigned retain_arenas; /* arenas each heap keeps mapped when they are
                                wholly free (mp_trim releases them all), so a
                                loop does not map and unmap every step */
+    size_t resident_limit; /* 0 = none.  Before resident memory would pass
+                              it, the pool gives back every free page it
+                              holds; a request still over it gets MP_ENOMEM,
+                              so the pool's cache never causes an OOM kill */
 } mp_config;
 
 /* Fill `config` with the defaults (the measured choices, see README). */
@@ -89,6 +93,11 @@ void mp_config_default(mp_config *config);
 
 /* ---- pool lifetime ---------------------------------------------------- */
 typedef struct mp_pool mp_pool;
+
+/* Change the resident limit of a live pool (0 = none); MP_EINVAL when it is
+ * below the live bytes (those cannot be given back).  Cached free pages over
+ * it are given back at once. */
+int mp_pool_set_resident_limit(mp_pool *pool, size_t resident_limit);
 
 /* Create a pool; *out is set only on MP_OK.  NULL config = defaults.
  * Returns MP_EINVAL for an inconsistent config. */

@@ -49,6 +49,8 @@ static int config_normalise(mp_config *c) {
         c->huge_min = c->small_max + 1;
     if (c->capacity && c->capacity < MP_CHUNK_SIZE)
         return MP_EINVAL;
+    if (c->resident_limit && c->resident_limit < MP_CHUNK_SIZE)
+        return MP_EINVAL;
     return MP_OK;
 }
 
@@ -155,6 +157,7 @@ int mp_pool_create(const mp_config *config, mp_pool **out) {
         return pool_error(NULL, MP_ENOMEM);
     pool->config = c;
     pool->acct.capacity = c.capacity;
+    pool->acct.resident_limit = c.resident_limit;
     if (debug_init(pool) != MP_OK) {
         free(pool);
         return pool_error(NULL, MP_ENOMEM);
@@ -206,6 +209,21 @@ void mp_pool_destroy(mp_pool *pool) {
     mutex_destroy(&pool->lock);
     debug_destroy(pool);
     free(pool);
+}
+
+int mp_pool_set_resident_limit(mp_pool *pool, size_t resident_limit) {
+    if (pool == NULL || (resident_limit && resident_limit < MP_CHUNK_SIZE))
+        return pool_error(pool, MP_EINVAL);
+    mp_stats st;
+    mp_stats_get(pool, &st);
+    if (resident_limit && resident_limit < st.live_bytes)
+        return pool_error(pool, MP_EINVAL); /* live bytes cannot be given back */
+    mutex_lock(&pool->lock);
+    pool->config.resident_limit = resident_limit;
+    pool->acct.resident_limit = resident_limit;
+    acct_over_limit(&pool->acct, 0); /* cached pages over it go back now */
+    mutex_unlock(&pool->lock);
+    return MP_OK;
 }
 
 void mp_pool_config(const mp_pool *pool, mp_config *out) {

@@ -115,11 +115,21 @@ static void purge_cond_init(mp_pool *pool) {
     pthread_condattr_destroy(&attr);
 }
 
+/* Resident memory would pass the pool's limit (a lower layer's report):
+ * give back every free page of both heaps now, whatever its age.  Lock
+ * held, so the slabs' free pages (class locks first) wait for the purger. */
+static void purge_over_limit(mp_acct *acct) {
+    mp_pool *pool = MP_CONTAINER(acct, mp_pool, acct);
+    for (int h = 0; h < MP_HEAP_COUNT; h++)
+        decay_purge(&pool->heaps[h], INT64_MAX / 2, 0, false);
+}
+
 /* A new pool: no purger thread yet (the first report starts it); the pool
  * listens to its layers' reports from now on. */
 void purge_init(mp_pool *pool) {
     purge_cond_init(pool);
     pool->acct.on_dirty = purge_on_dirty;
+    pool->acct.over_limit = purge_over_limit;
 }
 
 /* Stop and join the purger (pool teardown). */
