@@ -152,6 +152,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     """Entry point of ``python -m mempool``; returns the exit status."""
     argv = list(sys.argv[1:] if argv is None else argv)
     # demo/bench own their whole argument list (including --help)
+    if argv[:1] == ["bench"] and "--real" in argv:
+        from mempool.tools import realbench
+        return int(realbench.main(argv[1:]) or 0)
     if argv and argv[0] in _DELEGATED:
         return _delegate(argv[0], argv[1:])
     parser = build_parser()

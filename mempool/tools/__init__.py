@@ -1,0 +1,1 @@
+"""Developer tools of mempool: benchmarks, replays and the real-library suite."""
