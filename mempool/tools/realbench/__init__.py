@@ -8,7 +8,7 @@ medians of wall and CPU time, page faults, peak RSS and RSS after the work,
 with the results' digests checked identical across allocators.  Prints a
 table and the issue-14 targets, writes ``real.json`` and ``real.png``.
 
-``--record-corpus`` instead records every workload, at its quick size, as an
+``--record-corpus`` instead records every workload, at its corpus size, as an
 allocation trace (the tuning corpus, ``mempool/data/traces/real/``), which
 ``python -m mempool replay PATH`` replays in C under every allocator.
 """
@@ -52,7 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--markdown", action="store_true",
                    help="also print the tables as Markdown")
     p.add_argument("--record-corpus", action="store_true",
-                   help="record the workloads (quick size) as allocation traces instead")
+                   help="record the workloads as allocation traces (the tuning corpus) instead")
     p.add_argument("--corpus-dir", type=Path, default=CORPUS_DIR,
                    help=f"with --record-corpus: where to write NAME.trace (default {CORPUS_DIR})")
     return p
@@ -70,7 +70,7 @@ def _names(text: Optional[str], choices: Sequence[str], what: str) -> List[str]:
 
 
 def record_corpus(names: Sequence[str], out_dir: Path, seed: int = 0, console=None) -> List[Path]:
-    """Record each workload at its quick size into ``out_dir/NAME.trace``."""
+    """Record each workload at its corpus size into ``out_dir/NAME.trace``."""
     from mempool import trace as trace_mod
 
     from . import runner
@@ -123,8 +123,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return 2
     missing = runner.missing_libraries(names)
     if missing:
-        console.print(f"[red]the real-library suite needs {', '.join(missing)}; "
-                      f"install them with: {INSTALL}[/]")
+        console.print(f"the real-library suite needs {', '.join(missing)}; "
+                      f"install them with: {INSTALL}", style="red", markup=False)
         return 2
     if args.record_corpus:
         try:

@@ -110,13 +110,13 @@ def run_suite(allocators: Sequence[Any], workloads: Sequence[str], rounds: int,
 
 def record_trace(workload: str, out: Path, n: Optional[int] = None, seed: int = 0,
                  timeout_s: float = 600.0) -> Dict[str, Any]:
-    """Record ``workload`` (default size: its quick one) as an allocation
+    """Record ``workload`` (default size: its corpus size) as an allocation
     trace into ``out``, in a fresh child with the pool installed."""
     spec = wl_mod.WORKLOADS[workload]
     alloc = demo_runner.discover(["mempool"])[0]
     if not alloc.available:
         raise RuntimeError(alloc.reason)
-    cfg = {"workload": workload, "n": spec.quick if n is None else int(n), "seed": seed,
+    cfg = {"workload": workload, "n": (spec.corpus or spec.full) if n is None else int(n), "seed": seed,
            "settle_s": 0.0, "round": 0, "record": str(Path(out).resolve())}
     with tempfile.TemporaryDirectory(prefix="mempool-realbench-rec-") as tmp:
         rec = start_child(alloc, cfg, Path(tmp), f"rec-{workload}", timeout_s).collect(timeout_s)

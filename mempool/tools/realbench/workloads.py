@@ -36,6 +36,9 @@ class Workload:
     #: one per core); one by default so that idle BLAS workers spinning on two
     #: shared cores do not swamp the allocator's share of the time.
     threads: Optional[int] = 1
+    #: Size recorded into the tuning corpus (None: ``full``); smaller where
+    #: the full size's trace would be megabytes of events.
+    corpus: Optional[int] = None
 
     @property
     def libs(self) -> Tuple[str, ...]:
@@ -273,8 +276,7 @@ WORKLOADS: Dict[str, Workload] = {
     "sk_forest": Workload(sk_forest, 12000, 800, ("sklearn.ensemble", "sklearn.datasets"),
                           "multi-threaded (joblib threads), mid-size arrays"),
     "sk_hgb": Workload(sk_hgb, 80000, 4000, ("sklearn.ensemble", "sklearn.datasets"),
-                       "small per-iteration arrays over a long-lived matrix (OpenMP threads)",
-                       threads=None),
+                       "small per-iteration arrays over a long-lived matrix"),
     "sk_linear": Workload(sk_linear, 40000, 4000,
                           ("sklearn.cluster", "sklearn.decomposition",
                            "sklearn.linear_model", "sklearn.preprocessing"),
@@ -292,7 +294,7 @@ WORKLOADS: Dict[str, Workload] = {
     "np_linalg_fft": Workload(np_linalg_fft, 1000, 160, (),
                               "drifting sizes, long- and short-lived arrays"),
     "np_small": Workload(np_small, 25000, 2000, (),
-                         "small-array-heavy, growing long-lived set"),
+                         "small-array-heavy, growing long-lived set", corpus=2000),
     "np_threads": Workload(np_threads, 1000000, 100000, (),
                            "multi-threaded (ThreadPoolExecutor), drifting sizes"),
 }
