@@ -107,3 +107,15 @@ def test_quick_suite_smoke(tmp_path):
     assert {t["workload"] for t in data["targets"]} == {"np_small", "pd_groupby"}
     assert (tmp_path / "real.png").stat().st_size > 10_000
     assert "issue 14 targets" in proc.stdout
+
+
+def test_peak_breakdown_adds_up():
+    from mempool.tools.realbench import analyze
+    r = analyze.breakdown(realbench.CORPUS_DIR / "sk_linear.trace")
+    assert r["live"] == r["peak_live_whole"]
+    assert r["live"] + r["rounding"] == r["allocated"]
+    assert r["allocated"] + r["slab_free"] + r["free_resident"] + r["other"] == r["resident"]
+    assert 0 <= r["huge_rounding"] <= r["rounding"]
+    assert r["peak_resident_whole"] >= r["resident"]
+    assert r["errors"] == 0 and r["check"] == 0
+    assert "| sk_linear |" in analyze.render([r])

@@ -51,6 +51,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="data seed (default 0)")
     p.add_argument("--markdown", action="store_true",
                    help="also print the tables as Markdown")
+    p.add_argument("--from-json", type=Path, default=None, metavar="REAL_JSON",
+                   help="re-render the table, targets and plot of an earlier run's real.json")
     p.add_argument("--record-corpus", action="store_true",
                    help="record the workloads as allocation traces (the tuning corpus) instead")
     p.add_argument("--corpus-dir", type=Path, default=CORPUS_DIR,
@@ -106,6 +108,30 @@ def _meta(args, workloads: Sequence[str], allocators, rounds: int) -> Dict[str, 
             "allocators": [a.describe() for a in allocators]}
 
 
+def _rerender(console, args) -> int:
+    """Table, targets and plot again from a saved ``real.json`` (its records)."""
+    import json
+
+    from . import report
+    try:
+        old = json.loads(args.from_json.read_text())
+        records, meta = old["records"], old["meta"]
+    except (OSError, ValueError, KeyError) as exc:
+        console.print(f"cannot read {args.from_json}: {exc}", style="red", markup=False)
+        return 2
+    names = [a["name"] for a in meta["allocators"] if a["available"]]
+    summary = report.summarize(records, meta["workloads"], names)
+    targets = report.evaluate_targets(summary)
+    report.render(console, summary, targets)
+    if args.markdown:
+        print(report.markdown(report.HEADERS, report.table_rows(summary)))
+        print()
+        print(report.markdown(report.TARGET_HEADERS, report.target_rows(targets)))
+    args.out.mkdir(parents=True, exist_ok=True)
+    console.print(f"wrote {report.plot(summary, args.out / 'real.png')}")
+    return 0
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Entry point of ``python -m mempool bench --real``; the exit status."""
     from rich.console import Console
@@ -133,6 +159,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             console.print(f"[red]{exc}[/]")
             return 1
         return 0
+    if args.from_json is not None:
+        return _rerender(console, args)
     rounds = args.rounds or (1 if args.quick else 3)
     if rounds < 1:
         console.print(f"[red]--rounds must be >= 1, got {rounds}[/]")
