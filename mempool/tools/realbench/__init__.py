@@ -111,8 +111,6 @@ def _meta(args, workloads: Sequence[str], allocators, rounds: int) -> Dict[str, 
 def _rerender(console, args) -> int:
     """Table, targets and plot again from a saved ``real.json`` (its records)."""
     import json
-
-    from . import report
     try:
         old = json.loads(args.from_json.read_text())
         records, meta = old["records"], old["meta"]
@@ -120,7 +118,15 @@ def _rerender(console, args) -> int:
         console.print(f"cannot read {args.from_json}: {exc}", style="red", markup=False)
         return 2
     names = [a["name"] for a in meta["allocators"] if a["available"]]
-    summary = report.summarize(records, meta["workloads"], names)
+    _show(console, args, records, meta["workloads"], names)
+    return 0
+
+
+def _show(console, args, records, workloads, allocators):
+    """Summarize the records, print the tables, write the plot; return
+    (summary, targets, png path)."""
+    from . import report
+    summary = report.summarize(records, workloads, allocators)
     targets = report.evaluate_targets(summary)
     report.render(console, summary, targets)
     if args.markdown:
@@ -128,8 +134,9 @@ def _rerender(console, args) -> int:
         print()
         print(report.markdown(report.TARGET_HEADERS, report.target_rows(targets)))
     args.out.mkdir(parents=True, exist_ok=True)
-    console.print(f"wrote {report.plot(summary, args.out / 'real.png')}")
-    return 0
+    png = report.plot(summary, args.out / "real.png")
+    console.print(f"wrote {png}")
+    return summary, targets, png
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -173,21 +180,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         records = runner.run_suite(allocators, names, rounds, args.quick, args.seed,
                                    on_progress=lambda label: status.update(label))
     active = [a.name for a in allocators if a.available]
-    summary = report.summarize(records, names, active)
-    targets = report.evaluate_targets(summary)
-    report.render(console, summary, targets)
-    if args.markdown:
-        print(report.markdown(report.HEADERS, report.table_rows(summary)))
-        print()
-        print(report.markdown(report.TARGET_HEADERS, report.target_rows(targets)))
-    args.out.mkdir(parents=True, exist_ok=True)
-    png = report.plot(summary, args.out / "real.png")
+    summary, targets, _ = _show(console, args, records, names, active)
     mismatches = report.check_digests(records)
     payload = {"meta": _meta(args, names, allocators, rounds), "definitions": report.DEFINITIONS,
                "summary": summary, "targets": targets, "digest_mismatches": mismatches,
                "records": records}
     report.write_json(args.out / "real.json", payload)
-    console.print(f"wrote {args.out / 'real.json'} and {png}")
+    console.print(f"wrote {args.out / 'real.json'}")
     for err in summary["errors"]:
         console.print(f"[red]{err['workload_name']} under {err['allocator']} (round "
                       f"{err['round']}) failed: {err['error']}[/]\n{err.get('stderr_tail') or ''}")
