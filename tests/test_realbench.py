@@ -73,6 +73,7 @@ def test_targets_from_a_summary():
     assert t["time_x_fastest_other"] == pytest.approx(0.91 / 0.9)
     assert t["time_met"] and t["peak_met"] and t["after_met"]
     assert summary["workloads"]["w"]["jemalloc"]["wall_x_default"] == pytest.approx(0.9)
+    assert summary["workloads"]["w"]["mempool"]["fastest_other_wall"] == "jemalloc"
 
 
 def test_bad_names_and_missing_libraries_are_reported(capsys, monkeypatch):

@@ -5,9 +5,11 @@ Definitions (also written into the JSON):
 * wall / CPU: the workload's wall time and process CPU time (all threads,
   user + system), imports excluded; the figure shown is the median over rounds.
 * x default, x fastest other: the median over rounds of the ratio to numpy's
-  default allocator, and to the fastest of the other allocators (mempool
-  excluded from "others"), *in the same round* (the interleaving makes a
-  same-round ratio robust to machine noise that absolute times are not).
+  default allocator, and to the fastest other allocator (the one, mempool
+  excluded, with the least median time), *in the same round* (the
+  interleaving makes a same-round ratio robust to machine noise that
+  absolute times are not; a ratio to each round's fastest of several noisy
+  rows would be biased against the row compared).
 * faults: minor + major page faults during the work (getrusage), median.
 * peak RSS: the kernel's high-water mark of the whole process (ru_maxrss,
   interpreter and libraries included); "over base": minus the RSS measured
@@ -83,12 +85,15 @@ def summarize(records: List[Dict[str, Any]], workloads: Sequence[str],
                         ratios.append(runs[k][key] / min(refs))
                 return _median(ratios)
 
-            others = [o for o in allocators if o not in (name, POOL)]
+            others = [o for o in allocators if o not in (name, POOL) and o in rows]
+            fastest = {key: min(others, key=lambda o: rows_med(rows, o, key), default=None)
+                       for key in ("wall_s", "cpu_s")}
             med.update(
                 wall_x_default=same_round("wall_s", ["default"]),
                 cpu_x_default=same_round("cpu_s", ["default"]),
-                wall_x_fastest_other=same_round("wall_s", others),
-                cpu_x_fastest_other=same_round("cpu_s", others),
+                wall_x_fastest_other=same_round("wall_s", [fastest["wall_s"]]),
+                cpu_x_fastest_other=same_round("cpu_s", [fastest["cpu_s"]]),
+                fastest_other_wall=fastest["wall_s"], fastest_other_cpu=fastest["cpu_s"],
                 peak_x_default=(med["peak_rss"] / rows_med(rows, "default", "peak_rss")
                                 if "default" in rows else None),
                 rounds=len(runs),
