@@ -120,3 +120,15 @@ def test_peak_breakdown_adds_up():
     assert r["peak_resident_whole"] >= r["resident"]
     assert r["errors"] == 0 and r["check"] == 0
     assert "| sk_linear |" in analyze.render([r])
+
+
+def test_bestfit_reference_reuses_holes_and_coalesces():
+    from mempool.tools.realbench import analyze
+    ev = np.zeros(7, dtype=tr.EVENT_DTYPE)
+    KIB = 1024
+    ops = [(tr.ALLOC, 0, 64 * KIB), (tr.ALLOC, 1, 64 * KIB), (tr.ALLOC, 2, 64 * KIB),
+           (tr.FREE, 0, 0), (tr.FREE, 1, 0),          # a 128 KiB hole, coalesced
+           (tr.ALLOC, 3, 100 * KIB),                  # fits the hole: no growth
+           (tr.ALLOC, 4, 8 * KIB)]                    # small: not modelled
+    ev["op"], ev["id"], ev["size"] = zip(*ops)
+    assert analyze.bestfit_highwater(ev, small_max=32 * KIB, huge_min=4 << 20) == 192 * KIB
