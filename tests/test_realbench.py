@@ -86,6 +86,9 @@ def test_bad_names_and_missing_libraries_are_reported(capsys, monkeypatch):
     assert "pip install 'mempool[real]'" in capsys.readouterr().out
 
 
+@pytest.mark.skipif("asan" in os.environ.get("LD_PRELOAD", ""),
+                    reason="the children reset LD_PRELOAD: an ASan-built extension "
+                           "cannot load in them")
 def test_quick_suite_smoke(tmp_path):
     """Two small workloads, numpy's default and the pool, one round: the
     command runs end to end, the results agree, JSON and plot are written."""
