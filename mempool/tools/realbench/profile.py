@@ -22,13 +22,16 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     p = argparse.ArgumentParser(prog="python -m mempool.tools.realbench.profile")
     p.add_argument("workload")
     p.add_argument("--pool", action="store_true", help="install the pool first")
+    p.add_argument("--huge-pages", choices=("auto", "on", "off"), default=None,
+                   help="with --pool: the pool's huge_pages setting (default: the pool's)")
     p.add_argument("--repeat", type=int, default=3)
     p.add_argument("--quick", action="store_true", help="the workload's quick size")
     args = p.parse_args(argv)
     pool = None
     if args.pool:
         import mempool
-        pool = mempool.install()
+        pool = mempool.install(None if args.huge_pages is None
+                               else mempool.Pool(huge_pages=args.huge_pages))
     from . import workloads
     if args.workload not in workloads.WORKLOADS:
         p.error(f"unknown workload {args.workload!r}; choose from "
