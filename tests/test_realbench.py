@@ -135,3 +135,15 @@ def test_bestfit_reference_reuses_holes_and_coalesces():
            (tr.ALLOC, 4, 8 * KIB)]                    # small: not modelled
     ev["op"], ev["id"], ev["size"] = zip(*ops)
     assert analyze.bestfit_highwater(ev, small_max=32 * KIB, huge_min=4 << 20) == 192 * KIB
+
+
+@pytest.mark.skipif("asan" in os.environ.get("LD_PRELOAD", ""),
+                    reason="the recording child resets LD_PRELOAD")
+def test_record_corpus_writes_a_replayable_trace(tmp_path, monkeypatch):
+    monkeypatch.setenv("PYTHONPATH", str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    (path,) = realbench.record_corpus(["np_linalg_fft"], tmp_path)
+    t = tr.load(path)
+    assert t.meta["workload"] == "np_linalg_fft" and t.meta["n"] == 1000
+    assert t.summary()["peak_live_bytes"] > 10 << 20
+    shipped = tr.load(realbench.CORPUS_DIR / "np_linalg_fft.trace")
+    assert t.summary()["events"] == shipped.summary()["events"]   # same code, same events
