@@ -144,6 +144,8 @@ def _missing_extra() -> List[str]:
 
 def _delegate(name: str, argv: List[str]) -> int:
     module_name = _TOOLS[name][0]
+    if name == "bench" and "--real" in argv:  # the real-library suite
+        module_name = "mempool.tools.realbench"
     missing = _missing_extra()
     if missing:
         print(f"python -m mempool {name} needs the demo extra (missing: "

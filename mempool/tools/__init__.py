@@ -1,7 +1,8 @@
-"""The tools around the allocator: the demo, the benchmarks, trace replay and
-stress runs (``python -m mempool demo|bench|replay|stress``).
+"""The tools around the allocator: the demo, the benchmarks (the real-library
+suite included), trace replay and stress runs (``python -m mempool
+demo|bench|replay|stress``).
 
 They need the ``demo`` extra (``pip install 'mempool[demo]'``: rich,
-matplotlib, psutil); the runtime package (``import mempool``) never imports
-this subpackage.
+matplotlib, psutil), and the real-library suite the ``real`` extra; the
+runtime package (``import mempool``) never imports this subpackage.
 """
