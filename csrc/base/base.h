@@ -263,12 +263,16 @@ static inline void mutex_destroy(mp_mutex *mu) { pthread_mutex_destroy(&mu->m); 
 void mutex_lock(mp_mutex *mu);
 void mutex_unlock(mp_mutex *mu);
 void mutex_forget_all(void);
+void mutex_forking(bool on);
 #else
 /* Take / release a lock: plain pthread calls in release builds. */
 static inline void mutex_lock(mp_mutex *mu) { pthread_mutex_lock(&mu->m); }
 static inline void mutex_unlock(mp_mutex *mu) { pthread_mutex_unlock(&mu->m); }
 /* In a fork child: the calling thread holds no lock any more (all re-made). */
 static inline void mutex_forget_all(void) {}
+/* Entering or leaving the fork handlers (checked builds stop checking ranks
+ * there: they hold the locks of every pool at once). */
+static inline void mutex_forking(bool on) { (void)on; }
 #endif
 
 /* ---- bitmaps (bits.c) ---------------------------------------------------- */

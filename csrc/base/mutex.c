@@ -17,6 +17,7 @@
 static MP_TLS struct {
     const mp_mutex *lock[HELD_MAX];
     unsigned depth;
+    bool forking; /* inside the fork handlers: not checked (mutex_forking) */
 } held;
 
 static const char *const RANK_NAMES[] = {"?", "registry", "class", "pool", "debug ring", "map"};
@@ -29,6 +30,10 @@ static const char *rank_name(unsigned rank) {
 /* Take `mu` after checking that it ranks above every lock this thread holds. */
 void mutex_lock(mp_mutex *mu) {
     MP_ASSERT(mu->rank != 0, "every mutex is made with a rank");
+    if (held.forking) {
+        pthread_mutex_lock(&mu->m);
+        return;
+    }
     for (unsigned i = 0; i < held.depth; i++) {
         const mp_mutex *h = held.lock[i];
         if (h->rank > mu->rank || (h->rank == mu->rank && h->sub >= mu->sub)) {
@@ -45,6 +50,10 @@ void mutex_lock(mp_mutex *mu) {
 
 /* Release `mu`, which this thread holds (not necessarily the newest). */
 void mutex_unlock(mp_mutex *mu) {
+    if (held.forking) {
+        pthread_mutex_unlock(&mu->m);
+        return;
+    }
     unsigned i = held.depth;
     while (i > 0 && held.lock[i - 1] != mu)
         i--;
@@ -56,6 +65,15 @@ void mutex_unlock(mp_mutex *mu) {
 }
 
 /* In a fork child, once every lock was re-made: this thread holds none. */
-void mutex_forget_all(void) { held.depth = 0; }
+void mutex_forget_all(void) {
+    held.depth = 0;
+    held.forking = false;
+}
+
+/* Enter (true) or leave the fork handlers, which hold every lock of every
+ * pool at once: the registry lock, taken first, serializes them against
+ * any other holder of two pools' locks, so ranks are not checked there
+ * (jemalloc's witness_prefork does the same). */
+void mutex_forking(bool on) { held.forking = on; }
 
 #endif

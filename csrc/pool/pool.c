@@ -76,6 +76,7 @@ static mp_pool *pool_of(mp_small *s) { return MP_CONTAINER(s, mp_pool, small); }
  * thread that does not exist there. */
 static void atfork_prepare(void) {
     tc_registry_lock();
+    mutex_forking(true); /* ranks: every pool's class locks after another's pool lock */
     for (mp_small *s = tc_registry_next(NULL); s; s = tc_registry_next(s))
         pool_lock_all(pool_of(s));
     map_prefork();
@@ -86,6 +87,7 @@ static void atfork_parent(void) {
     map_postfork_parent();
     for (mp_small *s = tc_registry_next(NULL); s; s = tc_registry_next(s))
         pool_unlock_all(pool_of(s));
+    mutex_forking(false);
     tc_registry_unlock();
 }
 
