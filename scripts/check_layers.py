@@ -87,13 +87,16 @@ def check_symbols(csrc: Path) -> list[str]:
     if shutil.which(cc) is None or shutil.which("nm") is None:
         return [f"cannot check symbols: {cc} or nm is missing"]
     errors = []
+    # A sanitizer runtime preloaded into this process (the ASan test stage)
+    # must not reach the compiler, whose own leaks it would report.
+    env = {k: v for k, v in os.environ.items() if k != "LD_PRELOAD"}
     with tempfile.TemporaryDirectory() as tmp:
         for path in sorted(csrc.glob("*/*.c")):
             obj = Path(tmp) / (path.parent.name + "_" + path.stem + ".o")
             subprocess.run([cc, "-std=c11", "-pthread", "-O1", "-c", str(path), "-o", str(obj)],
-                           check=True)
+                           check=True, env=env)
             out = subprocess.run(["nm", "-g", "--defined-only", str(obj)], check=True,
-                                 capture_output=True, text=True).stdout
+                                 capture_output=True, text=True, env=env).stdout
             prefix = path.stem + "_"
             for line in out.splitlines():
                 name = line.split()[-1]
