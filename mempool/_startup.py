@@ -215,7 +215,11 @@ def export_environ(pool: Any) -> None:
     values = environ_from_settings(pool_settings(pool))
     if _saved is None:
         _saved = {var: os.environ.get(var) for var in SETTINGS.values()}
-    os.environ.update(values)
+    for var in SETTINGS.values():   # a setting the pool leaves unset must not linger
+        if var in values:
+            os.environ[var] = values[var]
+        else:
+            os.environ.pop(var, None)
     os.environ[INSTALL_VAR] = "1"
 
 
