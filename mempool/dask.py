@@ -118,6 +118,7 @@ class MempoolPlugin(WorkerPlugin):
         """Install the pool in the worker process (see the module doc)."""
         self._pool = mempool.Pool(**self.pool_settings)
         self._capsule = self._pool._handler_capsule()
+        self._default_capsule = _core.get_handler()   # what tasks get after teardown
         mempool.install(self._pool)
         self._loop = asyncio.get_running_loop()
         self._previous_factory = self._loop.get_task_factory()
@@ -142,11 +143,15 @@ class MempoolPlugin(WorkerPlugin):
                     getattr(worker, "address", "?"), self._threshold)
 
     def teardown(self, worker: Any) -> None:
-        """Undo :meth:`setup` (the pool stays alive while arrays use it)."""
+        """Undo :meth:`setup`: tasks created from now on get the handler
+        from before setup (the pool stays alive while arrays use it)."""
         if self._guard is not None:
             self._guard.stop()
-        if self._loop.get_task_factory() == self._task_factory:
-            self._loop.set_task_factory(self._previous_factory)
+        # Tasks created while the plugin was set up (the worker's long-lived
+        # comm handlers among them) carry the pool in their contexts, and
+        # their children copy it; so the factory stays, handing new tasks
+        # the handler that was current before setup.
+        self._capsule = self._default_capsule
         for name in self._metric_names:
             worker.metrics.pop(name, None)
         if self._collector is not None:
@@ -160,7 +165,8 @@ class MempoolPlugin(WorkerPlugin):
     def _task_factory(self, loop: asyncio.AbstractEventLoop, coro: Any,
                       context: Optional[contextvars.Context] = None, **kwargs: Any) -> Any:
         # As create_task: the task runs in a copy of the current context
-        # (or in the context given), now with the pool as numpy's handler.
+        # (or in the context given), now with the pool as numpy's handler
+        # (after teardown: the handler from before setup).
         ctx = context if context is not None else contextvars.copy_context()
         ctx.run(_core.set_handler, self._capsule)
         if self._previous_factory is not None:
