@@ -22,6 +22,7 @@ import os
 import statistics
 import subprocess
 import sys
+import threading
 import time
 
 ALLOCATORS = ("default", "jemalloc", "mempool")
@@ -33,12 +34,22 @@ TOTAL_BYTES = 200 << 20
 IDLE = 3.0
 
 
+def _memory_on_scheduler(dask_scheduler=None):
+    return {addr: (ws.memory.process, ws.memory.managed)
+            for addr, ws in dask_scheduler.workers.items()}
+
+
 def _worker_memory(client):
-    out = {}
-    for addr, w in client.scheduler_info()["workers"].items():
-        m = w["metrics"]
-        out[addr] = (m["memory"], m["managed_bytes"])
-    return out
+    """{worker address: (process memory, managed memory)} as the scheduler
+    sees them (from the workers' heartbeats)."""
+    return client.run_on_scheduler(_memory_on_scheduler)
+
+
+def _usage():
+    """(user+system CPU seconds, minor page faults) of this worker process."""
+    import resource
+    u = resource.getrusage(resource.RUSAGE_SELF)
+    return u.ru_utime + u.ru_stime, u.ru_minflt
 
 
 def _phase(client, rows, cols, total_bytes=None):
@@ -79,30 +90,41 @@ def run_one(allocator: str) -> dict:
         _phase(client, 64, 100, 4 << 20)
         time.sleep(2.5)                         # a heartbeat or two
         base = {a: p - m for a, (p, m) in _worker_memory(client).items()}
-        samples = []   # (t, {addr: unmanaged above base})
+        samples = []   # (t, {addr: unmanaged above base}), every 0.25 s
         t0 = time.monotonic()
+        stop = threading.Event()
 
-        def sample():
-            mem = _worker_memory(client)
-            samples.append((time.monotonic() - t0,
-                            {a: p - m - base[a] for a, (p, m) in mem.items() if a in base}))
+        def sampler():
+            while not stop.wait(0.25):
+                try:
+                    mem = _worker_memory(client)
+                except Exception as exc:    # keep sampling; say why a point is missing
+                    print(f"sample failed: {exc!r}", file=sys.stderr)
+                    continue
+                samples.append((time.monotonic() - t0,
+                                {a: p - m - base[a] for a, (p, m) in mem.items() if a in base}))
 
+        thread = threading.Thread(target=sampler, daemon=True)
+        thread.start()
+        usage0 = client.run(_usage)
         phases = []
         busy = 0.0
         for rows, cols in PHASES:
             start = time.monotonic()
             _phase(client, rows, cols)
             busy += time.monotonic() - start
-            sample()
-            end = time.monotonic() + IDLE
-            while time.monotonic() < end:
-                time.sleep(0.25)
-                sample()
+            time.sleep(IDLE)
             after = samples[-1][1]
             phases.append({"chunk_bytes": rows * cols * 8,
                            "unmanaged_after": after,
                            "peak_unmanaged": max(max(s[1].values()) for s in samples)})
-        return {"allocator": allocator, "busy_seconds": busy, "phases": phases,
+        stop.set()
+        thread.join()
+        usage1 = client.run(_usage)
+        cpu = sum(usage1[a][0] - usage0[a][0] for a in usage0)
+        faults = sum(usage1[a][1] - usage0[a][1] for a in usage0)
+        return {"allocator": allocator, "busy_seconds": busy, "worker_cpu_seconds": cpu,
+                "worker_minor_faults": faults, "phases": phases,
                 "samples": samples, "base": base}
     finally:
         client.close(timeout=30)
@@ -122,13 +144,16 @@ def _mib(x):
 
 
 def summarize(runs: list) -> str:
-    """A text table: per allocator, median over rounds of the busy time
-    (ratio to default) and of the unmanaged memory after each phase (mean
+    """A text table: per allocator, median over rounds of the busy time,
+    the workers' CPU time (ratios to default) and minor page faults, and of
+    the unmanaged memory after each phase (mean
     of the two workers, MiB above the start-up level)."""
     lines = []
     by = {a: [r for r in runs if r["allocator"] == a] for a in ALLOCATORS}
     ref = statistics.median(r["busy_seconds"] for r in by["default"]) if by["default"] else None
-    header = "allocator   busy s  ratio  " + "  ".join(
+    cpu_ref = (statistics.median(r["worker_cpu_seconds"] for r in by["default"])
+               if by["default"] else None)
+    header = "allocator   busy s  ratio  cpu s  ratio  faults  " + "  ".join(
         f"ph{i + 1} {_mib(p[0] * p[1] * 8):5.2f}M" for i, p in enumerate(PHASES)) + "   worst"
     lines.append("unmanaged MiB above start-up, per worker (mean of 2), after each phase's idle")
     lines.append(header)
@@ -136,12 +161,15 @@ def summarize(runs: list) -> str:
         if not rs:
             continue
         busy = statistics.median(r["busy_seconds"] for r in rs)
+        cpu = statistics.median(r["worker_cpu_seconds"] for r in rs)
+        faults = statistics.median(r["worker_minor_faults"] for r in rs)
         per_phase = [statistics.median(statistics.mean(r["phases"][i]["unmanaged_after"].values())
                                        for r in rs) for i in range(len(PHASES))]
         worst = max(max(r["phases"][i]["unmanaged_after"].values())
                     for r in rs for i in range(len(PHASES)))
         ratio = f"{busy / ref:5.2f}" if ref else "  n/a"
-        lines.append(f"{a:10s} {busy:7.1f}  {ratio}  " + "  ".join(
+        cpu_ratio = f"{cpu / cpu_ref:5.2f}" if cpu_ref else "  n/a"
+        lines.append(f"{a:10s} {busy:7.1f}  {ratio}  {cpu:5.1f}  {cpu_ratio}  {faults:6.0f}  " + "  ".join(
             f"{_mib(v):11.1f}" for v in per_phase) + f"  {_mib(worst):6.1f}")
     return "\n".join(lines)
 
@@ -165,7 +193,7 @@ def plot(runs: list, path: str) -> None:
             ax.plot(t, v, color=colors[a], alpha=0.9 if k == 0 else 0.5,
                     label=f"{a} (busy {r['busy_seconds']:.0f} s)" if k == 0 else None)
     ax.axhline(0, color="black", lw=0.5)
-    ax.set_xlabel("seconds (phases end at the steps; each is followed by 3 s idle)")
+    ax.set_xlabel("seconds (6 phases, chunk sizes drifting 1-12 MiB, each followed by 3 s idle)")
     ax.set_ylabel("unmanaged MiB above start-up")
     ax.set_title("Dask LocalCluster 2 workers x 2 threads, drifting chunk sizes")
     ax.legend()
@@ -195,7 +223,8 @@ def main(argv=None) -> int:
         for a in order:
             r = _child(a)
             runs.append(r)
-            print(f"round {rnd + 1} {a}: busy {r['busy_seconds']:.1f} s, unmanaged after "
+            print(f"round {rnd + 1} {a}: busy {r['busy_seconds']:.1f} s, worker CPU "
+                  f"{r['worker_cpu_seconds']:.1f} s, {r['worker_minor_faults']} faults, unmanaged after "
                   f"phases (MiB, mean of workers): " + " ".join(
                       f"{_mib(statistics.mean(p['unmanaged_after'].values())):.0f}"
                       for p in r["phases"]), file=sys.stderr, flush=True)

@@ -151,6 +151,22 @@ def enabled(environ: Optional[Mapping[str, str]] = None) -> bool:
     raise _bad(INSTALL_VAR, env[INSTALL_VAR], "1 (install) or 0/unset")
 
 
+def check_pool_settings(settings: Mapping[str, Any]) -> None:
+    """Validate Pool keyword arguments as ``Pool(**settings)`` would, without
+    making a pool: an unknown keyword is a TypeError naming it; a bad value
+    the Pool's own ValueError/TypeError naming it."""
+    unknown = sorted(set(settings) - set(SETTINGS))
+    if unknown:
+        shown = ", ".join(f"{k}={settings[k]!r}" for k in unknown)
+        raise TypeError(f"unknown mempool pool setting(s) {shown}; "
+                        f"known: {', '.join(sorted(SETTINGS))}")
+    from mempool.pool import _config_overrides  # the Pool's own validation
+    _config_overrides(settings.get("capacity"), settings.get("small_max"),
+                      settings.get("huge_pages", "auto"), settings.get("decay"),
+                      settings.get("debug", False), settings.get("background_purge", True),
+                      settings.get("retain_arenas"))
+
+
 def settings_from_environ(environ: Optional[Mapping[str, str]] = None) -> Dict[str, Any]:
     """The Pool keyword arguments the ``MEMPOOL_*`` variables ask for (only
     those set and non-empty).  Every variable is parsed, and checked by
@@ -162,13 +178,8 @@ def settings_from_environ(environ: Optional[Mapping[str, str]] = None) -> Dict[s
         raw = env.get(var, "")
         if raw.strip():
             settings[key] = _PARSERS[key](var, raw)
-    from mempool.pool import _config_overrides  # the Pool's own validation
     try:
-        _config_overrides(settings.get("capacity"), settings.get("small_max"),
-                          settings.get("huge_pages", "auto"), settings.get("decay"),
-                          settings.get("debug", False),
-                          settings.get("background_purge", True),
-                          settings.get("retain_arenas"))
+        check_pool_settings(settings)
     except (TypeError, ValueError) as exc:
         shown = ", ".join(f"{SETTINGS[k]}={env[SETTINGS[k]]!r}" for k in settings)
         raise StartupConfigError(f"{exc} (from {shown})") from None

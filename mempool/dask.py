@@ -58,20 +58,6 @@ METRICS = {
 _STATS_TTL = 0.5   # seconds one stats snapshot serves all metrics of a heartbeat
 
 
-def _check_settings(settings: Dict[str, Any]) -> Dict[str, Any]:
-    unknown = sorted(set(settings) - set(_startup.SETTINGS))
-    if unknown:
-        shown = ", ".join(f"{k}={settings[k]!r}" for k in unknown)
-        raise TypeError(f"MempoolPlugin: unknown pool setting(s) {shown}; "
-                        f"known: {', '.join(sorted(_startup.SETTINGS))}")
-    from mempool.pool import _config_overrides
-    _config_overrides(settings.get("capacity"), settings.get("small_max"),
-                      settings.get("huge_pages", "auto"), settings.get("decay"),
-                      settings.get("debug", False), settings.get("background_purge", True),
-                      settings.get("retain_arenas"))
-    return dict(settings)
-
-
 def _guard_threshold(worker: Any, fraction: float) -> Optional[int]:
     """Bytes of RSS at which the guard trims: ``fraction`` of the worker's
     spill threshold (or of its pause/terminate threshold, or memory_limit,
@@ -109,7 +95,11 @@ class MempoolPlugin(WorkerPlugin):
         if guard_interval is not None and not guard_interval > 0:
             raise ValueError(f"MempoolPlugin: guard_interval must be > 0 seconds or "
                              f"None, got {guard_interval!r}")
-        self.pool_settings = _check_settings(pool_settings)
+        try:
+            _startup.check_pool_settings(pool_settings)
+        except TypeError as exc:
+            raise TypeError(f"MempoolPlugin: {exc}") from None
+        self.pool_settings = dict(pool_settings)
         self.guard_fraction = guard_fraction
         self.guard_interval = guard_interval
 

@@ -182,3 +182,27 @@ def test_plugin_in_process_tasks_metrics_and_guard():
     assert worker.metrics == {}
     assert mempool.installed() is None
     assert "mempool_resident_bytes" not in prometheus_client.generate_latest().decode()
+
+
+def test_nanny_pre_spawn_environ_installs_at_worker_start(tmp_path, monkeypatch):
+    """The route without the plugin: MEMPOOL_INSTALL=1 in
+    distributed.nanny.pre-spawn-environ; the worker's interpreter installs
+    the pool at start-up (the .pth), so every task gets it."""
+    import dask
+    from test_startup import make_startup_env     # the .pth in a user site
+    env = make_startup_env(tmp_path)
+    monkeypatch.setenv("PYTHONUSERBASE", env["PYTHONUSERBASE"])
+    monkeypatch.setenv("PYTHONPATH", env["PYTHONPATH"])
+    pre = {**dask.config.get("distributed.nanny.pre-spawn-environ"),
+           "MEMPOOL_INSTALL": "1", "MEMPOOL_CAPACITY": "1GiB"}
+    with dask.config.set({"distributed.nanny.pre-spawn-environ": pre}), \
+            distributed.LocalCluster(processes=True, n_workers=1, threads_per_worker=2,
+                                     host="127.0.0.1", dashboard_address=None,
+                                     worker_dashboard_address="127.0.0.1:0") as cluster, \
+            distributed.Client(cluster, timeout=TIMEOUT) as c:
+        c.wait_for_workers(1, timeout=TIMEOUT)
+        results = c.gather(c.map(probe, range(8), pure=False))
+        assert {r[2:] for r in results} == {("mempool", "mempool")}, results
+        assert len({r[:2] for r in results}) == 2
+        caps = c.run(lambda: mempool.installed().capacity)
+        assert list(caps.values()) == [1 << 30]

@@ -15,8 +15,7 @@ from mempool import _startup
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-@pytest.fixture
-def startup_env(tmp_path):
+def make_startup_env(tmp_path):
     """An environment whose interpreters run the shipped .pth line at start:
     it sits in a user site directory (PYTHONUSERBASE), and PYTHONPATH puts
     this tree's mempool first.  No MEMPOOL_* variable is inherited."""
@@ -34,6 +33,12 @@ def startup_env(tmp_path):
     with open(os.path.join(usersite, _startup.PTH_NAME), "w") as f:
         f.write(_startup.pth_text())
     return env
+
+
+@pytest.fixture
+def startup_env(tmp_path):
+    """make_startup_env() for one test."""
+    return make_startup_env(tmp_path)
 
 
 def _python(env, code, *args, timeout=120, **extra):
