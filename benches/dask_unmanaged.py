@@ -77,7 +77,7 @@ def run_one(allocator: str) -> dict:
             "distributed.worker.memory.spill": False,   # measure, do not spill
             "distributed.worker.memory.target": False}):
         cluster = distributed.LocalCluster(processes=True, n_workers=2, threads_per_worker=2,
-                                           host="127.0.0.1", dashboard_address=None,
+                                           host="127.0.0.1", dashboard_address="127.0.0.1:0",
                                            worker_dashboard_address="127.0.0.1:0")
         client = distributed.Client(cluster, timeout=60)
     try:

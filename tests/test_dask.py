@@ -36,7 +36,7 @@ def hold(nbytes):
 @pytest.fixture(scope="module")
 def client():
     with distributed.LocalCluster(processes=True, n_workers=2, threads_per_worker=2,
-                                  host="127.0.0.1", dashboard_address=None,
+                                  host="127.0.0.1", dashboard_address="127.0.0.1:0",
                                   worker_dashboard_address="127.0.0.1:0") as cluster, \
             distributed.Client(cluster, timeout=TIMEOUT) as c:
         c.wait_for_workers(2, timeout=TIMEOUT)
@@ -197,7 +197,7 @@ def test_nanny_pre_spawn_environ_installs_at_worker_start(tmp_path, monkeypatch)
            "MEMPOOL_INSTALL": "1", "MEMPOOL_CAPACITY": "1GiB"}
     with dask.config.set({"distributed.nanny.pre-spawn-environ": pre}), \
             distributed.LocalCluster(processes=True, n_workers=1, threads_per_worker=2,
-                                     host="127.0.0.1", dashboard_address=None,
+                                     host="127.0.0.1", dashboard_address="127.0.0.1:0",
                                      worker_dashboard_address="127.0.0.1:0") as cluster, \
             distributed.Client(cluster, timeout=TIMEOUT) as c:
         c.wait_for_workers(1, timeout=TIMEOUT)
