@@ -127,7 +127,13 @@ RAY_SCRIPT = """
 
 
 def test_real_ray_workers(tmp_path):
-    pytest.importorskip("ray")
+    # ray is looked up, not imported: it is not in the test extra (a 79 MB
+    # wheel), and under ASan its native code reports leaks of its own
+    import importlib.util
+    if importlib.util.find_spec("ray") is None:
+        pytest.skip("ray is not installed (pip install ray to run this test)")
+    if "asan" in os.environ.get("LD_PRELOAD", ""):
+        pytest.skip("ray's native code leaks under LeakSanitizer; run without ASan")
     script = tmp_path / "ray_probe.py"
     script.write_text(textwrap.dedent(RAY_SCRIPT))
     env = {**os.environ, "PYTHONPATH": ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""),
