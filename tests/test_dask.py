@@ -52,7 +52,7 @@ def _metrics(client):
     return {addr: w["metrics"] for addr, w in client.scheduler_info()["workers"].items()}
 
 
-def test_every_task_thread_uses_the_pool_before_and_after_restart(client):
+def test_every_task_thread_uses_the_pool_before_and_after_restart_and_on_new_workers(client):
     before = _tasks(client)
     # the issue: without the plugin, tasks allocate with numpy's default
     assert {r[2] for r in before} == {"default_allocator"}
@@ -68,6 +68,19 @@ def test_every_task_thread_uses_the_pool_before_and_after_restart(client):
                 client.restart(timeout=TIMEOUT)
                 client.wait_for_workers(2, timeout=TIMEOUT)
         assert {r[0] for r in results} != old              # new worker processes
+
+        # a worker that joins later gets the plugin at registration
+        client.cluster.scale(3)
+        client.wait_for_workers(3, timeout=TIMEOUT)
+        joined = set(client.scheduler_info()["workers"]) - {r[0] for r in results}
+        assert len(joined) == 1
+        on_new = client.gather(client.map(probe, range(4), workers=list(joined),
+                                          pure=False))
+        assert {r[2:] for r in on_new} == {("mempool", "mempool")}, on_new
+        client.cluster.scale(2)
+        deadline = time.monotonic() + TIMEOUT
+        while len(client.scheduler_info()["workers"]) > 2 and time.monotonic() < deadline:
+            time.sleep(0.1)
 
         # metrics reach the scheduler (next heartbeat)
         client.gather(client.map(hold, [16 << 20] * 4, pure=False))
