@@ -1,20 +1,20 @@
 """Command line: ``python -m mempool {run,demo,bench,replay,stress} ...``.
 
-``run SCRIPT [ARGS...]`` runs a script unchanged with the default pool
-installed (every numpy array of the process, new threads included) and
-prints a memory report to stderr when it ends.  ``demo``, ``bench``,
-``replay`` and ``stress`` are tools (:mod:`mempool.tools`): each hands its
-arguments to the ``main(argv)`` of its module, which needs the ``demo``
-extra (``pip install 'mempool[demo]'``); without it they say what to install.
+``run SCRIPT [ARGS...]`` (or ``run -m MODULE``, ``run -c CODE``, as
+``python`` accepts them; :mod:`mempool._run`) runs a program unchanged with
+the default pool installed (every numpy array of the process, new threads
+included) and prints a memory report to stderr when it ends.  ``demo``,
+``bench``, ``replay`` and ``stress`` are tools (:mod:`mempool.tools`): each
+hands its arguments to the ``main(argv)`` of its module, which needs the
+``demo`` extra (``pip install 'mempool[demo]'``); without it they say what to
+install.
 """
 from __future__ import annotations
 
 import argparse
 import importlib
 import importlib.util
-import os
 import resource
-import runpy
 import sys
 from typing import Dict, List, Optional, Sequence, TextIO
 
@@ -42,15 +42,22 @@ def build_parser() -> argparse.ArgumentParser:
         description="mempool: a pool allocator for numpy arrays.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     run = sub.add_parser(
-        "run", help="run a Python script with the pool installed and report "
-                    "its memory use at exit",
-        description="Run SCRIPT as __main__ with mempool installed "
-                    "process-wide, then print a memory report to stderr.")
+        "run", help="run a Python script (or -m MODULE, -c CODE) with the pool "
+                    "installed and report its memory use at exit",
+        usage="python -m mempool run [--capacity BYTES] [--no-report] "
+              "(SCRIPT | -m MODULE | -c CODE) [ARGS...]",
+        description="Run SCRIPT, -m MODULE or -c CODE as __main__ (as python "
+                    "does) with mempool installed process-wide, then print a "
+                    "memory report to stderr.")
     run.add_argument("--capacity", type=int, default=None,
                      help="pool capacity in bytes (default: unlimited)")
     run.add_argument("--no-report", action="store_true",
                      help="do not print the report")
-    run.add_argument("script", help="path of the Python script")
+    run.add_argument("-m", dest="module", metavar="MODULE",
+                     help="run library module MODULE as a script (python -m)")
+    run.add_argument("-c", dest="code", metavar="CODE",
+                     help="run the program passed in as a string (python -c)")
+    run.add_argument("script", nargs="?", help="path of the Python script")
     run.add_argument("args", nargs=argparse.REMAINDER,
                      help="arguments passed to the script")
     for name, (_, text) in _TOOLS.items():
@@ -98,37 +105,23 @@ def run_script(script: str, args: Sequence[str], capacity: Optional[int] = None,
     """Run ``script`` as ``__main__`` with a pool installed; return its exit
     status.  The report goes to ``out`` (default stderr) even when the
     script raises or calls sys.exit()."""
-    import mempool
-    if not os.path.isfile(script):
-        print(f"mempool run: no such script: {script}", file=sys.stderr)
-        return 2
-    pool = mempool.default_pool() if capacity is None else mempool.Pool(capacity)
-    before = _process_snapshot()
-    saved_argv, saved_path = sys.argv, list(sys.path)
-    sys.argv = [script, *args]
-    # as `python script.py` does: the script's directory comes first
-    sys.path.insert(0, os.path.dirname(os.path.abspath(script)))
-    mempool.install(pool)
-    status = 0
+    from mempool import _run
+    return _run.run_target("script", script, args, capacity, report, out)
+
+
+def _run_command(parser: argparse.ArgumentParser, argv: List[str]) -> int:
+    from mempool import _run
     try:
-        runpy.run_path(script, run_name="__main__")
-    except SystemExit as exc:
-        code = exc.code
-        if code is None:
-            status = 0
-        elif isinstance(code, int):
-            status = code
-        else:
-            print(code, file=sys.stderr)
-            status = 1
-    finally:
-        mempool.uninstall()
-        sys.argv = saved_argv
-        sys.path[:] = saved_path
-        if report:
-            print(format_report(pool.stats(), before, _process_snapshot(), script),
-                  file=out if out is not None else sys.stderr)
-    return status
+        options, target, args = _run.split_argv(argv)
+    except _run.RunUsageError as exc:
+        print(f"mempool run: {exc}", file=sys.stderr)
+        return 2
+    ns = parser.parse_args(["run", *options])   # --help, --capacity checks
+    if target is None:
+        parser.parse_args(["run", "--help"])
+        return 2
+    return _run.run_target(target[0], target[1], args, capacity=ns.capacity,
+                           report=not ns.no_report)
 
 
 def _importable(name: str) -> bool:
@@ -168,9 +161,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if argv and argv[0] in _TOOLS:
         return _delegate(argv[0], argv[1:])
     parser = build_parser()
+    if argv and argv[0] == "run":   # the program's own arguments must not meet argparse
+        return _run_command(parser, argv[1:])
     ns = parser.parse_args(argv)
     if ns.command is None:
         parser.print_help()
         return 2
-    return run_script(ns.script, ns.args, capacity=ns.capacity,
-                      report=not ns.no_report)
+    return 2  # not reached: "run" and the tools are handled above

@@ -13,7 +13,7 @@ import contextlib
 import threading
 from typing import Any, Callable, Iterator, Optional
 
-from mempool import _core
+from mempool import _core, _environ
 from mempool.pool import Pool
 
 __all__ = ["default_pool", "use", "install", "uninstall", "installed", "handler_name"]
@@ -80,6 +80,11 @@ def install(pool: Optional[Pool] = None) -> Pool:
     running are not changed.  Installing again replaces the pool; the
     handler current before the first install is what :func:`uninstall`
     restores.  Returns the installed pool.
+
+    It also sets ``MEMPOOL_INSTALL=1`` and the pool's settings
+    (``MEMPOOL_CAPACITY``, ...) in ``os.environ``, so processes started from
+    now on (spawn and forkserver children, subprocesses) install an equal
+    pool at start-up (see :mod:`mempool._startup`).
     """
     global _installed, _installed_capsule, _previous_handler
     pool = _resolve(pool)
@@ -92,13 +97,15 @@ def install(pool: Optional[Pool] = None) -> Pool:
         current = threading.Thread._bootstrap_inner
         if not hasattr(current, "__mempool_original__"):
             threading.Thread._bootstrap_inner = _thread_hook(current)  # type: ignore[method-assign]
+        _environ.export_environ(pool)
     return pool
 
 
 def uninstall() -> Optional[Pool]:
     """Undo :func:`install`: restore the previous handler in the calling
     thread (call it from the thread that installed) and stop giving the pool
-    to new threads.  Returns the pool that was installed, or None."""
+    to new threads and new processes (``MEMPOOL_INSTALL`` is removed from
+    ``os.environ``).  Returns the pool that was installed, or None."""
     global _installed, _installed_capsule, _previous_handler
     with _lock:
         pool = _installed
@@ -110,6 +117,7 @@ def uninstall() -> Optional[Pool]:
         original = getattr(current, "__mempool_original__", None)
         if original is not None:
             threading.Thread._bootstrap_inner = original  # type: ignore[method-assign]
+        _environ.clear_environ()
     return pool
 
 

@@ -1,0 +1,88 @@
+"""The ``MEMPOOL_*`` environment variables a pool's settings travel in:
+:func:`mempool.install` exports them so processes started later install an
+equal pool at start-up (:mod:`mempool._startup` reads them), and
+:func:`mempool.uninstall` clears them.  Imports nothing of the package.
+"""
+from __future__ import annotations
+
+import math
+import os
+from typing import Any, Dict, Mapping, Optional
+
+INSTALL_VAR = "MEMPOOL_INSTALL"
+
+# Pool keyword -> environment variable.  MEMPOOL_DEBUG is also read by
+# Pool(debug=None) itself.
+SETTINGS: Dict[str, str] = {
+    "capacity": "MEMPOOL_CAPACITY",
+    "small_max": "MEMPOOL_SMALL_MAX",
+    "huge_pages": "MEMPOOL_HUGE_PAGES",
+    "decay": "MEMPOOL_DECAY",
+    "debug": "MEMPOOL_DEBUG",
+    "background_purge": "MEMPOOL_BACKGROUND_PURGE",
+    "retain_arenas": "MEMPOOL_RETAIN_ARENAS",
+}
+
+
+def environ_from_settings(settings: Mapping[str, Any]) -> Dict[str, str]:
+    """``MEMPOOL_*`` values for Pool keyword arguments (the inverse of
+    :func:`settings_from_environ`); an unknown keyword is a TypeError naming it."""
+    out: Dict[str, str] = {}
+    for key, value in settings.items():
+        if key not in SETTINGS:
+            raise TypeError(f"unknown mempool pool setting {key!r}={value!r}; "
+                            f"known: {', '.join(sorted(SETTINGS))}")
+        if value is None:
+            continue
+        if isinstance(value, bool):
+            text = "1" if value else "0"
+        elif key == "decay" and math.isinf(float(value)):
+            text = "inf"
+        else:
+            text = str(value)
+        out[SETTINGS[key]] = text
+    return out
+
+
+def pool_settings(pool: Any) -> Dict[str, Any]:
+    """The settable keyword arguments that rebuild a pool like ``pool``."""
+    cfg = pool.config
+    return {"capacity": cfg["capacity"], "small_max": cfg["small_max"],
+            "huge_pages": cfg["huge_pages"], "decay": cfg["decay"],
+            "debug": cfg["debug"], "background_purge": cfg["background_purge"],
+            "retain_arenas": cfg["retain_arenas"]}
+
+
+# Values of the variables before export_environ(), for clear_environ().
+_saved: Optional[Dict[str, Optional[str]]] = None
+
+
+def export_environ(pool: Any) -> None:
+    """Set ``MEMPOOL_INSTALL=1`` and the settings of ``pool`` in os.environ,
+    so processes started from now on install an equal pool at start-up."""
+    global _saved
+    values = environ_from_settings(pool_settings(pool))
+    if _saved is None:
+        _saved = {var: os.environ.get(var) for var in SETTINGS.values()}
+    for var in SETTINGS.values():   # a setting the pool leaves unset must not linger
+        if var in values:
+            os.environ[var] = values[var]
+        else:
+            os.environ.pop(var, None)
+    os.environ[INSTALL_VAR] = "1"
+
+
+def clear_environ() -> None:
+    """Remove ``MEMPOOL_INSTALL`` from os.environ and put the settings
+    variables back to what they were before :func:`export_environ`."""
+    global _saved
+    os.environ.pop(INSTALL_VAR, None)
+    if _saved is not None:
+        for var, old in _saved.items():
+            if old is None:
+                os.environ.pop(var, None)
+            else:
+                os.environ[var] = old
+        _saved = None
+
+

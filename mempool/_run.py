@@ -1,0 +1,135 @@
+"""``python -m mempool run``: run a script, a module (``-m``) or a code string
+(``-c``) with the pool installed, as ``python`` itself would run it, and
+report the memory use at exit.
+
+The argument list is split by hand, the way ``python`` does: run's own
+options come first, then ``-m MODULE`` / ``-c CODE`` / ``SCRIPT``, and every
+argument after that belongs to the program (``run -m pkg --help`` passes
+``--help`` to pkg).
+"""
+from __future__ import annotations
+
+import builtins
+import os
+import runpy
+import sys
+import types
+from typing import List, Optional, Sequence, TextIO, Tuple
+
+__all__ = ["RunTarget", "split_argv", "run_target"]
+
+RunTarget = Tuple[str, str]   # ("script" | "module" | "code", value)
+
+_USAGE = ("usage: python -m mempool run [--capacity BYTES] [--no-report] "
+          "(SCRIPT | -m MODULE | -c CODE) [ARGS...]")
+
+
+class RunUsageError(ValueError):
+    """The ``run`` command line cannot be understood."""
+
+
+def split_argv(argv: Sequence[str]) -> Tuple[List[str], Optional[RunTarget], List[str]]:
+    """``(run options, target, program args)`` from the words after ``run``.
+    ``target`` is None when only run's options (or ``-h``) were given."""
+    argv = list(argv)
+    options: List[str] = []
+    i = 0
+    while i < len(argv):
+        word = argv[i]
+        if word in ("-m", "-c"):
+            if i + 1 >= len(argv):
+                raise RunUsageError(f"argument {word} needs a value\n{_USAGE}")
+            kind = "module" if word == "-m" else "code"
+            return options, (kind, argv[i + 1]), argv[i + 2:]
+        if word.startswith("-m") or word.startswith("-c"):   # -mpkg, -c'code'
+            kind = "module" if word[1] == "m" else "code"
+            return options, (kind, word[2:]), argv[i + 1:]
+        if word == "--capacity":
+            options += argv[i:i + 2]
+            i += 2
+            continue
+        if word.startswith("-") and word != "-":
+            options.append(word)
+            i += 1
+            continue
+        return options, ("script", word), argv[i + 1:]
+    return options, None, []
+
+
+def _exit_status(exc: SystemExit) -> int:
+    code = exc.code
+    if code is None:
+        return 0
+    if isinstance(code, int):
+        return code
+    print(code, file=sys.stderr)
+    return 1
+
+
+def _execute(kind: str, target: str, args: Sequence[str]) -> None:
+    if kind == "script":
+        sys.argv = [target, *args]
+        # as `python script.py` does: the script's directory comes first
+        sys.path.insert(0, os.path.dirname(os.path.abspath(target)))
+        runpy.run_path(target, run_name="__main__")
+    elif kind == "module":
+        sys.argv = [target, *args]          # run_module puts the file path in argv[0]
+        sys.path.insert(0, os.getcwd())     # as `python -m`: the current directory
+        runpy.run_module(target, run_name="__main__", alter_sys=True)
+    else:
+        sys.argv = ["-c", *args]
+        sys.path.insert(0, "")
+        main = types.ModuleType("__main__")
+        main.__dict__["__builtins__"] = builtins
+        saved_main = sys.modules.get("__main__")
+        sys.modules["__main__"] = main
+        try:
+            exec(compile(target, "<string>", "exec"), main.__dict__)
+        finally:
+            if saved_main is not None:
+                sys.modules["__main__"] = saved_main
+
+
+def _module_exists(name: str) -> bool:
+    import importlib.util
+    sys.path.insert(0, os.getcwd())
+    try:
+        return bool(name) and importlib.util.find_spec(name) is not None
+    except (ImportError, ValueError):   # a parent package missing, or "..x"
+        return False
+    finally:
+        sys.path.pop(0)
+
+
+def run_target(kind: str, target: str, args: Sequence[str], capacity: Optional[int] = None,
+               report: bool = True, out: Optional[TextIO] = None) -> int:
+    """Run a script path, module name or code string (``kind`` "script",
+    "module" or "code") as ``__main__`` with a pool installed; return its
+    exit status.  The report goes to ``out`` (default stderr) even when the
+    program raises or calls sys.exit()."""
+    import mempool
+    from mempool.cli import _process_snapshot, format_report
+    if kind == "script" and not os.path.isfile(target):
+        print(f"mempool run: no such script: {target}", file=sys.stderr)
+        return 2
+    if kind == "module" and not _module_exists(target):
+        print(f"mempool run: no module named {target!r}", file=sys.stderr)
+        return 1
+    pool = mempool.default_pool() if capacity is None else mempool.Pool(capacity)
+    label = {"script": target, "module": f"-m {target}", "code": "-c <code>"}[kind]
+    before = _process_snapshot()
+    saved_argv, saved_path = sys.argv, list(sys.path)
+    mempool.install(pool)
+    status = 0
+    try:
+        _execute(kind, target, args)
+    except SystemExit as exc:
+        status = _exit_status(exc)
+    finally:
+        mempool.uninstall()
+        sys.argv = saved_argv
+        sys.path[:] = saved_path
+        if report:
+            print(format_report(pool.stats(), before, _process_snapshot(), label),
+                  file=out if out is not None else sys.stderr)
+    return status

@@ -1,0 +1,204 @@
+"""Start-up install: ``MEMPOOL_INSTALL=1`` puts the pool in place when the
+interpreter starts, before the program runs a line, starts a thread or an
+event loop, and without the program importing mempool.
+
+The package ships ``mempool-startup.pth`` in site-packages (see
+:data:`PTH_LINE`).  ``site`` executes its one line at every interpreter start;
+when ``MEMPOOL_INSTALL`` is unset the line only reads ``os.environ`` (``os``
+is already imported by ``site``), so it costs nothing.  When it is set, this
+module builds a :class:`mempool.Pool` from the ``MEMPOOL_*`` settings and
+installs it in the main thread's context, which every later thread (through
+:func:`mempool.install`'s thread hook), asyncio task and executor job copies.
+
+:func:`export_environ` (called by :func:`mempool.install`) writes the same
+variables into ``os.environ``, so spawned and forkserver children and
+subprocesses started from then on install an equal pool at their start.
+"""
+from __future__ import annotations
+
+import math
+import os
+import sys
+from typing import Any, Dict, Mapping, Optional
+
+# re-exported: the start-up install and mempool.dask/mempool.ray use them here
+from mempool._environ import (INSTALL_VAR, SETTINGS, clear_environ,  # noqa: F401
+                              environ_from_settings, export_environ, pool_settings)
+
+__all__ = ["PTH_NAME", "PTH_LINE", "INSTALL_VAR", "SETTINGS", "settings_from_environ",
+           "environ_from_settings", "export_environ", "clear_environ",
+           "install_from_environ", "enabled"]
+
+PTH_NAME = "mempool-startup.pth"
+# One line, as site requires for executable .pth lines ("import" first).
+# When MEMPOOL_INSTALL is set it does not import mempool at once: site runs
+# .pth files directory by directory, and numpy may sit in a site directory
+# not yet on sys.path (a venv over system packages, a --user install).  It
+# puts a finder on sys.meta_path that fires when site, once every site
+# directory is in place, imports sitecustomize (always attempted, found or
+# not): the finder removes itself, installs the pool and declines, so a real
+# sitecustomize still loads.
+PTH_LINE = (
+    "import os, sys; os.environ.get('MEMPOOL_INSTALL', '') not in ('', '0') and "
+    "sys.meta_path.insert(0, type('MempoolStartupFinder', (), {'find_spec': "
+    "lambda self, name, path=None, target=None: None "
+    "if name not in ('sitecustomize', 'usercustomize') or self not in sys.meta_path "
+    "else (sys.meta_path.remove(self), __import__('mempool._startup', "
+    "fromlist=['_']).install_from_environ(), None)[-1]})())\n")
+
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("0", "false", "no", "off")
+
+_UNITS = {"": 1, "b": 1, "k": 1 << 10, "kb": 1 << 10, "kib": 1 << 10,
+          "m": 1 << 20, "mb": 1 << 20, "mib": 1 << 20,
+          "g": 1 << 30, "gb": 1 << 30, "gib": 1 << 30,
+          "t": 1 << 40, "tb": 1 << 40, "tib": 1 << 40}
+
+
+class StartupConfigError(ValueError):
+    """A ``MEMPOOL_*`` variable holds a value the pool cannot take."""
+
+
+def _bad(var: str, value: str, expected: str) -> StartupConfigError:
+    return StartupConfigError(f"{var}={value!r}: expected {expected}")
+
+
+def parse_bytes(var: str, value: str) -> int:
+    """``"536870912"``, ``"512MiB"``, ``"1.5G"`` -> bytes (binary units);
+    anything else is a :class:`StartupConfigError` naming ``var`` and ``value``."""
+    text = value.strip().lower().replace("_", "")
+    number = text.rstrip("kmgtib")
+    unit = text[len(number):].strip()
+    number = number.strip()
+    if unit not in _UNITS or not number:
+        raise _bad(var, value, "a number of bytes, optionally with a unit "
+                               "(K, M, G, T, KiB, MiB, GiB, TiB)")
+    try:
+        amount = float(number) if "." in number or "e" in number else int(number)
+    except ValueError:
+        raise _bad(var, value, "a number of bytes") from None
+    total = amount * _UNITS[unit]
+    if isinstance(total, float) and (math.isnan(total) or math.isinf(total)):
+        raise _bad(var, value, "a finite number of bytes")
+    if total < 0:
+        raise _bad(var, value, "a non-negative number of bytes")
+    return int(total)
+
+
+def _parse_flag(var: str, value: str) -> bool:
+    text = value.strip().lower()
+    if text in _TRUE:
+        return True
+    if text in _FALSE:
+        return False
+    raise _bad(var, value, "one of 1/0, true/false, yes/no, on/off")
+
+
+def _parse_decay(var: str, value: str) -> float:
+    text = value.strip().lower()
+    if text in ("inf", "infinity", "never"):
+        return math.inf
+    try:
+        seconds = float(text)
+    except ValueError:
+        raise _bad(var, value, "a number of seconds or 'inf'") from None
+    if math.isnan(seconds) or seconds < 0:
+        raise _bad(var, value, "a number of seconds >= 0 or 'inf'")
+    return seconds
+
+
+def _parse_huge_pages(var: str, value: str) -> str:
+    text = value.strip().lower()
+    if text not in ("auto", "on", "off"):
+        raise _bad(var, value, "'auto', 'on' or 'off'")
+    return text
+
+
+def _parse_count(var: str, value: str) -> int:
+    try:
+        count = int(value.strip())
+    except ValueError:
+        raise _bad(var, value, "a whole number") from None
+    if count < 0:
+        raise _bad(var, value, "a whole number >= 0")
+    return count
+
+
+_PARSERS = {
+    "capacity": parse_bytes, "small_max": parse_bytes, "huge_pages": _parse_huge_pages,
+    "decay": _parse_decay, "debug": _parse_flag, "background_purge": _parse_flag,
+    "retain_arenas": _parse_count,
+}
+
+
+def enabled(environ: Optional[Mapping[str, str]] = None) -> bool:
+    """Whether ``MEMPOOL_INSTALL`` asks for the pool (set, and not "0")."""
+    env = os.environ if environ is None else environ
+    value = env.get(INSTALL_VAR, "").strip().lower()
+    if value in ("",) + _FALSE:
+        return False
+    if value in _TRUE:
+        return True
+    raise _bad(INSTALL_VAR, env[INSTALL_VAR], "1 (install) or 0/unset")
+
+
+def check_pool_settings(settings: Mapping[str, Any]) -> None:
+    """Validate Pool keyword arguments as ``Pool(**settings)`` would, without
+    making a pool: an unknown keyword is a TypeError naming it; a bad value
+    the Pool's own ValueError/TypeError naming it."""
+    unknown = sorted(set(settings) - set(SETTINGS))
+    if unknown:
+        shown = ", ".join(f"{k}={settings[k]!r}" for k in unknown)
+        raise TypeError(f"unknown mempool pool setting(s) {shown}; "
+                        f"known: {', '.join(sorted(SETTINGS))}")
+    from mempool.pool import _config_overrides  # the Pool's own validation
+    _config_overrides(settings.get("capacity"), settings.get("small_max"),
+                      settings.get("huge_pages", "auto"), settings.get("decay"),
+                      settings.get("debug", False), settings.get("background_purge", True),
+                      settings.get("retain_arenas"))
+
+
+def settings_from_environ(environ: Optional[Mapping[str, str]] = None) -> Dict[str, Any]:
+    """The Pool keyword arguments the ``MEMPOOL_*`` variables ask for (only
+    those set and non-empty).  Every variable is parsed, and checked by
+    building the configuration, before anything happens, so a malformed one
+    is a :class:`StartupConfigError` naming it and its value."""
+    env = os.environ if environ is None else environ
+    settings: Dict[str, Any] = {}
+    for key, var in SETTINGS.items():
+        raw = env.get(var, "")
+        if raw.strip():
+            settings[key] = _PARSERS[key](var, raw)
+    try:
+        check_pool_settings(settings)
+    except (TypeError, ValueError) as exc:
+        shown = ", ".join(f"{SETTINGS[k]}={env[SETTINGS[k]]!r}" for k in settings)
+        raise StartupConfigError(f"{exc} (from {shown})") from None
+    return settings
+
+
+def install_from_environ() -> Optional[Any]:
+    """What the ``.pth`` line calls when ``MEMPOOL_INSTALL`` is set: install
+    a pool built from the ``MEMPOOL_*`` settings and return it.
+
+    A malformed variable installs nothing: the error, naming the variable
+    and its value, goes to stderr and the program runs with numpy's
+    default allocator (raising here would only make ``site`` print a
+    traceback and carry on anyway)."""
+    try:
+        if not enabled():
+            return None
+        settings = settings_from_environ()
+        import mempool
+        if mempool.installed() is not None:   # already done (two .pth files)
+            return mempool.installed()
+        pool = mempool.Pool(**settings)
+        return mempool.install(pool)
+    except StartupConfigError as exc:
+        print(f"mempool: not installed at start-up: {exc}", file=sys.stderr)
+        return None
+
+
+def pth_text() -> str:
+    """The content of ``mempool-startup.pth``."""
+    return PTH_LINE
