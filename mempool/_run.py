@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import builtins
 import os
+import resource
 import runpy
 import sys
 import types
-from typing import List, Optional, Sequence, TextIO, Tuple
+from typing import Dict, List, Optional, Sequence, TextIO, Tuple
 
 __all__ = ["RunTarget", "split_argv", "run_target"]
 
@@ -26,6 +27,42 @@ _USAGE = ("usage: python -m mempool run [--capacity BYTES] [--no-report] "
 
 class RunUsageError(ValueError):
     """The ``run`` command line cannot be understood."""
+
+
+
+def _process_snapshot() -> Dict[str, int]:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    snap = {"minflt": usage.ru_minflt, "majflt": usage.ru_majflt,
+            # ru_maxrss is in KiB on Linux
+            "maxrss": usage.ru_maxrss * 1024, "rss": 0}
+    from mempool import _core
+    snap["rss"] = _core.process_rss() or -1  # 0: /proc unreadable
+    return snap
+
+
+def format_report(stats, before: Dict[str, int], after: Dict[str, int],
+                  script: str) -> str:
+    """The text of the ``run`` report: pool figures from ``stats`` (a
+    PoolStats) and process figures from two ``_process_snapshot`` dicts."""
+    from mempool.errors import format_bytes as fb
+    errors = {k: v for k, v in stats.errors.items() if v}
+    rss = "n/a" if after["rss"] < 0 else fb(after["rss"])
+    lines = [
+        f"mempool report for {script}",
+        f"  pool     peak live {fb(stats.peak_live_bytes)}, peak resident "
+        f"{fb(stats.peak_resident_bytes)}, live now {fb(stats.live_bytes)}, "
+        f"resident now {fb(stats.resident_bytes)}, reserved {fb(stats.reserved_bytes)}",
+        f"  calls    alloc {stats.alloc_count}, calloc {stats.calloc_count}, "
+        f"realloc {stats.realloc_count}, free {stats.free_count}",
+        f"  os       mmap {stats.mmap_count}, munmap {stats.munmap_count}, "
+        f"madvise {stats.madvise_count}, released {fb(stats.released_bytes)}",
+        f"  process  peak RSS {fb(after['maxrss'])}, RSS now {rss}, page faults "
+        f"{after['minflt'] - before['minflt']} minor / "
+        f"{after['majflt'] - before['majflt']} major",
+        "  errors   " + (", ".join(f"{k} {v}" for k, v in errors.items())
+                         if errors else "none"),
+    ]
+    return "\n".join(lines)
 
 
 def split_argv(argv: Sequence[str]) -> Tuple[List[str], Optional[RunTarget], List[str]]:
@@ -108,7 +145,6 @@ def run_target(kind: str, target: str, args: Sequence[str], capacity: Optional[i
     exit status.  The report goes to ``out`` (default stderr) even when the
     program raises or calls sys.exit()."""
     import mempool
-    from mempool.cli import _process_snapshot, format_report
     if kind == "script" and not os.path.isfile(target):
         print(f"mempool run: no such script: {target}", file=sys.stderr)
         return 2

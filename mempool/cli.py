@@ -14,11 +14,10 @@ from __future__ import annotations
 import argparse
 import importlib
 import importlib.util
-import resource
 import sys
-from typing import Dict, List, Optional, Sequence, TextIO
+from typing import List, Optional, Sequence, TextIO
 
-__all__ = ["main", "build_parser", "run_script", "format_report"]
+__all__ = ["main", "build_parser", "run_script"]
 
 # The tools: command -> (module, help).  Each module's main(argv) owns its
 # whole argument list (including --help).
@@ -63,41 +62,6 @@ def build_parser() -> argparse.ArgumentParser:
     for name, (_, text) in _TOOLS.items():
         sub.add_parser(name, help=f"{text} (needs {INSTALL_DEMO})", add_help=False)
     return parser
-
-
-def _process_snapshot() -> Dict[str, int]:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    snap = {"minflt": usage.ru_minflt, "majflt": usage.ru_majflt,
-            # ru_maxrss is in KiB on Linux
-            "maxrss": usage.ru_maxrss * 1024, "rss": 0}
-    from mempool import _core
-    snap["rss"] = _core.process_rss() or -1  # 0: /proc unreadable
-    return snap
-
-
-def format_report(stats, before: Dict[str, int], after: Dict[str, int],
-                  script: str) -> str:
-    """The text of the ``run`` report: pool figures from ``stats`` (a
-    PoolStats) and process figures from two ``_process_snapshot`` dicts."""
-    from mempool.errors import format_bytes as fb
-    errors = {k: v for k, v in stats.errors.items() if v}
-    rss = "n/a" if after["rss"] < 0 else fb(after["rss"])
-    lines = [
-        f"mempool report for {script}",
-        f"  pool     peak live {fb(stats.peak_live_bytes)}, peak resident "
-        f"{fb(stats.peak_resident_bytes)}, live now {fb(stats.live_bytes)}, "
-        f"resident now {fb(stats.resident_bytes)}, reserved {fb(stats.reserved_bytes)}",
-        f"  calls    alloc {stats.alloc_count}, calloc {stats.calloc_count}, "
-        f"realloc {stats.realloc_count}, free {stats.free_count}",
-        f"  os       mmap {stats.mmap_count}, munmap {stats.munmap_count}, "
-        f"madvise {stats.madvise_count}, released {fb(stats.released_bytes)}",
-        f"  process  peak RSS {fb(after['maxrss'])}, RSS now {rss}, page faults "
-        f"{after['minflt'] - before['minflt']} minor / "
-        f"{after['majflt'] - before['majflt']} major",
-        "  errors   " + (", ".join(f"{k} {v}" for k, v in errors.items())
-                         if errors else "none"),
-    ]
-    return "\n".join(lines)
 
 
 def run_script(script: str, args: Sequence[str], capacity: Optional[int] = None,
