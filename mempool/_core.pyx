@@ -249,6 +249,8 @@ cdef class _PoolBase:
                 cfg.debug = value
             elif key == "retain_arenas":
                 cfg.retain_arenas = value
+            elif key == "resident_limit":
+                cfg.resident_limit = value
             else:
                 raise TypeError(f"unknown pool setting {key!r}")
         code = mp_pool_create(&cfg, &pool)
@@ -363,11 +365,23 @@ cdef class _PoolBase:
         cdef size_t n = mp_debug_reports(self._require(), buf, MP_DEBUG_REPORTS)
         return [buf[i] for i in range(n)]
 
+    def _set_resident_limit(self, size_t limit):
+        """mp_pool_set_resident_limit (0: none); MP_EINVAL below the live
+        bytes, raised with the figures."""
+        cdef mp_pool *pool = self._require()
+        cdef int code
+        with nogil:
+            code = mp_pool_set_resident_limit(pool, limit)
+        if code != MP_OK:
+            self._raise(code, resident_limit=limit,
+                        live_bytes=self._stats_raw()["live_bytes"])
+
     def _raise(self, int code, **context):
         if code == MP_ENOMEM:
             context.setdefault("requested", context.get("size"))
             cfg = self._config_raw()
             context["capacity"] = cfg["capacity"] or None
+            context["resident_limit"] = cfg["resident_limit"] or None
             context["live_bytes"] = self._stats_raw()["live_bytes"]
         raise self._error_from_code(code, **context)
 

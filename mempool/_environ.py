@@ -21,7 +21,44 @@ SETTINGS: Dict[str, str] = {
     "debug": "MEMPOOL_DEBUG",
     "background_purge": "MEMPOOL_BACKGROUND_PURGE",
     "retain_arenas": "MEMPOOL_RETAIN_ARENAS",
+    "resident_limit": "MEMPOOL_RESIDENT_LIMIT",
 }
+
+
+_UNITS = {"": 1, "b": 1, "k": 1 << 10, "kb": 1 << 10, "kib": 1 << 10,
+          "m": 1 << 20, "mb": 1 << 20, "mib": 1 << 20,
+          "g": 1 << 30, "gb": 1 << 30, "gib": 1 << 30,
+          "t": 1 << 40, "tb": 1 << 40, "tib": 1 << 40}
+
+
+class StartupConfigError(ValueError):
+    """A ``MEMPOOL_*`` variable holds a value the pool cannot take."""
+
+
+def _bad(var: str, value: str, expected: str) -> StartupConfigError:
+    return StartupConfigError(f"{var}={value!r}: expected {expected}")
+
+
+def parse_bytes(var: str, value: str) -> int:
+    """``"536870912"``, ``"512MiB"``, ``"1.5G"`` -> bytes (binary units);
+    anything else is a :class:`StartupConfigError` naming ``var`` and ``value``."""
+    text = value.strip().lower().replace("_", "")
+    number = text.rstrip("kmgtib")
+    unit = text[len(number):].strip()
+    number = number.strip()
+    if unit not in _UNITS or not number:
+        raise _bad(var, value, "a number of bytes, optionally with a unit "
+                               "(K, M, G, T, KiB, MiB, GiB, TiB)")
+    try:
+        amount = float(number) if "." in number or "e" in number else int(number)
+    except ValueError:
+        raise _bad(var, value, "a number of bytes") from None
+    total = amount * _UNITS[unit]
+    if isinstance(total, float) and (math.isnan(total) or math.isinf(total)):
+        raise _bad(var, value, "a finite number of bytes")
+    if total < 0:
+        raise _bad(var, value, "a non-negative number of bytes")
+    return int(total)
 
 
 def environ_from_settings(settings: Mapping[str, Any]) -> Dict[str, str]:
@@ -50,7 +87,7 @@ def pool_settings(pool: Any) -> Dict[str, Any]:
     return {"capacity": cfg["capacity"], "small_max": cfg["small_max"],
             "huge_pages": cfg["huge_pages"], "decay": cfg["decay"],
             "debug": cfg["debug"], "background_purge": cfg["background_purge"],
-            "retain_arenas": cfg["retain_arenas"]}
+            "retain_arenas": cfg["retain_arenas"], "resident_limit": cfg["resident_limit"]}
 
 
 # Values of the variables before export_environ(), for clear_environ().

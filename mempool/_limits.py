@@ -111,7 +111,7 @@ def resolve_resident_limit(value: Any, *, cgroup_root: str = "/sys/fs/cgroup",
             found = [x for x in (cgroup_memory_limit(cgroup_root, proc_cgroup),
                                  dask_memory_limit()) if x is not None]
             return min(found) if found else None
-        from mempool._startup import parse_bytes
+        from mempool._environ import parse_bytes
         try:
             value = parse_bytes("resident_limit", value)
         except ValueError as exc:

@@ -39,6 +39,7 @@ cdef extern from "mempool.h" nogil:
         int background_purge
         int debug
         unsigned retain_arenas
+        size_t resident_limit
 
     void mp_config_default(mp_config *config)
 
@@ -46,6 +47,7 @@ cdef extern from "mempool.h" nogil:
         pass
 
     int mp_pool_create(const mp_config *config, mp_pool **out)
+    int mp_pool_set_resident_limit(mp_pool *pool, size_t resident_limit)
 
     # debug mode
     enum: MP_DEBUG_REPORTS

@@ -22,8 +22,9 @@ import sys
 from typing import Any, Dict, Mapping, Optional
 
 # re-exported: the start-up install and mempool.dask/mempool.ray use them here
-from mempool._environ import (INSTALL_VAR, SETTINGS, clear_environ,  # noqa: F401
-                              environ_from_settings, export_environ, pool_settings)
+from mempool._environ import (INSTALL_VAR, SETTINGS, StartupConfigError,  # noqa: F401
+                              _bad, clear_environ, environ_from_settings, export_environ,
+                              parse_bytes, pool_settings)
 
 __all__ = ["PTH_NAME", "PTH_LINE", "INSTALL_VAR", "SETTINGS", "settings_from_environ",
            "environ_from_settings", "export_environ", "clear_environ",
@@ -48,42 +49,6 @@ PTH_LINE = (
 
 _TRUE = ("1", "true", "yes", "on")
 _FALSE = ("0", "false", "no", "off")
-
-_UNITS = {"": 1, "b": 1, "k": 1 << 10, "kb": 1 << 10, "kib": 1 << 10,
-          "m": 1 << 20, "mb": 1 << 20, "mib": 1 << 20,
-          "g": 1 << 30, "gb": 1 << 30, "gib": 1 << 30,
-          "t": 1 << 40, "tb": 1 << 40, "tib": 1 << 40}
-
-
-class StartupConfigError(ValueError):
-    """A ``MEMPOOL_*`` variable holds a value the pool cannot take."""
-
-
-def _bad(var: str, value: str, expected: str) -> StartupConfigError:
-    return StartupConfigError(f"{var}={value!r}: expected {expected}")
-
-
-def parse_bytes(var: str, value: str) -> int:
-    """``"536870912"``, ``"512MiB"``, ``"1.5G"`` -> bytes (binary units);
-    anything else is a :class:`StartupConfigError` naming ``var`` and ``value``."""
-    text = value.strip().lower().replace("_", "")
-    number = text.rstrip("kmgtib")
-    unit = text[len(number):].strip()
-    number = number.strip()
-    if unit not in _UNITS or not number:
-        raise _bad(var, value, "a number of bytes, optionally with a unit "
-                               "(K, M, G, T, KiB, MiB, GiB, TiB)")
-    try:
-        amount = float(number) if "." in number or "e" in number else int(number)
-    except ValueError:
-        raise _bad(var, value, "a number of bytes") from None
-    total = amount * _UNITS[unit]
-    if isinstance(total, float) and (math.isnan(total) or math.isinf(total)):
-        raise _bad(var, value, "a finite number of bytes")
-    if total < 0:
-        raise _bad(var, value, "a non-negative number of bytes")
-    return int(total)
-
 
 def _parse_flag(var: str, value: str) -> bool:
     text = value.strip().lower()
@@ -124,10 +89,17 @@ def _parse_count(var: str, value: str) -> int:
     return count
 
 
+def _parse_limit(var: str, value: str) -> Any:
+    if value.strip().lower() == "auto":
+        return "auto"   # resolved by the Pool (cgroup, Dask worker)
+    return parse_bytes(var, value)
+
+
 _PARSERS = {
     "capacity": parse_bytes, "small_max": parse_bytes, "huge_pages": _parse_huge_pages,
     "decay": _parse_decay, "debug": _parse_flag, "background_purge": _parse_flag,
     "retain_arenas": _parse_count,
+    "resident_limit": _parse_limit,
 }
 
 
@@ -155,7 +127,7 @@ def check_pool_settings(settings: Mapping[str, Any]) -> None:
     _config_overrides(settings.get("capacity"), settings.get("small_max"),
                       settings.get("huge_pages", "auto"), settings.get("decay"),
                       settings.get("debug", False), settings.get("background_purge", True),
-                      settings.get("retain_arenas"))
+                      settings.get("retain_arenas"), settings.get("resident_limit"))
 
 
 def settings_from_environ(environ: Optional[Mapping[str, str]] = None) -> Dict[str, Any]:

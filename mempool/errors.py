@@ -91,15 +91,21 @@ class PoolExhausted(MempoolError, MemoryError):
     code = MP_ENOMEM
 
     def __init__(self, requested: Optional[int], capacity: Optional[int],
-                 live_bytes: int, *, detail: str = "") -> None:
+                 live_bytes: int, *, detail: str = "",
+                 resident_limit: Optional[int] = None) -> None:
         self.requested = requested
         self.capacity = capacity
         self.live_bytes = live_bytes
+        self.resident_limit = resident_limit
         req = "an unknown size" if requested is None else _sized(requested)
         what = ("the OS refused more memory" if capacity is None
                 else "pool capacity exhausted")
+        if resident_limit is not None:
+            what += " or the resident limit reached"
         msg = (f"{what}: requested {req}, capacity {_sized(capacity)}, "
                f"live {_sized(live_bytes)}")
+        if resident_limit is not None:
+            msg += f", resident limit {_sized(resident_limit)}"
         if detail:
             msg += f" ({detail})"
         super().__init__(msg, code=MP_ENOMEM)
@@ -260,9 +266,11 @@ def error_from_code(code: int, **context: Any) -> MempoolError:
         raise ValueError(f"error_from_code needs a negative error code, got {code}")
     if code == MP_ENOMEM:
         requested = context.get("requested", context.get("size"))
-        detail = _describe({k: v for k, v in context.items() if k != "size"})
+        detail = _describe({k: v for k, v in context.items()
+                            if k not in ("size", "resident_limit")})
         return PoolExhausted(requested, context.get("capacity"),
-                             int(context.get("live_bytes") or 0), detail=detail)
+                             int(context.get("live_bytes") or 0), detail=detail,
+                             resident_limit=context.get("resident_limit"))
     name = ERROR_NAMES.get(code, "MP_UNKNOWN")
     text = ERROR_TEXTS.get(code, f"unknown error code {code}")
     detail = _describe(context)

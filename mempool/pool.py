@@ -17,9 +17,9 @@ from typing import TYPE_CHECKING, Any, Callable, Dict, Optional
 import numpy as np
 
 from mempool import _core
-from mempool.errors import (ERROR_NAMES, MP_ECORRUPT, MP_ENOMEM, HeapCorruptionWarning,
-                            PoolBusy, PoolClosed, PoolExhausted, describe_corruption,
-                            error_from_code, format_bytes)
+from mempool.errors import (ERROR_NAMES, MP_ECORRUPT, MP_ENOMEM,
+                            HeapCorruptionWarning, InvalidArgument, PoolBusy, PoolClosed,
+                            PoolExhausted, describe_corruption, error_from_code, format_bytes)
 
 if TYPE_CHECKING:  # imported on first use: the dataclasses cost ~5 ms at import
     from mempool.stats import DefragReport, PoolStats
@@ -28,6 +28,7 @@ __all__ = ["Pool"]
 
 _SIZE_MAX = 2 ** 64 - 1
 _SMALL_MAX_LIMIT = 65536          # mempool.h: small_max <= 65536
+_CHUNK = 2 << 20                  # mempool.h: a resident limit holds at least one chunk
 _HUGE_PAGES = {"off": 0, "on": 1, "auto": 2, False: 0, True: 1}
 _HUGE_PAGE_NAMES = {0: "off", 1: "on", 2: "auto"}
 
@@ -68,9 +69,30 @@ def _debug_default(debug: Any) -> Any:
         "1", "true", "yes", "on")
 
 
+def _resident_limit(value: Any) -> int:
+    """Bytes for ``resident_limit`` (0: none), resolved as
+    :func:`mempool._limits.resolve_resident_limit` says; the core needs at
+    least one 2 MiB chunk."""
+    from mempool._limits import resolve_resident_limit
+    limit = resolve_resident_limit(value)
+    if limit is None:
+        return 0
+    if isinstance(value, str) and value.strip().lower() == "auto":
+        # The cgroup (or Dask) limit covers the whole process: leave room
+        # for what it holds outside the pool now (interpreter, libraries).
+        limit -= min(limit // 2, _core.process_rss())
+    if limit < _CHUNK:
+        raise ValueError(f"resident_limit must be at least {_CHUNK} bytes (2 MiB), "
+                         f"got {value!r} ({limit} bytes)")
+    return limit
+
+
 def _config_overrides(capacity, small_max, huge_pages, decay, debug,
-                      background_purge, retain_arenas=None) -> Dict[str, int]:
+                      background_purge, retain_arenas=None,
+                      resident_limit=None) -> Dict[str, int]:
     cfg: Dict[str, int] = {}
+    if resident_limit is not None:
+        cfg["resident_limit"] = _resident_limit(resident_limit)
     if capacity is not None:
         cfg["capacity"] = _byte_count("capacity", capacity, 1, _SIZE_MAX)
     if small_max is not None:
@@ -127,6 +149,15 @@ class Pool(_core._PoolBase):
         they are wholly free, so a loop does not map and unmap one every
         step; their pages still go back to the OS.  None = 1; :meth:`trim`
         releases them all.
+    resident_limit : int, str or None
+        Most bytes the pool keeps resident: before it would pass them, the
+        pool gives back every free page it holds, and a request that still
+        does not fit raises :class:`mempool.PoolExhausted` (never an OOM kill
+        caused by the pool's cache).  Bytes, a size (``"512MiB"``), or
+        ``"auto"``: the cgroup memory limit (v1 or v2) or the Dask worker's
+        ``memory_limit``, whichever is smaller, less what the process holds
+        outside the pool when the limit is set (no limit when neither
+        applies).  None = no limit.  Settable later (:attr:`resident_limit`).
 
     Arrays allocated by the pool keep it alive.  :meth:`close` frees the pool
     at once (only when nothing is live); otherwise it is freed when the last
@@ -147,11 +178,13 @@ class Pool(_core._PoolBase):
                  small_max: Optional[int] = None, huge_pages: Any = "auto",
                  decay: Optional[float] = None, debug: Optional[bool] = None,
                  background_purge: bool = True,
-                 retain_arenas: Optional[int] = None) -> None:
+                 retain_arenas: Optional[int] = None,
+                 resident_limit: Any = None) -> None:
         self._bad_pointer_warned = False
         self._handler_errors = 0
         self._open(_config_overrides(capacity, small_max, huge_pages, decay,
-                                     debug, background_purge, retain_arenas))
+                                     debug, background_purge, retain_arenas,
+                                     resident_limit))
 
     # ------------------------------------------------------------ state --
 
@@ -169,8 +202,28 @@ class Pool(_core._PoolBase):
             "huge_pages": _HUGE_PAGE_NAMES.get(raw["huge_pages"], raw["huge_pages"]),
             "background_purge": bool(raw["background_purge"]),
             "retain_arenas": raw["retain_arenas"],
+            "resident_limit": raw["resident_limit"] or None,
             "debug": bool(raw["debug"]),
         }
+
+    @property
+    def resident_limit(self) -> Optional[int]:
+        """The resident limit in bytes, or None.  Set it to bytes, a size
+        string, ``"auto"`` or None; a limit below the live bytes is an
+        :class:`mempool.InvalidArgument` (a ValueError) with the figures, and
+        cached pages over a new limit go back at once."""
+        return self._config_raw()["resident_limit"] or None
+
+    @resident_limit.setter
+    def resident_limit(self, value: Any) -> None:
+        limit = _resident_limit(value) if value is not None else 0
+        live = self.stats().live_bytes
+        if limit and limit < live:
+            raise InvalidArgument(
+                f"resident_limit {format_bytes(limit)} is below the "
+                f"{format_bytes(live)} live in the pool (live memory cannot be "
+                f"given back); nothing changed")
+        self._set_resident_limit(limit)
 
     @property
     def capacity(self) -> Optional[int]:
@@ -308,8 +361,8 @@ class Pool(_core._PoolBase):
             if code >= 0 or isinstance(exc, PoolExhausted):
                 raise
             if code == MP_ENOMEM:
-                raise PoolExhausted(size, self.capacity,
-                                    self.stats().live_bytes) from exc
+                raise PoolExhausted(size, self.capacity, self.stats().live_bytes,
+                                    resident_limit=self.resident_limit) from exc
             raise error_from_code(code, size=size) from exc
         finally:
             _core.set_handler(previous)

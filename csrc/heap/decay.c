@@ -80,16 +80,22 @@ void decay_cap_dirty(mp_heap *heap) {
 /* heap_alloc with the hole cap: an allocation that had to touch fresh
  * pages applies decay_cap_dirty.  What the layers above call to allocate. */
 mp_span *decay_alloc(mp_heap *heap, size_t npages, size_t align_pages, uint32_t *clean_out) {
+    mp_acct *acct = heap->acct;
+    uint64_t peak = acct->peak_resident;
+    /* Near the resident limit, the owner gives cached pages back before the
+     * request may touch fresh ones (so resident never passes the limit). */
+    if (MP_UNLIKELY(acct->resident_limit != 0))
+        acct_over_limit(acct, (uint64_t)(npages + align_pages - 1) << heap->granule_shift);
     mp_span *span = heap_alloc(heap, npages, align_pages, clean_out);
     if (span == NULL || *clean_out == 0)
         return span;
     decay_cap_dirty(heap);
-    /* The span's fresh granules are already counted: over the resident
-     * limit, the owner gives cached pages back; if that was not enough, the
-     * request fails and its fresh granules go back too. */
-    if (MP_UNLIKELY(acct_over_limit(heap->acct, 0))) {
+    /* Still over (live memory fills the limit): the request fails and its
+     * fresh granules go back, as if it had never been made. */
+    if (MP_UNLIKELY(acct_over_limit(acct, 0))) {
         heap_free(heap, span, os_now_ms());
         decay_purge(heap, INT64_MAX / 2, 0, false);
+        acct->peak_resident = peak;
         return NULL;
     }
     return span;
