@@ -1,5 +1,6 @@
 """Build hooks that ship ``mempool-startup.pth`` at the top of site-packages
-(the start-up install, see mempool/_startup.py), for ``pip install .`` and
+(the start-up install, see mempool/_startup.py; the line is in
+mempool/_environ.py), for ``pip install .`` and
 ``pip install -e .`` alike.
 
 A regular wheel takes every file at the root of build_lib into
@@ -18,8 +19,9 @@ _HERE = os.path.dirname(os.path.abspath(__file__))
 
 
 def _startup_module():
-    path = os.path.join(_HERE, os.pardir, "mempool", "_startup.py")
-    spec = importlib.util.spec_from_file_location("_mempool_startup_for_build", path)
+    # _environ imports nothing of the package, so it loads on its own here
+    path = os.path.join(_HERE, os.pardir, "mempool", "_environ.py")
+    spec = importlib.util.spec_from_file_location("_mempool_environ_for_build", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module

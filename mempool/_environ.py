@@ -1,7 +1,9 @@
 """The ``MEMPOOL_*`` environment variables a pool's settings travel in:
 :func:`mempool.install` exports them so processes started later install an
 equal pool at start-up (:mod:`mempool._startup` reads them), and
-:func:`mempool.uninstall` clears them.  Imports nothing of the package.
+:func:`mempool.uninstall` clears them; and the start-up ``.pth`` line that
+reads them.  Imports nothing of the package (the build hook in
+build_support/ loads this file on its own).
 """
 from __future__ import annotations
 
@@ -10,6 +12,23 @@ import os
 from typing import Any, Dict, Mapping, Optional
 
 INSTALL_VAR = "MEMPOOL_INSTALL"
+
+PTH_NAME = "mempool-startup.pth"
+# One line, as site requires for executable .pth lines ("import" first).
+# When MEMPOOL_INSTALL is set it does not import mempool at once: site runs
+# .pth files directory by directory, and numpy may sit in a site directory
+# not yet on sys.path (a venv over system packages, a --user install).  It
+# puts a finder on sys.meta_path that fires when site, once every site
+# directory is in place, imports sitecustomize (always attempted, found or
+# not): the finder removes itself, installs the pool and declines, so a real
+# sitecustomize still loads.
+PTH_LINE = (
+    "import os, sys; os.environ.get('MEMPOOL_INSTALL', '') not in ('', '0') and "
+    "sys.meta_path.insert(0, type('MempoolStartupFinder', (), {'find_spec': "
+    "lambda self, name, path=None, target=None: None "
+    "if name not in ('sitecustomize', 'usercustomize') or self not in sys.meta_path "
+    "else (sys.meta_path.remove(self), __import__('mempool._startup', "
+    "fromlist=['_']).install_from_environ(), None)[-1]})())\n")
 
 # Pool keyword -> environment variable.  MEMPOOL_DEBUG is also read by
 # Pool(debug=None) itself.
@@ -123,3 +142,6 @@ def clear_environ() -> None:
         _saved = None
 
 
+def pth_text() -> str:
+    """The content of ``mempool-startup.pth``."""
+    return PTH_LINE

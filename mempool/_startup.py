@@ -22,30 +22,13 @@ import sys
 from typing import Any, Dict, Mapping, Optional
 
 # re-exported: the start-up install and mempool.dask/mempool.ray use them here
-from mempool._environ import (INSTALL_VAR, SETTINGS, StartupConfigError,  # noqa: F401
-                              _bad, clear_environ, environ_from_settings, export_environ,
-                              parse_bytes, pool_settings)
+from mempool._environ import (INSTALL_VAR, PTH_LINE, PTH_NAME, SETTINGS,  # noqa: F401
+                              StartupConfigError, _bad, clear_environ, environ_from_settings,
+                              export_environ, parse_bytes, pool_settings, pth_text)
 
 __all__ = ["PTH_NAME", "PTH_LINE", "INSTALL_VAR", "SETTINGS", "settings_from_environ",
            "environ_from_settings", "export_environ", "clear_environ",
            "install_from_environ", "enabled"]
-
-PTH_NAME = "mempool-startup.pth"
-# One line, as site requires for executable .pth lines ("import" first).
-# When MEMPOOL_INSTALL is set it does not import mempool at once: site runs
-# .pth files directory by directory, and numpy may sit in a site directory
-# not yet on sys.path (a venv over system packages, a --user install).  It
-# puts a finder on sys.meta_path that fires when site, once every site
-# directory is in place, imports sitecustomize (always attempted, found or
-# not): the finder removes itself, installs the pool and declines, so a real
-# sitecustomize still loads.
-PTH_LINE = (
-    "import os, sys; os.environ.get('MEMPOOL_INSTALL', '') not in ('', '0') and "
-    "sys.meta_path.insert(0, type('MempoolStartupFinder', (), {'find_spec': "
-    "lambda self, name, path=None, target=None: None "
-    "if name not in ('sitecustomize', 'usercustomize') or self not in sys.meta_path "
-    "else (sys.meta_path.remove(self), __import__('mempool._startup', "
-    "fromlist=['_']).install_from_environ(), None)[-1]})())\n")
 
 _TRUE = ("1", "true", "yes", "on")
 _FALSE = ("0", "false", "no", "off")
@@ -170,7 +153,3 @@ def install_from_environ() -> Optional[Any]:
         print(f"mempool: not installed at start-up: {exc}", file=sys.stderr)
         return None
 
-
-def pth_text() -> str:
-    """The content of ``mempool-startup.pth``."""
-    return PTH_LINE
