@@ -255,9 +255,10 @@ static __attribute__((noinline)) void *alloc_full(mp_pool *pool, size_t size) {
 }
 
 /* The fast path is the common case only: a small request whose bin, in this
- * thread's most recent cache, is not empty.  It makes no call but a rare
- * publish, so it saves no registers; everything else is alloc_full's. */
-void *mp_alloc(mp_pool *pool, size_t size) {
+ * thread's most recent cache, is not empty (the block in *out); false
+ * otherwise, nothing done.  It makes no call but a rare publish, so it saves
+ * no registers. */
+MP_INLINE bool alloc_fast(mp_pool *pool, size_t size, void **out) {
     /* size - 1: a request of 0 bytes takes the full path (debug mode's
      * small.fast_max is 0, and its canary needs room even then). */
     if (MP_LIKELY(pool != NULL && size - 1 < pool->small.fast_max)) {
@@ -265,10 +266,20 @@ void *mp_alloc(mp_pool *pool, size_t size) {
         if (MP_LIKELY(tc != NULL)) {
             unsigned cls = sc_of(size);
             mp_tcache_bin *bin = &tc->bins[cls];
-            if (MP_LIKELY(bin->count != 0))
-                return small_take(pool, tc, bin, cls, size, CALL_ALLOC, true);
+            if (MP_LIKELY(bin->count != 0)) {
+                *out = small_take(pool, tc, bin, cls, size, CALL_ALLOC, true);
+                return true;
+            }
         }
     }
+    return false;
+}
+
+/* The fast path, else alloc_full: every case, checks included. */
+void *mp_alloc(mp_pool *pool, size_t size) {
+    void *p;
+    if (MP_LIKELY(alloc_fast(pool, size, &p)))
+        return p;
     return alloc_full(pool, size);
 }
 
@@ -359,9 +370,9 @@ static __attribute__((noinline)) int free_full(mp_pool *pool, void *ptr, size_t 
 /* The fast path frees a live small block of this pool into a bin with room
  * in this thread's most recent cache, with the same checks as the full path
  * (the chunk map owns the pointer, it starts a block, the block is live);
- * whatever fails a check goes to free_full, which reports it.  Nothing is
- * written before every check has passed. */
-int mp_free(mp_pool *pool, void *ptr, size_t size) {
+ * false when any check fails or the bin is full, and then nothing has been
+ * written: free_full does it all again and reports what is wrong. */
+MP_INLINE bool free_fast(mp_pool *pool, void *ptr, size_t size) {
     if (MP_LIKELY(pool != NULL && pool->small.fast_max != 0)) {
         mp_region *region;
         mp_slab *slab;
@@ -377,10 +388,37 @@ int mp_free(mp_pool *pool, void *ptr, size_t size) {
                                           memory_order_relaxed);
                     MP_POISON(ptr, slab->block_size);
                     small_push(pool, tc, bin, slab, ptr, cls, state, CALL_ALLOC);
-                    return MP_OK;
+                    return true;
                 }
             }
         }
     }
+    return false;
+}
+
+int mp_free(mp_pool *pool, void *ptr, size_t size) {
+    if (MP_LIKELY(free_fast(pool, ptr, size)))
+        return MP_OK;
     return free_full(pool, ptr, size);
+}
+
+/* ---- NEP 49 entry points ------------------------------------------------- */
+
+/* The fast paths inlined into the very functions numpy calls, so a small
+ * array costs one call each way; anything else goes to the binding's own
+ * functions, which start over (the fast paths wrote nothing). */
+void *mp_handler_malloc(void *ctx, size_t size) {
+    mp_handler_head *h = ctx;
+    void *p;
+    if (MP_LIKELY(!h->bypass) && MP_LIKELY(alloc_fast(h->pool, size, &p)))
+        return p;
+    return h->malloc_full(ctx, size);
+}
+
+void mp_handler_free(void *ctx, void *ptr, size_t size) {
+    mp_handler_head *h = ctx;
+    /* numpy's size is not always the one it asked with: 0, unknown */
+    if (MP_LIKELY(!h->bypass) && MP_LIKELY(free_fast(h->pool, ptr, 0)))
+        return;
+    h->free_full(ctx, ptr, size);
 }
