@@ -38,21 +38,23 @@ static inline __attribute__((always_inline)) void *
 small_take(mp_pool *pool, mp_tcache *tc, mp_tcache_bin *bin, unsigned cls, size_t size,
            int call, bool fast) {
     mp_tcache_entry e = bin->entries[--bin->count];
-    uint32_t idx = sc_index((uint64_t)(e.ptr - e.slab->start), e.slab->magic);
-    MP_ASSERT(e.slab->cls == cls && idx < e.slab->nblocks &&
-                  atomic_load_explicit(&e.slab->state[idx], memory_order_relaxed) == MP_BLOCK_FREE,
+    MP_ASSERT(e.slab->cls == cls &&
+                  e.state == &e.slab->state[sc_index((uint64_t)(e.ptr - e.slab->start),
+                                                     e.slab->magic)] &&
+                  e.state < e.slab->state + e.slab->nblocks &&
+                  atomic_load_explicit(e.state, memory_order_relaxed) == MP_BLOCK_FREE,
               "a cached block is a free block of its bin's class (cached blocks stay marked free)");
     /* Before the state store: a concurrent mp_pool_check sees the canary of
      * every block it sees live. */
     if (!fast && MP_UNLIKELY(pool->config.debug))
         debug_small_fresh(pool, e.slab, e.ptr, size, call);
     mp_asan_live(e.ptr, size, e.slab->block_size);
-    atomic_store_explicit(&e.slab->state[idx], (uint32_t)size, memory_order_relaxed);
+    atomic_store_explicit(e.state, (uint32_t)size, memory_order_relaxed);
     mp_counters *ctr = &tc->counters;
-    ctr_add(&ctr->class_live_blocks[cls], 1);
+    ctr_add(&ctr->class_allocs[cls], 1);
     ctr_add(&ctr->class_live_bytes[cls], (int64_t)size);
-    if (call != CALL_INTERNAL)
-        ctr_add(&ctr->small_alloc_count, 1);
+    if (call == CALL_INTERNAL)
+        ctr_add(&ctr->small_internal_allocs, 1);
     if (call == CALL_CALLOC)
         ctr_add(&ctr->calloc_count, 1);
     tc->unpublished += (int64_t)size;
@@ -76,14 +78,16 @@ static inline __attribute__((always_inline)) void *small_alloc(mp_pool *pool, si
 /* Put a block just marked free on a bin with room, and count it. */
 static inline __attribute__((always_inline)) void
 small_push(mp_pool *pool, mp_tcache *tc, mp_tcache_bin *bin, mp_slab *slab, void *ptr,
-           unsigned cls, uint32_t state, int call) {
+           uint32_t idx, uint32_t state, int call) {
     MP_ASSERT(bin->count < bin->cap, "a block is pushed on a bin with room");
-    bin->entries[bin->count++] = (mp_tcache_entry){.ptr = ptr, .slab = slab};
+    unsigned cls = slab->cls;
+    bin->entries[bin->count++] =
+        (mp_tcache_entry){.ptr = ptr, .slab = slab, .state = &slab->state[idx]};
     mp_counters *ctr = &tc->counters;
-    ctr_add(&ctr->class_live_blocks[cls], -1);
+    ctr_add(&ctr->class_frees[cls], 1);
     ctr_add(&ctr->class_live_bytes[cls], -(int64_t)state);
-    if (call != CALL_INTERNAL)
-        ctr_add(&ctr->free_count, 1);
+    if (call == CALL_INTERNAL)
+        ctr_add(&ctr->small_internal_frees, 1);
     tc->unpublished -= (int64_t)state;
     if (MP_UNLIKELY(tc->unpublished <= -MP_PUBLISH_BYTES))
         tc_publish(&pool->small, tc);
@@ -109,14 +113,14 @@ static inline __attribute__((always_inline)) int small_free(mp_pool *pool, mp_sl
     if (MP_UNLIKELY(tc == NULL)) {
         /* No cache could be made: hand the block straight to its slab, and
          * account it centrally. */
-        mp_tcache_entry entry = {.ptr = ptr, .slab = slab};
+        mp_tcache_entry entry = {.ptr = ptr, .slab = slab, .state = &slab->state[idx]};
         mp_counters *central = &pool->small.central;
         slab_return(&pool->small, cls, &entry, 1);
         mutex_lock(&pool->lock);
-        ctr_add(&central->class_live_blocks[cls], -1);
+        ctr_add(&central->class_frees[cls], 1);
         ctr_add(&central->class_live_bytes[cls], -(int64_t)state);
-        if (call != CALL_INTERNAL)
-            ctr_add(&central->free_count, 1);
+        if (call == CALL_INTERNAL)
+            ctr_add(&central->small_internal_frees, 1);
         mutex_unlock(&pool->lock);
         acct_live(&pool->acct, -(int64_t)state);
         return rc;
@@ -124,7 +128,7 @@ static inline __attribute__((always_inline)) int small_free(mp_pool *pool, mp_sl
     mp_tcache_bin *bin = &tc->bins[cls];
     if (MP_UNLIKELY(bin->count == bin->cap))
         tc_flush_bin(&pool->small, tc, cls, bin->cap / 2);
-    small_push(pool, tc, bin, slab, ptr, cls, state, call);
+    small_push(pool, tc, bin, slab, ptr, idx, state, call);
     return rc;
 }
 
@@ -387,7 +391,7 @@ MP_INLINE bool free_fast(mp_pool *pool, void *ptr, size_t size) {
                     atomic_store_explicit(&slab->state[idx], MP_BLOCK_FREE,
                                           memory_order_relaxed);
                     MP_POISON(ptr, slab->block_size);
-                    small_push(pool, tc, bin, slab, ptr, cls, state, CALL_ALLOC);
+                    small_push(pool, tc, bin, slab, ptr, idx, state, CALL_ALLOC);
                     return true;
                 }
             }
