@@ -4,6 +4,9 @@
 #   make test-c-asan   the same under ASan + UBSan (leaks included)
 #   make test-c-tsan   the threaded tests under ThreadSanitizer
 #   make bench-c       the allocation microbenchmark vs malloc and its peers
+#   make count-c       callgrind instructions per small alloc+free pair (release
+#                      flags, as setup.py builds): mp_alloc/mp_free and the
+#                      NEP 49 entry points
 #   make fuzz          libFuzzer on the core (clang), FUZZ_SECONDS (default 60)
 #
 # Each test is one file with its own main, linked straight against every
@@ -18,6 +21,8 @@ CORE_HDR := $(wildcard csrc/*/*.h)
 
 BASE_CFLAGS := -std=c11 -Wall -Wextra -pthread -Icsrc -Icsrc/include -Icsrc/tools
 OPT_CFLAGS  := -O2 -g -DMP_CHECK_LEVEL=1
+# the benchmarks measure the core as setup.py ships it: no assertions
+REL_CFLAGS  := -O2 -g -DNDEBUG
 ASAN_CFLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -g -O1 \
                -fno-sanitize-recover=all -DMP_CHECK_LEVEL=2
 TSAN_CFLAGS := -fsanitize=thread -fno-omit-frame-pointer -g -O1 -DMP_CHECK_LEVEL=2
@@ -47,7 +52,7 @@ FUZZ_CFLAGS  := -std=c11 -g -O1 -Icsrc -Icsrc/include -DMP_CHECK_LEVEL=2 \
                 -fsanitize=fuzzer,address,undefined \
                 -fno-sanitize-recover=all -fno-omit-frame-pointer
 
-.PHONY: test-c test-c-asan test-c-tsan bench-c build-c clean-c fuzz
+.PHONY: test-c test-c-asan test-c-tsan bench-c build-c clean-c fuzz count-c
 
 build-c: $(OPT_BINS) $(ASAN_BINS) $(TSAN_BINS) $(BBIN)/bench_alloc
 
@@ -70,6 +75,15 @@ $(TBIN)/fuzz/fuzz_core: tests/fuzz/fuzz_core.c $(CORE_SRC) $(CORE_HDR)
 bench-c: $(BBIN)/bench_alloc
 	benches/c/run_bench.sh $(BBIN)/bench_alloc
 
+COUNT_SIZES ?= 8 64 512 1024 4096 16384 32768
+count-c: $(BBIN)/pair_count
+	@echo "mp_alloc + mp_free(size 0):"; benches/c/count_pairs.sh $< $(COUNT_SIZES)
+	@echo "mp_handler_malloc + mp_handler_free:"; MODE=2 benches/c/count_pairs.sh $< $(COUNT_SIZES)
+
+$(BBIN)/pair_count: benches/c/pair_count.c $(CORE_SRC) $(CORE_HDR)
+	@mkdir -p $(@D)
+	$(CC) $(BASE_CFLAGS) $(REL_CFLAGS) $< $(CORE_SRC) -o $@ $(LDLIBS)
+
 $(TBIN)/asan/%: tests/c/%.c tests/c/test.h $(CORE_SRC) $(CORE_HDR)
 	@mkdir -p $(@D)
 	$(CC) $(BASE_CFLAGS) $(ASAN_CFLAGS) $< $(CORE_SRC) -o $@ $(LDLIBS)
@@ -84,7 +98,7 @@ $(TBIN)/%: tests/c/%.c tests/c/test.h $(CORE_SRC) $(CORE_HDR)
 
 $(BBIN)/bench_alloc: benches/c/bench_alloc.c $(CORE_SRC) $(CORE_HDR)
 	@mkdir -p $(@D)
-	$(CC) $(BASE_CFLAGS) $(OPT_CFLAGS) -DNDEBUG $< $(CORE_SRC) -o $@ $(LDLIBS)
+	$(CC) $(BASE_CFLAGS) $(REL_CFLAGS) $< $(CORE_SRC) -o $@ $(LDLIBS)
 
 clean-c:
 	rm -rf $(TBIN) $(BBIN)

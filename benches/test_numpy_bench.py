@@ -28,6 +28,16 @@ def test_fixed_size(measured, kind, label, count):
     measured(f"{kind}-{label}", lambda: make(count))
 
 
+@pytest.mark.parametrize("nbytes", [8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192,
+                                    16384, 32768])
+def test_small_sizes(measured, nbytes):
+    """``np.empty`` of one size (float64) + drop: the per-size table of the
+    small-block path against numpy's own cache (below 1 KiB) and malloc."""
+    count = nbytes // 8
+    empty = np.empty
+    measured(f"empty-{nbytes}B", lambda: empty(count))
+
+
 def test_small_drift(measured):
     """256 ``np.empty`` calls of 1-64 elements, each dropped at once."""
     empty = np.empty

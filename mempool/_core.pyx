@@ -87,7 +87,9 @@ ERROR_COUNT = MP_ERROR_COUNT
 
 
 cdef struct HandlerCtx:
-    mp_pool *pool      # first member: ctx can be read as an mp_pool**
+    mp_handler_head head  # first member: numpy calls the core's
+                          # mp_handler_malloc/free, which read it (pool
+                          # first: ctx can be read as an mp_pool**)
     PyObject *owner    # the pool object (borrowed; capsules keep it alive)
     mp_trace *trace    # non-NULL while recording (mempool.trace): one test
                        # per call when not recording
@@ -110,13 +112,13 @@ cdef inline void _poll_corruption(HandlerCtx *c, void *p,
     # Debug mode: a call that succeeded may still have found corruption (a
     # write into the freed block it reused, a broken canary on a realloc):
     # the pool object turns the core's reports into warnings.
-    if c.debug and mp_debug_reports(c.pool, NULL, 0) > 0:
+    if c.debug and mp_debug_reports(c.head.pool, NULL, 0) > 0:
         _report_bad_pointer(c, MP_ECORRUPT, p, size)
 
 
 cdef void *_h_malloc(void *ctx, size_t size) noexcept nogil:
     cdef HandlerCtx *c = <HandlerCtx *>ctx
-    cdef void *p = mp_alloc(c.pool, size)
+    cdef void *p = mp_alloc(c.head.pool, size)
     if p == NULL:
         _note_failure(size)
     elif c.trace != NULL:
@@ -127,7 +129,7 @@ cdef void *_h_malloc(void *ctx, size_t size) noexcept nogil:
 
 cdef void *_h_calloc(void *ctx, size_t nelem, size_t elsize) noexcept nogil:
     cdef HandlerCtx *c = <HandlerCtx *>ctx
-    cdef void *p = mp_calloc(c.pool, nelem, elsize)
+    cdef void *p = mp_calloc(c.head.pool, nelem, elsize)
     if p == NULL:
         _note_failure(nelem * elsize)
     elif c.trace != NULL:
@@ -143,7 +145,7 @@ cdef void *_h_realloc(void *ctx, void *ptr, size_t new_size) noexcept nogil:
     cdef mp_trace *t = c.trace
     if t != NULL:
         mp_trace_lock(t)
-    cdef void *p = mp_realloc(c.pool, ptr, 0, new_size)
+    cdef void *p = mp_realloc(c.head.pool, ptr, 0, new_size)
     if t != NULL:
         mp_trace_note_realloc(t, ptr, p, new_size)
     cdef int code
@@ -162,7 +164,7 @@ cdef void _h_free(void *ctx, void *ptr, size_t size) noexcept nogil:
     cdef mp_trace *t = c.trace
     if t != NULL:
         mp_trace_lock(t)
-    cdef int code = mp_free(c.pool, ptr, 0)
+    cdef int code = mp_free(c.head.pool, ptr, 0)
     if t != NULL:
         # MP_ECORRUPT (debug mode): the block was freed all the same
         mp_trace_note_free(t, ptr, code == MP_OK or code == MP_ECORRUPT)
@@ -204,11 +206,16 @@ cdef class _PoolBase:
         strncpy(self._handler.name, HANDLER_NAME.encode(), 126)
         self._handler.version = 1
         self._handler.allocator.ctx = &self._ctx
-        self._handler.allocator.malloc = _h_malloc
+        # the core's entry points run the fast paths and call _h_malloc /
+        # _h_free for everything else
+        self._handler.allocator.malloc = mp_handler_malloc
         self._handler.allocator.calloc = _h_calloc
         self._handler.allocator.realloc = _h_realloc
-        self._handler.allocator.free = _h_free
-        self._ctx.pool = NULL
+        self._handler.allocator.free = mp_handler_free
+        self._ctx.head.bypass = 0
+        self._ctx.head.malloc_full = _h_malloc
+        self._ctx.head.free_full = _h_free
+        self._ctx.head.pool = NULL
         self._ctx.owner = <PyObject *>self
         self._ctx.trace = NULL
         self._ctx.recorder = NULL
@@ -257,7 +264,7 @@ cdef class _PoolBase:
         if code != MP_OK:
             raise self._error_from_code(code, config=overrides)
         self._pool = pool
-        self._ctx.pool = pool
+        self._ctx.head.pool = pool
         mp_pool_config(pool, &cfg)   # a core built with MP_DEBUG_LEVEL>=1 forces it
         self._ctx.debug = cfg.debug != 0
         self._opened = True
@@ -279,7 +286,7 @@ cdef class _PoolBase:
         if self._pool != NULL:
             mp_pool_destroy(self._pool)
             self._pool = NULL
-            self._ctx.pool = NULL
+            self._ctx.head.pool = NULL
 
     def _handler_capsule(self):
         """The pool's ``mem_handler`` capsule (shared while one is alive)."""

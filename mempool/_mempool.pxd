@@ -70,6 +70,13 @@ cdef extern from "mempool.h" nogil:
     void *mp_realloc(mp_pool *pool, void *ptr, size_t old_size,
                      size_t new_size)
     int mp_free(mp_pool *pool, void *ptr, size_t size)
+    ctypedef struct mp_handler_head:
+        mp_pool *pool
+        int bypass
+        void *(*malloc_full)(void *ctx, size_t size) noexcept nogil
+        void (*free_full)(void *ctx, void *ptr, size_t size) noexcept nogil
+    void *mp_handler_malloc(void *ctx, size_t size) noexcept
+    void mp_handler_free(void *ctx, void *ptr, size_t size) noexcept
     int mp_last_error()
 
     int mp_owns(const mp_pool *pool, const void *ptr)

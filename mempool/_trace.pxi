@@ -20,6 +20,7 @@ def _trace_start(_PoolBase pool):
     if mp_trace_start(pool._ctx.recorder) != 0:
         raise MemoryError("cannot allocate the trace buffer")
     pool._ctx.trace = pool._ctx.recorder
+    pool._ctx.head.bypass = 1  # every call through _h_malloc/_h_free, which record
 
 
 def _trace_stop(_PoolBase pool):
@@ -30,6 +31,7 @@ def _trace_stop(_PoolBase pool):
     cdef uint64_t skipped = 0, lost = 0
     if t == NULL:
         raise RuntimeError("this pool is not being recorded")
+    pool._ctx.head.bypass = 0
     pool._ctx.trace = NULL
     mp_trace_stop(t)
     cdef size_t n = mp_trace_count(t)

@@ -120,7 +120,7 @@ for th in (1, 2):
     p, g, m = med("small", th, "pool", 0), med("small", th, "glibc", 0), med("small", th, "mimalloc", 0)
     print("  small, %d thr: pool %.1f ns vs glibc %.1f ns -> at least as fast: %s" % (th, p, g, verdict(p <= g)))
     if m:
-        print("  small, %d thr: pool / mimalloc = %.2f -> within 1.5x: %s" % (th, p / m, verdict(p <= 1.5 * m)))
+        print("  small, %d thr: pool / mimalloc = %.2f -> within 1.25x: %s" % (th, p / m, verdict(p <= 1.25 * m)))
     pl, gl = med("large", th, "pool", 0), med("large", th, "glibc", 0)
     pf = med("large", th, "pool", 1)
     print("  large, %d thr: pool %.3f faults/pair -> zero faults after warm-up: %s" % (th, pf, verdict(pf == 0)))

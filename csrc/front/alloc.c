@@ -38,21 +38,23 @@ static inline __attribute__((always_inline)) void *
 small_take(mp_pool *pool, mp_tcache *tc, mp_tcache_bin *bin, unsigned cls, size_t size,
            int call, bool fast) {
     mp_tcache_entry e = bin->entries[--bin->count];
-    uint32_t idx = sc_index((uint64_t)(e.ptr - e.slab->start), e.slab->magic);
-    MP_ASSERT(e.slab->cls == cls && idx < e.slab->nblocks &&
-                  atomic_load_explicit(&e.slab->state[idx], memory_order_relaxed) == MP_BLOCK_FREE,
+    MP_ASSERT(e.slab->cls == cls &&
+                  e.state == &e.slab->state[sc_index((uint64_t)(e.ptr - e.slab->start),
+                                                     e.slab->magic)] &&
+                  e.state < e.slab->state + e.slab->nblocks &&
+                  atomic_load_explicit(e.state, memory_order_relaxed) == MP_BLOCK_FREE,
               "a cached block is a free block of its bin's class (cached blocks stay marked free)");
     /* Before the state store: a concurrent mp_pool_check sees the canary of
      * every block it sees live. */
     if (!fast && MP_UNLIKELY(pool->config.debug))
         debug_small_fresh(pool, e.slab, e.ptr, size, call);
     mp_asan_live(e.ptr, size, e.slab->block_size);
-    atomic_store_explicit(&e.slab->state[idx], (uint32_t)size, memory_order_relaxed);
+    atomic_store_explicit(e.state, (uint32_t)size, memory_order_relaxed);
     mp_counters *ctr = &tc->counters;
-    ctr_add(&ctr->class_live_blocks[cls], 1);
+    ctr_add(&ctr->class_allocs[cls], 1);
     ctr_add(&ctr->class_live_bytes[cls], (int64_t)size);
-    if (call != CALL_INTERNAL)
-        ctr_add(&ctr->small_alloc_count, 1);
+    if (call == CALL_INTERNAL)
+        ctr_add(&ctr->small_internal_allocs, 1);
     if (call == CALL_CALLOC)
         ctr_add(&ctr->calloc_count, 1);
     tc->unpublished += (int64_t)size;
@@ -76,14 +78,16 @@ static inline __attribute__((always_inline)) void *small_alloc(mp_pool *pool, si
 /* Put a block just marked free on a bin with room, and count it. */
 static inline __attribute__((always_inline)) void
 small_push(mp_pool *pool, mp_tcache *tc, mp_tcache_bin *bin, mp_slab *slab, void *ptr,
-           unsigned cls, uint32_t state, int call) {
+           uint32_t idx, uint32_t state, int call) {
     MP_ASSERT(bin->count < bin->cap, "a block is pushed on a bin with room");
-    bin->entries[bin->count++] = (mp_tcache_entry){.ptr = ptr, .slab = slab};
+    unsigned cls = slab->cls;
+    bin->entries[bin->count++] =
+        (mp_tcache_entry){.ptr = ptr, .slab = slab, .state = &slab->state[idx]};
     mp_counters *ctr = &tc->counters;
-    ctr_add(&ctr->class_live_blocks[cls], -1);
+    ctr_add(&ctr->class_frees[cls], 1);
     ctr_add(&ctr->class_live_bytes[cls], -(int64_t)state);
-    if (call != CALL_INTERNAL)
-        ctr_add(&ctr->free_count, 1);
+    if (call == CALL_INTERNAL)
+        ctr_add(&ctr->small_internal_frees, 1);
     tc->unpublished -= (int64_t)state;
     if (MP_UNLIKELY(tc->unpublished <= -MP_PUBLISH_BYTES))
         tc_publish(&pool->small, tc);
@@ -109,14 +113,14 @@ static inline __attribute__((always_inline)) int small_free(mp_pool *pool, mp_sl
     if (MP_UNLIKELY(tc == NULL)) {
         /* No cache could be made: hand the block straight to its slab, and
          * account it centrally. */
-        mp_tcache_entry entry = {.ptr = ptr, .slab = slab};
+        mp_tcache_entry entry = {.ptr = ptr, .slab = slab, .state = &slab->state[idx]};
         mp_counters *central = &pool->small.central;
         slab_return(&pool->small, cls, &entry, 1);
         mutex_lock(&pool->lock);
-        ctr_add(&central->class_live_blocks[cls], -1);
+        ctr_add(&central->class_frees[cls], 1);
         ctr_add(&central->class_live_bytes[cls], -(int64_t)state);
-        if (call != CALL_INTERNAL)
-            ctr_add(&central->free_count, 1);
+        if (call == CALL_INTERNAL)
+            ctr_add(&central->small_internal_frees, 1);
         mutex_unlock(&pool->lock);
         acct_live(&pool->acct, -(int64_t)state);
         return rc;
@@ -124,7 +128,7 @@ static inline __attribute__((always_inline)) int small_free(mp_pool *pool, mp_sl
     mp_tcache_bin *bin = &tc->bins[cls];
     if (MP_UNLIKELY(bin->count == bin->cap))
         tc_flush_bin(&pool->small, tc, cls, bin->cap / 2);
-    small_push(pool, tc, bin, slab, ptr, cls, state, call);
+    small_push(pool, tc, bin, slab, ptr, idx, state, call);
     return rc;
 }
 
@@ -256,9 +260,10 @@ static __attribute__((noinline)) void *alloc_full(mp_pool *pool, size_t size) {
 }
 
 /* The fast path is the common case only: a small request whose bin, in this
- * thread's most recent cache, is not empty.  It makes no call but a rare
- * publish, so it saves no registers; everything else is alloc_full's. */
-void *mp_alloc(mp_pool *pool, size_t size) {
+ * thread's most recent cache, is not empty (the block in *out); false
+ * otherwise, nothing done.  It makes no call but a rare publish, so it saves
+ * no registers. */
+MP_INLINE bool alloc_fast(mp_pool *pool, size_t size, void **out) {
     /* size - 1: a request of 0 bytes takes the full path (debug mode's
      * small.fast_max is 0, and its canary needs room even then). */
     if (MP_LIKELY(pool != NULL && size - 1 < pool->small.fast_max)) {
@@ -266,10 +271,20 @@ void *mp_alloc(mp_pool *pool, size_t size) {
         if (MP_LIKELY(tc != NULL)) {
             unsigned cls = sc_of(size);
             mp_tcache_bin *bin = &tc->bins[cls];
-            if (MP_LIKELY(bin->count != 0))
-                return small_take(pool, tc, bin, cls, size, CALL_ALLOC, true);
+            if (MP_LIKELY(bin->count != 0)) {
+                *out = small_take(pool, tc, bin, cls, size, CALL_ALLOC, true);
+                return true;
+            }
         }
     }
+    return false;
+}
+
+/* The fast path, else alloc_full: every case, checks included. */
+void *mp_alloc(mp_pool *pool, size_t size) {
+    void *p;
+    if (MP_LIKELY(alloc_fast(pool, size, &p)))
+        return p;
     return alloc_full(pool, size);
 }
 
@@ -360,9 +375,9 @@ static __attribute__((noinline)) int free_full(mp_pool *pool, void *ptr, size_t 
 /* The fast path frees a live small block of this pool into a bin with room
  * in this thread's most recent cache, with the same checks as the full path
  * (the chunk map owns the pointer, it starts a block, the block is live);
- * whatever fails a check goes to free_full, which reports it.  Nothing is
- * written before every check has passed. */
-int mp_free(mp_pool *pool, void *ptr, size_t size) {
+ * false when any check fails or the bin is full, and then nothing has been
+ * written: free_full does it all again and reports what is wrong. */
+MP_INLINE bool free_fast(mp_pool *pool, void *ptr, size_t size) {
     if (MP_LIKELY(pool != NULL && pool->small.fast_max != 0)) {
         mp_region *region;
         mp_slab *slab;
@@ -377,11 +392,38 @@ int mp_free(mp_pool *pool, void *ptr, size_t size) {
                     atomic_store_explicit(&slab->state[idx], MP_BLOCK_FREE,
                                           memory_order_relaxed);
                     MP_POISON(ptr, slab->block_size);
-                    small_push(pool, tc, bin, slab, ptr, cls, state, CALL_ALLOC);
-                    return MP_OK;
+                    small_push(pool, tc, bin, slab, ptr, idx, state, CALL_ALLOC);
+                    return true;
                 }
             }
         }
     }
+    return false;
+}
+
+int mp_free(mp_pool *pool, void *ptr, size_t size) {
+    if (MP_LIKELY(free_fast(pool, ptr, size)))
+        return MP_OK;
     return free_full(pool, ptr, size);
+}
+
+/* ---- NEP 49 entry points ------------------------------------------------- */
+
+/* The fast paths inlined into the very functions numpy calls, so a small
+ * array costs one call each way; anything else goes to the binding's own
+ * functions, which start over (the fast paths wrote nothing). */
+void *mp_handler_malloc(void *ctx, size_t size) {
+    mp_handler_head *h = ctx;
+    void *p;
+    if (MP_LIKELY(!h->bypass) && MP_LIKELY(alloc_fast(h->pool, size, &p)))
+        return p;
+    return h->malloc_full(ctx, size);
+}
+
+void mp_handler_free(void *ctx, void *ptr, size_t size) {
+    mp_handler_head *h = ctx;
+    /* numpy's size is not always the one it asked with: 0, unknown */
+    if (MP_LIKELY(!h->bypass) && MP_LIKELY(free_fast(h->pool, ptr, 0)))
+        return;
+    h->free_full(ctx, ptr, size);
 }

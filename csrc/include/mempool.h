@@ -131,6 +131,21 @@ void *mp_realloc(mp_pool *pool, void *ptr, size_t old_size, size_t new_size);
  * returned after the block was freed. */
 int mp_free(mp_pool *pool, void *ptr, size_t size);
 
+/* NEP 49 (numpy's PyDataMem_Handler) entry points, for a binding whose
+ * handler context starts with an mp_handler_head: they run the inlined fast
+ * paths of mp_alloc and mp_free (the latter with size 0, unknown) and pass
+ * every other call, untouched, to the binding's own malloc_full/free_full
+ * (which do the whole work: errors, reports, tracing).  bypass nonzero sends
+ * every call there (while the binding records a trace). */
+typedef struct mp_handler_head {
+    mp_pool *pool;
+    int bypass;
+    void *(*malloc_full)(void *ctx, size_t size);
+    void (*free_full)(void *ctx, void *ptr, size_t size);
+} mp_handler_head;
+void *mp_handler_malloc(void *ctx, size_t size);
+void mp_handler_free(void *ctx, void *ptr, size_t size);
+
 /* The error of this thread's last failed mp_alloc/aligned/calloc/realloc. */
 int mp_last_error(void);
 

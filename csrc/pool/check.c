@@ -126,7 +126,8 @@ static void check_caches(const mp_pool *pool, class_tally *tally, mp_check_log *
         check_fail(log, tally[cls].cached != 0,
                    "class: a free block is in neither its slab's stack nor a cache");
         check_fail(log, (int64_t)tally[cls].live_blocks !=
-                            class_sum(s, offsetof(mp_counters, class_live_blocks), cls),
+                            class_sum(s, offsetof(mp_counters, class_allocs), cls) -
+                                class_sum(s, offsetof(mp_counters, class_frees), cls),
                    "class: live blocks differ from the counters");
         check_fail(log, (int64_t)tally[cls].live_bytes !=
                             class_sum(s, offsetof(mp_counters, class_live_bytes), cls),

@@ -37,9 +37,12 @@ int mp_stats_get(mp_pool *pool, mp_stats *out) {
         counters_sum(sums, &tc->counters);
     int64_t live = SUM(live_bytes), allocated = SUM(allocated_bytes);
     out->class_count = s->class_count;
+    int64_t small_allocs = -SUM(small_internal_allocs), small_frees = -SUM(small_internal_frees);
     for (unsigned cls = 0; cls < s->class_count; cls++) {
         mp_class *c = &s->classes[cls];
-        int64_t blocks = SUM(class_live_blocks[cls]);
+        int64_t blocks = SUM(class_allocs[cls]) - SUM(class_frees[cls]);
+        small_allocs += SUM(class_allocs[cls]);
+        small_frees += SUM(class_frees[cls]);
         int64_t bytes = SUM(class_live_bytes[cls]);
         live += bytes;
         allocated += blocks * (int64_t)c->block_size;
@@ -65,10 +68,10 @@ int mp_stats_get(mp_pool *pool, mp_stats *out) {
         atomic_store_explicit(&pool->acct.peak_live, peak, memory_order_relaxed);
     }
     out->peak_live_bytes = peak;
-    out->free_count = clamp0(SUM(free_count));
+    out->free_count = clamp0(SUM(free_count) + small_frees);
     out->realloc_count = clamp0(SUM(realloc_count));
     out->calloc_count = clamp0(SUM(calloc_count));
-    out->small_alloc_count = clamp0(SUM(small_alloc_count));
+    out->small_alloc_count = clamp0(small_allocs);
     out->large_alloc_count = clamp0(SUM(large_alloc_count));
     out->direct_alloc_count = clamp0(SUM(direct_alloc_count));
     out->alloc_count = out->small_alloc_count + out->large_alloc_count + out->direct_alloc_count;

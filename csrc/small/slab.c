@@ -332,6 +332,7 @@ uint32_t slab_refill(mp_small *s, unsigned cls, mp_tcache_entry *out, uint32_t w
                 slab_unpurge_block(s, slab, idx);
             out[n].ptr = slab->start + (size_t)idx * slab->block_size;
             out[n].slab = slab;
+            out[n].state = &slab->state[idx];
             n++;
         }
         if (slab->nfree == 0)
@@ -510,11 +511,14 @@ void slab_repair_after_fork(mp_small *s) {
     /* central = truth - what the surviving caches account for */
     for (unsigned cls = 0; cls < s->class_count; cls++) {
         LIST_FOREACH(tc, &s->tcaches, mp_tcache, link) {
-            live_blocks[cls] -= ctr_get(&tc->counters.class_live_blocks[cls]);
+            live_blocks[cls] -= ctr_class_live(&tc->counters, cls);
             live_bytes[cls] -= ctr_get(&tc->counters.class_live_bytes[cls]);
         }
-        atomic_store_explicit(&s->central.class_live_blocks[cls], live_blocks[cls],
-                              memory_order_relaxed);
+        /* the difference goes into central's allocations and, so that the
+         * public allocation count does not move, into its internal ones */
+        int64_t fix = live_blocks[cls] - ctr_class_live(&s->central, cls);
+        ctr_add(&s->central.class_allocs[cls], fix);
+        ctr_add(&s->central.small_internal_allocs, fix);
         atomic_store_explicit(&s->central.class_live_bytes[cls], live_bytes[cls],
                               memory_order_relaxed);
     }

@@ -46,12 +46,23 @@ static inline uint32_t sc_index(uint64_t off, uint32_t magic) {
 /* ---- statistics counters ---------------------------------------------------- */
 typedef struct mp_counters {
     mp_counter live_bytes, allocated_bytes; /* large and direct blocks only */
+    /* free_count: large and direct blocks; small ones are in class_frees */
     mp_counter free_count, realloc_count, calloc_count;
-    /* alloc_count is their sum: one counter less on the fast path */
-    mp_counter small_alloc_count, large_alloc_count, direct_alloc_count;
-    mp_counter class_live_blocks[MP_MAX_CLASSES];
+    mp_counter large_alloc_count, direct_alloc_count;
+    /* Small blocks, one counter each way on the fast paths: allocations and
+     * frees per class, realloc's internal moves included (those are also in
+     * small_internal_*, which the public counts subtract).  A class's live
+     * blocks are allocs - frees (ctr_class_live). */
+    mp_counter small_internal_allocs, small_internal_frees;
+    mp_counter class_allocs[MP_MAX_CLASSES];
+    mp_counter class_frees[MP_MAX_CLASSES];
     mp_counter class_live_bytes[MP_MAX_CLASSES];
 } mp_counters;
+
+/* Live blocks of class cls as `c` counts them. */
+static inline int64_t ctr_class_live(const mp_counters *c, unsigned cls) {
+    return ctr_get(&c->class_allocs[cls]) - ctr_get(&c->class_frees[cls]);
+}
 
 /* ---- slabs and classes ---------------------------------------------------- */
 struct mp_slab {
@@ -95,6 +106,9 @@ typedef struct mp_class {
 typedef struct mp_tcache_entry {
     char *ptr;
     mp_slab *slab;
+    /* &slab->state[index of ptr]: an allocation marks the block live with
+     * one store, without going through the slab */
+    _Atomic uint32_t *state;
 } mp_tcache_entry;
 
 typedef struct mp_tcache_bin {
@@ -205,7 +219,8 @@ extern MP_TLS struct mp_tls_slot {
 /* This thread's cache of `s` if it is the most recent one, else NULL (the
  * fast paths then take the full path, which finds or makes it). */
 static inline mp_tcache *tc_peek(const mp_small *s) {
-    if (MP_LIKELY(tc_tls_slots[0].small == s && tc_tls_slots[0].uid == s->uid))
+    /* uids are never reused (and never 0): an equal uid is this pool */
+    if (MP_LIKELY(tc_tls_slots[0].uid == s->uid))
         return tc_tls_slots[0].tcache;
     return NULL;
 }

@@ -141,6 +141,9 @@ def run_child(cfg: Dict[str, Any]) -> Dict[str, Any]:
             peak_rss=_peak_rss_bytes(),
             rss_end_of_loop=rss(),
         )
+        if hasattr(wl, "size_table"):
+            # per-size cost, still under this row's allocator
+            record["size_table_ns"] = wl.size_table()
         if pool is not None:
             record["pool_steps"] = pool_steps
             record["pool_end_of_loop"] = _pool_stats(pool)

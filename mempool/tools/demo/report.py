@@ -91,6 +91,8 @@ def _round_figures(rec: Dict[str, Any]) -> Dict[str, Any]:
             "madvise_count": after.get("madvise_count"),
             "mremap_count": after.get("mremap_count"),
         }
+    if rec.get("size_table_ns"):
+        fig["size_table_ns"] = rec["size_table_ns"]
     return fig
 
 
@@ -134,6 +136,16 @@ def summarize(records: List[Dict[str, Any]], workloads: Sequence[str],
             row["step_ns_per_round"] = {str(rnd): f["step_ns_per_op"]
                                         for rnd, f in rounds[a].items()}
             row["cpu_ratio_to_default"] = _median(cpu_ratios)
+            tables = {rnd: f["size_table_ns"] for rnd, f in rounds[a].items()
+                      if f.get("size_table_ns")}
+            if tables:
+                # per size: median ns, and the median same-round ratio to default
+                row["size_table"] = {
+                    n: {"ns": _median([t[n] for t in tables.values()]),
+                        "ratio_to_default": _median(
+                            [t[n] / base[rnd]["size_table_ns"][n] for rnd, t in tables.items()
+                             if rnd in base and base[rnd].get("size_table_ns", {}).get(n)])}
+                    for n in next(iter(tables.values()))}
             row["peak_live_bytes"] = peak_live
             row["peak_live_source"] = live_source
             row["rss_over_live"] = ((row["peak_rss"] - row["baseline_rss"]) / peak_live
@@ -194,6 +206,10 @@ def evaluate_targets(summary: Dict[str, Any]) -> List[Dict[str, Any]]:
             add(wl, "ns / op vs default", "no slower (<= 1.05x, noise)",
                 mp["ratio_to_default"],
                 mp["ratio_to_default"] is not None and mp["ratio_to_default"] <= 1.05)
+            for n, cell in (mp.get("size_table") or {}).items():
+                r = cell["ratio_to_default"]
+                add(wl, f"np.empty {n} B + drop vs default (same round)", "<= 0.95x", r,
+                    r is not None and r <= 0.95)
         if "floor" in rows:
             # The target "within 5% of the pre-touched floor", same round.
             ratio = same_round_ratio(mp, rows["floor"])
@@ -225,6 +241,29 @@ def _fmt_mb(b: Optional[float]) -> str:
 
 def _fmt(x: Optional[float], spec: str) -> str:
     return "-" if x is None else format(x, spec)
+
+
+def _render_size_table(console: Console, wl: str, rows: Dict[str, Any],
+                       allocators: Sequence[Any]) -> None:
+    """The per-size table (small workload): ns per op and same-round ratio
+    to numpy's default for every allocator that measured one."""
+    names = [a.name for a in allocators if (rows.get(a.name) or {}).get("size_table")]
+    if not names:
+        return
+    t = Table(title=f"{wl}: np.empty(n // 8) + drop, per size (median ns, x default "
+                    "same round)", title_justify="left", header_style="bold")
+    t.add_column("bytes", justify="right")
+    for name in names:
+        t.add_column(name, justify="right")
+    for n in rows[names[0]]["size_table"]:
+        cells = []
+        for name in names:
+            cell = rows[name]["size_table"].get(n) or {}
+            r = cell.get("ratio_to_default")
+            cells.append(f"{_fmt(cell.get('ns'), '.0f')} ns"
+                         + ("" if name == "default" or r is None else f" {r:.2f}x"))
+        t.add_row(n, *cells)
+    console.print(t)
 
 
 def render(console: Console, result: Dict[str, Any], allocators: Sequence[Any]) -> None:
@@ -279,6 +318,7 @@ def render(console: Console, result: Dict[str, Any], allocators: Sequence[Any]) 
             console.print("  floor: numpy's default allocator running the same arithmetic, bit for "
                           "bit, into arrays made and touched before the loop (nothing large is "
                           "allocated in it): the time no allocator can beat")
+        _render_size_table(console, wl, rows, allocators)
         for text in skipped:
             console.print(f"  [yellow]skipped[/] {text}")
         c = consistency[wl]

@@ -17,6 +17,8 @@ from __future__ import annotations
 import abc
 import hashlib
 import math
+import statistics
+import time
 from typing import Callable, Dict, List, Sequence, Tuple
 
 import numpy as np
@@ -301,6 +303,10 @@ class Temporaries(Workload):
         return out
 
 
+#: Byte sizes of the small workload's per-size table (float64 arrays).
+SIZE_TABLE_BYTES = (8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384, 32768)
+
+
 class Small(Workload):
     """``np.empty`` of 1-64 float64 elements, dropped at once, many per step.
 
@@ -329,6 +335,24 @@ class Small(Workload):
     def live_estimate_bytes(self) -> int:
         """At most one small array is alive at a time."""
         return 64 * 8
+
+    def size_table(self, sizes: Sequence[int] = SIZE_TABLE_BYTES, reps: int = 7,
+                   ops: int = 4000) -> Dict[str, float]:
+        """ns per ``np.empty(n // 8)`` + drop for each byte size ``n``: the
+        median of ``reps`` timed batches of ``ops`` calls, the sizes taken in
+        turn within each repetition so that a load change hits them all."""
+        empty = np.empty
+        perf = time.perf_counter_ns
+        samples: Dict[int, List[float]] = {n: [] for n in sizes}
+        for _ in range(reps):
+            for n in sizes:
+                k = max(1, n // 8)
+                loop = range(ops)
+                t0 = perf()
+                for _ in loop:
+                    empty(k)
+                samples[n].append((perf() - t0) / ops)
+        return {str(n): statistics.median(v) for n, v in samples.items()}
 
 
 #: Registry: name -> (class, default steps, quick steps, warm-up steps).
