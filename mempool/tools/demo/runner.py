@@ -142,11 +142,17 @@ def child_env(alloc: Allocator, extra: Optional[Dict[str, str]] = None) -> Dict[
     """Environment for a child: the parent's, minus allocator settings, plus
     ``extra`` (the same for every row, e.g. BLAS thread counts) and ours."""
     env = dict(os.environ)
-    # A demo started under a preload or tunables must not leak them into rows.
+    # A demo started under a preload or tunables must not leak them into
+    # rows; except a sanitizer runtime (the ASan test stage), without which
+    # a child cannot load the sanitizer-built extension at all.
+    sanitizer = [lib for lib in env.get("LD_PRELOAD", "").split(":")
+                 if os.path.basename(lib).startswith(("libasan", "libtsan", "libubsan"))]
     for key in ("LD_PRELOAD", "GLIBC_TUNABLES"):
         env.pop(key, None)
     env.update(extra or {})
     env.update(alloc.env)
+    if sanitizer and "LD_PRELOAD" not in alloc.env:
+        env["LD_PRELOAD"] = ":".join(sanitizer)
     path = env.get("PYTHONPATH", "")
     env["PYTHONPATH"] = str(PACKAGE_PARENT) + (os.pathsep + path if path else "")
     return env
