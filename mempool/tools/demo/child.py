@@ -172,13 +172,16 @@ def run_child(cfg: Dict[str, Any]) -> Dict[str, Any]:
     return record
 
 
-def main(argv: Optional[List[str]] = None) -> int:
-    """Entry point: ``child.py CONFIG_JSON OUT_PATH``; always writes OUT_PATH."""
+def protocol_main(run: Any, argv: Optional[List[str]] = None,
+                  done_line: str = "") -> int:
+    """The children's protocol (the demo's and the real-library suite's):
+    ``child.py CONFIG_JSON OUT_PATH`` runs ``run(config)`` and always writes
+    OUT_PATH, a failure included (as data), then exits without teardown."""
     args = sys.argv[1:] if argv is None else argv
     cfg = json.loads(args[0])
     out = Path(args[1])
     try:
-        record = run_child(cfg)
+        record = run(cfg)
         code = 0
     except BaseException as exc:  # report any failure to the runner as data
         record = {"status": "error", "error": f"{type(exc).__name__}: {exc}",
@@ -186,11 +189,18 @@ def main(argv: Optional[List[str]] = None) -> int:
         code = 1
     record["config"] = cfg
     tmp = out.with_suffix(".tmp")
-    tmp.write_text(json.dumps(record))
+    tmp.write_text(json.dumps(record, default=str))
     tmp.replace(out)  # the runner never sees a half-written file
+    if done_line:
+        sys.stdout.write(done_line)  # unblocks a runner waiting for the loop's end
     sys.stdout.flush()
     # Skip interpreter teardown: it would only add noise for the next child.
     os._exit(code)
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    """Entry point: ``child.py CONFIG_JSON OUT_PATH``; always writes OUT_PATH."""
+    return protocol_main(run_child, argv)
 
 
 if __name__ == "__main__":

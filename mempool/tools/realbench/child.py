@@ -21,12 +21,10 @@ from __future__ import annotations
 import gc
 import importlib
 import importlib.util
-import json
 import os
 import resource
 import sys
 import time
-import traceback
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
@@ -112,23 +110,9 @@ def run_child(cfg: Dict[str, Any]) -> Dict[str, Any]:
 
 def main(argv: Optional[List[str]] = None) -> int:
     """Entry point: ``child.py CONFIG_JSON OUT_PATH``; always writes OUT_PATH."""
-    args = sys.argv[1:] if argv is None else argv
-    cfg = json.loads(args[0])
-    out = Path(args[1])
-    try:
-        record = run_child(cfg)
-        code = 0
-    except BaseException as exc:  # any failure goes to the runner as data
-        record = {"status": "error", "error": f"{type(exc).__name__}: {exc}",
-                  "traceback": traceback.format_exc()}
-        code = 1
-    record["config"] = cfg
-    tmp = out.with_suffix(".tmp")
-    tmp.write_text(json.dumps(record, default=str))
-    tmp.replace(out)
-    sys.stdout.write("LOOP_DONE\n")  # harmless if already sent; unblocks the runner on error
-    sys.stdout.flush()
-    os._exit(code)  # no interpreter teardown: it would only add noise
+    from mempool.tools.demo.child import protocol_main
+    # LOOP_DONE: harmless if already sent; unblocks the runner on an error
+    return protocol_main(run_child, argv, done_line="LOOP_DONE\n")
 
 
 if __name__ == "__main__":
