@@ -1,4 +1,4 @@
-# Movable buffers: the glue of mp_buffer_* and mp_defragment (csrc/buffer.c).
+# Movable buffers: the glue of mp_buffer_* and mp_defragment (csrc/pool/buffer.c).
 # Included by _core.pyx; policy (the defragment report) lives in pool.py.
 
 from cpython.buffer cimport PyBUF_WRITABLE, PyBuffer_FillInfo

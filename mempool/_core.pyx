@@ -1,5 +1,5 @@
 # cython: language_level=3, boundscheck=False, wraparound=False
-"""Thin glue between the native core (csrc/mempool.h) and Python.
+"""Thin glue between the native core (csrc/include/mempool.h) and Python.
 
 It owns two things and no algorithm: the ``mp_pool*`` of each pool object and
 that pool's NEP 49 ``PyDataMem_Handler`` (the functions numpy calls to

@@ -1,4 +1,4 @@
-# Extern-only declarations of csrc/mempool.h, the public contract of the
+# Extern-only declarations of csrc/include/mempool.h, the public contract of the
 # native core.  Nothing here is implemented: keep it a mirror of the header.
 from libc.stdint cimport int32_t, int64_t, uint32_t, uint64_t, uintptr_t
 

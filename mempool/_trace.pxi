@@ -88,7 +88,7 @@ cdef class ReplayState:
     def run(self, const unsigned char[::1] records not None,
             uint32_t sample_every=64, bint touch=True):
         """Perform the packed records (bytes-like, a multiple of 24 bytes)
-        and return the measurements as a dict (see csrc/replay.h)."""
+        and return the measurements as a dict (see csrc/tools/tools.h)."""
         cdef mp_replay_options opt
         cdef mp_replay_result res
         cdef size_t nbytes = records.shape[0]

@@ -1,4 +1,4 @@
-# Extern-only declarations of csrc/trace.h and csrc/replay.h (the recorder
+# Extern-only declarations of csrc/tools/tools.h and csrc/tools/tools.h (the recorder
 # and the replay engine).  Nothing here is implemented: keep it a mirror.
 from libc.stdint cimport uint8_t, uint32_t, uint64_t
 

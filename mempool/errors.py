@@ -1,6 +1,6 @@
 """Exceptions raised by mempool, and the one mapping from core error codes.
 
-The native core (``csrc/mempool.h``) reports every failure as a negative
+The native core (``csrc/include/mempool.h``) reports every failure as a negative
 ``MP_E*`` code and never raises; this module is the only place that turns a
 code into a Python exception.  The codes, their names and texts come from
 the core's ``MP_ERROR_LIST`` (through ``_core.error_table()``): Python names

@@ -19,7 +19,7 @@ from mempool import _testhooks as hooks
 
 KiB, MiB = 1 << 10, 1 << 20
 SIZE_MAX = 2 ** 64 - 1
-MAX_REQUEST = 1 << 46  # csrc/internal.h: larger requests are refused
+MAX_REQUEST = 1 << 46  # csrc/base/base.h (MP_MAX_REQUEST): larger requests are refused
 
 ORDINARY = st.one_of(st.integers(0, 600), st.integers(600, 300 * KiB),
                      st.sampled_from([5 * MiB, 12 * MiB]))
