@@ -170,6 +170,10 @@ typedef struct mp_acct {
     /* Resident memory passed resident_limit: the owner gives back what free
      * pages it can reach under the pool lock (held). */
     void (*over_limit)(struct mp_acct *acct);
+    /* Fresh pages took resident `excess` bytes above its peak before the
+     * allocation: the owner gives back free resident pages, so that pages
+     * it holds for reuse never raise the peak.  Lock held; NULL: none. */
+    void (*over_peak)(struct mp_acct *acct, uint64_t excess);
 } mp_acct;
 
 /* Bytes turning resident (or, negative, no longer counted).  Lock held. */
@@ -198,6 +202,17 @@ static inline bool acct_over_limit(mp_acct *a, uint64_t more) {
     if (a->over_limit)
         a->over_limit(a);
     return a->resident + more > a->resident_limit;
+}
+
+/* An allocation that turned fresh pages resident is done with them: if
+ * resident passed `peak_before`, the owner gives back held pages first, and
+ * the peak records what is left (the pages given back were never touched
+ * together with the fresh ones).  Lock held. */
+static inline void acct_after_growth(mp_acct *a, uint64_t peak_before) {
+    if (a->resident <= peak_before || a->over_peak == NULL)
+        return;
+    a->over_peak(a, a->resident - peak_before);
+    a->peak_resident = a->resident > peak_before ? a->resident : peak_before;
 }
 
 /* Add a live-bytes delta to the published figure and raise the peak. */

@@ -170,7 +170,9 @@ static void *direct_alloc(mp_pool *pool, size_t size, size_t align, int call) {
     pool->direct_count++;
     acct->reserved += bytes;
     acct->metadata += sizeof *d;
+    uint64_t peak = acct->peak_resident;
     acct_resident(acct, (int64_t)bytes);
+    acct_after_growth(acct, peak);
     pool_account_large(pool, (int64_t)size, (int64_t)bytes, call,
                        &pool->small.central.direct_alloc_count);
     acct_live(acct, (int64_t)size);
@@ -217,6 +219,8 @@ static MP_COLD void *large_alloc(mp_pool *pool, size_t size, size_t align, int c
         return fail(pool, MP_ENOMEM);
     }
     span->requested = size;
+    if (clean == npages) /* nothing of it resident yet: its page size can be chosen */
+        arena_advise_fresh(span->arena, &pool->acct.os, span->page, (uint32_t)npages, want);
     pool_account_large(pool, (int64_t)size, (int64_t)need, call,
                        &pool->small.central.large_alloc_count);
     acct_live(&pool->acct, (int64_t)size);

@@ -96,7 +96,10 @@ static void *realloc_large(mp_pool *pool, mp_arena *arena, void *ptr, size_t old
             heap_shrink_in_place(heap, span, npages, os_now_ms());
             purge_after_free(pool);
         } else if (npages > span->npages) {
+            uint64_t peak = pool->acct.peak_resident;
             in_place = heap_grow_in_place(heap, span, npages, &clean);
+            if (in_place && clean != 0)
+                acct_after_growth(&pool->acct, peak);
         }
         if (in_place) {
             /* Under the lock: a shrunk tail is free to other threads once
@@ -169,7 +172,9 @@ static void *realloc_direct(mp_pool *pool, mp_direct *d, void *ptr, size_t old_s
     if (new_bytes != old_bytes)
         map_insert(&d->region);
     pool->acct.reserved += new_bytes - old_bytes;
+    uint64_t peak = pool->acct.peak_resident;
     acct_resident(&pool->acct, (int64_t)new_bytes - (int64_t)old_bytes);
+    acct_after_growth(&pool->acct, peak);
     d->requested = new_size;
     if (MP_UNLIKELY(pool->config.debug))
         debug_canary_set(d->region.base, new_size);

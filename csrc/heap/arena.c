@@ -11,10 +11,11 @@
 
 #include <stdlib.h>
 
-/* Bytes of bookkeeping for an arena of `npages` granules. */
+/* Bytes of bookkeeping for an arena of `npages` granules: the arena, a
+ * span descriptor per granule, and two bitmaps (dirty, base-page advice). */
 static size_t arena_metadata_size(uint32_t npages, size_t *bits_words) {
     *bits_words = ((size_t)npages + 63) / 64;
-    return sizeof(mp_arena) + (size_t)npages * sizeof(mp_span) + *bits_words * 8;
+    return sizeof(mp_arena) + (size_t)npages * sizeof(mp_span) + 2 * *bits_words * 8;
 }
 
 /* Reserve a new arena of `arena_bytes` (more when `min_granules` needs it)
@@ -52,6 +53,8 @@ mp_arena *arena_create(const void *owner, mp_acct *acct, unsigned granule_shift,
     arena->npages = (uint32_t)npages;
     arena->spans = (mp_span *)(arena + 1);
     arena->dirty_bits = (uint64_t *)(arena->spans + npages);
+    arena->small_bits = arena->dirty_bits + bits_words;
+    arena->huge = huge_advice == 1 && granule_shift == MP_HUGE_SHIFT;
     arena->metadata_bytes = meta;
     if (map_insert(&arena->region) != 0) {
         os_release(&acct->os, base, size);
@@ -94,4 +97,37 @@ uint32_t arena_count_dirty(const mp_arena *arena, uint32_t page, uint32_t n) {
 void arena_clear_dirty(mp_arena *arena, uint32_t page, uint32_t n) {
     MP_ASSERT((uint64_t)page + n <= arena->npages, "dirty bits stay inside the arena");
     arena->dirty_count -= bits_clear(arena->dirty_bits, page, n);
+}
+
+/* Page-size advice for a block of `used` bytes handed out on granules
+ * [page, page+n) that were all clean (so nothing of them is resident yet):
+ * in a huge-page arena, its last granule is faulted in base pages when the
+ * block leaves at least a quarter of it unused (a huge page there would make
+ * the unused part resident: numpy's default, an mmap per block, faults its
+ * tail in base pages too), and every other granule in huge pages.  Granules
+ * keep their advice until it must change, so a reused layout costs no call. */
+void arena_advise_fresh(mp_arena *arena, mp_os_counts *os, uint32_t page, uint32_t n,
+                        uint64_t used) {
+    MP_ASSERT(n > 0 && (uint64_t)page + n <= arena->npages, "advice stays inside the arena");
+    if (!arena->huge)
+        return;
+    unsigned shift = arena->region.granule_shift;
+    uint64_t granule = (uint64_t)1 << shift;
+    uint64_t body = (uint64_t)(n - 1) << shift;
+    uint64_t tail_used = used > body ? used - body : 0;
+    bool tail_small = granule - (tail_used < granule ? tail_used : granule) >= granule / 4;
+    char *base = arena->region.base;
+    if (n > 1 && bits_count(arena->small_bits, page, n - 1) != 0) {
+        bits_clear(arena->small_bits, page, n - 1);
+        os_advise_huge(os, base + ((size_t)page << shift), (size_t)body, 1);
+    }
+    uint32_t last = page + n - 1;
+    bool is_small = bits_count(arena->small_bits, last, 1) != 0;
+    if (tail_small == is_small)
+        return;
+    if (tail_small)
+        bits_set(arena->small_bits, last, 1);
+    else
+        bits_clear(arena->small_bits, last, 1);
+    os_advise_huge(os, base + ((size_t)last << shift), (size_t)granule, !tail_small);
 }

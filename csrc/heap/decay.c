@@ -46,6 +46,26 @@ static void span_purge(mp_heap *heap, mp_span *span) {
     decay_purge_tail(heap, span, span->npages);
 }
 
+/* Give back about `max_granules` dirty granules of the oldest free span:
+ * all of it when it holds no more, else a tail holding at least that many
+ * (its clean granules may sit inside the tail), since purging a whole
+ * 30-60 MiB hole to shed a few MiB re-faults all of it later.  Returns
+ * the granules given back (0: nothing dirty is free). */
+uint64_t decay_purge_oldest(mp_heap *heap, uint64_t max_granules) {
+    mp_span *oldest = heap_lru_oldest(heap);
+    if (oldest == NULL || max_granules == 0)
+        return 0;
+    uint32_t dirty = oldest->dirty;
+    if (dirty > max_granules) {
+        /* a tail this long holds at least max_granules dirty granules */
+        uint64_t before = heap->dirty_free_granules;
+        decay_purge_tail(heap, oldest, (uint32_t)(max_granules + (oldest->npages - dirty)));
+        return before - heap->dirty_free_granules;
+    }
+    span_purge(heap, oldest);
+    return dirty;
+}
+
 /* What the cap gives back beyond the excess, so that the next allocations
  * do not find the heap over the cap again at once. */
 #define CAP_SLACK_BYTES ((uint64_t)8 << 20)
@@ -53,32 +73,24 @@ static void span_purge(mp_heap *heap, mp_span *span) {
 /* Called when an allocation had to touch fresh pages: the resident holes
  * could not serve it, so holding more of them than dirty_cap only grows the
  * footprint.  Give back the excess (plus CAP_SLACK_BYTES) at once, oldest
- * holes first, without waiting for the decay; the last hole it reaches
- * gives back only its tail, since purging a whole 30-60 MiB hole to shed a
- * few MiB re-faults all of it later.  A steady loop is served from its
- * holes and rarely touches fresh pages, so it rarely gets here.  The cap's
- * size trades peak resident against re-faulted holes: the README ("Holes
- * cost no resident memory") has the measurements behind 1/8 + 16 MiB and
- * the tail purge. */
+ * holes first, without waiting for the decay.  A steady loop is served
+ * from its holes and rarely touches fresh pages, so it rarely gets here.
+ * The cap's size trades peak resident against re-faulted holes: the README
+ * ("Holes cost no resident memory") has the measurements behind 1/8 +
+ * 16 MiB and the tail purge. */
 void decay_cap_dirty(mp_heap *heap) {
     uint64_t cap = dirty_cap(heap);
     if (heap->dirty_free_granules <= cap)
         return;
     uint64_t want = heap->dirty_free_granules - cap + (CAP_SLACK_BYTES >> heap->granule_shift);
-    mp_span *oldest;
-    while (want > 0 && (oldest = heap_lru_oldest(heap)) != NULL) {
-        if (oldest->dirty > want) {
-            /* a tail this long holds at least `want` dirty granules */
-            decay_purge_tail(heap, oldest, (uint32_t)(want + (oldest->npages - oldest->dirty)));
-            return;
-        }
-        want -= oldest->dirty;
-        span_purge(heap, oldest);
-    }
+    uint64_t got;
+    while (want > 0 && (got = decay_purge_oldest(heap, want)) != 0)
+        want = got >= want ? 0 : want - got;
 }
 
 /* heap_alloc with the hole cap: an allocation that had to touch fresh
- * pages applies decay_cap_dirty.  What the layers above call to allocate. */
+ * pages applies decay_cap_dirty, and reports to the owner when resident
+ * passed its peak (acct_after_growth).  What the layers above call. */
 mp_span *decay_alloc(mp_heap *heap, size_t npages, size_t align_pages, uint32_t *clean_out) {
     mp_acct *acct = heap->acct;
     uint64_t peak = acct->peak_resident;
@@ -90,6 +102,7 @@ mp_span *decay_alloc(mp_heap *heap, size_t npages, size_t align_pages, uint32_t 
     if (span == NULL || *clean_out == 0)
         return span;
     decay_cap_dirty(heap);
+    acct_after_growth(acct, peak);
     /* Still over (live memory fills the limit): the request fails and its
      * fresh granules go back, as if it had never been made. */
     if (MP_UNLIKELY(acct_over_limit(acct, 0))) {

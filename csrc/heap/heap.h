@@ -63,6 +63,8 @@ struct mp_arena {
     uint32_t npages;      /* granules */
     mp_span *spans;
     uint64_t *dirty_bits; /* bit set = granule may be resident */
+    uint64_t *small_bits; /* bit set = advised base pages (huge arenas) */
+    bool huge;            /* advised huge pages at creation */
     uint64_t dirty_count;
     size_t metadata_bytes;
 };
@@ -73,6 +75,8 @@ void arena_destroy(mp_arena *arena, mp_acct *acct, map_graves *graves);
 uint32_t arena_mark_dirty(mp_arena *arena, uint32_t page, uint32_t n);
 uint32_t arena_count_dirty(const mp_arena *arena, uint32_t page, uint32_t n);
 void arena_clear_dirty(mp_arena *arena, uint32_t page, uint32_t n);
+void arena_advise_fresh(mp_arena *arena, mp_os_counts *os, uint32_t page, uint32_t n,
+                        uint64_t used);
 
 /* The span head after `s` in address order, or NULL at the arena's end.  A
  * head of length 0 (a broken heap: heap_check reports it) also ends the
@@ -157,6 +161,7 @@ uint32_t heap_touch(mp_heap *heap, mp_arena *arena, uint32_t page, uint32_t n);
 /* ---- when pages go back (decay.c) ---------------------------------------------- */
 mp_span *decay_alloc(mp_heap *heap, size_t npages, size_t align_pages, uint32_t *clean_out);
 void decay_cap_dirty(mp_heap *heap);
+uint64_t decay_purge_oldest(mp_heap *heap, uint64_t max_granules);
 size_t decay_purge(mp_heap *heap, int64_t now_ms, int64_t decay_ms, bool release_arenas);
 int64_t decay_next_deadline(const mp_heap *heap, int64_t decay_ms);
 void decay_purge_tail(mp_heap *heap, mp_span *span, uint32_t n);

@@ -124,12 +124,60 @@ static void purge_over_limit(mp_acct *acct) {
         decay_purge(&pool->heaps[h], INT64_MAX / 2, 0, false);
 }
 
+/* Bytes of free resident pages the pool may still hold when fresh pages
+ * raise resident above its peak (0 unless a build sets it: see the README's
+ * "Holes never raise the peak" for the measurements). */
+#ifndef MP_PEAK_SLACK_BYTES
+#define MP_PEAK_SLACK_BYTES 0
+#endif
+
+/* The heap whose oldest dirty free span has been free longest, or NULL when
+ * neither holds one.  Lock held. */
+static mp_heap *heap_with_oldest(mp_pool *pool) {
+    mp_heap *best = NULL;
+    int64_t best_at = INT64_MAX;
+    for (int h = 0; h < MP_HEAP_COUNT; h++) {
+        const mp_span *oldest = heap_lru_oldest(&pool->heaps[h]);
+        if (oldest != NULL && oldest->freed_at_ms < best_at) {
+            best = &pool->heaps[h];
+            best_at = oldest->freed_at_ms;
+        }
+    }
+    return best;
+}
+
+/* Fresh pages took resident `excess` bytes above its peak (a lower layer's
+ * report): the free resident pages the pool held for reuse would raise the
+ * peak by that much, so give back as many, oldest first across both heaps,
+ * keeping MP_PEAK_SLACK_BYTES.  Below the peak the pool keeps its holes (a
+ * loop reuses them without faults); at a new peak they would be memory the
+ * program never needs at once.  Lock held. */
+static void purge_over_peak(mp_acct *acct, uint64_t excess) {
+    mp_pool *pool = MP_CONTAINER(acct, mp_pool, acct);
+    uint64_t held = 0;
+    for (int h = 0; h < MP_HEAP_COUNT; h++)
+        held += pool->heaps[h].dirty_free_granules << pool->heaps[h].granule_shift;
+    if (held <= MP_PEAK_SLACK_BYTES)
+        return;
+    uint64_t want = held - MP_PEAK_SLACK_BYTES < excess ? held - MP_PEAK_SLACK_BYTES : excess;
+    mp_heap *heap;
+    while (want > 0 && (heap = heap_with_oldest(pool)) != NULL) {
+        uint64_t granule = (uint64_t)1 << heap->granule_shift;
+        uint64_t got = decay_purge_oldest(heap, (want + granule - 1) >> heap->granule_shift);
+        if (got == 0)
+            break;
+        got <<= heap->granule_shift;
+        want = got >= want ? 0 : want - got;
+    }
+}
+
 /* A new pool: no purger thread yet (the first report starts it); the pool
  * listens to its layers' reports from now on. */
 void purge_init(mp_pool *pool) {
     purge_cond_init(pool);
     pool->acct.on_dirty = purge_on_dirty;
     pool->acct.over_limit = purge_over_limit;
+    pool->acct.over_peak = purge_over_peak;
 }
 
 /* Stop and join the purger (pool teardown). */

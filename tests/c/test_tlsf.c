@@ -216,6 +216,7 @@ static void test_hole_cap_gives_back_a_tail(void)
 {
     mp_pool *pool = make_pool_arena((size_t)64 << 20); /* 16384 granules */
     mp_heap *heap = &pool->heaps[MP_HEAP_PAGES];
+    pool->acct.over_peak = NULL; /* the cap alone (the peak rule has its own test) */
     mp_span *hole = take(pool, 6000, 1), *sep = take(pool, 1, 1), *live = take(pool, 1000, 1);
     CHECK(hole && sep && live);
     give(pool, hole, 100);
@@ -249,6 +250,96 @@ static void test_hole_cap_gives_back_a_tail(void)
 }
 
 /* A foreign address is never found in the chunk map; an arena's is. */
+/* Holes never raise the peak: below the pool's resident peak, fresh pages
+ * leave the holes resident; fresh pages that take resident above the peak
+ * make the pool give back as many bytes of holes (the oldest hole's tail),
+ * and the peak stays where it was.  Holes stay under the cap's 16 MiB, so
+ * only the peak rule acts. */
+static void test_holes_never_raise_the_peak(void)
+{
+    mp_pool *pool = make_pool_arena((size_t)64 << 20);
+    mp_heap *heap = &pool->heaps[MP_HEAP_PAGES];
+    mp_span *big = take(pool, 3000, 1), *s1 = take(pool, 1, 1);
+    CHECK(big && s1);
+    give(pool, big, 100);
+    uint64_t peak = pool->acct.peak_resident;
+    CHECK_EQ_U(peak, 3001 * MP_PAGE_SIZE);
+    mutex_lock(&pool->lock);
+    decay_purge(heap, INT64_MAX / 2, 0, false);
+    mutex_unlock(&pool->lock);
+    CHECK_EQ_U(pool->acct.resident, 1 * MP_PAGE_SIZE);
+    /* Below the peak: the hole of y stays resident while z touches fresh pages. */
+    uint32_t clean;
+    mp_span *y = take(pool, 1000, 1), *s2 = take(pool, 1, 1);
+    CHECK(y && s2);
+    give(pool, y, 200);
+    mp_span *z = take_clean(pool, 1500, 1, &clean);
+    CHECK(z != NULL);
+    CHECK_EQ_U(clean, 1500);
+    CHECK_EQ_U(heap->dirty_free_granules, 1000);
+    CHECK_EQ_U(pool->acct.resident, 2502 * MP_PAGE_SIZE);
+    CHECK_EQ_U(pool->acct.peak_resident, peak);
+    /* 1100 fresh granules fit no resident hole and would take resident 601
+     * granules above the peak: the hole's last 601 go back first. */
+    mp_span *v = take_clean(pool, 1100, 1, &clean);
+    CHECK(v != NULL);
+    CHECK_EQ_U(clean, 1100);
+    CHECK_EQ_U(heap->dirty_free_granules, 399);
+    CHECK_EQ_U(arena_count_dirty(y->arena, y->page, 399), 399);
+    CHECK_EQ_U(arena_count_dirty(y->arena, y->page + 399, 601), 0);
+    CHECK_EQ_U(pool->acct.resident, peak);
+    CHECK_EQ_U(pool->acct.peak_resident, peak);
+    CHECK_EQ_U(mp_pool_check(pool), 0);
+    /* With no hole left to give, the peak rises with the fresh pages. */
+    mutex_lock(&pool->lock);
+    decay_purge(heap, INT64_MAX / 2, 0, false);
+    mutex_unlock(&pool->lock);
+    uint64_t before = pool->acct.resident;
+    mp_span *w = take_clean(pool, 5000, 1, &clean);
+    CHECK(w != NULL);
+    CHECK_EQ_U(clean, 5000);
+    CHECK_EQ_U(pool->acct.peak_resident, before + 5000 * MP_PAGE_SIZE);
+    give(pool, w, 300);
+    give(pool, v, 300);
+    give(pool, z, 300);
+    give(pool, s2, 300);
+    give(pool, s1, 300);
+    CHECK_EQ_U(mp_pool_check(pool), 0);
+    mp_pool_destroy(pool);
+}
+
+/* The peak rule spans both heaps, oldest hole first: a free huge-page-heap
+ * block older than a page-heap hole gives back its tail granule when a
+ * page-heap request takes resident past the peak. */
+static void test_peak_rule_oldest_across_heaps(void)
+{
+    mp_pool *pool = make_pool_arena((size_t)64 << 20);
+    if (!pool->use_huge_heap) { /* huge_pages "off" in this environment */
+        mp_pool_destroy(pool);
+        return;
+    }
+    mp_heap *huge = &pool->heaps[MP_HEAP_HUGE], *pages = &pool->heaps[MP_HEAP_PAGES];
+    void *h = mp_alloc(pool, (size_t)8 << 20);
+    mp_span *p = take(pool, 256, 1), *sep = take(pool, 1, 1);
+    CHECK(h && p && sep);
+    CHECK_EQ_U(mp_free(pool, h, (size_t)8 << 20), MP_OK);
+    give(pool, p, os_now_ms() + 1000); /* the newer hole */
+    uint64_t peak = pool->acct.peak_resident;
+    CHECK_EQ_U(huge->dirty_free_granules, 4);
+    CHECK_EQ_U(pages->dirty_free_granules, 256);
+    uint32_t clean;
+    mp_span *q = take_clean(pool, 512, 1, &clean); /* 2 MiB, fits no resident hole */
+    CHECK(q != NULL);
+    CHECK_EQ_U(clean, 512);
+    CHECK_EQ_U(huge->dirty_free_granules, 3);
+    CHECK_EQ_U(pages->dirty_free_granules, 256);
+    CHECK_EQ_U(pool->acct.peak_resident, peak);
+    give(pool, q, 0);
+    give(pool, sep, 0);
+    CHECK_EQ_U(mp_pool_check(pool), 0);
+    mp_pool_destroy(pool);
+}
+
 static void test_chunk_map(void)
 {
     mp_pool *pool = make_pool();
@@ -275,6 +366,8 @@ int main(void)
     test_resize_in_place();
     test_dirty_and_purge();
     test_hole_cap_gives_back_a_tail();
+    test_holes_never_raise_the_peak();
+    test_peak_rule_oldest_across_heaps();
     test_chunk_map();
     return test_report("test_tlsf");
 }
