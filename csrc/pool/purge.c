@@ -124,13 +124,6 @@ static void purge_over_limit(mp_acct *acct) {
         decay_purge(&pool->heaps[h], INT64_MAX / 2, 0, false);
 }
 
-/* Bytes of free resident pages the pool may still hold when fresh pages
- * raise resident above its peak (0 unless a build sets it: see the README's
- * "Holes never raise the peak" for the measurements). */
-#ifndef MP_PEAK_SLACK_BYTES
-#define MP_PEAK_SLACK_BYTES 0
-#endif
-
 /* The heap whose oldest dirty free span has been free longest, or NULL when
  * neither holds one.  Lock held. */
 static mp_heap *heap_with_oldest(mp_pool *pool) {
@@ -149,7 +142,7 @@ static mp_heap *heap_with_oldest(mp_pool *pool) {
 /* Fresh pages took resident `excess` bytes above its peak (a lower layer's
  * report): the free resident pages the pool held for reuse would raise the
  * peak by that much, so give back as many, oldest first across both heaps,
- * keeping MP_PEAK_SLACK_BYTES.  Below the peak the pool keeps its holes (a
+ * keeping MP_PEAK_SLACK_BYTES (pool.h).  Below the peak the pool keeps its holes (a
  * loop reuses them without faults); at a new peak they would be memory the
  * program never needs at once.  Lock held. */
 static void purge_over_peak(mp_acct *acct, uint64_t excess) {

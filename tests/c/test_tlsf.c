@@ -252,54 +252,49 @@ static void test_hole_cap_gives_back_a_tail(void)
 /* A foreign address is never found in the chunk map; an arena's is. */
 /* Holes never raise the peak: below the pool's resident peak, fresh pages
  * leave the holes resident; fresh pages that take resident above the peak
- * make the pool give back as many bytes of holes (the oldest hole's tail),
- * and the peak stays where it was.  Holes stay under the cap's 16 MiB, so
- * only the peak rule acts. */
+ * make the pool give back as many bytes of holes (the oldest hole's tail)
+ * beyond MP_PEAK_SLACK_BYTES, and the peak rises only by what is left.
+ * Holes stay under the cap's 16 MiB, so only the peak rule acts. */
 static void test_holes_never_raise_the_peak(void)
 {
+    const uint64_t slack = MP_PEAK_SLACK_BYTES >> MP_PAGE_SHIFT; /* granules */
     mp_pool *pool = make_pool_arena((size_t)64 << 20);
     mp_heap *heap = &pool->heaps[MP_HEAP_PAGES];
-    mp_span *big = take(pool, 3000, 1), *s1 = take(pool, 1, 1);
+    mp_span *big = take(pool, 8000, 1), *s1 = take(pool, 1, 1);
     CHECK(big && s1);
     give(pool, big, 100);
     uint64_t peak = pool->acct.peak_resident;
-    CHECK_EQ_U(peak, 3001 * MP_PAGE_SIZE);
+    CHECK_EQ_U(peak, 8001 * MP_PAGE_SIZE);
     mutex_lock(&pool->lock);
     decay_purge(heap, INT64_MAX / 2, 0, false);
     mutex_unlock(&pool->lock);
     CHECK_EQ_U(pool->acct.resident, 1 * MP_PAGE_SIZE);
     /* Below the peak: the hole of y stays resident while z touches fresh pages. */
     uint32_t clean;
-    mp_span *y = take(pool, 1000, 1), *s2 = take(pool, 1, 1);
+    mp_span *y = take(pool, 3000, 1), *s2 = take(pool, 1, 1);
     CHECK(y && s2);
     give(pool, y, 200);
-    mp_span *z = take_clean(pool, 1500, 1, &clean);
+    mp_span *z = take_clean(pool, 3500, 1, &clean);
     CHECK(z != NULL);
-    CHECK_EQ_U(clean, 1500);
-    CHECK_EQ_U(heap->dirty_free_granules, 1000);
-    CHECK_EQ_U(pool->acct.resident, 2502 * MP_PAGE_SIZE);
+    CHECK_EQ_U(clean, 3500);
+    CHECK_EQ_U(heap->dirty_free_granules, 3000);
+    CHECK_EQ_U(pool->acct.resident, 6502 * MP_PAGE_SIZE);
     CHECK_EQ_U(pool->acct.peak_resident, peak);
-    /* 1100 fresh granules fit no resident hole and would take resident 601
-     * granules above the peak: the hole's last 601 go back first. */
-    mp_span *v = take_clean(pool, 1100, 1, &clean);
+    /* 3100 fresh granules fit no resident hole and would take resident 1601
+     * granules above the peak: the hole gives back its tail beyond the
+     * slack (3000 - slack granules), and the peak rises by the rest. */
+    _Static_assert((MP_PEAK_SLACK_BYTES >> MP_PAGE_SHIFT) < 3000 &&
+                       3000 - (MP_PEAK_SLACK_BYTES >> MP_PAGE_SHIFT) < 1601,
+                   "the sizes below assume this slack");
+    mp_span *v = take_clean(pool, 3100, 1, &clean);
     CHECK(v != NULL);
-    CHECK_EQ_U(clean, 1100);
-    CHECK_EQ_U(heap->dirty_free_granules, 399);
-    CHECK_EQ_U(arena_count_dirty(y->arena, y->page, 399), 399);
-    CHECK_EQ_U(arena_count_dirty(y->arena, y->page + 399, 601), 0);
-    CHECK_EQ_U(pool->acct.resident, peak);
-    CHECK_EQ_U(pool->acct.peak_resident, peak);
+    CHECK_EQ_U(clean, 3100);
+    CHECK_EQ_U(heap->dirty_free_granules, slack);
+    CHECK_EQ_U(arena_count_dirty(y->arena, y->page, (uint32_t)slack), slack);
+    CHECK_EQ_U(arena_count_dirty(y->arena, y->page + (uint32_t)slack, 3000 - (uint32_t)slack), 0);
+    CHECK_EQ_U(pool->acct.resident, (6602 + slack) * MP_PAGE_SIZE);
+    CHECK_EQ_U(pool->acct.peak_resident, pool->acct.resident);
     CHECK_EQ_U(mp_pool_check(pool), 0);
-    /* With no hole left to give, the peak rises with the fresh pages. */
-    mutex_lock(&pool->lock);
-    decay_purge(heap, INT64_MAX / 2, 0, false);
-    mutex_unlock(&pool->lock);
-    uint64_t before = pool->acct.resident;
-    mp_span *w = take_clean(pool, 5000, 1, &clean);
-    CHECK(w != NULL);
-    CHECK_EQ_U(clean, 5000);
-    CHECK_EQ_U(pool->acct.peak_resident, before + 5000 * MP_PAGE_SIZE);
-    give(pool, w, 300);
     give(pool, v, 300);
     give(pool, z, 300);
     give(pool, s2, 300);
@@ -310,9 +305,11 @@ static void test_holes_never_raise_the_peak(void)
 
 /* The peak rule spans both heaps, oldest hole first: a free huge-page-heap
  * block older than a page-heap hole gives back its tail granule when a
- * page-heap request takes resident past the peak. */
+ * page-heap request takes resident past the peak (9 MiB held, the slack
+ * keeps 8 MiB: one 2 MiB granule goes). */
 static void test_peak_rule_oldest_across_heaps(void)
 {
+    _Static_assert(MP_PEAK_SLACK_BYTES == (uint64_t)8 << 20, "the sizes below assume this slack");
     mp_pool *pool = make_pool_arena((size_t)64 << 20);
     if (!pool->use_huge_heap) { /* huge_pages "off" in this environment */
         mp_pool_destroy(pool);
