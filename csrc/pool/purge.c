@@ -142,11 +142,13 @@ static mp_heap *heap_with_oldest(mp_pool *pool) {
 /* Fresh pages took resident `excess` bytes above its peak (a lower layer's
  * report): the free resident pages the pool held for reuse would raise the
  * peak by that much, so give back as many, oldest first across both heaps,
- * keeping MP_PEAK_SLACK_BYTES (pool.h).  Below the peak the pool keeps its holes (a
- * loop reuses them without faults); at a new peak they would be memory the
- * program never needs at once.  Lock held. */
+ * keeping MP_PEAK_SLACK_BYTES (pool.h).  Below the peak the holes stay (a
+ * loop reuses them without faults).  Not with an infinite decay, which
+ * keeps every page until trim.  Lock held. */
 static void purge_over_peak(mp_acct *acct, uint64_t excess) {
     mp_pool *pool = MP_CONTAINER(acct, mp_pool, acct);
+    if (pool->config.decay_ms < 0)
+        return;
     uint64_t held = 0;
     for (int h = 0; h < MP_HEAP_COUNT; h++)
         held += pool->heaps[h].dirty_free_granules << pool->heaps[h].granule_shift;

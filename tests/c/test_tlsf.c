@@ -260,6 +260,9 @@ static void test_holes_never_raise_the_peak(void)
     const uint64_t slack = MP_PEAK_SLACK_BYTES >> MP_PAGE_SHIFT; /* granules */
     mp_pool *pool = make_pool_arena((size_t)64 << 20);
     mp_heap *heap = &pool->heaps[MP_HEAP_PAGES];
+    /* A finite decay (the rule keeps every hole with an infinite one);
+     * nothing here runs the decay itself. */
+    pool->config.decay_ms = 1000;
     mp_span *big = take(pool, 8000, 1), *s1 = take(pool, 1, 1);
     CHECK(big && s1);
     give(pool, big, 100);
@@ -303,6 +306,28 @@ static void test_holes_never_raise_the_peak(void)
     mp_pool_destroy(pool);
 }
 
+/* An infinite decay keeps every page until trim: the peak rule gives no
+ * hole back then. */
+static void test_peak_rule_off_with_infinite_decay(void)
+{
+    mp_pool *pool = make_pool_arena((size_t)64 << 20); /* decay_ms -1 */
+    mp_heap *heap = &pool->heaps[MP_HEAP_PAGES];
+    mp_span *y = take(pool, 3000, 1), *s1 = take(pool, 1, 1);
+    CHECK(y && s1);
+    give(pool, y, 100);
+    uint64_t peak = pool->acct.peak_resident;
+    uint32_t clean;
+    mp_span *v = take_clean(pool, 3100, 1, &clean);
+    CHECK(v != NULL);
+    CHECK_EQ_U(clean, 3100);
+    CHECK_EQ_U(heap->dirty_free_granules, 3000);
+    CHECK_EQ_U(pool->acct.peak_resident, peak + 3100 * MP_PAGE_SIZE);
+    give(pool, v, 300);
+    give(pool, s1, 300);
+    CHECK_EQ_U(mp_pool_check(pool), 0);
+    mp_pool_destroy(pool);
+}
+
 /* The peak rule spans both heaps, oldest hole first: a free huge-page-heap
  * block older than a page-heap hole gives back its tail granule when a
  * page-heap request takes resident past the peak (9 MiB held, the slack
@@ -320,6 +345,7 @@ static void test_peak_rule_oldest_across_heaps(void)
     mp_span *p = take(pool, 256, 1), *sep = take(pool, 1, 1);
     CHECK(h && p && sep);
     CHECK_EQ_U(mp_free(pool, h, (size_t)8 << 20), MP_OK);
+    pool->config.decay_ms = 1000; /* finite (see above); mp_free ran no decay (-1) */
     give(pool, p, os_now_ms() + 1000); /* the newer hole */
     uint64_t peak = pool->acct.peak_resident;
     CHECK_EQ_U(huge->dirty_free_granules, 4);
@@ -364,6 +390,7 @@ int main(void)
     test_dirty_and_purge();
     test_hole_cap_gives_back_a_tail();
     test_holes_never_raise_the_peak();
+    test_peak_rule_off_with_infinite_decay();
     test_peak_rule_oldest_across_heaps();
     test_chunk_map();
     return test_report("test_tlsf");
