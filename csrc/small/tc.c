@@ -32,6 +32,7 @@ static uint64_t reg_uid;
 void tc_registry_add(mp_small *s) {
     mutex_lock(&reg_lock);
     s->uid = ++reg_uid;
+    s->fast_uid = s->debug ? UINT64_MAX : s->uid;
     list_push_front(&reg_list, &s->reg_link);
     mutex_unlock(&reg_lock);
 }
