@@ -40,8 +40,9 @@ typedef struct map_page {
 } map_page;
 
 typedef struct map_leaf {
-    _Atomic(mp_region *) entries[1u << MAP_LEAF_BITS];
+    /* first: the fast free path indexes it with no offset to add */
     map_page pages[(size_t)1 << MAP_PAGE_BITS]; /* address space: pages cost only when tagged */
+    _Atomic(mp_region *) entries[1u << MAP_LEAF_BITS];
 } map_leaf;
 extern _Atomic(map_leaf *) map_root[1u << MAP_ROOT_BITS];
 
