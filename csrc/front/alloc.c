@@ -26,9 +26,10 @@ static MP_COLD void *fail(mp_pool *pool, int code) {
 static MP_COLD bool small_refill(mp_pool *pool, mp_tcache *tc, unsigned cls) {
     mp_tcache_bin *bin = &tc->bins[cls];
     uint32_t want = bin->cap / 2 ? bin->cap / 2 : 1;
-    MP_ASSERT(bin->count == 0, "a bin is refilled only when empty");
-    bin->count = slab_refill(&pool->small, cls, bin->entries, want);
-    return bin->count > 0;
+    MP_ASSERT(bin->top == bin->entries, "a bin is refilled only when empty");
+    uint32_t got = slab_refill(&pool->small, cls, bin->entries, want);
+    bin->top = bin->entries + got;
+    return got > 0;
 }
 
 #if MP_CHECK_LEVEL >= 1
@@ -53,9 +54,9 @@ static MP_COLD bool small_entry_ok(const mp_pool *pool, unsigned cls, mp_tcache_
 static inline __attribute__((always_inline)) void *
 small_take(mp_pool *pool, mp_tcache *tc, mp_tcache_bin *bin, unsigned cls, size_t size,
            int call, bool fast) {
-    uint32_t n = bin->count - 1;
-    mp_tcache_entry e = bin->entries[n];
-    bin->count = n;
+    mp_tcache_entry *top = bin->top - 1;
+    mp_tcache_entry e = *top;
+    bin->top = top;
     MP_ASSERT(small_entry_ok(pool, cls, e),
               "a cached block is a free block of its bin's class (cached blocks stay marked free)");
     int64_t unpublished = tc->unpublished + (int64_t)size;
@@ -85,7 +86,7 @@ static inline __attribute__((always_inline)) void *small_alloc(mp_pool *pool, si
     if (MP_UNLIKELY(tc == NULL))
         return fail(pool, MP_ENOMEM);
     mp_tcache_bin *bin = &tc->bins[cls];
-    if (MP_UNLIKELY(bin->count == 0) && !small_refill(pool, tc, cls))
+    if (MP_UNLIKELY(bin->top == bin->entries) && !small_refill(pool, tc, cls))
         return fail(pool, MP_ENOMEM);
     return small_take(pool, tc, bin, cls, size, call, false);
 }
@@ -95,10 +96,10 @@ static inline __attribute__((always_inline)) void *small_alloc(mp_pool *pool, si
 static inline __attribute__((always_inline)) void
 small_push(mp_pool *pool, mp_tcache *tc, mp_tcache_bin *bin, unsigned cls, void *ptr,
            _Atomic uint32_t *state_word, uint32_t state, int call) {
-    uint32_t n = bin->count;
-    MP_ASSERT(n < bin->cap, "a block is pushed on a bin with room");
-    bin->entries[n] = (mp_tcache_entry){.ptr = ptr, .state = state_word};
-    bin->count = n + 1;
+    mp_tcache_entry *top = bin->top;
+    MP_ASSERT(top < bin->end, "a block is pushed on a bin with room");
+    *top = (mp_tcache_entry){.ptr = ptr, .state = state_word};
+    bin->top = top + 1;
     int64_t unpublished = tc->unpublished - (int64_t)state;
     tc->unpublished = unpublished;
     atomic_store_explicit(state_word, MP_BLOCK_FREE, memory_order_relaxed);
@@ -144,7 +145,7 @@ static inline __attribute__((always_inline)) int small_free(mp_pool *pool, mp_sl
         return rc;
     }
     mp_tcache_bin *bin = &tc->bins[cls];
-    if (MP_UNLIKELY(bin->count == bin->cap))
+    if (MP_UNLIKELY(bin->top == bin->end))
         tc_flush_bin(&pool->small, tc, cls, bin->cap / 2);
     small_push(pool, tc, bin, cls, ptr, &slab->state[idx], state, call);
     return rc;
@@ -289,7 +290,7 @@ MP_INLINE bool alloc_fast(mp_pool *pool, size_t size, void **out) {
         if (MP_LIKELY(tc != NULL)) {
             unsigned cls = sc_of_small(size);
             mp_tcache_bin *bin = &tc->bins[cls];
-            if (MP_LIKELY(bin->count != 0)) {
+            if (MP_LIKELY(bin->top != bin->entries)) {
                 *out = small_take(pool, tc, bin, cls, size, CALL_ALLOC, true);
                 return true;
             }
@@ -407,7 +408,7 @@ MP_INLINE bool free_fast(mp_pool *pool, void *ptr, size_t size) {
                 MP_LIKELY(slab_locate(slab, ptr, size, &idx, &state) == MP_OK)) {
                 unsigned cls = slab->cls;
                 mp_tcache_bin *bin = &tc->bins[cls];
-                if (MP_LIKELY(bin->count != bin->cap)) {
+                if (MP_LIKELY(bin->top != bin->end)) {
                     MP_POISON(ptr, slab->block_size);
                     small_push(pool, tc, bin, cls, ptr, &slab->state[idx], state, CALL_ALLOC);
                     return true;

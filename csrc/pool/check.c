@@ -112,9 +112,12 @@ static void check_caches(const mp_pool *pool, class_tally *tally, mp_check_log *
             continue;
         for (unsigned cls = 0; cls < s->class_count; cls++) {
             const mp_tcache_bin *bin = &tc->bins[cls];
-            check_fail(log, bin->count > bin->cap, "cache: a bin holds more than its capacity");
-            tally[cls].cached -= bin->count;
-            for (uint32_t i = 0; i < bin->count && i < bin->cap; i++) {
+            uint32_t count = tc_bin_count(bin);
+            check_fail(log, bin->top < bin->entries || count > bin->cap ||
+                                bin->end != bin->entries + bin->cap,
+                       "cache: a bin holds more than its capacity");
+            tally[cls].cached -= count;
+            for (uint32_t i = 0; i < count && i < bin->cap; i++) {
                 const mp_tcache_entry *e = &bin->entries[i];
                 const mp_slab *slab = slab_at(pool, e->ptr);
                 uint64_t off = slab ? (uint64_t)(e->ptr - slab->start) : 0;

@@ -470,7 +470,7 @@ size_t slab_check(const mp_small *s, const mp_slab *slab, mp_check_log *log,
 static void mark_cached(mp_small *s, uint32_t from, uint32_t to) {
     LIST_FOREACH(tc, &s->tcaches, mp_tcache, link)
         for (unsigned cls = 0; cls < s->class_count; cls++)
-            for (uint32_t i = 0; i < tc->bins[cls].count; i++) {
+            for (uint32_t i = 0; i < tc_bin_count(&tc->bins[cls]); i++) {
                 _Atomic uint32_t *state = tc->bins[cls].entries[i].state;
                 if (atomic_load_explicit(state, memory_order_relaxed) == from)
                     atomic_store_explicit(state, to, memory_order_relaxed);

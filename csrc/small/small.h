@@ -117,10 +117,19 @@ typedef struct mp_tcache_entry {
     _Atomic uint32_t *state;
 } mp_tcache_entry;
 
+/* A stack of cached blocks as pointers, so a push or pop is one compare
+ * and one pointer bump (no index to scale). */
 typedef struct mp_tcache_bin {
-    uint32_t count, cap;
-    mp_tcache_entry *entries;
+    mp_tcache_entry *top;     /* one past the newest entry; == entries: empty */
+    mp_tcache_entry *entries; /* the oldest entry */
+    mp_tcache_entry *end;     /* entries + cap; top == end: full */
+    uint32_t cap;
 } mp_tcache_bin;
+
+/* Blocks a bin holds. */
+static inline uint32_t tc_bin_count(const mp_tcache_bin *bin) {
+    return (uint32_t)(bin->top - bin->entries);
+}
 
 struct mp_tcache {
     struct mp_small *small;
