@@ -57,6 +57,17 @@ void *os_reserve(mp_os_counts *os, size_t size, size_t align) {
     return aligned;
 }
 
+/* Zeroed address space for a lock-free table of the process that is never
+ * given back (the address map's leaves): not a pool's memory, so neither
+ * counted nor poisoned, and not a leak-checker root (what its entries point
+ * at is reachable from the pools).  Only the pages written cost memory.
+ * NULL when the kernel refuses. */
+void *os_reserve_table(size_t size) {
+    void *p = mmap(NULL, size, PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    return p == MAP_FAILED ? NULL : p;
+}
+
 /* Return a reservation to the kernel entirely. */
 void os_release(mp_os_counts *os, void *addr, size_t size) {
     /* The shadow outlives the mapping: a later mmap at this address must

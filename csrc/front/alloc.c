@@ -26,29 +26,46 @@ static MP_COLD void *fail(mp_pool *pool, int code) {
 static MP_COLD bool small_refill(mp_pool *pool, mp_tcache *tc, unsigned cls) {
     mp_tcache_bin *bin = &tc->bins[cls];
     uint32_t want = bin->cap / 2 ? bin->cap / 2 : 1;
-    MP_ASSERT(bin->count == 0, "a bin is refilled only when empty");
-    bin->count = slab_refill(&pool->small, cls, bin->entries, want);
-    return bin->count > 0;
+    MP_ASSERT(bin->top == bin->entries, "a bin is refilled only when empty");
+    uint32_t got = slab_refill(&pool->small, cls, bin->entries, want);
+    bin->top = bin->entries + got;
+    return got > 0;
 }
+
+#if MP_CHECK_LEVEL >= 1
+/* Whether a cache entry is a free block of class cls of this pool, its
+ * state word that block's (checked builds' assertion). */
+static MP_COLD bool small_entry_ok(const mp_pool *pool, unsigned cls, mp_tcache_entry e) {
+    const mp_slab *slab = slab_at(pool, e.ptr);
+    if (slab == NULL || slab->cls != cls)
+        return false;
+    uint64_t off = (uint64_t)(e.ptr - slab->start);
+    uint32_t idx = sc_index(off, slab->magic);
+    return (uint64_t)idx * slab->block_size == off && idx < slab->nblocks &&
+           e.state == &slab->state[idx] &&
+           atomic_load_explicit(e.state, memory_order_relaxed) == MP_BLOCK_FREE;
+}
+#endif
 
 /* Hand out the top block of a bin that is not empty: mark it live with its
  * size and count it.  `fast` (a constant): called from mp_alloc's inlined
- * path, which debug mode never takes. */
+ * path, which debug mode never takes.  Plain loads and stores come before
+ * the atomic ones, which the compiler does not move other accesses across. */
 static inline __attribute__((always_inline)) void *
 small_take(mp_pool *pool, mp_tcache *tc, mp_tcache_bin *bin, unsigned cls, size_t size,
            int call, bool fast) {
-    mp_tcache_entry e = bin->entries[--bin->count];
-    MP_ASSERT(e.slab->cls == cls &&
-                  e.state == &e.slab->state[sc_index((uint64_t)(e.ptr - e.slab->start),
-                                                     e.slab->magic)] &&
-                  e.state < e.slab->state + e.slab->nblocks &&
-                  atomic_load_explicit(e.state, memory_order_relaxed) == MP_BLOCK_FREE,
+    mp_tcache_entry *top = bin->top - 1;
+    mp_tcache_entry e = *top;
+    bin->top = top;
+    MP_ASSERT(small_entry_ok(pool, cls, e),
               "a cached block is a free block of its bin's class (cached blocks stay marked free)");
+    int64_t unpublished = tc->unpublished + (int64_t)size;
+    tc->unpublished = unpublished;
     /* Before the state store: a concurrent mp_pool_check sees the canary of
      * every block it sees live. */
     if (!fast && MP_UNLIKELY(pool->config.debug))
-        debug_small_fresh(pool, e.slab, e.ptr, size, call);
-    mp_asan_live(e.ptr, size, e.slab->block_size);
+        debug_small_fresh(pool, slab_at(pool, e.ptr), e.ptr, size, call);
+    mp_asan_live(e.ptr, size, pool->small.classes[cls].block_size);
     atomic_store_explicit(e.state, (uint32_t)size, memory_order_relaxed);
     mp_counters *ctr = &tc->counters;
     ctr_add(&ctr->class_allocs[cls], 1);
@@ -57,8 +74,7 @@ small_take(mp_pool *pool, mp_tcache *tc, mp_tcache_bin *bin, unsigned cls, size_
         ctr_add(&ctr->small_internal_allocs, 1);
     if (call == CALL_CALLOC)
         ctr_add(&ctr->calloc_count, 1);
-    tc->unpublished += (int64_t)size;
-    if (MP_UNLIKELY(tc->unpublished >= MP_PUBLISH_BYTES))
+    if (MP_UNLIKELY(unpublished >= MP_PUBLISH_BYTES))
         tc_publish(&pool->small, tc);
     return e.ptr;
 }
@@ -70,26 +86,29 @@ static inline __attribute__((always_inline)) void *small_alloc(mp_pool *pool, si
     if (MP_UNLIKELY(tc == NULL))
         return fail(pool, MP_ENOMEM);
     mp_tcache_bin *bin = &tc->bins[cls];
-    if (MP_UNLIKELY(bin->count == 0) && !small_refill(pool, tc, cls))
+    if (MP_UNLIKELY(bin->top == bin->entries) && !small_refill(pool, tc, cls))
         return fail(pool, MP_ENOMEM);
     return small_take(pool, tc, bin, cls, size, call, false);
 }
 
-/* Put a block just marked free on a bin with room, and count it. */
+/* Mark a live block free, put it on its class's bin (which has room) and
+ * count it.  Plain loads and stores first, as in small_take. */
 static inline __attribute__((always_inline)) void
-small_push(mp_pool *pool, mp_tcache *tc, mp_tcache_bin *bin, mp_slab *slab, void *ptr,
-           uint32_t idx, uint32_t state, int call) {
-    MP_ASSERT(bin->count < bin->cap, "a block is pushed on a bin with room");
-    unsigned cls = slab->cls;
-    bin->entries[bin->count++] =
-        (mp_tcache_entry){.ptr = ptr, .slab = slab, .state = &slab->state[idx]};
+small_push(mp_pool *pool, mp_tcache *tc, mp_tcache_bin *bin, unsigned cls, void *ptr,
+           _Atomic uint32_t *state_word, uint32_t state, int call) {
+    mp_tcache_entry *top = bin->top;
+    MP_ASSERT(top < bin->end, "a block is pushed on a bin with room");
+    *top = (mp_tcache_entry){.ptr = ptr, .state = state_word};
+    bin->top = top + 1;
+    int64_t unpublished = tc->unpublished - (int64_t)state;
+    tc->unpublished = unpublished;
+    atomic_store_explicit(state_word, MP_BLOCK_FREE, memory_order_relaxed);
     mp_counters *ctr = &tc->counters;
     ctr_add(&ctr->class_frees[cls], 1);
     ctr_add(&ctr->class_live_bytes[cls], -(int64_t)state);
     if (call == CALL_INTERNAL)
         ctr_add(&ctr->small_internal_frees, 1);
-    tc->unpublished -= (int64_t)state;
-    if (MP_UNLIKELY(tc->unpublished <= -MP_PUBLISH_BYTES))
+    if (MP_UNLIKELY(unpublished <= -MP_PUBLISH_BYTES))
         tc_publish(&pool->small, tc);
 }
 
@@ -113,7 +132,7 @@ static inline __attribute__((always_inline)) int small_free(mp_pool *pool, mp_sl
     if (MP_UNLIKELY(tc == NULL)) {
         /* No cache could be made: hand the block straight to its slab, and
          * account it centrally. */
-        mp_tcache_entry entry = {.ptr = ptr, .slab = slab, .state = &slab->state[idx]};
+        mp_tcache_entry entry = {.ptr = ptr, .state = &slab->state[idx]};
         mp_counters *central = &pool->small.central;
         slab_return(&pool->small, cls, &entry, 1);
         mutex_lock(&pool->lock);
@@ -126,9 +145,9 @@ static inline __attribute__((always_inline)) int small_free(mp_pool *pool, mp_sl
         return rc;
     }
     mp_tcache_bin *bin = &tc->bins[cls];
-    if (MP_UNLIKELY(bin->count == bin->cap))
+    if (MP_UNLIKELY(bin->top == bin->end))
         tc_flush_bin(&pool->small, tc, cls, bin->cap / 2);
-    small_push(pool, tc, bin, slab, ptr, idx, state, call);
+    small_push(pool, tc, bin, cls, ptr, &slab->state[idx], state, call);
     return rc;
 }
 
@@ -273,9 +292,9 @@ MP_INLINE bool alloc_fast(mp_pool *pool, size_t size, void **out) {
     if (MP_LIKELY(pool != NULL && size - 1 < pool->small.fast_max)) {
         mp_tcache *tc = tc_peek(&pool->small);
         if (MP_LIKELY(tc != NULL)) {
-            unsigned cls = sc_of(size);
+            unsigned cls = sc_of_small(size);
             mp_tcache_bin *bin = &tc->bins[cls];
-            if (MP_LIKELY(bin->count != 0)) {
+            if (MP_LIKELY(bin->top != bin->entries)) {
                 *out = small_take(pool, tc, bin, cls, size, CALL_ALLOC, true);
                 return true;
             }
@@ -378,25 +397,24 @@ static __attribute__((noinline)) int free_full(mp_pool *pool, void *ptr, size_t 
 
 /* The fast path frees a live small block of this pool into a bin with room
  * in this thread's most recent cache, with the same checks as the full path
- * (the chunk map owns the pointer, it starts a block, the block is live);
- * false when any check fails or the bin is full, and then nothing has been
- * written: free_full does it all again and reports what is wrong. */
+ * (the address map tags the pointer's page with a slab of this pool, it
+ * starts a block, the block is live, the size is the one asked with); false
+ * when any check fails, the bin is full or the pool is in debug mode, and
+ * then nothing has been written: free_full does it all again and reports
+ * what is wrong. */
 MP_INLINE bool free_fast(mp_pool *pool, void *ptr, size_t size) {
-    if (MP_LIKELY(pool != NULL && pool->small.fast_max != 0)) {
-        mp_region *region;
-        mp_slab *slab;
-        mp_tcache *tc = tc_peek(&pool->small);
-        if (MP_LIKELY(tc != NULL && resolve_region(pool, ptr, &region, &slab) == MP_OK)) {
+    if (MP_LIKELY(pool != NULL)) {
+        mp_tcache *tc = tc_peek_uid(pool->small.fast_uid);
+        if (MP_LIKELY(tc != NULL)) {
+            mp_slab *slab = slab_at(pool, ptr);
             uint32_t idx, state;
             if (MP_LIKELY(slab != NULL) &&
                 MP_LIKELY(slab_locate(slab, ptr, size, &idx, &state) == MP_OK)) {
                 unsigned cls = slab->cls;
                 mp_tcache_bin *bin = &tc->bins[cls];
-                if (MP_LIKELY(bin->count != bin->cap)) {
-                    atomic_store_explicit(&slab->state[idx], MP_BLOCK_FREE,
-                                          memory_order_relaxed);
+                if (MP_LIKELY(bin->top != bin->end)) {
                     MP_POISON(ptr, slab->block_size);
-                    small_push(pool, tc, bin, slab, ptr, idx, state, CALL_ALLOC);
+                    small_push(pool, tc, bin, cls, ptr, &slab->state[idx], state, CALL_ALLOC);
                     return true;
                 }
             }

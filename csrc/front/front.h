@@ -8,20 +8,20 @@
  *   realloc.c  mp_realloc: in place when it can, else move
  *
  * How a pointer is validated, in order, never touching memory the pool does
- * not vouch for: (1) the address map names the region and its owner (two
- * loads, no lock; foreign pointers stop here); (2) in an arena, the span
- * descriptor of the pointer's granule names the slab, if any; (3) a slab
- * block is found by arithmetic (slab_locate: reciprocal multiply,
- * exactness test, state word), a large block by its span head under the
- * pool lock, a direct block by its base.
+ * not vouch for: (1) the address map's page table names the slab of a slab
+ * page of this pool (two dependent loads, no lock: leaf, then the slab);
+ * (2) otherwise the address map names the region and its owner (foreign
+ * pointers stop here); (3) a slab block is found by arithmetic
+ * (slab_locate: reciprocal multiply, exactness test, state word), a large
+ * block by its span head under the pool lock, a direct block by its base.
  */
 #ifndef MEMPOOL_FRONT_H
 #define MEMPOOL_FRONT_H
 
 #include "../pool/pool.h"
 
-/* Steps 1 and 2 of validation, lock-free: the pool's region holding ptr
- * and, in an arena, the slab of its granule (NULL: not a slab).  MP_OK, or
+/* Steps 1 and 2 of validation, lock-free: the slab of this pool on ptr's
+ * page (NULL: not a slab) and the pool's region holding ptr.  MP_OK, or
  * MP_EFOREIGN when no region of this pool holds ptr (NULL included). */
 MP_INLINE int resolve_region(const mp_pool *pool, const void *ptr, mp_region **region_out,
                              mp_slab **slab_out) {
@@ -29,8 +29,7 @@ MP_INLINE int resolve_region(const mp_pool *pool, const void *ptr, mp_region **r
     if (MP_UNLIKELY(region == NULL || region->owner != pool))
         return MP_EFOREIGN;
     *region_out = region;
-    *slab_out = MP_LIKELY(region->kind == MP_REGION_ARENA) ? slab_of((mp_arena *)region, ptr)
-                                                            : NULL;
+    *slab_out = slab_at(pool, ptr);
     return MP_OK;
 }
 

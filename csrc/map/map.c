@@ -6,12 +6,12 @@
  * chunks, shared by every pool: a lookup is two dependent loads and never
  * takes a lock, which is what lets mp_free reject a foreign pointer without
  * touching memory the pool does not own.  Leaves are created on demand and
- * never freed (they stay reachable from a static root, so leak checkers are
- * content).
+ * never freed.  A leaf also has a table of 4 KiB pages (map_page) that the
+ * small layer tags with its slabs: a leaf is reserved address space
+ * (os_reserve_table) whose table pages cost memory only once written, one
+ * page of table per 2 MiB chunk that holds slabs.
  */
 #include "map.h"
-
-#include <stdlib.h>
 
 _Atomic(map_leaf *) map_root[1u << MAP_ROOT_BITS];
 static mp_mutex map_lock = MP_MUTEX_INIT(MP_RANK_MAP);
@@ -27,7 +27,7 @@ static _Atomic(mp_region *) *map_slot(uintptr_t addr, bool create) {
     if (leaf == NULL) {
         if (!create)
             return NULL;
-        leaf = calloc(1, sizeof(map_leaf));
+        leaf = os_reserve_table(sizeof(map_leaf));
         if (leaf == NULL)
             return NULL;
         atomic_store_explicit(&map_root[root], leaf, memory_order_release);
@@ -64,6 +64,27 @@ void map_remove(mp_region *region) {
             atomic_store_explicit(slot, NULL, memory_order_release);
     }
     mutex_unlock(&map_lock);
+}
+
+/* Tag (or untag: tag NULL) pages of a region in the map.  Tagging stores
+ * the tag before the owner (release), untagging clears the owner first, so
+ * a reader that matches the owner sees the tag and what the tagger wrote
+ * before it; a reader racing an untag may see the tag NULL (map_page_tag's
+ * callers treat that as untagged). */
+void map_tag_pages(const void *base, size_t npages, const void *owner, void *tag) {
+    uintptr_t addr = (uintptr_t)base;
+    for (size_t i = 0; i < npages; i++, addr += MP_PAGE_SIZE) {
+        map_leaf *leaf = map_leaf_of(addr);
+        MP_ASSERT(leaf != NULL, "pages are tagged only inside a region in the map");
+        map_page *page = &leaf->pages[(addr >> MP_PAGE_SHIFT) & (((size_t)1 << MAP_PAGE_BITS) - 1)];
+        if (tag) {
+            atomic_store_explicit(&page->tag, tag, memory_order_relaxed);
+            atomic_store_explicit(&page->owner, owner, memory_order_release);
+        } else {
+            atomic_store_explicit(&page->owner, NULL, memory_order_relaxed);
+            atomic_store_explicit(&page->tag, NULL, memory_order_relaxed);
+        }
+    }
 }
 
 /* ---- fork ------------------------------------------------------------- */

@@ -26,25 +26,66 @@ void map_remove(mp_region *region);
 #define MAP_ADDRESS_BITS 48
 #define MAP_LEAF_BITS 13
 #define MAP_ROOT_BITS (MAP_ADDRESS_BITS - MP_CHUNK_SHIFT - MAP_LEAF_BITS)
+/* 4 KiB pages a leaf covers: its page table has one entry each. */
+#define MAP_PAGE_BITS (MAP_LEAF_BITS + MP_CHUNK_SHIFT - MP_PAGE_SHIFT)
+
+/* A 4 KiB page's entry: what a higher layer tagged it with (the small
+ * layer: the slab on the page) and the tagger's owner identity, so a free
+ * of a pointer on a tagged page reaches its slab in two dependent loads
+ * (leaf, then the slab) and a foreign one stops at the owner compare
+ * without touching memory of another owner.  Both NULL when untagged. */
+typedef struct map_page {
+    _Atomic(const void *) owner;
+    _Atomic(void *) tag;
+} map_page;
+
 typedef struct map_leaf {
+    /* first: the fast free path indexes it with no offset to add */
+    map_page pages[(size_t)1 << MAP_PAGE_BITS]; /* address space: pages cost only when tagged */
     _Atomic(mp_region *) entries[1u << MAP_LEAF_BITS];
 } map_leaf;
 extern _Atomic(map_leaf *) map_root[1u << MAP_ROOT_BITS];
+
+/* The leaf covering ptr, or NULL (outside the map or never mapped). */
+static inline map_leaf *map_leaf_of(uintptr_t addr) {
+    uintptr_t root = addr >> (MP_CHUNK_SHIFT + MAP_LEAF_BITS);
+    if (MP_UNLIKELY(root >= (1u << MAP_ROOT_BITS)))
+        return NULL;
+    return atomic_load_explicit(&map_root[root], memory_order_acquire);
+}
 
 /* The region containing ptr, or NULL: two dependent loads, no lock (inline
  * because every free starts here). */
 static inline mp_region *map_lookup(const void *ptr) {
     uintptr_t addr = (uintptr_t)ptr;
-    if (MP_UNLIKELY(addr >> MAP_ADDRESS_BITS))
-        return NULL;
-    uintptr_t chunk = addr >> MP_CHUNK_SHIFT;
-    map_leaf *leaf = atomic_load_explicit(&map_root[chunk >> MAP_LEAF_BITS], memory_order_acquire);
+    map_leaf *leaf = map_leaf_of(addr);
     if (MP_UNLIKELY(leaf == NULL))
         return NULL;
     /* Regions are whole chunks, so a hit in the map is a hit in the region. */
+    uintptr_t chunk = addr >> MP_CHUNK_SHIFT;
     return atomic_load_explicit(&leaf->entries[chunk & ((1u << MAP_LEAF_BITS) - 1)],
                                 memory_order_acquire);
 }
+
+/* The tag `owner` put on ptr's page, or NULL (another owner's page, an
+ * untagged one, an address outside the map): two dependent loads, no lock.
+ * The owner's acquire load makes what the tagger wrote before tagging
+ * visible. */
+static inline void *map_page_tag(const void *ptr, const void *owner) {
+    uintptr_t addr = (uintptr_t)ptr;
+    map_leaf *leaf = map_leaf_of(addr);
+    if (MP_UNLIKELY(leaf == NULL))
+        return NULL;
+    map_page *page = &leaf->pages[(addr >> MP_PAGE_SHIFT) & (((size_t)1 << MAP_PAGE_BITS) - 1)];
+    if (MP_UNLIKELY(atomic_load_explicit(&page->owner, memory_order_acquire) != owner))
+        return NULL;
+    return atomic_load_explicit(&page->tag, memory_order_relaxed);
+}
+
+/* Tag the `npages` pages from `base` (a region of `owner` in the map holds
+ * them) with `tag`, or untag them (tag NULL).  The owner's own lock
+ * serialises the writers of a page: the map takes none. */
+void map_tag_pages(const void *base, size_t npages, const void *owner, void *tag);
 
 /* Fork: the map's writer lock is taken before fork and released (parent)
  * or re-made (child) after. */

@@ -22,6 +22,15 @@ static void check_slabs(const mp_pool *pool, class_tally *tally, mp_check_log *l
     const mp_small *s = &pool->small;
     HEAP_FOREACH_ARENA(&pool->heaps[MP_HEAP_PAGES], arena) {
         ARENA_FOREACH_SPAN(arena, span) {
+            /* the address map's page table names a slab page's slab, and
+             * no other page of the heap (the fast free path trusts it) */
+            const void *want = span->kind == MP_SPAN_SLAB
+                                   ? atomic_load_explicit(&span->slab, memory_order_relaxed)
+                                   : NULL;
+            bool tags_ok = true;
+            for (uint32_t p = 0; p < span->npages; p++)
+                tags_ok &= slab_at(pool, span_addr(span) + ((size_t)p << MP_PAGE_SHIFT)) == want;
+            check_fail(log, !tags_ok, "map: a page's tag is not the slab of its span");
             if (span->kind != MP_SPAN_SLAB)
                 continue;
             const mp_slab *slab = atomic_load_explicit(&span->slab, memory_order_relaxed);
@@ -103,14 +112,20 @@ static void check_caches(const mp_pool *pool, class_tally *tally, mp_check_log *
             continue;
         for (unsigned cls = 0; cls < s->class_count; cls++) {
             const mp_tcache_bin *bin = &tc->bins[cls];
-            check_fail(log, bin->count > bin->cap, "cache: a bin holds more than its capacity");
-            tally[cls].cached -= bin->count;
-            for (uint32_t i = 0; i < bin->count && i < bin->cap; i++) {
-                const mp_slab *slab = bin->entries[i].slab;
-                uint64_t off = (uint64_t)(bin->entries[i].ptr - slab->start);
-                uint32_t idx = sc_index(off, slab->magic);
-                check_fail(log, slab->cls != cls || idx >= slab->nblocks ||
-                                    atomic_load_explicit(&slab->state[idx], memory_order_relaxed) !=
+            uint32_t count = tc_bin_count(bin);
+            check_fail(log, bin->top < bin->entries || count > bin->cap ||
+                                bin->end != bin->entries + bin->cap,
+                       "cache: a bin holds more than its capacity");
+            tally[cls].cached -= count;
+            for (uint32_t i = 0; i < count && i < bin->cap; i++) {
+                const mp_tcache_entry *e = &bin->entries[i];
+                const mp_slab *slab = slab_at(pool, e->ptr);
+                uint64_t off = slab ? (uint64_t)(e->ptr - slab->start) : 0;
+                uint32_t idx = slab ? sc_index(off, slab->magic) : 0;
+                check_fail(log, slab == NULL || slab->cls != cls || idx >= slab->nblocks ||
+                                    (uint64_t)idx * slab->block_size != off ||
+                                    e->state != &slab->state[idx] ||
+                                    atomic_load_explicit(e->state, memory_order_relaxed) !=
                                         MP_BLOCK_FREE,
                            "cache: a cached block is not a free block of the bin's class");
             }

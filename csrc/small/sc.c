@@ -10,6 +10,21 @@
  */
 #include "small.h"
 
+/* The class of 64-byte bucket b (sizes 64b+1 .. 64b+64) as a constant
+ * expression: sc_of's formula with L = floor(log2 b), for sc_table. */
+#define SC_LOG2(b) ((b) >= 512 ? 9 : (b) >= 256 ? 8 : (b) >= 128 ? 7 : (b) >= 64 ? 6 \
+                    : (b) >= 32 ? 5 : (b) >= 16 ? 4 : 3)
+#define SC_BUCKET(b) \
+    ((b) < 8 ? (b) : 8 * (SC_LOG2(b) - 2) + (((b) - (1 << SC_LOG2(b))) >> (SC_LOG2(b) - 3)))
+#define SC_T4(b) SC_BUCKET(b), SC_BUCKET((b) + 1), SC_BUCKET((b) + 2), SC_BUCKET((b) + 3)
+#define SC_T16(b) SC_T4(b), SC_T4((b) + 4), SC_T4((b) + 8), SC_T4((b) + 12)
+#define SC_T64(b) SC_T16(b), SC_T16((b) + 16), SC_T16((b) + 32), SC_T16((b) + 48)
+#define SC_T256(b) SC_T64(b), SC_T64((b) + 64), SC_T64((b) + 128), SC_T64((b) + 192)
+
+_Static_assert(MP_SMALL_MAX_LIMIT >> 6 == 1024, "sc_table's initializer has 1024 buckets");
+const uint8_t sc_table[MP_SMALL_MAX_LIMIT >> 6] = {SC_T256(0), SC_T256(256), SC_T256(512),
+                                                   SC_T256(768)};
+
 /* Bytes per block of class `cls`. */
 size_t sc_block(unsigned cls) {
     if (cls < 8)

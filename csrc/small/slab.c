@@ -69,9 +69,13 @@ void slab_classes_init(mp_small *s, size_t small_max) {
 /* Free the bookkeeping of every slab (the pool is going away with its arenas). */
 void slab_classes_destroy(mp_small *s) {
     HEAP_FOREACH_ARENA(s->pages, arena) {
-        ARENA_FOREACH_SPAN(arena, span)
-            if (span->kind == MP_SPAN_SLAB)
-                free(atomic_load_explicit(&span->slab, memory_order_relaxed));
+        ARENA_FOREACH_SPAN(arena, span) {
+            if (span->kind != MP_SPAN_SLAB)
+                continue;
+            /* the map is shared by every pool: untag before the slab goes */
+            map_tag_pages(span_addr(span), span->npages, s->pages->owner, NULL);
+            free(atomic_load_explicit(&span->slab, memory_order_relaxed));
+        }
     }
     for (unsigned cls = 0; cls < s->class_count; cls++)
         mutex_destroy(&s->classes[cls].lock);
@@ -165,6 +169,7 @@ static mp_slab *slab_create(mp_small *s, unsigned cls) {
     for (uint32_t p = 0; p < span->npages; p++)
         atomic_store_explicit(&span->arena->spans[span->page + p].slab, slab,
                               memory_order_release);
+    map_tag_pages(slab->start, span->npages, s->pages->owner, slab);
     s->acct->metadata += meta;
     mutex_unlock(s->heap_lock);
     ctr_add(&c->slabs, 1);
@@ -179,6 +184,7 @@ static void slab_destroy(mp_small *s, mp_slab *slab) {
     MP_ASSERT(slab->nfree == slab->nblocks, "only an empty slab goes back to the heap");
     size_t meta = slab_meta_bytes(slab->nblocks, span->npages);
     mutex_lock(s->heap_lock);
+    map_tag_pages(slab->start, span->npages, s->pages->owner, NULL);
     for (uint32_t p = 0; p < span->npages; p++)
         atomic_store_explicit(&span->arena->spans[span->page + p].slab, NULL,
                               memory_order_relaxed);
@@ -331,7 +337,6 @@ uint32_t slab_refill(mp_small *s, unsigned cls, mp_tcache_entry *out, uint32_t w
             if (MP_UNLIKELY(slab->purged_pages))
                 slab_unpurge_block(s, slab, idx);
             out[n].ptr = slab->start + (size_t)idx * slab->block_size;
-            out[n].slab = slab;
             out[n].state = &slab->state[idx];
             n++;
         }
@@ -372,7 +377,8 @@ void slab_return(mp_small *s, unsigned cls, const mp_tcache_entry *blocks, uint3
     int64_t now = os_now_ms();
     mutex_lock(&c->lock);
     for (uint32_t i = 0; i < n; i++) {
-        mp_slab *slab = blocks[i].slab;
+        mp_slab *slab = slab_at(s->pages->owner, blocks[i].ptr);
+        MP_ASSERT(slab != NULL, "a returned block lies on a slab page of its pool");
         slab->returned_ms = now;
         uint32_t idx = sc_index((uint64_t)(blocks[i].ptr - slab->start), slab->magic);
         MP_ASSERT(slab->cls == cls && idx < slab->nblocks && slab->nfree < slab->nblocks,
@@ -464,11 +470,10 @@ size_t slab_check(const mp_small *s, const mp_slab *slab, mp_check_log *log,
 static void mark_cached(mp_small *s, uint32_t from, uint32_t to) {
     LIST_FOREACH(tc, &s->tcaches, mp_tcache, link)
         for (unsigned cls = 0; cls < s->class_count; cls++)
-            for (uint32_t i = 0; i < tc->bins[cls].count; i++) {
-                mp_tcache_entry *e = &tc->bins[cls].entries[i];
-                uint32_t idx = sc_index((uint64_t)(e->ptr - e->slab->start), e->slab->magic);
-                if (atomic_load_explicit(&e->slab->state[idx], memory_order_relaxed) == from)
-                    atomic_store_explicit(&e->slab->state[idx], to, memory_order_relaxed);
+            for (uint32_t i = 0; i < tc_bin_count(&tc->bins[cls]); i++) {
+                _Atomic uint32_t *state = tc->bins[cls].entries[i].state;
+                if (atomic_load_explicit(state, memory_order_relaxed) == from)
+                    atomic_store_explicit(state, to, memory_order_relaxed);
             }
 }
 

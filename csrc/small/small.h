@@ -33,6 +33,11 @@ static inline unsigned sc_of(size_t size) {
     unsigned f = 63u - (unsigned)__builtin_clzll(size - 1); /* 9 for 513..1024 */
     return 8 + (f - 9) * 8 + (unsigned)(((size - 1) - ((size_t)1 << f)) >> (f - 3));
 }
+/* sc_of by table for 1..MP_SMALL_MAX_LIMIT bytes: the class of `size` is
+ * sc_table[(size - 1) >> 6] (every class boundary is a multiple of 64), one
+ * load where sc_of takes a dozen instructions above 512 bytes. */
+extern const uint8_t sc_table[MP_SMALL_MAX_LIMIT >> 6];
+static inline unsigned sc_of_small(size_t size) { return sc_table[(size - 1) >> 6]; }
 size_t sc_block(unsigned cls);
 uint32_t sc_slab_pages(size_t block_size);
 uint32_t sc_slab_grow_pages(size_t block_size, size_t min_bytes);
@@ -66,15 +71,16 @@ static inline int64_t ctr_class_live(const mp_counters *c, unsigned cls) {
 
 /* ---- slabs and classes ---------------------------------------------------- */
 struct mp_slab {
-    mp_link link; /* class partial list */
+    /* What a free reads, first: the block arithmetic and the states. */
     char *start;
-    mp_span *span;
-    uint32_t nblocks, nfree; /* nfree = entries in free_stack */
+    _Atomic uint32_t *state;  /* per block: MP_BLOCK_FREE or requested size */
     uint32_t block_size, magic;
+    uint32_t nblocks, nfree;  /* nfree = entries in free_stack */
     uint16_t cls;
     uint8_t in_partial;
+    mp_link link; /* class partial list */
+    mp_span *span;
     uint16_t *free_stack;     /* indices of free blocks not in a thread cache */
-    _Atomic uint32_t *state;  /* per block: MP_BLOCK_FREE or requested size */
     uint64_t *purged;         /* per page: given back while only free blocks
                                  of the stack covered it (class lock) */
     uint32_t purged_pages;
@@ -105,16 +111,25 @@ typedef struct mp_class {
 /* ---- thread caches ---------------------------------------------------------- */
 typedef struct mp_tcache_entry {
     char *ptr;
-    mp_slab *slab;
     /* &slab->state[index of ptr]: an allocation marks the block live with
-     * one store, without going through the slab */
+     * one store, without going through the slab (the slab itself, needed
+     * only when the block goes back, is slab_at(owner, ptr)) */
     _Atomic uint32_t *state;
 } mp_tcache_entry;
 
+/* A stack of cached blocks as pointers, so a push or pop is one compare
+ * and one pointer bump (no index to scale). */
 typedef struct mp_tcache_bin {
-    uint32_t count, cap;
-    mp_tcache_entry *entries;
+    mp_tcache_entry *top;     /* one past the newest entry; == entries: empty */
+    mp_tcache_entry *entries; /* the oldest entry */
+    mp_tcache_entry *end;     /* entries + cap; top == end: full */
+    uint32_t cap;
 } mp_tcache_bin;
+
+/* Blocks a bin holds. */
+static inline uint32_t tc_bin_count(const mp_tcache_bin *bin) {
+    return (uint32_t)(bin->top - bin->entries);
+}
 
 struct mp_tcache {
     struct mp_small *small;
@@ -130,6 +145,10 @@ typedef struct mp_small {
     /* The two reads every mp_alloc/mp_free makes, first: the pool embeds
      * this state at its start, so &pool->small is the pool's own address. */
     uint64_t uid;        /* never reused: lets threads detect a destroyed pool */
+    /* uid, or in debug mode a value no cache slot holds: the fast free
+     * path's one compare both finds this thread's cache and keeps debug
+     * mode's frees (canary checks) on the full path */
+    uint64_t fast_uid;
     /* Largest request the inlined fast paths of mp_alloc/mp_free take: the
      * slab limit, or 0 in debug mode (canaries take the full path). */
     size_t fast_max;
@@ -166,11 +185,11 @@ void slab_lock_all(mp_small *s);
 void slab_unlock_all(mp_small *s);
 void slab_reinit_locks(mp_small *s);
 
-/* The slab of the granule holding ptr in `arena`, or NULL (not a slab). */
-static inline mp_slab *slab_of(const mp_arena *arena, const void *ptr) {
-    uint64_t off = (uint64_t)((const char *)ptr - arena->region.base);
-    return atomic_load_explicit(&arena->spans[off >> arena->region.granule_shift].slab,
-                                memory_order_acquire);
+/* The slab of `owner` (its page heap's owner identity) on ptr's page, or
+ * NULL (not a slab page, or another owner's): the address map's page
+ * table, two dependent loads (map.h). */
+static inline mp_slab *slab_at(const void *owner, const void *ptr) {
+    return (mp_slab *)map_page_tag(ptr, owner);
 }
 
 /* The live block of `slab` that starts at ptr: its index and state (the
@@ -216,14 +235,21 @@ extern MP_TLS struct mp_tls_slot {
     mp_tcache *tcache;
 } tc_tls_slots[MP_TLS_SLOTS];
 
-/* This thread's cache of `s` if it is the most recent one, else NULL (the
- * fast paths then take the full path, which finds or makes it). */
-static inline mp_tcache *tc_peek(const mp_small *s) {
+/* This thread's cache keyed `uid` if it is the most recent one, else NULL
+ * (the fast paths then take the full path, which finds or makes it). */
+MP_INLINE mp_tcache *tc_peek_uid(uint64_t uid) {
     /* uids are never reused (and never 0): an equal uid is this pool */
-    if (MP_LIKELY(tc_tls_slots[0].uid == s->uid))
-        return tc_tls_slots[0].tcache;
+    if (MP_LIKELY(tc_tls_slots[0].uid == uid)) {
+        mp_tcache *tc = tc_tls_slots[0].tcache;
+        /* a slot with a uid has its cache (tc_get_slow sets both) */
+        if (tc == NULL)
+            __builtin_unreachable();
+        return tc;
+    }
     return NULL;
 }
+/* This thread's cache of `s` if it is the most recent one, else NULL. */
+static inline mp_tcache *tc_peek(const mp_small *s) { return tc_peek_uid(s->uid); }
 /* This thread's cache for `s`, made if need be: one compare on the hot path. */
 static inline mp_tcache *tc_get(mp_small *s) {
     mp_tcache *tc = tc_peek(s);

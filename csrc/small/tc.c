@@ -32,6 +32,7 @@ static uint64_t reg_uid;
 void tc_registry_add(mp_small *s) {
     mutex_lock(&reg_lock);
     s->uid = ++reg_uid;
+    s->fast_uid = s->debug ? UINT64_MAX : s->uid;
     list_push_front(&reg_list, &s->reg_link);
     mutex_unlock(&reg_lock);
 }
@@ -101,9 +102,11 @@ static mp_tcache *tc_create(mp_small *s) {
         }
         mp_tcache_entry *storage = (mp_tcache_entry *)(tc + 1);
         for (unsigned cls = 0; cls < s->class_count; cls++) {
-            tc->bins[cls].entries = storage;
-            tc->bins[cls].cap = s->classes[cls].tcache_cap;
-            storage += tc->bins[cls].cap;
+            mp_tcache_bin *bin = &tc->bins[cls];
+            bin->cap = s->classes[cls].tcache_cap;
+            bin->entries = bin->top = storage;
+            bin->end = storage + bin->cap;
+            storage += bin->cap;
         }
         s->acct->metadata += bytes;
     }
@@ -158,12 +161,13 @@ void tc_publish(mp_small *s, mp_tcache *tc) {
 /* Return the oldest cached blocks of a bin to their slabs, keeping `keep`. */
 MP_COLD void tc_flush_bin(mp_small *s, mp_tcache *tc, unsigned cls, uint32_t keep) {
     mp_tcache_bin *bin = &tc->bins[cls];
-    if (bin->count <= keep)
+    uint32_t count = tc_bin_count(bin);
+    if (count <= keep)
         return;
-    uint32_t n = bin->count - keep;
+    uint32_t n = count - keep;
     slab_return(s, cls, bin->entries, n);
     memmove(bin->entries, bin->entries + n, keep * sizeof bin->entries[0]);
-    bin->count = keep;
+    bin->top = bin->entries + keep;
 }
 
 /* Fold an emptied cache's counters into the pool's and park it for reuse by
@@ -228,7 +232,7 @@ void tc_reclaim_foreign(mp_small *s) {
         l = l->next;
         if (!pthread_equal(tc->owner, self)) {
             for (unsigned cls = 0; cls < s->class_count; cls++)
-                tc->bins[cls].count = 0;
+                tc->bins[cls].top = tc->bins[cls].entries;
             tc_park(s, tc);
         }
     }
