@@ -190,6 +190,7 @@ int mp_pool_create(const mp_config *config, mp_pool **out) {
     mp_small *s = &pool->small;
     s->acct = &pool->acct;
     s->mesh = c.mesh && !pool->config.debug; /* free blocks keep debug mode's fill */
+    pool->config.mesh = s->mesh;
     s->pages = &pool->heaps[s->mesh ? MP_HEAP_MESH : MP_HEAP_PAGES];
     s->heap_lock = &pool->lock;
     s->debug = pool->config.debug;
