@@ -307,6 +307,7 @@ int shm_map_as(mp_os_counts *os, void *addr, size_t size, int fd, uint64_t offse
 int shm_protect(mp_os_counts *os, void *addr, size_t size, bool writable);
 void shm_punch(mp_os_counts *os, int fd, uint64_t offset, size_t size);
 void shm_purge(mp_os_counts *os, void *addr, size_t size);
+void shm_unview(mp_os_counts *os, void *addr, size_t size);
 int shm_copy(int fd, const char *view, size_t size);
 void shm_close(int fd);
 bool shm_maps_take(int64_t n);

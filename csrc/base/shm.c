@@ -108,6 +108,14 @@ void shm_punch(mp_os_counts *os, int fd, uint64_t offset, size_t size) {
     fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)offset, (off_t)size);
 }
 
+/* Drop the page tables of a range of an alias view, keeping the file's
+ * pages: what the mesher touched through the alias would otherwise count
+ * twice in the process's RSS (once per view). */
+void shm_unview(mp_os_counts *os, void *addr, size_t size) {
+    count(&os->madvise);
+    madvise(addr, size, MADV_DONTNEED);
+}
+
 /* os_purge for an identity-mapped range of a shared arena: MADV_DONTNEED
  * would only drop the page tables and keep the file's pages (and their
  * content); MADV_REMOVE frees them, so they read back as zeros. */

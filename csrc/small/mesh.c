@@ -276,6 +276,12 @@ size_t mesh_run(mp_small *s, size_t max_pages) {
         if (!go_on)
             break;
     }
+    /* What the copies touched through the alias views would count twice in
+     * the process's RSS (shared pages stay in the file). */
+    mutex_lock(s->heap_lock);
+    HEAP_FOREACH_ARENA(s->pages, a)
+        shm_unview(&s->acct->os, a->alias, a->region.size);
+    mutex_unlock(s->heap_lock);
     return max_pages - budget;
 }
 
@@ -332,6 +338,7 @@ int mesh_prefork(mp_small *s) {
         if (a->fork_slot >= 0)
             shm_protect(&s->acct->os, a->region.base, a->region.size, false);
         a->fork_fd = shm_copy(a->fd, a->alias, a->region.size);
+        shm_unview(&s->acct->os, a->alias, a->region.size); /* the copy read through it */
         rc |= a->fork_fd < 0 ? -1 : 0;
     }
     return rc;
