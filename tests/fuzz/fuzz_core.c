@@ -456,6 +456,7 @@ static void config_from(input *in, mp_config *c) {
     c->huge_pages = (b >> 4) % 3;
     c->huge_min = (b & 0x80) ? 1 * MiB : c->huge_min;
     c->background_purge = 0; /* one thread: every result is deterministic */
+    c->mesh = (a / 30) & 1;  /* meshing: mp_trim (op 11) meshes what it can */
 }
 
 /* One input = one pool and up to 400 calls, checked after each. */
