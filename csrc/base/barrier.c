@@ -96,6 +96,10 @@ bool barrier_install(void) {
     return ok;
 }
 
+/* In a fork child: a fresh table lock (a thread that held it in
+ * barrier_install does not exist here). */
+void barrier_postfork_child(void) { pthread_mutex_init(&install_lock, NULL); }
+
 /* Put [addr, addr+size) under the barrier; returns its slot, or -1 when the
  * table is full (the caller then must not write-protect the range). */
 int barrier_enter(void *addr, size_t size) {

@@ -316,6 +316,7 @@ int64_t shm_maps_held(void);
 
 /* ---- the write barrier of meshing (barrier.c) ------------------------------ */
 bool barrier_install(void);
+void barrier_postfork_child(void);
 int barrier_enter(void *addr, size_t size);
 void barrier_leave(int slot);
 

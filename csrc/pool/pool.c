@@ -104,6 +104,7 @@ static void atfork_parent(void) {
 static void atfork_child(void) {
     map_postfork_child();
     tc_registry_reinit();
+    barrier_postfork_child();
     mutex_forget_all();
     for (mp_small *s = tc_registry_next(NULL); s; s = tc_registry_next(s)) {
         mp_pool *pool = pool_of(s);
