@@ -16,7 +16,9 @@
  * The kernel writing into such a range (read() into a buffer) does not
  * fault: the call fails with EFAULT.  Ranges stay read-only for one copy of
  * one slab (microseconds), so only a system call landing in that window is
- * affected.
+ * affected.  A thread that blocks SIGSEGV gets the default action instead
+ * (the kernel's rule for a blocked synchronous signal): the pool's purger
+ * blocks every signal, and it never writes through a main view.
  */
 #define _GNU_SOURCE /* SA_ONSTACK, SA_NODEFER */
 #include "base.h"
