@@ -8,6 +8,7 @@
  * Usage: test_mesh [blocks]   (default 200000)
  */
 #define _GNU_SOURCE
+#include "pool/pool.h"
 #include "test.h"
 
 #include <pthread.h>
@@ -200,6 +201,54 @@ static void test_writer_during_mesh(void) {
     free(all);
 }
 
+/* The checker knows meshed groups: a member whose occupancy overlaps
+ * another member's (here: a block taken out of a member's free stack where
+ * another member has a block) is reported, and the group is healthy again
+ * once it is put back. */
+static void test_checker_sees_overlap(void) {
+    mp_pool *p = make_pool(1, -1);
+    enum { N = 4000 };
+    static void *ptrs[N];
+    for (int i = 0; i < N; i++)
+        ptrs[i] = mp_alloc(p, 256);
+    for (int i = 0; i < N; i++)
+        if (i % 10 != 0)
+            mp_free(p, ptrs[i], 0);
+    mp_trim(p);
+    CHECK_EQ_U(mp_pool_check(p), 0);
+    mp_class *c = &p->small.classes[sc_of(256)];
+    mp_slab *owner = LIST_ENTRY(c->groups.head, mp_slab, link);
+    if (!CHECK_MSG(owner != NULL && owner->mesh_next != NULL, "a meshed group of 256 B slabs")) {
+        mp_pool_destroy(p);
+        return;
+    }
+    mp_slab *member = owner->mesh_next;
+    uint64_t occ_owner, occ_member;
+    slab_occupancy(owner, &occ_owner);
+    slab_occupancy(member, &occ_member);
+    /* a free-stack entry of the member where the owner has a block */
+    uint32_t at = UINT32_MAX;
+    for (uint32_t k = 0; k < member->nfree && at == UINT32_MAX; k++)
+        if (occ_owner >> member->free_stack[k] & 1)
+            at = k;
+    if (CHECK(at != UINT32_MAX)) {
+        uint16_t idx = member->free_stack[at];
+        member->free_stack[at] = member->free_stack[--member->nfree];
+        const char *what[8];
+        size_t named = 0;
+        size_t bad = mp_pool_check_named(p, what, 8, &named);
+        int found = 0;
+        for (size_t k = 0; k < named; k++)
+            found |= strstr(what[k], "overlapping occupancy") != NULL;
+        CHECK_MSG(bad > 0 && found, "the checker names the overlap (%zu broken)", bad);
+        member->free_stack[member->nfree++] = idx;
+    }
+    CHECK_EQ_U(mp_pool_check(p), 0);
+    for (int i = 0; i < N; i += 10)
+        mp_free(p, ptrs[i], 0);
+    mp_pool_destroy(p);
+}
+
 int main(int argc, char **argv) {
     size_t n = argc > 1 ? strtoull(argv[1], NULL, 10) : 200000;
     double off = scattered_survivors(0, n, 1500);
@@ -210,5 +259,6 @@ int main(int argc, char **argv) {
     CHECK_MSG(on <= goal, "resident %.2fx live with meshing (goal %.2fx; %.2fx without)", on,
               goal, off);
     test_writer_during_mesh();
+    test_checker_sees_overlap();
     return test_report("test_mesh");
 }
