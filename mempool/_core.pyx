@@ -258,6 +258,8 @@ cdef class _PoolBase:
                 cfg.retain_arenas = value
             elif key == "resident_limit":
                 cfg.resident_limit = value
+            elif key == "mesh":
+                cfg.mesh = value
             else:
                 raise TypeError(f"unknown pool setting {key!r}")
         code = mp_pool_create(&cfg, &pool)

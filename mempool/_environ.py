@@ -41,6 +41,7 @@ SETTINGS: Dict[str, str] = {
     "background_purge": "MEMPOOL_BACKGROUND_PURGE",
     "retain_arenas": "MEMPOOL_RETAIN_ARENAS",
     "resident_limit": "MEMPOOL_RESIDENT_LIMIT",
+    "mesh": "MEMPOOL_MESH",
 }
 
 
@@ -106,7 +107,8 @@ def pool_settings(pool: Any) -> Dict[str, Any]:
     return {"capacity": cfg["capacity"], "small_max": cfg["small_max"],
             "huge_pages": cfg["huge_pages"], "decay": cfg["decay"],
             "debug": cfg["debug"], "background_purge": cfg["background_purge"],
-            "retain_arenas": cfg["retain_arenas"], "resident_limit": cfg["resident_limit"]}
+            "retain_arenas": cfg["retain_arenas"], "resident_limit": cfg["resident_limit"],
+            "mesh": cfg["mesh"]}
 
 
 # Values of the variables before export_environ(), for clear_environ().

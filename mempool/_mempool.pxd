@@ -40,6 +40,7 @@ cdef extern from "mempool.h" nogil:
         int debug
         unsigned retain_arenas
         size_t resident_limit
+        int mesh
 
     void mp_config_default(mp_config *config)
 
@@ -125,6 +126,11 @@ cdef extern from "mempool.h" nogil:
         uint64_t pinned_buffer_count
         uint64_t defrag_count
         uint64_t defrag_moved_bytes
+        uint64_t mesh_pages
+        uint64_t mesh_bytes_saved
+        uint64_t mesh_pages_total
+        uint64_t mesh_calls
+        uint64_t mesh_pause_max_ns
         uint64_t errors[MP_ERROR_COUNT]
         uint64_t error_total
         uint32_t class_count

@@ -83,6 +83,7 @@ _PARSERS = {
     "decay": _parse_decay, "debug": _parse_flag, "background_purge": _parse_flag,
     "retain_arenas": _parse_count,
     "resident_limit": _parse_limit,
+    "mesh": _parse_flag,
 }
 
 
@@ -110,7 +111,8 @@ def check_pool_settings(settings: Mapping[str, Any]) -> None:
     _config_overrides(settings.get("capacity"), settings.get("small_max"),
                       settings.get("huge_pages", "auto"), settings.get("decay"),
                       settings.get("debug", False), settings.get("background_purge", True),
-                      settings.get("retain_arenas"), settings.get("resident_limit"))
+                      settings.get("retain_arenas"), settings.get("resident_limit"),
+                      settings.get("mesh", False))
 
 
 def settings_from_environ(environ: Optional[Mapping[str, str]] = None) -> Dict[str, Any]:

@@ -89,8 +89,10 @@ def _resident_limit(value: Any) -> int:
 
 def _config_overrides(capacity, small_max, huge_pages, decay, debug,
                       background_purge, retain_arenas=None,
-                      resident_limit=None) -> Dict[str, int]:
+                      resident_limit=None, mesh=False) -> Dict[str, int]:
     cfg: Dict[str, int] = {}
+    if _flag("mesh", mesh):
+        cfg["mesh"] = 1
     if resident_limit is not None:
         cfg["resident_limit"] = _resident_limit(resident_limit)
     if capacity is not None:
@@ -158,6 +160,17 @@ class Pool(_core._PoolBase):
         ``memory_limit``, whichever is smaller, less what the process holds
         outside the pool when the limit is set (no limit when neither
         applies).  None = no limit.  Settable later (:attr:`resident_limit`).
+    mesh : bool
+        Compaction without moving (Mesh, PLDI 2019): slab memory is backed by
+        a memfd, and the background purger (at most once per decay period)
+        and :meth:`trim` merge slabs of a size class whose live blocks do not
+        overlap onto one physical page, so arrays scattered over many pages
+        stop pinning a page each; no pointer changes.  A thread writing into
+        a slab being meshed waits for the copy (a few microseconds) in a
+        SIGSEGV handler that passes every other fault on to the handler
+        installed before it; a system call writing into that slab at that
+        moment (``read()`` into the array) fails with EFAULT.  Off in debug
+        mode.  See "Meshing" in the README.
 
     Arrays allocated by the pool keep it alive.  :meth:`close` frees the pool
     at once (only when nothing is live); otherwise it is freed when the last
@@ -179,12 +192,12 @@ class Pool(_core._PoolBase):
                  decay: Optional[float] = None, debug: Optional[bool] = None,
                  background_purge: bool = True,
                  retain_arenas: Optional[int] = None,
-                 resident_limit: Any = None) -> None:
+                 resident_limit: Any = None, mesh: bool = False) -> None:
         self._bad_pointer_warned = False
         self._handler_errors = 0
         self._open(_config_overrides(capacity, small_max, huge_pages, decay,
                                      debug, background_purge, retain_arenas,
-                                     resident_limit))
+                                     resident_limit, mesh))
 
     # ------------------------------------------------------------ state --
 
@@ -204,6 +217,7 @@ class Pool(_core._PoolBase):
             "retain_arenas": raw["retain_arenas"],
             "resident_limit": raw["resident_limit"] or None,
             "debug": bool(raw["debug"]),
+            "mesh": bool(raw["mesh"]),
         }
 
     @property

@@ -91,6 +91,14 @@ class PoolStats:
                            bytes, and how many are pinned by a view now.
       defrag_count, defrag_moved_bytes: defragment calls and bytes they
                            copied.
+    Meshing (Pool(mesh=True))
+      mesh_pages:          slab pages mapped onto another slab's memory now;
+      mesh_bytes_saved:    the memory that saves (mesh_pages x 4 KiB).
+      mesh_pages_total:    pages meshed since the pool was made.
+      mesh_calls:          runs of the mesher (purger and trim).
+      mesh_pause_max_ns:   the longest time one slab was write-protected
+                           while its blocks were copied (a writer to it
+                           waited that long at most).
     Errors
       errors:              misuse caught by the core, by error name
                            ("MP_EDOUBLEFREE", ...), successes excluded.
@@ -131,6 +139,11 @@ class PoolStats:
     pinned_buffer_count: int = 0
     defrag_count: int = 0
     defrag_moved_bytes: int = 0
+    mesh_pages: int = 0
+    mesh_bytes_saved: int = 0
+    mesh_pages_total: int = 0
+    mesh_calls: int = 0
+    mesh_pause_max_ns: int = 0
     free_histogram: Tuple[Tuple[int, int, int], ...] = ()
     process_rss_bytes: Optional[int] = None
     errors: Mapping[str, int] = field(default_factory=dict)

@@ -24,7 +24,12 @@ LAG = 64 * KIB  # the pool's peak_live may lag per thread (small blocks)
 #: 1.05/1.05, growing 1.28/1.28, interleaved 1.16/1.11, random 1.71/1.59)
 #: plus ~15%
 PEAK_BOUND = {"drift": 1.65, "sawtooth": 1.2, "growing": 1.5,
-              "interleaved": 1.35, "random": 1.95}
+              "interleaved": 1.35, "random": 1.95, "scatter": 1.3}
+#: pattern -> bound on resident / live after trim (default 1.15 + 256 KiB):
+#: scatter's survivors pin their pages (2.39x without meshing), so it runs
+#: with Pool(mesh=True), measured 1.20x after trim, plus ~8%
+TRIM_BOUND = {"scatter": 1.3}
+MESHED = {"scatter"}
 
 
 def _generate(pattern, seed=1):
@@ -35,7 +40,7 @@ def _generate(pattern, seed=1):
 @pytest.mark.parametrize("pattern", sorted(stress.PATTERNS))
 def test_pattern_respects_the_pool_accounting(pattern):
     t = _generate(pattern)
-    pool = mempool.Pool()
+    pool = mempool.Pool(mesh=pattern in MESHED)
     state = _core.ReplayState(t.n_ids, pool)
     res = state.run(t.records)
     assert res["bad_events"] == 0 and res["failed"] == 0
@@ -52,7 +57,7 @@ def test_pattern_respects_the_pool_accounting(pattern):
     # the unused tails of their pages and slabs
     pool.trim()
     st = pool.stats()
-    assert st.resident_bytes <= 1.15 * st.live_bytes + 256 * KIB
+    assert st.resident_bytes <= TRIM_BOUND.get(pattern, 1.15) * st.live_bytes + 256 * KIB
     assert st.dirty_free_bytes == 0
     assert state.release() == res["live_blocks"]
     pool.trim()

@@ -12,6 +12,8 @@
  *                            (mutex.c, jemalloc's witness as the model)
  *   bits_*                   runs of bits in a bitmap (bits.c)
  *   os_*                     the only mmap/munmap/madvise/mremap caller (os.c)
+ *   shm_*, barrier_*         memfd-backed memory and the write barrier of
+ *                            meshing (shm.c, barrier.c)
  *   MP_POISON ...            AddressSanitizer annotations of pool memory
  *
  * The error codes are public (include/mempool.h, one X-macro); error.c
@@ -331,6 +333,29 @@ void *os_remap_grow(mp_os_counts *os, void *addr, size_t old_size, size_t new_si
 int os_remap_shrink(mp_os_counts *os, void *addr, size_t old_size, size_t new_size);
 void *os_reserve_table(size_t size);
 int64_t os_now_ms(void);
+int64_t os_now_ns(void);
+
+/* ---- memfd-backed memory, for meshing (shm.c) ------------------------------ */
+void *shm_reserve(mp_os_counts *os, size_t size, size_t align, int *fd_out, char **alias_out);
+void shm_release(mp_os_counts *os, void *base, char *alias, size_t size, int fd);
+int shm_map(mp_os_counts *os, void *addr, size_t size, int fd, uint64_t offset);
+int shm_map_as(mp_os_counts *os, void *addr, size_t size, int fd, uint64_t offset,
+               bool private_map);
+int shm_protect(mp_os_counts *os, void *addr, size_t size, bool writable);
+void shm_punch(mp_os_counts *os, int fd, uint64_t offset, size_t size);
+void shm_purge(mp_os_counts *os, void *addr, size_t size);
+void shm_unview(mp_os_counts *os, void *addr, size_t size);
+int shm_copy(int fd, const char *view, size_t size);
+void shm_close(int fd);
+bool shm_maps_take(int64_t n);
+void shm_maps_give(int64_t n);
+int64_t shm_maps_held(void);
+
+/* ---- the write barrier of meshing (barrier.c) ------------------------------ */
+bool barrier_install(void);
+void barrier_postfork_child(void);
+int barrier_enter(void *addr, size_t size);
+void barrier_leave(int slot);
 
 /* ---- AddressSanitizer annotations ---------------------------------------- */
 /*

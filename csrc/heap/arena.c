@@ -18,11 +18,20 @@ static size_t arena_metadata_size(uint32_t npages, size_t *bits_words) {
     return sizeof(mp_arena) + (size_t)npages * sizeof(mp_span) + 2 * *bits_words * 8;
 }
 
+/* Give an arena's address space (and a shared arena's file) back. */
+static void arena_unmap(mp_arena *arena, mp_acct *acct) {
+    if (arena->fd >= 0)
+        shm_release(&acct->os, arena->region.base, arena->alias, arena->region.size, arena->fd);
+    else
+        os_release(&acct->os, arena->region.base, arena->region.size);
+}
+
 /* Reserve a new arena of `arena_bytes` (more when `min_granules` needs it)
  * within the owner's capacity; NULL (and nothing changed) when the capacity
- * or the OS says no.  The caller adds it to a heap. */
+ * or the OS says no.  The caller adds it to a heap.  `shared`: the pages are
+ * a memfd's (shm.c), so meshing can remap them. */
 mp_arena *arena_create(const void *owner, mp_acct *acct, unsigned granule_shift,
-                       int huge_advice, size_t arena_bytes, size_t min_granules) {
+                       int huge_advice, size_t arena_bytes, size_t min_granules, bool shared) {
     size_t need = MP_ALIGN_UP(min_granules << granule_shift, MP_CHUNK_SIZE);
     size_t size = arena_bytes > need ? arena_bytes : need;
     if (acct->capacity) {
@@ -43,7 +52,10 @@ mp_arena *arena_create(const void *owner, mp_acct *acct, unsigned granule_shift,
     mp_arena *arena = calloc(1, meta);
     if (arena == NULL)
         return NULL;
-    char *base = os_reserve(&acct->os, size, MP_CHUNK_SIZE);
+    int fd = -1;
+    char *alias = NULL;
+    char *base = shared ? shm_reserve(&acct->os, size, MP_CHUNK_SIZE, &fd, &alias)
+                        : os_reserve(&acct->os, size, MP_CHUNK_SIZE);
     if (base == NULL) {
         free(arena);
         return NULL;
@@ -56,8 +68,11 @@ mp_arena *arena_create(const void *owner, mp_acct *acct, unsigned granule_shift,
     arena->small_bits = arena->dirty_bits + bits_words;
     arena->huge = huge_advice == 1 && granule_shift == MP_HUGE_SHIFT;
     arena->metadata_bytes = meta;
+    arena->fd = fd;
+    arena->alias = alias;
+    arena->fork_fd = arena->fork_slot = -1;
     if (map_insert(&arena->region) != 0) {
-        os_release(&acct->os, base, size);
+        arena_unmap(arena, acct);
         free(arena);
         return NULL;
     }
@@ -73,7 +88,7 @@ mp_arena *arena_create(const void *owner, mp_acct *acct, unsigned granule_shift,
 void arena_destroy(mp_arena *arena, mp_acct *acct, map_graves *graves) {
     map_bury(graves, &arena->region);
     map_remove(&arena->region);
-    os_release(&acct->os, arena->region.base, arena->region.size);
+    arena_unmap(arena, acct);
     acct->reserved -= arena->region.size;
     acct->metadata -= arena->metadata_bytes;
     free(arena);

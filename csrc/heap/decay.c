@@ -18,7 +18,7 @@
 /* Dirty free granules a heap may hold while it touches fresh pages: 1/8 of
  * what is in use plus 16 MiB. */
 static uint64_t dirty_cap(const mp_heap *heap) {
-    uint64_t in_use = heap->granules - heap->free_granules;
+    uint64_t in_use = heap_in_use(heap);
     return (in_use >> 3) + (((uint64_t)16 << 20) >> heap->granule_shift);
 }
 
@@ -31,7 +31,7 @@ void decay_purge_tail(mp_heap *heap, mp_span *span, uint32_t n) {
     uint32_t dirty = arena_count_dirty(span->arena, span->page + first, n);
     if (dirty == 0)
         return;
-    os_purge(&heap->acct->os, (char *)span_addr(span) + ((size_t)first << heap->granule_shift),
+    arena_purge(span->arena, &heap->acct->os, (char *)span_addr(span) + ((size_t)first << heap->granule_shift),
              (size_t)n << heap->granule_shift);
     arena_clear_dirty(span->arena, span->page + first, n);
     span->dirty -= dirty;
@@ -119,7 +119,7 @@ static void demand_rotate(mp_heap *heap, int64_t now_ms, int64_t decay_ms) {
     int64_t period = decay_ms / 2 > 0 ? decay_ms / 2 : 1;
     if (now_ms - heap->demand_since_ms < period)
         return;
-    uint64_t in_use = heap->granules - heap->free_granules;
+    uint64_t in_use = heap_in_use(heap);
     heap->demand_prev = now_ms - heap->demand_since_ms < 2 * period ? heap->demand_cur : in_use;
     heap->demand_cur = in_use;
     heap->demand_since_ms = now_ms;
@@ -132,7 +132,7 @@ static void demand_rotate(mp_heap *heap, int64_t now_ms, int64_t decay_ms) {
  * allowance falls and the memory goes back. */
 static uint64_t dirty_allowance(const mp_heap *heap) {
     uint64_t peak = heap->demand_cur > heap->demand_prev ? heap->demand_cur : heap->demand_prev;
-    uint64_t in_use = heap->granules - heap->free_granules;
+    uint64_t in_use = heap_in_use(heap);
     return (peak > in_use ? peak - in_use : 0) + peak / 8;
 }
 

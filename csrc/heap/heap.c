@@ -275,7 +275,7 @@ mp_span *heap_alloc(mp_heap *heap, size_t npages, size_t align_pages, uint32_t *
         span = sizes_find(heap, search);
     if (span == NULL) {
         mp_arena *arena = arena_create(heap->owner, heap->acct, heap->granule_shift,
-                                       heap->huge_advice, heap->arena_bytes, search);
+                                       heap->huge_advice, heap->arena_bytes, search, heap->shared);
         if (arena == NULL)
             return NULL;
         heap_add_arena(heap, arena);
@@ -405,7 +405,7 @@ static mp_span *span_carve(mp_heap *heap, mp_span *span, size_t npages, size_t a
     }
     span->dirty = 0;
     span->kind = MP_SPAN_LARGE;
-    uint64_t in_use = heap->granules - heap->free_granules;
+    uint64_t in_use = heap_in_use(heap);
     if (in_use > heap->demand_cur)
         heap->demand_cur = in_use;
     *clean_out = clean;

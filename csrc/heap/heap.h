@@ -67,16 +67,30 @@ struct mp_arena {
     bool huge;            /* advised huge pages at creation */
     uint64_t dirty_count;
     size_t metadata_bytes;
+    /* A shared arena (the mesh heap's): its pages are the memfd `fd`, also
+     * mapped at `alias`; fd is -1 and alias NULL otherwise. */
+    int fd;
+    char *alias;
+    int fork_fd, fork_slot; /* the file's copy and barrier slot during fork */
 };
 
 mp_arena *arena_create(const void *owner, mp_acct *acct, unsigned granule_shift,
-                       int huge_advice, size_t arena_bytes, size_t min_granules);
+                       int huge_advice, size_t arena_bytes, size_t min_granules, bool shared);
 void arena_destroy(mp_arena *arena, mp_acct *acct, map_graves *graves);
 uint32_t arena_mark_dirty(mp_arena *arena, uint32_t page, uint32_t n);
 uint32_t arena_count_dirty(const mp_arena *arena, uint32_t page, uint32_t n);
 void arena_clear_dirty(mp_arena *arena, uint32_t page, uint32_t n);
 void arena_advise_fresh(mp_arena *arena, mp_os_counts *os, uint32_t page, uint32_t n,
                         uint64_t used);
+
+/* Give back the pages of [addr, addr+size) in `arena` (an identity-mapped
+ * range): a shared arena's must leave its file, not only the page tables. */
+static inline void arena_purge(const mp_arena *arena, mp_os_counts *os, void *addr, size_t size) {
+    if (arena->fd >= 0)
+        shm_purge(os, addr, size);
+    else
+        os_purge(os, addr, size);
+}
 
 /* The span head after `s` in address order, or NULL at the arena's end.  A
  * head of length 0 (a broken heap: heap_check reports it) also ends the
@@ -118,6 +132,7 @@ typedef struct mp_heap {
     unsigned granule_shift;
     int huge_advice;     /* 1: MADV_HUGEPAGE, 0: MADV_NOHUGEPAGE */
     bool lowest_first;   /* resident reuse: lowest address (else smallest fit) */
+    bool shared;         /* arenas are memfd-backed (the mesh heap: slabs only) */
     uint32_t fl_bitmap;
     uint32_t sl_bitmap[MP_FL_COUNT];
     mp_list lists[MP_FL_COUNT][MP_SL_COUNT];
@@ -127,6 +142,10 @@ typedef struct mp_heap {
     uint64_t granules; /* in all arenas */
     uint64_t arena_seq; /* arenas created so far */
     uint64_t free_granules, dirty_free_granules, free_spans;
+    /* Granules handed out but mapped onto other spans' memory (meshed
+     * slabs): in use, yet no demand for memory, so decay does not keep
+     * dirty holes for them. */
+    uint64_t unbacked;
     /* Demand: the most granules in use during the current and the previous
      * half-decay period; purging stops at what that peak would need again. */
     uint64_t demand_cur, demand_prev;
@@ -134,6 +153,11 @@ typedef struct mp_heap {
 } mp_heap;
 
 #define HEAP_FOREACH_ARENA(heap, a) LIST_FOREACH(a, &(heap)->arenas, mp_arena, link)
+
+/* Granules in use that have memory of their own (decay's demand). */
+static inline uint64_t heap_in_use(const mp_heap *heap) {
+    return heap->granules - heap->free_granules - heap->unbacked;
+}
 
 /* The free span whose dirty granules have been free longest, or NULL. */
 static inline mp_span *heap_lru_oldest(const mp_heap *heap) {

@@ -86,6 +86,11 @@ typedef struct mp_config {
                               it, the pool gives back every free page it
                               holds; a request still over it gets MP_ENOMEM,
                               so the pool's cache never causes an OOM kill */
+    int mesh;            /* 1: slabs live in memfd-backed arenas and the
+                            purger and mp_trim mesh slabs whose live blocks
+                            do not overlap onto one physical page (Mesh,
+                            PLDI 2019): scattered survivors stop pinning a
+                            page each.  See "Meshing" in the README */
 } mp_config;
 
 /* Fill `config` with the defaults (the measured choices, see README). */
@@ -202,6 +207,10 @@ typedef struct mp_stats {
     /* movable buffers (mp_buffer_*) */
     uint64_t buffer_count, buffer_bytes, pinned_buffer_count;
     uint64_t defrag_count, defrag_moved_bytes;
+    /* meshing (config.mesh): slab pages mapped onto another slab's memory
+     * now (bytes saved = that times 4 KiB), ever, mesher runs, and the
+     * longest time one slab was write-protected while it was copied */
+    uint64_t mesh_pages, mesh_bytes_saved, mesh_pages_total, mesh_calls, mesh_pause_max_ns;
     /* errors caught, indexed by -code (index 0 unused) */
     uint64_t errors[MP_ERROR_COUNT];
     uint64_t error_total;

@@ -20,7 +20,7 @@ typedef struct class_tally {
 /* Check every slab of the page heap; fill per-class tallies. */
 static void check_slabs(const mp_pool *pool, class_tally *tally, mp_check_log *log) {
     const mp_small *s = &pool->small;
-    HEAP_FOREACH_ARENA(&pool->heaps[MP_HEAP_PAGES], arena) {
+    HEAP_FOREACH_ARENA(s->pages, arena) {
         ARENA_FOREACH_SPAN(arena, span) {
             /* the address map's page table names a slab page's slab, and
              * no other page of the heap (the fast free path trusts it) */
@@ -45,6 +45,8 @@ static void check_slabs(const mp_pool *pool, class_tally *tally, mp_check_log *l
             slab_check(s, slab, log, &t->live_blocks, &t->live_bytes, &t->cached);
         }
     }
+    for (unsigned cls = 0; cls < s->class_count; cls++)
+        mesh_check(s, cls, log); /* meshed groups: members' occupancy disjoint */
 }
 
 /* Sum of a per-class counter over the central counters and every cache. */

@@ -33,6 +33,7 @@ void mp_config_default(mp_config *config) {
         .background_purge = 1,
         .debug = 0,
         .retain_arenas = 1,
+        .mesh = 0,
     };
 }
 
@@ -50,6 +51,8 @@ static int config_normalise(mp_config *c) {
     if (c->capacity && c->capacity < MP_CHUNK_SIZE)
         return MP_EINVAL;
     if (c->resident_limit && c->resident_limit < MP_CHUNK_SIZE)
+        return MP_EINVAL;
+    if (c->mesh != 0 && c->mesh != 1)
         return MP_EINVAL;
     return MP_OK;
 }
@@ -79,12 +82,16 @@ static void atfork_prepare(void) {
     mutex_forking(true); /* ranks: every pool's class locks after another's pool lock */
     for (mp_small *s = tc_registry_next(NULL); s; s = tc_registry_next(s))
         pool_lock_all(pool_of(s));
+    for (mp_small *s = tc_registry_next(NULL); s; s = tc_registry_next(s))
+        mesh_prefork(s); /* shared slab memory: the child gets copies */
     map_prefork();
 }
 
 /* After fork, in the parent: release what prepare took. */
 static void atfork_parent(void) {
     map_postfork_parent();
+    for (mp_small *s = tc_registry_next(NULL); s; s = tc_registry_next(s))
+        mesh_postfork(s, false);
     for (mp_small *s = tc_registry_next(NULL); s; s = tc_registry_next(s))
         pool_unlock_all(pool_of(s));
     mutex_forking(false);
@@ -97,9 +104,11 @@ static void atfork_parent(void) {
 static void atfork_child(void) {
     map_postfork_child();
     tc_registry_reinit();
+    barrier_postfork_child();
     mutex_forget_all();
     for (mp_small *s = tc_registry_next(NULL); s; s = tc_registry_next(s)) {
         mp_pool *pool = pool_of(s);
+        mesh_postfork(s, true);
         slab_reinit_locks(s);
         mutex_init(&pool->lock, MP_RANK_POOL, 0);
         purge_reinit(pool);
@@ -174,10 +183,16 @@ int mp_pool_create(const mp_config *config, mp_pool **out) {
               c.huge_pages == MP_HUGE_ON, c.arena_bytes, c.retain_arenas);
     heap_init(&pool->heaps[MP_HEAP_HUGE], pool, &pool->acct, &pool->graves, MP_HUGE_SHIFT,
               c.huge_pages != MP_HUGE_OFF, c.arena_bytes, c.retain_arenas);
+    heap_init(&pool->heaps[MP_HEAP_MESH], pool, &pool->acct, &pool->graves, MP_PAGE_SHIFT, 0,
+              c.arena_bytes, c.retain_arenas);
+    pool->heaps[MP_HEAP_MESH].shared = true;
     pool->heaps[MP_HEAP_PAGES].lowest_first = true; /* see heap.c's lru_find */
+    pool->heaps[MP_HEAP_MESH].lowest_first = true;
     mp_small *s = &pool->small;
     s->acct = &pool->acct;
-    s->pages = &pool->heaps[MP_HEAP_PAGES];
+    s->mesh = c.mesh && !pool->config.debug; /* free blocks keep debug mode's fill */
+    pool->config.mesh = s->mesh;
+    s->pages = &pool->heaps[s->mesh ? MP_HEAP_MESH : MP_HEAP_PAGES];
     s->heap_lock = &pool->lock;
     s->debug = pool->config.debug;
     s->decay_ms = pool->config.decay_ms;
@@ -197,6 +212,7 @@ void mp_pool_destroy(mp_pool *pool) {
     purge_stop(pool);
     tc_release_all(&pool->small);
     buffer_table_destroy(pool);
+    mesh_forget_all(&pool->small);
     slab_classes_destroy(&pool->small);
     for (int h = 0; h < MP_HEAP_COUNT; h++)
         heap_destroy(&pool->heaps[h]);

@@ -47,7 +47,9 @@ typedef struct mp_buffer_table {
 } mp_buffer_table;
 
 /* ---- the pool ----------------------------------------------------------- */
-enum { MP_HEAP_PAGES = 0, MP_HEAP_HUGE = 1, MP_HEAP_COUNT = 2 };
+/* MP_HEAP_MESH: the slabs' heap of memfd-backed arenas when meshing is on
+ * (without it, slabs share the page heap and the mesh heap stays empty). */
+enum { MP_HEAP_PAGES = 0, MP_HEAP_HUGE = 1, MP_HEAP_MESH = 2, MP_HEAP_COUNT = 3 };
 
 struct mp_pool {
     /* First: its uid and fast_max are the two reads every mp_alloc/mp_free

@@ -33,6 +33,24 @@ size_t mp_purge_aged(mp_pool *pool) {
     return given;
 }
 
+/* Pages one mesher run may mesh (each pair's pause is one slab's copy). */
+#define MESH_PAGES_PER_CALL 16384
+
+/* The purger's meshing, at a slab sweep: at most once per decay period.
+ * Returns when it wants to run again (INT64_MAX: not before more blocks
+ * come back).  Call without the pool lock. */
+static int64_t purge_mesh(mp_pool *pool, int64_t now) {
+    mp_small *s = &pool->small;
+    if (!s->mesh)
+        return INT64_MAX;
+    int64_t last = atomic_load_explicit(&s->mesh_last_ms, memory_order_relaxed);
+    if (last != 0 && now - last < pool->config.decay_ms)
+        return last + pool->config.decay_ms;
+    atomic_store_explicit(&s->mesh_last_ms, now, memory_order_relaxed);
+    size_t pages = mesh_run(s, MESH_PAGES_PER_CALL);
+    return pages >= MESH_PAGES_PER_CALL ? now + pool->config.decay_ms : INT64_MAX;
+}
+
 /* The purger: sleeps until the oldest dirty free span ages past the decay,
  * gives it back, and sleeps without a deadline when nothing is dirty. */
 static void *purger_main(void *arg) {
@@ -49,6 +67,9 @@ static void *purger_main(void *arg) {
             mutex_unlock(&pool->lock);
             int64_t next;
             slab_purge_free_pages(&pool->small, now, pool->config.decay_ms, &next);
+            int64_t mesh_next = purge_mesh(pool, now);
+            if (mesh_next < next)
+                next = mesh_next;
             mutex_lock(&pool->lock);
             if (next != INT64_MAX) {
                 int64_t due = atomic_load_explicit(sweep_due, memory_order_relaxed);
@@ -211,6 +232,7 @@ size_t mp_trim(mp_pool *pool) {
     }
     slab_drop_spares(s);
     size_t given = slab_purge_free_pages(s, INT64_MAX / 2, 0, NULL);
+    given += mesh_run(s, SIZE_MAX) << MP_PAGE_SHIFT; /* meshing's punched pages */
     mutex_lock(&pool->lock);
     for (int h = 0; h < MP_HEAP_COUNT; h++)
         given += decay_purge(&pool->heaps[h], INT64_MAX / 2, 0, true);

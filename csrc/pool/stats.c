@@ -96,6 +96,11 @@ int mp_stats_get(mp_pool *pool, mp_stats *out) {
     out->pinned_buffer_count = pool->buffers.pinned;
     out->defrag_count = pool->buffers.defrag_count;
     out->defrag_moved_bytes = pool->buffers.defrag_moved_bytes;
+    out->mesh_pages = clamp0(atomic_load(&s->mesh_pages));
+    out->mesh_bytes_saved = out->mesh_pages << MP_PAGE_SHIFT;
+    out->mesh_pages_total = atomic_load(&s->mesh_pages_total);
+    out->mesh_calls = atomic_load(&s->mesh_calls);
+    out->mesh_pause_max_ns = atomic_load(&s->mesh_pause_max_ns);
     out->direct_count = pool->direct_count;
     out->thread_cache_count = s->tcache_count;
     mutex_unlock(&pool->lock);

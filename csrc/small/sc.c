@@ -90,6 +90,19 @@ uint32_t sc_slab_grow_pages(size_t block_size, size_t min_bytes) {
     return pages < max ? pages : max;
 }
 
+/* Pages of every slab of a class when meshing is on: meshing pairs slabs of
+ * one length whose live blocks do not overlap, and two random 10% subsets
+ * of n blocks are disjoint with a probability of about 0.9^(n/10), so slabs
+ * are short: the fewest pages holding a block, or up to four times that
+ * when the tail would waste more than 1/8 (then the least waste). */
+uint32_t sc_mesh_slab_pages(size_t block_size) {
+    uint32_t lo = pages_for(block_size);
+    size_t bytes = (size_t)lo << MP_PAGE_SHIFT;
+    if ((bytes % block_size) * 8 <= bytes)
+        return lo;
+    return least_waste_pages(block_size, lo, 4 * lo);
+}
+
 /* Multiplier that turns a block's byte offset into its index with one
  * multiply instead of a division: exact for every multiple of the block
  * size below 2^32 (slabs are at most 1 MiB), as the size-class test checks

@@ -32,8 +32,13 @@
  * blocks" has the stress and demo figures).  Each next length doubles the one before, so a busy
  * class reaches full-length slabs after a few and its slab count stays
  * logarithmic in its demand until then. */
-static void class_slab_steps(mp_class *c) {
+static void class_slab_steps(mp_class *c, bool mesh) {
     uint32_t max = sc_slab_pages(c->block_size);
+    if (mesh) { /* meshing pairs slabs of one length: one short length */
+        c->slab_steps = 1;
+        c->slab_pages[0] = sc_mesh_slab_pages(c->block_size);
+        return;
+    }
     size_t first = 2 * (size_t)c->block_size;
     if (first < 2 * MP_PAGE_SIZE)
         first = 2 * MP_PAGE_SIZE;
@@ -62,7 +67,7 @@ void slab_classes_init(mp_small *s, size_t small_max) {
          * enough that idle threads do not pin much memory. */
         uint32_t cap = (uint32_t)(65536 / c->block_size);
         c->tcache_cap = cap < 4 ? 4 : cap > 64 ? 64 : cap;
-        class_slab_steps(c);
+        class_slab_steps(c, s->mesh);
     }
 }
 
@@ -123,6 +128,10 @@ static void partial_remove(mp_class *c, mp_slab *slab) {
     list_remove(&c->partial, &slab->link);
     slab->in_partial = 0;
 }
+
+/* partial_push and partial_remove for mesh.c. */
+void slab_partial_push(mp_class *c, mp_slab *slab) { partial_push(c, slab); }
+void slab_partial_remove(mp_class *c, mp_slab *slab) { partial_remove(c, slab); }
 
 /* A new slab with every block free, or NULL when memory is refused.
  * Class lock held; takes the pool lock for the span. */
@@ -196,6 +205,32 @@ static void slab_destroy(mp_small *s, mp_slab *slab) {
     free(slab);
 }
 
+/* An empty slab leaves: kept as its class's spare, or given back to the
+ * heap.  Class lock held. */
+void slab_release_empty(mp_small *s, mp_slab *slab) {
+    mp_class *c = &s->classes[slab->cls];
+    if (slab->in_partial)
+        partial_remove(c, slab);
+    if (c->spare == NULL)
+        c->spare = slab;
+    else
+        slab_destroy(s, slab);
+}
+
+/* Set bit i of `bits` (zeroed by the caller, nblocks bits) for every block
+ * not in the slab's free stack: live, or cached by a thread, which may hand
+ * it out without the class lock.  Returns how many.  Class lock held. */
+uint32_t slab_occupancy(const mp_slab *slab, uint64_t *bits) {
+    uint32_t words = (slab->nblocks + 63) / 64;
+    for (uint32_t w = 0; w < words; w++)
+        bits[w] = ~(uint64_t)0;
+    if (slab->nblocks % 64)
+        bits[words - 1] = ((uint64_t)1 << (slab->nblocks % 64)) - 1;
+    for (uint32_t i = 0; i < slab->nfree; i++)
+        bits[slab->free_stack[i] / 64] &= ~((uint64_t)1 << (slab->free_stack[i] % 64));
+    return slab->nblocks - slab->nfree;
+}
+
 /* The pages a block of the slab covers: [*first, *last]. */
 static void block_pages(const mp_slab *slab, uint32_t idx, uint32_t *first, uint32_t *last) {
     size_t start = (size_t)idx * slab->block_size;
@@ -261,7 +296,7 @@ static size_t slab_purge_pages(mp_small *s, mp_slab *slab) {
         uint32_t run = 1;
         while (p + run < pages && !page_used[p + run] && !page_purged(slab, p + run))
             run++;
-        os_purge(&s->acct->os, slab->start + ((size_t)p << MP_PAGE_SHIFT),
+        arena_purge(span->arena, &s->acct->os, slab->start + ((size_t)p << MP_PAGE_SHIFT),
                  (size_t)run << MP_PAGE_SHIFT);
         arena_clear_dirty(span->arena, span->page + p, run);
         bits_set(slab->purged, p, run);
@@ -388,16 +423,15 @@ void slab_return(mp_small *s, unsigned cls, const mp_tcache_entry *blocks, uint3
         MP_ASSERT_EXPENSIVE(!slab_stack_holds(slab, idx),
                             "a block is in its slab's free stack at most once");
         slab->free_stack[slab->nfree++] = (uint16_t)idx;
+        if (MP_UNLIKELY(slab->mesh_owner != NULL)) { /* meshed: not allocated from */
+            if (slab->nfree == slab->nblocks)
+                mesh_member_empty(s, slab);
+            continue;
+        }
         if (slab->nfree == 1 && slab != c->spare)
             partial_push(c, slab);
-        if (slab->nfree == slab->nblocks) {
-            if (slab->in_partial)
-                partial_remove(c, slab);
-            if (c->spare == NULL)
-                c->spare = slab;
-            else
-                slab_destroy(s, slab);
-        }
+        if (slab->nfree == slab->nblocks)
+            slab_release_empty(s, slab);
     }
     mutex_unlock(&c->lock);
     slab_sweep_schedule(s, now);
@@ -457,7 +491,7 @@ size_t slab_check(const mp_small *s, const mp_slab *slab, mp_check_log *log,
     }
     bad += check_fail(log, free_states < slab->nfree, "slab: fewer free blocks than stack entries");
     *cached += free_states - (free_states < slab->nfree ? free_states : slab->nfree);
-    bool should_be_partial = slab->nfree > 0 && slab != c->spare;
+    bool should_be_partial = slab->nfree > 0 && slab != c->spare && slab->mesh_owner == NULL;
     bad += check_fail(log, should_be_partial != (slab->in_partial != 0),
                       "slab: in the partial list iff it has free blocks and is not the spare");
     bad += check_fail(log, slab == c->spare && slab->nfree != slab->nblocks,
@@ -508,7 +542,7 @@ void slab_repair_after_fork(mp_small *s) {
                 }
             }
             free(in_stack);
-            if (slab->nfree > 0 && !slab->in_partial && slab != c->spare)
+            if (slab->nfree > 0 && !slab->in_partial && slab != c->spare && !slab->mesh_owner)
                 partial_push(c, slab);
         }
     }

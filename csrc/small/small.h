@@ -41,6 +41,7 @@ static inline unsigned sc_of_small(size_t size) { return sc_table[(size - 1) >> 
 size_t sc_block(unsigned cls);
 uint32_t sc_slab_pages(size_t block_size);
 uint32_t sc_slab_grow_pages(size_t block_size, size_t min_bytes);
+uint32_t sc_mesh_slab_pages(size_t block_size);
 uint32_t sc_magic(uint32_t block_size);
 
 /* Block index of byte offset `off` in a slab; callers verify idx*bs == off. */
@@ -78,6 +79,7 @@ struct mp_slab {
     uint32_t nblocks, nfree;  /* nfree = entries in free_stack */
     uint16_t cls;
     uint8_t in_partial;
+    uint8_t in_groups;        /* a meshed group's owner, in its class's groups */
     mp_link link; /* class partial list */
     mp_span *span;
     uint16_t *free_stack;     /* indices of free blocks not in a thread cache */
@@ -85,6 +87,10 @@ struct mp_slab {
                                  of the stack covered it (class lock) */
     uint32_t purged_pages;
     int64_t returned_ms;      /* last time blocks came back to the stack */
+    /* Meshing (mesh.c): the slab whose file pages hold this one's blocks
+     * (itself for a group's owner), NULL when not meshed; the owner links
+     * the group's other members through mesh_next. */
+    struct mp_slab *mesh_owner, *mesh_next;
 };
 
 /* Room for the slab lengths a class steps through: the first slab is at
@@ -103,7 +109,8 @@ typedef struct mp_class {
      * back start small again. */
     uint32_t slab_steps;
     uint32_t slab_pages[MP_SLAB_STEPS];
-    mp_list partial;  /* slabs with nfree > 0 */
+    mp_list partial;  /* slabs with nfree > 0 (not meshed) */
+    mp_list groups;   /* owners of meshed groups (mesh.c): not allocated from */
     mp_slab *spare;   /* one empty slab kept so a loop does not thrash */
     mp_counter slabs, blocks; /* written under the class lock, read by stats */
 } mp_class;
@@ -167,6 +174,13 @@ typedef struct mp_small {
     /* when slabs first got free blocks back since the last slab sweep (0:
      * none): the purger gives their whole free pages back a decay later */
     _Atomic int64_t slab_sweep_due_ms;
+    /* Meshing (mesh.c): slabs come from a heap of memfd-backed arenas and
+     * the purger and mp_trim mesh their pages.  Figures are atomics: meshing
+     * runs under one class lock at a time, from any thread. */
+    bool mesh;
+    _Atomic int64_t mesh_pages;      /* pages of slabs mapped onto another's now */
+    _Atomic uint64_t mesh_pages_total, mesh_calls, mesh_pause_max_ns;
+    _Atomic int64_t mesh_last_ms;    /* when the purger last meshed */
     mp_class classes[MP_MAX_CLASSES];
 } mp_small;
 
@@ -182,8 +196,20 @@ void slab_repair_after_fork(mp_small *s);
 size_t slab_check(const mp_small *s, const mp_slab *slab, mp_check_log *log,
                   uint64_t *live_blocks, uint64_t *live_bytes, uint64_t *cached);
 void slab_lock_all(mp_small *s);
+void slab_partial_push(mp_class *c, mp_slab *slab);
+void slab_partial_remove(mp_class *c, mp_slab *slab);
+void slab_release_empty(mp_small *s, mp_slab *slab);
+uint32_t slab_occupancy(const mp_slab *slab, uint64_t *bits);
 void slab_unlock_all(mp_small *s);
 void slab_reinit_locks(mp_small *s);
+
+/* ---- mesh.c ------------------------------------------------------------------ */
+size_t mesh_run(mp_small *s, size_t max_pages);
+bool mesh_member_empty(mp_small *s, mp_slab *slab);
+void mesh_forget_all(mp_small *s);
+size_t mesh_check(const mp_small *s, unsigned cls, mp_check_log *log);
+int mesh_prefork(mp_small *s);
+void mesh_postfork(mp_small *s, bool child);
 
 /* The slab of `owner` (its page heap's owner identity) on ptr's page, or
  * NULL (not a slab page, or another owner's): the address map's page

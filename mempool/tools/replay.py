@@ -65,7 +65,7 @@ def _child(cfg: Dict[str, Any]) -> Dict[str, Any]:
     pool = None
     if cfg["backend"] == "pool":
         import mempool
-        pool = mempool.Pool()
+        pool = mempool.Pool(mesh=bool(cfg.get("mesh", False)))
     out = replay_here(trace, pool, settle_s=cfg["settle_s"])
     if pool is not None:
         out["pool_check"] = pool.check()

@@ -20,6 +20,9 @@ at roughly 200-300 MB live):
 ``interleaved``  short- and long-lived blocks allocated alternately; the
                  short ones die at once, the long ones many rounds later.
 ``random``       sizes log-uniform 64 B-64 MiB, random frees, live capped.
+``scatter``      200,000 arrays of 64 B-4 KiB (uniform), then the usual end
+                 keeps a random 10%: survivors scattered over every slab
+                 page, the pattern meshing (``--mesh``) compacts.
 """
 
 from __future__ import annotations
@@ -157,11 +160,18 @@ def _random(b: _Builder, rng, rounds: int, scale: float) -> None:
         b.free_fraction(rng, 0.3)
 
 
+def _scatter(b: _Builder, rng, rounds: int, scale: float) -> None:
+    per_round = max(1, int(200_000 * scale) // rounds)
+    for _ in range(rounds):
+        for s in rng.integers(64, 4097, size=per_round):
+            b.alloc(int(s))
+
+
 PATTERNS = {"drift": _drift, "sawtooth": _sawtooth, "growing": _growing,
-            "interleaved": _interleaved, "random": _random}
+            "interleaved": _interleaved, "random": _random, "scatter": _scatter}
 #: Rounds per pattern at full size.
 DEFAULT_ROUNDS = {"drift": 150, "sawtooth": 12, "growing": 300,
-                  "interleaved": 200, "random": 100}
+                  "interleaved": 200, "random": 100, "scatter": 2}
 
 
 def generate(pattern: str = "drift", seed: int = 0, rounds: Optional[int] = None,
@@ -197,6 +207,8 @@ def add_arguments(p) -> None:
                    help="size of the working set; 1.0 peaks at ~200-300 MB live")
     p.add_argument("--settle", type=float, default=3.0,
                    help="seconds to watch resident memory after the last event (default 3)")
+    p.add_argument("--mesh", action="store_true",
+                   help="the mempool row uses Pool(mesh=True) (see README, Meshing)")
     p.add_argument("--quick", action="store_true",
                    help="a small run (scale 0.25, a third of the rounds, settle 1.5 s)")
     harness.add_common_arguments(p)
@@ -219,7 +231,8 @@ def command(ns) -> int:
         except ValueError as exc:
             print(f"mempool stress: {exc}", file=sys.stderr)
             return 2
-        rows = harness.run_rows({"stress": params, "settle_s": settle}, ns.allocators,
+        rows = harness.run_rows({"stress": params, "settle_s": settle,
+                                 "mesh": bool(getattr(ns, "mesh", False))}, ns.allocators,
                                ns.repeat,
                                on_row=lambda r: console.print(
                                    f"  {pattern} · {r['allocator']}: {r['status']}",

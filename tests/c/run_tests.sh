@@ -17,7 +17,11 @@ args_for() {
         asan:test_stress) printf '%s\n' "1 700000 default" "2 60000 debug-decay0" ;;
         tsan:test_threads) printf '%s\n' "4 20000" "4 10000 2" ;;
         asan:test_threads) printf '%s\n' "4 200000" "4 50000 2" ;;
-        tsan:test_fork)    printf '%s\n' "5" ;;
+        tsan:test_fork)    printf '%s\n' "5" "3 mesh" ;;
+        opt:test_fork)     printf '%s\n' "" "20 mesh" ;;
+        asan:test_fork)    printf '%s\n' "" "10 mesh" ;;
+        asan:test_mesh)    printf '%s\n' "50000" ;;
+        tsan:test_mesh)    printf '%s\n' "20000" ;;
         *) printf '\n' ;;
     esac
 }

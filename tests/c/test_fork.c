@@ -1,7 +1,8 @@
 /*
  * test_fork.c - fork() while another thread is inside the pool.
  *
- *   test_fork [ROUNDS]      (default 20)
+ *   test_fork [ROUNDS [mesh]]   (default 20; mesh: the pool meshes, and
+ *                               every fork comes after an mp_trim that meshed)
  *
  * The header promises that fork() leaves the child with a working pool.  A
  * helper thread allocates and frees without pause; the main thread forks
@@ -10,6 +11,10 @@
  * frees many more (also from a new thread of its own), runs mp_pool_check,
  * and exits 0 only if all held.  A child that hangs (a lock left held across
  * fork) is killed after 30 s and counted as a failure.
+ *
+ * test_fork_meshed: slab memory of a meshing pool is MAP_SHARED; the child
+ * must still get its own copy: its writes stay in it, the parent's arrays
+ * are unchanged, and the parent's writes after fork do not reach it.
  */
 #define _GNU_SOURCE /* nanosleep, kill under -std=c11 */
 #include "test.h"
@@ -158,9 +163,96 @@ static __attribute__((unused)) void test_fork_with_several_pools(void)
     }
 }
 
+#define MESH_BLOCKS 20000
+
+/* Block i's expected first word in the parent (who = 1) or the child (2),
+ * generation g. */
+static uint64_t mesh_word(size_t i, int who, int g) { return (uint64_t)i * 1000003u + who * 10 + g; }
+
+/* Whether every survivor's words read as `who`/`g` would have written. */
+static size_t mesh_wrong(uint64_t **blocks, int who, int g)
+{
+    size_t wrong = 0;
+    for (size_t i = 0; i < MESH_BLOCKS; i++)
+        if (blocks[i])
+            for (int k = 0; k < 16; k++)
+                wrong += blocks[i][k] != mesh_word(i, who, g) + (uint64_t)k;
+    return wrong;
+}
+
+/* Write who/g into every survivor. */
+static void mesh_write(uint64_t **blocks, int who, int g)
+{
+    for (size_t i = 0; i < MESH_BLOCKS; i++)
+        if (blocks[i])
+            for (int k = 0; k < 16; k++)
+                blocks[i][k] = mesh_word(i, who, g) + (uint64_t)k;
+}
+
+/* Fork with meshed slabs: both sides keep their own memory. */
+static void test_fork_meshed(void)
+{
+    mp_config c;
+    mp_config_default(&c);
+    c.mesh = 1;
+    mp_pool *p = NULL;
+    CHECK_ERR(mp_pool_create(&c, &p), MP_OK);
+    static uint64_t *blocks[MESH_BLOCKS];
+    for (size_t i = 0; i < MESH_BLOCKS; i++)
+        blocks[i] = mp_alloc(p, 128 + (i % 3) * 64);
+    for (size_t i = 0; i < MESH_BLOCKS; i++)
+        if (i % 10 != 3) {
+            mp_free(p, blocks[i], 0);
+            blocks[i] = NULL;
+        }
+    mesh_write(blocks, 1, 0);
+    mp_trim(p);
+    mp_stats st;
+    mp_stats_get(p, &st);
+    CHECK_MSG(st.mesh_pages > 0, "the pool meshed before fork (%" PRIu64 " pages)", st.mesh_pages);
+    int to_child[2], to_parent[2];
+    CHECK(pipe(to_child) == 0 && pipe(to_parent) == 0);
+    fflush(NULL);
+    pid_t pid = fork();
+    if (pid == 0) {
+        char token = 0;
+        int bad = mesh_wrong(blocks, 1, 0) != 0; /* the parent's content came along */
+        mesh_write(blocks, 2, 0);
+        bad |= (write(to_parent[1], "w", 1) != 1) << 1;
+        bad |= (read(to_child[0], &token, 1) != 1) << 2; /* the parent wrote meanwhile */
+        bad |= (mesh_wrong(blocks, 2, 0) != 0) << 3;
+        void *q = mp_alloc(p, 200);
+        bad |= (q == NULL || mp_free(p, q, 200) != MP_OK) << 4;
+        mp_trim(p); /* meshing in the child works on its copy */
+        bad |= (mesh_wrong(blocks, 2, 0) != 0) << 5;
+        bad |= (mp_pool_check(p) != 0) << 6;
+        _exit(bad);
+    }
+    char token = 0;
+    CHECK(pid > 0 && read(to_parent[0], &token, 1) == 1); /* the child wrote */
+    CHECK_EQ_U(mesh_wrong(blocks, 1, 0), 0);
+    mesh_write(blocks, 1, 1);
+    CHECK(write(to_child[1], "p", 1) == 1);
+    int status = 0;
+    CHECK(waitpid(pid, &status, 0) == pid);
+    CHECK_MSG(WIFEXITED(status) && WEXITSTATUS(status) == 0, "meshed child status %#x", status);
+    CHECK_EQ_U(mesh_wrong(blocks, 1, 1), 0);
+    for (size_t i = 0; i < MESH_BLOCKS; i++)
+        if (blocks[i])
+            mp_free(p, blocks[i], 0);
+    CHECK_EQ_U(mp_pool_check(p), 0);
+    mp_pool_destroy(p);
+    for (int i = 0; i < 2; i++) {
+        close(to_child[i]);
+        close(to_parent[i]);
+    }
+}
+
 int main(int argc, char **argv)
 {
     int rounds = argc > 1 ? atoi(argv[1]) : 20;
+    int mesh = argc > 2 && strcmp(argv[2], "mesh") == 0;
+    test_fork_meshed();
 #if defined(__SANITIZE_THREAD__)
     /* TSan's deadlock detector holds at most 64 locks per thread; the fork
      * handlers hold ~50 per pool. */
@@ -168,7 +260,10 @@ int main(int argc, char **argv)
 #else
     test_fork_with_several_pools();
 #endif
-    CHECK_ERR(mp_pool_create(NULL, &pool), MP_OK);
+    mp_config config;
+    mp_config_default(&config);
+    config.mesh = mesh;
+    CHECK_ERR(mp_pool_create(&config, &pool), MP_OK);
     if (!pool)
         return test_report("test_fork");
     for (int i = 0; i < NPARENT; i++) {
@@ -178,6 +273,16 @@ int main(int argc, char **argv)
             return test_report("test_fork");
         test_block_fill(parent_blocks[i], 500 + i, parent_sizes[i]);
     }
+    static uint64_t *scatter[MESH_BLOCKS]; /* mesh: survivors to mesh */
+    for (size_t i = 0; mesh && i < MESH_BLOCKS; i++)
+        scatter[i] = mp_alloc(pool, 128 + (i % 3) * 64);
+    for (size_t i = 0; mesh && i < MESH_BLOCKS; i++)
+        if (i % 10 != 3) {
+            mp_free(pool, scatter[i], 0);
+            scatter[i] = NULL;
+        }
+    if (mesh)
+        mesh_write(scatter, 1, 0);
     pthread_t th;
     if (!CHECK(pthread_create(&th, NULL, helper, NULL) == 0))
         return test_report("test_fork");
@@ -186,6 +291,8 @@ int main(int argc, char **argv)
         uint64_t seen = atomic_load(&helper_ops);
         while (atomic_load(&helper_ops) < seen + 200) /* the helper is busy now */
             sleep_ms(1);
+        if (mesh)
+            mp_trim(pool); /* meshes what the helper's holes allow */
         fflush(NULL);
         pid_t pid = fork();
         if (pid == 0)
@@ -222,12 +329,18 @@ int main(int argc, char **argv)
         CHECK_MSG(bad == SIZE_MAX, "parent block %d corrupt at %zu", i, bad);
         CHECK_ERR(mp_free(pool, parent_blocks[i], parent_sizes[i]), MP_OK);
     }
+    if (mesh) {
+        CHECK_EQ_U(mesh_wrong(scatter, 1, 0), 0);
+        for (size_t i = 0; i < MESH_BLOCKS; i++)
+            if (scatter[i])
+                mp_free(pool, scatter[i], 0);
+    }
     mp_stats s;
     CHECK_ERR(mp_stats_get(pool, &s), MP_OK);
     CHECK_EQ_U(s.live_bytes, 0);
     CHECK_EQ_U(mp_pool_check(pool), 0);
-    printf("fork: %d rounds while the helper ran %" PRIu64 " ops\n", rounds,
-           atomic_load(&helper_ops));
+    printf("fork: %d rounds while the helper ran %" PRIu64 " ops; %" PRIu64 " pages meshed\n",
+           rounds, atomic_load(&helper_ops), s.mesh_pages_total);
     mp_pool_destroy(pool);
     return test_report("test_fork");
 }

@@ -441,6 +441,35 @@ static void op_buffer(world *w, input *in) {
     }
 }
 
+/* Many blocks of one small size, all but every k-th freed at once, then
+ * mp_trim: in a meshing pool, slabs whose survivors do not overlap are
+ * meshed.  Survivors go into free shadow slots (checked from then on) or
+ * are freed too. */
+static void op_scatter(world *w, input *in) {
+    size_t size = 64 * (1 + u8(in) % 48);
+    if (size > w->cfg.small_max)
+        size = w->cfg.small_max;
+    unsigned n = 16 + u8(in) % 240, every = 2 + u8(in) % 14;
+    uint8_t seed = (uint8_t)u8(in);
+    void *ps[256];
+    for (unsigned i = 0; i < n; i++)
+        if ((ps[i] = mp_alloc(w->pool, size)) == NULL) {
+            expect_error(w, mp_last_error(), E(MP_ENOMEM), "scatter alloc refused");
+            n = i; /* the capacity may refuse */
+        }
+    for (unsigned i = 0; i < n; i++) {
+        block *slot = NULL;
+        for (int k = 0; k < SLOTS && i % every == 0 && slot == NULL; k++)
+            if (w->blocks[k].p == NULL)
+                slot = &w->blocks[k];
+        if (slot)
+            adopt(w, slot, ps[i], size, (uint8_t)(seed + i), 0);
+        else
+            EXPECT(mp_free(w->pool, ps[i], size) == MP_OK, "scatter free");
+    }
+    mp_trim(w->pool);
+}
+
 /* ---- the program --------------------------------------------------------- */
 /* A small pool config from two input bytes. */
 static void config_from(input *in, mp_config *c) {
@@ -456,6 +485,7 @@ static void config_from(input *in, mp_config *c) {
     c->huge_pages = (b >> 4) % 3;
     c->huge_min = (b & 0x80) ? 1 * MiB : c->huge_min;
     c->background_purge = 0; /* one thread: every result is deterministic */
+    c->mesh = (a / 30) & 1;  /* meshing: mp_trim (op 11) meshes what it can */
 }
 
 /* One input = one pool and up to 400 calls, checked after each. */
@@ -470,7 +500,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     EXPECT(mp_pool_create(&w.cfg, &w.pool) == MP_OK, "create");
     mp_pool_config(w.pool, &w.cfg);
     for (unsigned steps = 0; in.i < in.n && steps < 400; steps++) {
-        unsigned op = u8(&in) % 16;
+        unsigned op = u8(&in) % 17;
         if (trace)
             fprintf(stderr, "step %u op %u at byte %zu\n", steps, op, in.i - 1);
         switch (op) {
@@ -484,6 +514,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         case 12: mp_purge_aged(w.pool); break;
         case 13: op_overrun(&w, &in); break;
         case 14: case 15: op_buffer(&w, &in); break;
+        case 16: op_scatter(&w, &in); break;
         }
         verify_world(&w);
     }
