@@ -249,7 +249,6 @@ static void test_hole_cap_gives_back_a_tail(void)
     mp_pool_destroy(pool);
 }
 
-/* A foreign address is never found in the chunk map; an arena's is. */
 /* Holes never raise the peak: below the pool's resident peak, fresh pages
  * leave the holes resident; fresh pages that take resident above the peak
  * make the pool give back as many bytes of holes (the oldest hole's tail)
@@ -363,6 +362,7 @@ static void test_peak_rule_oldest_across_heaps(void)
     mp_pool_destroy(pool);
 }
 
+/* A foreign address is never found in the chunk map; an arena's is. */
 static void test_chunk_map(void)
 {
     mp_pool *pool = make_pool();
