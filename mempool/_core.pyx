@@ -17,6 +17,7 @@ destructor), so there is no reference cycle.
 """
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize
 from cpython.pycapsule cimport (PyCapsule_Destructor, PyCapsule_GetContext,
+                                PyCapsule_GetPointer, PyCapsule_IsValid,
                                 PyCapsule_New, PyCapsule_SetContext)
 from cpython.ref cimport Py_DECREF, Py_INCREF, PyObject
 from libc.stdint cimport int64_t, uintptr_t
@@ -41,6 +42,8 @@ cdef extern from "numpy/arrayobject.h":
         unsigned char version
         PyDataMemAllocator allocator
 
+    bint PyArray_Check(object obj)
+    PyObject *PyArray_HANDLER(object arr)   # borrowed; NULL: no data of its own
     object PyDataMem_SetHandler(object handler)
     object PyDataMem_GetHandler()
     int _import_array() except -1
@@ -230,45 +233,28 @@ cdef class _PoolBase:
 
     def _open(self, dict overrides):
         """Create the native pool from the defaults plus ``overrides``
-        (mp_config field names; decay_ms an int)."""
+        ({core setting name: int}); a value the core refuses raises
+        ``self._InvalidSetting`` with the core's reason (mp_config_error)."""
         cdef mp_config cfg
         cdef mp_pool *pool = NULL
         cdef int code
+        cdef int64_t debug = 0
         if self._opened:
             raise RuntimeError("pool already opened")
         mp_config_default(&cfg)
         for key, value in overrides.items():
-            if key == "capacity":
-                cfg.capacity = value
-            elif key == "small_max":
-                cfg.small_max = value
-            elif key == "arena_bytes":
-                cfg.arena_bytes = value
-            elif key == "huge_min":
-                cfg.huge_min = value
-            elif key == "decay_ms":
-                cfg.decay_ms = value
-            elif key == "huge_pages":
-                cfg.huge_pages = value
-            elif key == "background_purge":
-                cfg.background_purge = value
-            elif key == "debug":
-                cfg.debug = value
-            elif key == "retain_arenas":
-                cfg.retain_arenas = value
-            elif key == "resident_limit":
-                cfg.resident_limit = value
-            elif key == "mesh":
-                cfg.mesh = value
-            else:
-                raise TypeError(f"unknown pool setting {key!r}")
+            if mp_config_set(&cfg, (<str>key).encode(), value) != MP_OK:
+                raise self._InvalidSetting(mp_config_error().decode())
         code = mp_pool_create(&cfg, &pool)
         if code != MP_OK:
-            raise self._error_from_code(code, config=overrides)
+            if code == MP_EINVAL:
+                raise self._InvalidSetting(mp_config_error().decode())
+            raise self._error_from_code(code)
         self._pool = pool
         self._ctx.head.pool = pool
         mp_pool_config(pool, &cfg)   # a core built with MP_DEBUG_LEVEL>=1 forces it
-        self._ctx.debug = cfg.debug != 0
+        mp_config_get(&cfg, b"debug", &debug)
+        self._ctx.debug = debug != 0
         self._opened = True
 
     cdef mp_pool *_require(self) except NULL:
@@ -308,10 +294,11 @@ cdef class _PoolBase:
         return self._capsule != NULL
 
     def _config_raw(self):
-        """The pool's effective mp_config as a dict."""
+        """The pool's settings as the core holds them: {name: int}, every
+        row of the core's table (after defaults, rounding, changes)."""
         cdef mp_config cfg
         mp_pool_config(self._require(), &cfg)
-        return cfg  # Cython turns the struct into a dict of its fields
+        return _config_dict(&cfg)
 
     def _stats_raw(self):
         """A snapshot of mp_stats as a dict (errors and classes as lists)."""
@@ -374,16 +361,17 @@ cdef class _PoolBase:
         cdef size_t n = mp_debug_reports(self._require(), buf, MP_DEBUG_REPORTS)
         return [buf[i] for i in range(n)]
 
-    def _set_resident_limit(self, size_t limit):
-        """mp_pool_set_resident_limit (0: none); MP_EINVAL below the live
-        bytes, raised with the figures."""
+    def _set_setting(self, str name, int64_t value):
+        """mp_pool_set: change a setting of the live pool; a refusal raises
+        ``self._InvalidSetting`` with the core's reason."""
         cdef mp_pool *pool = self._require()
+        cdef bytes key = name.encode()
+        cdef const char *c_key = key
         cdef int code
         with nogil:
-            code = mp_pool_set_resident_limit(pool, limit)
+            code = mp_pool_set(pool, c_key, value)
         if code != MP_OK:
-            self._raise(code, resident_limit=limit,
-                        live_bytes=self._stats_raw()["live_bytes"])
+            raise self._InvalidSetting(mp_config_error().decode())
 
     def _raise(self, int code, **context):
         if code == MP_ENOMEM:
@@ -461,11 +449,66 @@ def strerror(int code):
     return mp_strerror(code).decode()
 
 
+cdef dict _config_dict(const mp_config *cfg):
+    cdef size_t n = 0, i
+    cdef const mp_setting *rows = mp_settings(&n)
+    cdef int64_t value
+    cdef dict out = {}
+    for i in range(n):
+        mp_config_get(cfg, rows[i].name, &value)
+        out[rows[i].name.decode()] = value
+    return out
+
+
 def default_config():
-    """mp_config_default as a dict."""
+    """mp_config_default as {name: int}."""
     cdef mp_config cfg
     mp_config_default(&cfg)
-    return cfg  # Cython turns the struct into a dict of its fields
+    return _config_dict(&cfg)
+
+
+def settings_table():
+    """The core's table of settings (MP_CONFIG_LIST, through mp_settings):
+    one tuple ``(name, unit, default, min, max, none, runtime, doc)`` per
+    setting, in the table's order; ``none`` is None when the setting has no
+    "none" value.  The one source of mempool._settings."""
+    cdef size_t n = 0, i
+    cdef const mp_setting *rows = mp_settings(&n)
+    return [(rows[i].name.decode(), rows[i].unit.decode(), rows[i].default_value,
+             rows[i].min, rows[i].max,
+             None if rows[i].none == MP_SETTING_NO_NONE else rows[i].none,
+             bool(rows[i].runtime), rows[i].doc.decode())
+            for i in range(n)]
+
+
+def check_setting(str name, int64_t value):
+    """mp_setting_check: None when the core accepts ``value`` for the
+    setting ``name``, else its reason (naming the setting, the value and
+    the range)."""
+    if mp_setting_check(name.encode(), value) == MP_OK:
+        return None
+    return mp_config_error().decode()
+
+
+def array_pool(arr):
+    """The pool object whose handler allocated the data of ``arr`` (an
+    ndarray that owns its data), or None (numpy's own handler, another
+    one, or no data of its own).  Reads the handler numpy keeps in the
+    array (PyArray_HANDLER): the capsule's context is the pool."""
+    if not PyArray_Check(arr):
+        raise TypeError(f"expected a numpy array, got {type(arr).__name__}")
+    cdef PyObject *handler = PyArray_HANDLER(arr)
+    if handler == NULL:
+        return None
+    cdef object capsule = <object>handler
+    if not PyCapsule_IsValid(capsule, "mem_handler"):
+        return None
+    cdef PyDataMem_Handler *h = <PyDataMem_Handler *>PyCapsule_GetPointer(
+        capsule, "mem_handler")
+    if h.allocator.malloc != mp_handler_malloc:
+        return None
+    cdef void *owner = PyCapsule_GetContext(capsule)
+    return None if owner == NULL else <object>owner
 
 
 def size_class_count(size_t small_max):

@@ -13,10 +13,13 @@ import contextlib
 import threading
 from typing import Any, Callable, Iterator, Optional
 
+import numpy as np
+
 from mempool import _core, _environ
 from mempool.pool import Pool
 
-__all__ = ["default_pool", "use", "install", "uninstall", "installed", "handler_name"]
+__all__ = ["default_pool", "use", "install", "uninstall", "installed", "handler_name",
+           "pool_of"]
 
 _lock = threading.RLock()
 _default: Optional[Pool] = None
@@ -29,13 +32,21 @@ _previous_handler: Any = None
 
 
 def default_pool() -> Pool:
-    """The process-wide pool, created with default settings on first use
-    (and again if it was closed)."""
+    """The process-wide pool: the one ``MEMPOOL_INSTALL=1`` or ``python -m
+    mempool run`` installed, else one created with default settings on
+    first use (and again if it was closed)."""
     global _default
     with _lock:
         if _default is None or _default.closed:
             _default = Pool()
         return _default
+
+
+def _set_default(pool: Pool) -> None:
+    """Make ``pool`` the default pool (the start-up install and ``run``)."""
+    global _default
+    with _lock:
+        _default = pool
 
 
 def _resolve(pool: Optional[Pool]) -> Pool:
@@ -124,6 +135,26 @@ def uninstall() -> Optional[Pool]:
 def installed() -> Optional[Pool]:
     """The pool set by :func:`install`, or None."""
     return _installed
+
+
+def pool_of(arr: Any) -> Optional[Pool]:
+    """The pool holding the data of ``arr`` (an array or a view of one,
+    through ``.base``; a :class:`mempool.Buffer`'s arrays too), or None when
+    numpy's own allocator (or another) holds it."""
+    seen = 0
+    while arr is not None and seen < 10_000:   # a .base chain ends; bound it anyway
+        if isinstance(arr, _core.Buffer):
+            return arr.pool
+        if isinstance(arr, memoryview):
+            arr = arr.obj
+            continue
+        if isinstance(arr, np.ndarray):
+            pool = _core.array_pool(arr)
+            if pool is not None:
+                return pool
+        arr = getattr(arr, "base", None)
+        seen += 1
+    return None
 
 
 def handler_name(arr: Any = None) -> Optional[str]:

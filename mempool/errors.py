@@ -24,7 +24,7 @@ __all__ = [
     "MempoolError", "PoolExhausted", "InvalidArgument", "DoubleFree",
     "ForeignPointer", "InteriorPointer", "SizeMismatch", "SizeOverflow",
     "InvalidAlignment", "PoolBusy", "PoolClosed", "HeapCorruption",
-    "HeapCorruptionWarning", "ERROR_NAMES", "ERROR_TEXTS", "CODES",
+    "HeapCorruptionWarning", "SettingWarning", "ERROR_NAMES", "ERROR_TEXTS", "CODES",
     "MP_OK", "MP_ENOMEM", "MP_EBUSY", "MP_ECORRUPT",
     "error_from_code", "format_bytes",
 ]
@@ -197,6 +197,13 @@ class HeapCorruptionWarning(RuntimeWarning):
     def __init__(self, message: str, report: Optional[Dict[str, Any]] = None) -> None:
         super().__init__(message)
         self.report = report or {}
+
+
+class SettingWarning(UserWarning):
+    """A ``MEMPOOL_*`` variable that mempool does not read (a typo of one it
+    does, whose name the message gives), seen where mempool reads its
+    settings from the environment: the start-up install, ``python -m
+    mempool run``, Ray's setup hook."""
 
 
 _KIND_TEXT = {1: "canary after the requested size overwritten",

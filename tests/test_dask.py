@@ -120,7 +120,7 @@ def test_every_task_thread_uses_the_pool_before_and_after_restart_and_on_new_wor
 @pytest.mark.parametrize("kwargs, error, text", [
     ({"capacty": 1 << 30}, TypeError, "capacty=1073741824"),
     ({"capacity": -1}, ValueError, "-1"),
-    ({"decay": "soon"}, TypeError, "'soon'"),
+    ({"decay": "soon"}, ValueError, "'soon'"),      # durations are parsed: "250ms" is one
     ({"huge_pages": "maybe"}, ValueError, "'maybe'"),
     ({"guard_fraction": 1.5}, ValueError, "1.5"),
     ({"guard_interval": 0}, ValueError, "0"),

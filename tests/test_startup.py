@@ -11,6 +11,7 @@ import pytest
 
 import mempool
 from mempool import _startup
+from mempool._units import parse_size
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -194,13 +195,13 @@ def test_install_exports_and_uninstall_restores_the_environment(pool, monkeypatc
     (" 2 GiB ", 2 << 30), ("1_000", 1000),
 ])
 def test_parse_bytes(text, expected):
-    assert _startup.parse_bytes("X", text) == expected
+    assert parse_size(text) == expected
 
 
-@pytest.mark.parametrize("text", ["", "abc", "12x", "-1", "nan", "inf", "1e400G", "0x10"])
+@pytest.mark.parametrize("text", ["", "abc", "12x", "-1", "nan", "inf", "0x10", "1.5"])
 def test_parse_bytes_rejects(text):
-    with pytest.raises(ValueError, match=f"X={text!r}"):
-        _startup.parse_bytes("X", text)
+    with pytest.raises(ValueError, match="expected a"):
+        parse_size(text)
 
 
 def test_environ_round_trip_and_unknown_setting():
@@ -209,7 +210,7 @@ def test_environ_round_trip_and_unknown_setting():
     assert env == {"MEMPOOL_CAPACITY": str(1 << 30), "MEMPOOL_DECAY": "inf",
                    "MEMPOOL_HUGE_PAGES": "on", "MEMPOOL_DEBUG": "1"}
     assert _startup.settings_from_environ(env) == settings
-    with pytest.raises(TypeError, match="'capacty'=5"):
+    with pytest.raises(TypeError, match="capacty=5"):
         _startup.environ_from_settings({"capacty": 5})
 
 
