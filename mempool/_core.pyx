@@ -57,6 +57,7 @@ cdef extern from *:
      * on the thread that creates the array. */
     static _Thread_local int mph_fail_code = 0;
     static _Thread_local size_t mph_fail_size = 0;
+    static _Thread_local uintptr_t mph_fail_pool = 0; /* which pool refused */
 
     /* Call owner._on_handler_error(code, addr, size) from inside a numpy
      * handler call, which cannot fail: an exception already in flight (an
@@ -80,6 +81,7 @@ cdef extern from *:
     """
     int mph_fail_code
     size_t mph_fail_size
+    uintptr_t mph_fail_pool
     void mph_notify(object owner, int code, uintptr_t addr, size_t size)
 
 
@@ -104,10 +106,11 @@ cdef struct HandlerCtx:
 # ---------------------------------------------------------------- handler --
 # numpy may call these without the GIL, hence noexcept nogil.
 
-cdef inline void _note_failure(size_t size) noexcept nogil:
-    global mph_fail_code, mph_fail_size
+cdef inline void _note_failure(HandlerCtx *c, size_t size) noexcept nogil:
+    global mph_fail_code, mph_fail_size, mph_fail_pool
     mph_fail_code = mp_last_error()
     mph_fail_size = size
+    mph_fail_pool = <uintptr_t>c.head.pool
 
 
 cdef inline void _poll_corruption(HandlerCtx *c, void *p,
@@ -123,7 +126,7 @@ cdef void *_h_malloc(void *ctx, size_t size) noexcept nogil:
     cdef HandlerCtx *c = <HandlerCtx *>ctx
     cdef void *p = mp_alloc(c.head.pool, size)
     if p == NULL:
-        _note_failure(size)
+        _note_failure(c, size)
     elif c.trace != NULL:
         mp_trace_note_alloc(c.trace, MP_TRACE_ALLOC, p, size)
     _poll_corruption(c, p, size)
@@ -134,7 +137,7 @@ cdef void *_h_calloc(void *ctx, size_t nelem, size_t elsize) noexcept nogil:
     cdef HandlerCtx *c = <HandlerCtx *>ctx
     cdef void *p = mp_calloc(c.head.pool, nelem, elsize)
     if p == NULL:
-        _note_failure(nelem * elsize)
+        _note_failure(c, nelem * elsize)
     elif c.trace != NULL:
         mp_trace_note_alloc(c.trace, MP_TRACE_CALLOC, p, nelem * elsize)
     _poll_corruption(c, p, nelem * elsize)
@@ -153,7 +156,7 @@ cdef void *_h_realloc(void *ctx, void *ptr, size_t new_size) noexcept nogil:
         mp_trace_note_realloc(t, ptr, p, new_size)
     cdef int code
     if p == NULL:
-        _note_failure(new_size)
+        _note_failure(c, new_size)
         code = mph_fail_code
         if code == MP_EDOUBLEFREE or code == MP_EFOREIGN or code == MP_EINTERIOR:
             _report_bad_pointer(c, code, ptr, 0)
@@ -263,6 +266,12 @@ cdef class _PoolBase:
                 "the pool is closed" if self._opened
                 else "the pool was never opened (Pool.__init__ not called)")
         return self._pool
+
+    @property
+    def _native_id(self):
+        """An id of the native pool (its address; 0 when closed), as
+        take_failure() names the pool that refused."""
+        return <uintptr_t>self._pool
 
     @property
     def closed(self):
@@ -422,12 +431,14 @@ def get_handler():
 
 
 def take_failure():
-    """Return ``(code, size)`` of this thread's last failed handler call and
-    forget it; ``(0, 0)`` when none."""
-    global mph_fail_code, mph_fail_size
-    out = (mph_fail_code, mph_fail_size)
+    """Return ``(code, size, pool id)`` of this thread's last failed handler
+    call and forget it; ``(0, 0, 0)`` when none.  The id is the refusing
+    pool's ``_native_id``."""
+    global mph_fail_code, mph_fail_size, mph_fail_pool
+    out = (mph_fail_code, mph_fail_size, mph_fail_pool)
     mph_fail_code = 0
     mph_fail_size = 0
+    mph_fail_pool = 0
     return out
 
 

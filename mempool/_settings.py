@@ -356,8 +356,8 @@ def unknown_variables(environ: Optional[Mapping[str, str]] = None) -> List[str]:
         if var.startswith(PREFIX) and var not in known:
             near = difflib.get_close_matches(var, known, n=1, cutoff=0.6)
             hint = f"; did you mean {near[0]}?" if near else ""
-            out.append(f"mempool: {var} is not a mempool setting{hint} "
-                       f"(known: python -m mempool run --help)")
+            out.append(f"{var} is not a mempool setting{hint} "
+                       f"(the known ones: python -m mempool run --help)")
     return out
 
 
@@ -366,14 +366,13 @@ def warn_unknown_variables(environ: Optional[Mapping[str, str]] = None) -> None:
     import warnings
     from mempool.errors import SettingWarning
     for line in unknown_variables(environ):
-        warnings.warn(line, SettingWarning, stacklevel=3)
+        # the environment is where it comes from: no source line to show
+        warnings.warn_explicit(line, SettingWarning, "<environment>", 0, module="mempool")
 
 
 # ---------------------------------------------------------------- docs --
 
 def _default_text(s: Setting) -> str:
-    if s.key in _DEFAULTS:
-        return f"{s.env} or off" if s.key == "debug" else "see doc"
     value = to_python(s, s.default)
     if value is None:
         return "none"
@@ -386,20 +385,27 @@ def _default_text(s: Setting) -> str:
 
 
 def _values_text(s: Setting) -> str:
-    words = "".join(f", `{w}`" for w in _WORDS.get(s.key, ()))
+    words = "".join(f", or `{w}`" for w in _WORDS.get(s.key, ()))
+    none = "; 0 = none" if s.none is not None and s.unit == "bytes" else ""
     if s.unit == "bytes":
         from mempool.errors import format_bytes
         lo = format_bytes(s.min).replace(".0 ", " ")
-        hi = "" if s.max == _INT64_MAX else f" to {format_bytes(s.max).replace('.0 ', ' ')}"
-        none = ", 0 = none" if s.none is not None else ""
+        hi = " and up" if s.max == _INT64_MAX else \
+            f" to {format_bytes(s.max).replace('.0 ', ' ')}"
         return f"size, {lo}{hi}{none}{words}"
     if s.unit == "ms":
-        return f"duration (`1.5s`, `250ms`, seconds), `inf` = never{words}"
+        return f"duration (`1.5s`, `250ms`, seconds); `inf` = never{words}"
     if s.choices:
         return ", ".join(f"`{c}`" for c in s.choices)
     if s.unit == "flag":
         return "`1`/`0` (`true`/`false`, `yes`/`no`, `on`/`off`)"
     return f"{s.min} to {s.max}{words}"
+
+
+def _flag_text(flag: Optional[str], is_switch: bool) -> str:
+    if flag is None:
+        return "-"
+    return f"`{flag}` / `--no-{flag[2:]}`" if is_switch else f"`{flag}`"
 
 
 def markdown_tables() -> str:
@@ -408,12 +414,14 @@ def markdown_tables() -> str:
     rows = ["| `Pool(...)` | variable | `run` flag | values | default | at run time | what it does |",
             "|---|---|---|---|---|---|---|"]
     for s in SETTINGS.values():
-        rows.append(f"| `{s.key}` | `{s.env}` | `{s.flag}` | {_values_text(s)} | "
-                    f"{_default_text(s)} | {'yes' if s.runtime else 'no'} | {s.doc} |")
+        rows.append(f"| `{s.key}` | `{s.env}` | {_flag_text(s.flag, s.unit == 'flag')} | "
+                    f"{_values_text(s)} | {_default_text(s)} | "
+                    f"{'yes' if s.runtime else 'no'} | {s.doc} |")
     rows += ["", "| process option | variable | `run` flag | values | default | what it does |",
              "|---|---|---|---|---|---|"]
     for o in OPTIONS.values():
-        flag = o.flag if o.kind != "flag" else f"{o.flag} / --no-{o.flag[2:]}" if o.flag else ""
+        default = str(o.default).lower() if isinstance(o.default, bool) else o.default
         rows.append(f"| {o.key} | {'`' + o.env + '`' if o.env else '-'} | "
-                    f"{'`' + flag + '`' if flag else '-'} | {o.kind} | {o.default} | {o.doc} |")
+                    f"{_flag_text(o.flag, o.kind == 'flag')} | {o.kind} | {default} | "
+                    f"{o.doc} |")
     return "\n".join(rows) + "\n"

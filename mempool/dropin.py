@@ -65,8 +65,17 @@ def use(pool: Optional[Pool] = None) -> Iterator[Pool]:
     inside stay valid after the block and are freed through the pool."""
     pool = _resolve(pool)
     previous = _core.set_handler(pool._handler_capsule())
+    _core.take_failure()
     try:
         yield pool
+    except MemoryError as exc:
+        # numpy turns the pool's refusal into a bare MemoryError: say which
+        # pool refused and its figures (a PoolExhausted, so both `except
+        # MemoryError` and `except mempool.PoolExhausted` catch it)
+        refusal = pool._refusal(exc, detail="inside mempool.use()")
+        if refusal is None:
+            raise
+        raise refusal from exc
     finally:
         _core.set_handler(previous)
 

@@ -84,7 +84,9 @@ class PoolExhausted(MempoolError, MemoryError):
 
     Attributes: ``requested`` (bytes asked for, or None when unknown),
     ``capacity`` (bytes, None for an unlimited pool), ``live_bytes`` (bytes
-    live in the pool when the request failed).
+    live in the pool when the request failed), ``resident_limit``, and
+    ``pool`` (the pool that refused, when known).  ``what`` replaces the
+    first words of the message (the cause, when it is not the usual one).
     """
 
     error_name = "MP_ENOMEM"
@@ -92,16 +94,19 @@ class PoolExhausted(MempoolError, MemoryError):
 
     def __init__(self, requested: Optional[int], capacity: Optional[int],
                  live_bytes: int, *, detail: str = "",
-                 resident_limit: Optional[int] = None) -> None:
+                 resident_limit: Optional[int] = None, pool: Any = None,
+                 what: Optional[str] = None) -> None:
         self.requested = requested
         self.capacity = capacity
         self.live_bytes = live_bytes
         self.resident_limit = resident_limit
+        self.pool = pool
         req = "an unknown size" if requested is None else _sized(requested)
-        what = ("the OS refused more memory" if capacity is None
-                else "pool capacity exhausted")
-        if resident_limit is not None:
-            what += " or the resident limit reached"
+        if what is None:
+            what = ("the OS refused more memory" if capacity is None
+                    else "pool capacity exhausted")
+            if resident_limit is not None:
+                what += " or the resident limit reached"
         msg = (f"{what}: requested {req}, capacity {_sized(capacity)}, "
                f"live {_sized(live_bytes)}")
         if resident_limit is not None:

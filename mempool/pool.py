@@ -15,14 +15,17 @@ from typing import TYPE_CHECKING, Any, Callable, Dict, Optional
 import numpy as np
 
 from mempool import _core, _environ, _settings
-from mempool.errors import (ERROR_NAMES, MP_ECORRUPT, MP_ENOMEM,
-                            HeapCorruptionWarning, InvalidArgument, PoolBusy, PoolClosed,
-                            PoolExhausted, describe_corruption, error_from_code, format_bytes)
+from mempool.errors import (CODES, ERROR_NAMES, MP_ECORRUPT, MP_ENOMEM,
+                            HeapCorruptionWarning, InvalidArgument, MempoolError, PoolBusy,
+                            PoolClosed, PoolExhausted, describe_corruption, error_from_code,
+                            format_bytes)
 
 if TYPE_CHECKING:  # imported on first use: the dataclasses cost ~5 ms at import
     from mempool.stats import DefragReport, PoolStats
 
 __all__ = ["Pool"]
+
+MP_ESIZE = CODES["MP_ESIZE"]
 
 _SIZE_MAX = 2 ** 64 - 1
 
@@ -290,15 +293,29 @@ class Pool(_core._PoolBase):
         try:
             return make(*args, **kwargs)
         except MemoryError as exc:
-            code, size = _core.take_failure()
-            if code >= 0 or isinstance(exc, PoolExhausted):
+            refusal = self._refusal(exc)
+            if refusal is None:
                 raise
-            if code == MP_ENOMEM:
-                raise PoolExhausted(size, self.capacity, self.stats().live_bytes,
-                                    resident_limit=self.resident_limit) from exc
-            raise error_from_code(code, size=size) from exc
+            raise refusal from exc
         finally:
             _core.set_handler(previous)
+
+    def _refusal(self, exc: BaseException, detail: str = "") -> Optional[MempoolError]:
+        """The pool's own error for the MemoryError numpy raised when this
+        pool refused its request (None when the pool did not refuse one):
+        a :class:`PoolExhausted` with the figures when out of capacity, of
+        the resident limit or of address space, the core's error otherwise."""
+        code, size, native = _core.take_failure()
+        if code >= 0 or native != self._native_id or isinstance(exc, MempoolError):
+            return None
+        if code in (MP_ENOMEM, MP_ESIZE):      # ESIZE: larger than any block can be
+            cfg = self.config
+            what = None if code == MP_ENOMEM else \
+                "request larger than any block a pool can hold (the address space is 48 bits)"
+            return PoolExhausted(size, cfg["capacity"], self.stats().live_bytes, pool=self,
+                                 resident_limit=cfg["resident_limit"], what=what,
+                                 detail=detail)
+        return error_from_code(code, size=size)
 
     # ----------------------------------------------------- constructors --
 

@@ -130,6 +130,15 @@ def test_bad_plugin_settings_are_named(kwargs, error, text):
         mdask.MempoolPlugin(**kwargs)
 
 
+def test_plugin_takes_size_and_duration_strings():
+    plugin = mdask.MempoolPlugin(capacity="2GiB", decay="250ms", resident_limit="auto")
+    assert plugin.pool_settings == {"capacity": "2GiB", "decay": "250ms",
+                                    "resident_limit": "auto"}
+    with pytest.raises(ValueError, match=r"capacity='1M': capacity = 1048576 bytes \(1 MiB\) "
+                                         r"is out of range: at least 2097152"):
+        mdask.MempoolPlugin(capacity="1M")
+
+
 class _FakeMemoryManager:
     def __init__(self, limit):
         self.memory_limit = limit
@@ -202,10 +211,11 @@ def test_nanny_pre_spawn_environ_installs_at_worker_start(tmp_path, monkeypatch)
     distributed.nanny.pre-spawn-environ; the worker's interpreter installs
     the pool at start-up (the .pth), so every task gets it."""
     import dask
-    from test_startup import make_startup_env     # the .pth in a user site
+    from test_startup import make_startup_env     # the shipped .pth, or one in a user site
     env = make_startup_env(tmp_path)
-    monkeypatch.setenv("PYTHONUSERBASE", env["PYTHONUSERBASE"])
-    monkeypatch.setenv("PYTHONPATH", env["PYTHONPATH"])
+    for var in ("PYTHONUSERBASE", "PYTHONPATH"):
+        if var in env:
+            monkeypatch.setenv(var, env[var])
     pre = {**dask.config.get("distributed.nanny.pre-spawn-environ"),
            "MEMPOOL_INSTALL": "1", "MEMPOOL_CAPACITY": "1GiB"}
     with dask.config.set({"distributed.nanny.pre-spawn-environ": pre}), \

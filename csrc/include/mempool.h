@@ -100,7 +100,7 @@ const char *mp_error_name(int code);
     X(huge_min, size_t, "bytes", (int64_t)4 << 20, 0, (int64_t)1 << 46, MP_SETTING_NO_NONE, \
       0, "requests of this size and up use the huge-page heap (at least small_max + 1)")  \
     X(decay_ms, int64_t, "ms", 1000, 0, (int64_t)365 * 86400 * 1000, -1, 1,              \
-      "free pages go back to the OS after this long; 0 = at once, -1 = only on trim")     \
+      "free pages go back to the OS after this long (0: at once; never: only on trim)")    \
     X(huge_pages, int, "off|on|auto", 2, 0, 2, MP_SETTING_NO_NONE, 0,                    \
       "advise transparent huge pages: never, on every arena, or for blocks >= huge_min")  \
     X(background_purge, int, "flag", 1, 0, 1, MP_SETTING_NO_NONE, 1,                     \
