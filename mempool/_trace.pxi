@@ -48,11 +48,6 @@ def _trace_count(_PoolBase pool):
     return mp_trace_count(pool._ctx.trace)
 
 
-def process_rss():
-    """This process's resident set in bytes, read from /proc/self/statm."""
-    return mp_replay_rss()
-
-
 cdef class ReplayState:
     """Blocks of one replay: ids -> live blocks on one backend.
 

@@ -69,4 +69,3 @@ cdef extern from "tools.h" nogil:
                       const mp_replay_backend *b, const mp_replay_options *opt,
                       mp_replay_result *out)
     uint64_t mp_replay_release(mp_replay *r, const mp_replay_backend *b)
-    uint64_t mp_replay_rss()

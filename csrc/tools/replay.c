@@ -120,17 +120,6 @@ static uint64_t rss_of(int fd)
     return (uint64_t)pages * (uint64_t)sysconf(_SC_PAGESIZE);
 }
 
-/* Current RSS, opening statm for this one read. */
-uint64_t mp_replay_rss(void)
-{
-    int fd = open("/proc/self/statm", O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return 0;
-    uint64_t rss = rss_of(fd);
-    close(fd);
-    return rss;
-}
-
 /* Write one byte in every 4 KiB of the block, as numpy's writes would. */
 static void touch(void *p, uint64_t size)
 {

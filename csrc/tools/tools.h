@@ -168,9 +168,6 @@ int mp_replay_run(mp_replay *r, const mp_trace_event *events, size_t n,
 /* Free every block still live on backend b; returns how many. */
 uint64_t mp_replay_release(mp_replay *r, const mp_replay_backend *b);
 
-/* Current process RSS in bytes from /proc/self/statm (0 if unreadable). */
-uint64_t mp_replay_rss(void);
-
 #ifdef __cplusplus
 }
 #endif
