@@ -13,7 +13,8 @@ import sys
 from pathlib import Path
 
 import mempool
-from mempool import _core, trace as tr
+from mempool import trace as tr
+from mempool.tools._replay import ReplayState
 
 MIB = 1 << 20
 
@@ -27,7 +28,7 @@ def main() -> int:
     for p in paths:
         t = tr.load(p)
         pool = mempool.Pool(**kw)
-        state = _core.ReplayState(t.n_ids, pool)
+        state = ReplayState(t.n_ids, pool)
         state.run(t.events.tobytes())
         s = pool.stats()
         fresh = (s.resident_bytes + s.released_bytes) / MIB

@@ -1,7 +1,7 @@
 """Replay an allocation trace against the pool, malloc and the peer allocators.
 
 Policy only: the replay itself is C (``csrc/tools/replay.c``, through
-``mempool._core.ReplayState``).  Each allocator gets a fresh child process
+``mempool.tools._replay.ReplayState``).  Each allocator gets a fresh child process
 (``python -m mempool.tools.replay --child CONFIG``, run by
 :func:`mempool.tools.harness.run_rows`, which ``stress`` shares): the pool
 row replays into a new ``Pool``; every other row into libc ``malloc``,

@@ -103,14 +103,14 @@ def bestfit_highwater(events: np.ndarray, small_max: int, huge_min: int) -> int:
 def breakdown(path: Path) -> Dict[str, Any]:
     """Replay ``path`` into a fresh pool; the pool's figures at the live peak."""
     import mempool
-    from mempool import _core
+    from mempool.tools._replay import ReplayState
     from mempool import trace as tr
     t = tr.load(path)
     live = tr.live_series(t.events)
     k = int(live.argmax())
     pool = mempool.Pool()
     cfg = pool.config
-    state = _core.ReplayState(t.n_ids, pool)
+    state = ReplayState(t.n_ids, pool)
     state.run(t.events[: k + 1].tobytes())
     s = pool.stats()
     sizes = live_sizes_at(t.events, k)
