@@ -21,7 +21,7 @@ MIB = 1 << 20
 
 def main() -> int:
     """Print one line per trace."""
-    root = Path(mempool.__file__).parent / "data" / "traces"
+    root = Path(__file__).resolve().parent / "traces"
     paths = sorted(glob.glob(str(root / "real" / "*.trace")))
     paths += [str(root / "mlp.trace"), str(root / "temporaries.trace")]
     kw = json.loads(sys.argv[1]) if len(sys.argv) > 1 else {}

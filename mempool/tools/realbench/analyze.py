@@ -172,13 +172,18 @@ def render(rows: List[Dict[str, Any]]) -> str:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Entry point; prints the Markdown table (and JSON with --json)."""
-    from . import CORPUS_DIR
+    from mempool.tools import corpus
     p = argparse.ArgumentParser(prog="python -m mempool.tools.realbench.analyze",
                                 description=__doc__.split("\n\n")[0])
     p.add_argument("traces", nargs="*", type=Path)
     p.add_argument("--json", type=Path, default=None)
     args = p.parse_args(argv)
-    paths = args.traces or sorted(CORPUS_DIR.glob("*.trace"))
+    try:
+        paths = args.traces or sorted(corpus.trace_dir(real=True).glob("*.trace"))
+    except corpus.CorpusMissing as exc:
+        print(f"python -m mempool.tools.realbench.analyze: no TRACE given, and {exc}",
+              file=sys.stderr)
+        return 2
     rows = [breakdown(path) for path in paths]
     print(render(rows))
     if args.json:
