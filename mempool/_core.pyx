@@ -267,7 +267,7 @@ cdef class _PoolBase:
             raise self._error_from_code(code, config=overrides)
         self._pool = pool
         self._ctx.head.pool = pool
-        mp_pool_config(pool, &cfg)   # a core built with MP_DEBUG_LEVEL>=1 forces it
+        mp_pool_config(pool, &cfg)   # a core built with MP_DEBUG_MODE_ALWAYS forces it
         self._ctx.debug = cfg.debug != 0
         self._opened = True
 

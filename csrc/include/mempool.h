@@ -296,7 +296,7 @@ int mp_defragment(mp_pool *pool, mp_defrag_result *out);
 
 /* ---- debug mode ------------------------------------------------------- */
 /*
- * With config.debug (or a core built with -DMP_DEBUG_LEVEL=1 or more, which
+ * With config.debug (or a core built with -DMP_DEBUG_MODE_ALWAYS=1, which
  * turns it on for every pool) each block gets MP_CANARY_BYTES of canary after
  * its requested size, fresh memory reads 0xAB and freed memory 0xDF.  A free
  * or realloc whose canary was overwritten still succeeds (the block is freed
