@@ -32,10 +32,10 @@ int mp_stats_get(mp_pool *pool, mp_stats *out) {
     int64_t sums[COUNTERS_LEN] = {0};
     mp_small *s = &pool->small;
     mutex_lock(&pool->lock);
-    counters_sum(sums, &s->central);
+    counters_sum(sums, &s->uncached);
     LIST_FOREACH(tc, &s->tcaches, mp_tcache, link)
         counters_sum(sums, &tc->counters);
-    int64_t live = SUM(live_bytes), allocated = SUM(allocated_bytes);
+    int64_t live = pool->large.live_bytes, allocated = pool->large.allocated_bytes;
     out->class_count = s->class_count;
     int64_t small_allocs = -SUM(small_internal_allocs), small_frees = -SUM(small_internal_frees);
     for (unsigned cls = 0; cls < s->class_count; cls++) {
@@ -68,12 +68,12 @@ int mp_stats_get(mp_pool *pool, mp_stats *out) {
         atomic_store_explicit(&pool->acct.peak_live, peak, memory_order_relaxed);
     }
     out->peak_live_bytes = peak;
-    out->free_count = clamp0(SUM(free_count) + small_frees);
+    out->free_count = clamp0((int64_t)pool->large.frees + small_frees);
     out->realloc_count = clamp0(SUM(realloc_count));
-    out->calloc_count = clamp0(SUM(calloc_count));
+    out->calloc_count = clamp0(SUM(calloc_count) + (int64_t)pool->large.callocs);
     out->small_alloc_count = clamp0(small_allocs);
-    out->large_alloc_count = clamp0(SUM(large_alloc_count));
-    out->direct_alloc_count = clamp0(SUM(direct_alloc_count));
+    out->large_alloc_count = pool->large.large_allocs;
+    out->direct_alloc_count = pool->large.direct_allocs;
     out->alloc_count = out->small_alloc_count + out->large_alloc_count + out->direct_alloc_count;
     out->reserved_bytes = pool->acct.reserved;
     out->resident_bytes = pool->acct.resident;
