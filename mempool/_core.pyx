@@ -20,7 +20,7 @@ from cpython.pycapsule cimport (PyCapsule_Destructor, PyCapsule_GetContext,
                                 PyCapsule_GetPointer, PyCapsule_IsValid,
                                 PyCapsule_New, PyCapsule_SetContext)
 from cpython.ref cimport Py_DECREF, Py_INCREF, PyObject
-from libc.stdint cimport int64_t, uintptr_t
+from libc.stdint cimport int64_t, uint64_t, uintptr_t
 from libc.string cimport memcpy, memset, strncpy
 
 from mempool._mempool cimport *
@@ -43,7 +43,7 @@ cdef extern from "numpy/arrayobject.h":
         PyDataMemAllocator allocator
 
     bint PyArray_Check(object obj)
-    PyObject *PyArray_HANDLER(object arr)   # borrowed; NULL: no data of its own
+    PyObject *PyArray_HANDLER(void *arr)   # borrowed; NULL: no data of its own
     object PyDataMem_SetHandler(object handler)
     object PyDataMem_GetHandler()
     int _import_array() except -1
@@ -255,7 +255,7 @@ cdef class _PoolBase:
             raise self._error_from_code(code)
         self._pool = pool
         self._ctx.head.pool = pool
-        mp_pool_config(pool, &cfg)   # a core built with MP_DEBUG_LEVEL>=1 forces it
+        mp_pool_config(pool, &cfg)   # a core built with MP_DEBUG_MODE_ALWAYS forces it
         mp_config_get(&cfg, b"debug", &debug)
         self._ctx.debug = debug != 0
         self._opened = True
@@ -310,7 +310,8 @@ cdef class _PoolBase:
         return _config_dict(&cfg)
 
     def _stats_raw(self):
-        """A snapshot of mp_stats as a dict (errors and classes as lists)."""
+        """A snapshot of mp_stats as a dict: every figure of stats_fields(),
+        and the histogram, errors and classes as lists."""
         cdef mp_stats st
         cdef int code
         cdef mp_pool *pool = self._require()
@@ -318,7 +319,14 @@ cdef class _PoolBase:
             code = mp_stats_get(pool, &st)
         if code != MP_OK:
             raise self._error_from_code(code)
-        cdef dict raw = st
+        cdef const mp_stats_field *fields = mp_stats_fields()
+        cdef const char *base = <const char *>&st
+        cdef dict raw = {name: (<const uint64_t *>(base + fields[i].offset))[0]
+                         for i, name in enumerate(_STATS_NAMES)}
+        raw["free_histogram_count"] = [st.free_histogram_count[i]
+                                       for i in range(MP_FREE_BINS)]
+        raw["free_histogram_bytes"] = [st.free_histogram_bytes[i]
+                                       for i in range(MP_FREE_BINS)]
         raw["errors"] = [st.errors[i] for i in range(MP_ERROR_COUNT)]
         cdef unsigned n_classes = min(<unsigned>st.class_count,
                                       <unsigned>MP_MAX_CLASSES)
@@ -471,6 +479,18 @@ cdef dict _config_dict(const mp_config *cfg):
     return out
 
 
+def stats_fields():
+    """``[(name, unit, doc)]`` of every scalar figure of mp_stats, in order,
+    from the core's ``MP_STATS_LIST`` (``mp_stats_fields``): the one source
+    of :class:`mempool.PoolStats`' fields."""
+    cdef const mp_stats_field *f = mp_stats_fields()
+    return [(f[i].name.decode(), f[i].unit.decode(), f[i].doc.decode())
+            for i in range(MP_STATS_COUNT)]
+
+
+_STATS_NAMES = tuple(name for name, _, _ in stats_fields())
+
+
 def default_config():
     """mp_config_default as {name: int}."""
     cdef mp_config cfg
@@ -508,7 +528,7 @@ def array_pool(arr):
     array (PyArray_HANDLER): the capsule's context is the pool."""
     if not PyArray_Check(arr):
         raise TypeError(f"expected a numpy array, got {type(arr).__name__}")
-    cdef PyObject *handler = PyArray_HANDLER(arr)
+    cdef PyObject *handler = PyArray_HANDLER(<void *>arr)
     if handler == NULL:
         return None
     cdef object capsule = <object>handler
@@ -520,6 +540,12 @@ def array_pool(arr):
         return None
     cdef void *owner = PyCapsule_GetContext(capsule)
     return None if owner == NULL else <object>owner
+
+
+def process_rss():
+    """mp_process_rss: this process's resident set in bytes (0 when
+    /proc/self/statm cannot be read)."""
+    return mp_process_rss()
 
 
 def size_class_count(size_t small_max):
