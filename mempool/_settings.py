@@ -31,7 +31,6 @@ import os
 from typing import Any, Callable, Dict, List, Mapping, Optional
 
 from mempool import _core
-from mempool._units import DURATION_HELP, SIZE_HELP, parse_duration, parse_size
 from mempool.errors import InvalidArgument
 
 __all__ = ["Setting", "Option", "SETTINGS", "OPTIONS", "PREFIX", "to_core", "to_python",
@@ -47,18 +46,28 @@ _INT64_MAX = 2 ** 63 - 1
 class Setting:
     """One row of the core's table, with the names derived from it."""
 
-    __slots__ = ("name", "key", "env", "flag", "unit", "default", "min", "max", "none",
-                 "runtime", "doc", "choices")
+    __slots__ = ("name", "unit", "default", "min", "max", "none", "runtime", "doc", "key")
 
     def __init__(self, name: str, unit: str, default: int, lo: int, hi: int,
                  none: Optional[int], runtime: bool, doc: str) -> None:
-        self.name = name                                   # the core's (mp_config field)
+        (self.name, self.unit, self.default, self.min, self.max, self.none, self.runtime,
+         self.doc) = name, unit, default, lo, hi, none, runtime, doc   # name: the core's
         self.key = name[:-3] if unit == "ms" and name.endswith("_ms") else name
-        self.env = PREFIX + self.key.upper()
-        self.flag = "--" + self.key.replace("_", "-")
-        self.unit, self.default, self.min, self.max = unit, default, lo, hi
-        self.none, self.runtime, self.doc = none, runtime, doc
-        self.choices = unit.split("|") if "|" in unit else None
+
+    @property
+    def env(self) -> str:
+        """Its variable: ``MEMPOOL_<KEY>``."""
+        return PREFIX + self.key.upper()
+
+    @property
+    def flag(self) -> str:
+        """Its ``run`` flag: ``--<key>`` with dashes."""
+        return "--" + self.key.replace("_", "-")
+
+    @property
+    def choices(self) -> Optional[List[str]]:
+        """The words of a choice (``off|on|auto``), else None."""
+        return self.unit.split("|") if "|" in self.unit else None
 
     def __repr__(self) -> str:
         return f"<Setting {self.key} ({self.unit}), default {to_python(self, self.default)!r}>"
@@ -128,6 +137,7 @@ _DEFAULTS: Dict[str, Callable[[], Any]] = {"debug": _debug_default}
 
 def _expected(s: Setting) -> str:
     """What a value of ``s`` may be, for messages."""
+    from mempool._units import DURATION_HELP, SIZE_HELP   # on use: not at import
     words = "".join(f", or '{w}'" for w in _WORDS.get(s.key, ()))
     if s.unit == "bytes":
         return SIZE_HELP + words
@@ -149,6 +159,7 @@ def _parse(s: Setting, word: str) -> Any:
     what was expected."""
     if word in _WORDS.get(s.key, ()):
         return word
+    from mempool._units import parse_duration, parse_size
     if s.unit == "bytes":
         return parse_size(word)
     if s.unit == "ms":
@@ -317,6 +328,7 @@ def option_value(key: str, environ: Optional[Mapping[str, str]] = None) -> Any:
 
 def option_from_text(opt: Option, text: str, label: str) -> Any:
     """Parse a process option's text by its kind."""
+    from mempool._units import parse_duration, parse_size
     word = text.strip().lower()
     try:
         if opt.kind == "flag":

@@ -22,7 +22,9 @@ import re
 
 __all__ = ["parse_size", "parse_duration", "SIZE_HELP", "DURATION_HELP"]
 
-_TEXT = re.compile(r"^(\d*)(?:\.(\d*))?(?:e([+-]?\d{1,3}))?\s*([a-zµ]*)$")
+# number (digits, decimals, exponent) then letters; compiled on first use
+# (re's compiler would add to `import mempool`)
+_PATTERN = r"^(\d*)(?:\.(\d*))?(?:e([+-]?\d{1,3}))?\s*([a-zµ]*)$"
 
 _SIZE_UNITS = {"": 1, "b": 1}
 for _i, _p in enumerate("kmgtp", start=1):
@@ -42,7 +44,7 @@ def _split(text: str):
     """``(digits, scale, unit)`` of ``text``: its number is ``digits *
     10**-scale`` exactly (no float rounding); None when it is not a
     non-negative number followed by letters."""
-    m = _TEXT.match(text.strip().lower().replace("_", ""))
+    m = re.match(_PATTERN, text.strip().lower().replace("_", ""))   # re caches it
     if m is None:
         return None
     whole, frac, exponent, unit = m.groups()

@@ -10,18 +10,21 @@ afterwards (threads already running keep their handler).  Re-exported by
 from __future__ import annotations
 
 import contextlib
-import threading
-from typing import Any, Callable, Iterator, Optional
+import _thread
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Optional
 
 import numpy as np
 
-from mempool import _core, _environ
+if TYPE_CHECKING:
+    import threading
+
+from mempool import _core
 from mempool.pool import Pool
 
 __all__ = ["default_pool", "use", "install", "uninstall", "installed", "handler_name",
            "pool_of"]
 
-_lock = threading.RLock()
+_lock = _thread.RLock()   # not threading's: install() imports it (import cost)
 _default: Optional[Pool] = None
 # install() state: the pool, its capsule (held so new threads can be given
 # it, and so the pool cannot be closed while installed) and the handler that
@@ -107,6 +110,7 @@ def install(pool: Optional[Pool] = None) -> Pool:
     pool at start-up (see :mod:`mempool._startup`).
     """
     global _installed, _installed_capsule, _previous_handler
+    import threading
     pool = _resolve(pool)
     with _lock:
         capsule = pool._handler_capsule()
@@ -117,6 +121,7 @@ def install(pool: Optional[Pool] = None) -> Pool:
         current = threading.Thread._bootstrap_inner
         if not hasattr(current, "__mempool_original__"):
             threading.Thread._bootstrap_inner = _thread_hook(current)  # type: ignore[method-assign]
+        from mempool import _environ          # on use: not at `import mempool`
         _environ.export_environ(pool)
     return pool
 
@@ -127,6 +132,7 @@ def uninstall() -> Optional[Pool]:
     to new threads and new processes (``MEMPOOL_INSTALL`` is removed from
     ``os.environ``).  Returns the pool that was installed, or None."""
     global _installed, _installed_capsule, _previous_handler
+    import threading
     with _lock:
         pool = _installed
         if pool is None:
@@ -137,6 +143,7 @@ def uninstall() -> Optional[Pool]:
         original = getattr(current, "__mempool_original__", None)
         if original is not None:
             threading.Thread._bootstrap_inner = original  # type: ignore[method-assign]
+        from mempool import _environ
         _environ.clear_environ()
     return pool
 

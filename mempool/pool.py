@@ -9,12 +9,13 @@ keeps the pool object alive, so an array never outlives the memory under it.
 from __future__ import annotations
 
 import numbers
+import sys
 import warnings
 from typing import TYPE_CHECKING, Any, Callable, Dict, Optional
 
 import numpy as np
 
-from mempool import _core, _environ, _settings
+from mempool import _core, _settings
 from mempool.errors import (CODES, ERROR_NAMES, MP_ECORRUPT, MP_ENOMEM,
                             HeapCorruptionWarning, InvalidArgument, MempoolError, PoolBusy,
                             PoolClosed, PoolExhausted, describe_corruption, error_from_code,
@@ -66,27 +67,23 @@ class _SettingProperty:
                                  f"{', '.join(k for k, r in _settings.SETTINGS.items() if r.runtime)})")
         pool._set_setting(s.name, _settings.to_core(s, value))
         pool._requested[s.key] = value
-        _environ.reexport(pool)   # installed: processes started later get the new value
+        environ = sys.modules.get("mempool._environ")   # loaded once install() exported
+        if environ is not None:   # installed: processes started later get the new value
+            environ.reexport(pool)
 
 
-def _init_source() -> str:
-    """Source of Pool.__init__ with one keyword argument per setting, so
-    help(), signatures and editors show them all."""
-    keys = [k for k in _settings.SETTINGS if k != "capacity"]
-    params = ", ".join(f"{k}: Any = None" for k in keys)
-    given = ", ".join(f"{k!r}: {k}" for k in keys)
-    return (f"def __init__(self, capacity: Any = None, *, {params}, **unknown: Any) -> None:\n"
-            f"    self._setup({{'capacity': capacity, {given}, **unknown}})\n")
+class _Signature:
+    """``Pool.__signature__``: one keyword argument per setting, so help()
+    and inspect.signature(Pool) list them all; built on first use (inspect
+    would add milliseconds to ``import mempool``)."""
 
-
-def _init_doc() -> str:
-    lines = ["Make a pool; every setting is optional (None: the default).", "",
-             "Settings (the core's table; ``Pool.config`` shows the values in use; an",
-             "unknown keyword is a TypeError naming the nearest one):", ""]
-    for s in _settings.SETTINGS.values():
-        lines.append(f"- ``{s.key}`` ({s.unit}): {s.doc}"
-                     + ("; settable at run time" if s.runtime else ""))
-    return "\n".join(lines)
+    def __get__(self, obj: Any, owner: Any = None) -> Any:
+        import inspect
+        P = inspect.Parameter
+        params = [P("capacity", P.POSITIONAL_OR_KEYWORD, default=None)]
+        params += [P(k, P.KEYWORD_ONLY, default=None) for k in _settings.SETTINGS
+                   if k != "capacity"]
+        return inspect.Signature(params)
 
 
 class Pool(_core._PoolBase):
@@ -94,7 +91,7 @@ class Pool(_core._PoolBase):
 
     ``Pool(capacity=None, *, small_max=None, arena_bytes=None, ...)`` takes
     one keyword argument per row of the core's settings table (README
-    "Settings"; ``mempool.Pool.__init__.__doc__`` lists them, ``pool.config``
+    "Settings"; ``inspect.signature(Pool)`` lists them, ``pool.config``
     shows the values in use).  None means the default.  Sizes are ints or
     strings (``"2GiB"``, ``"512MB"``), durations seconds or strings
     (``"250ms"``, ``math.inf``: never); ``resident_limit="auto"`` is the
@@ -129,8 +126,14 @@ class Pool(_core._PoolBase):
     _PoolClosed = PoolClosed
     _InvalidSetting = InvalidArgument
 
-    exec(_init_source())   # __init__(self, capacity=None, *, <one per setting>)
-    __init__.__doc__ = _init_doc()  # type: ignore[name-defined]  # noqa: F821
+    __signature__ = _Signature()   # (capacity=None, *, <one keyword per setting>)
+
+    def __init__(self, capacity: Any = None, **settings: Any) -> None:
+        """Make a pool: ``capacity`` and one keyword per setting (each
+        optional, None: the default; ``inspect.signature(Pool)`` lists them,
+        and each attribute of the same name says what it does).  An unknown
+        keyword is a TypeError naming the nearest setting."""
+        self._setup({"capacity": capacity, **settings})
 
     def _setup(self, settings: Dict[str, Any]) -> None:
         """__init__'s body: check every setting, then make the native pool."""
