@@ -39,7 +39,7 @@ _TOOLS = {
 }
 # What the `demo` extra of pyproject.toml installs for them.
 DEMO_EXTRA = ("rich", "matplotlib", "psutil")
-INSTALL_DEMO = "pip install 'mempool[demo]'"
+INSTALL_DEMO = "pip install 'mempool[demo]' (from a clone of the repository: pip install '.[demo]')"
 _RUN_USAGE = "python -m mempool run [SETTINGS] (SCRIPT | -m MODULE | -c CODE) [ARGS...]"
 
 
