@@ -12,7 +12,7 @@ from typing import Any, Dict, Mapping, Optional, Tuple
 
 from mempool.errors import ERROR_NAMES, format_bytes
 
-__all__ = ["DefragReport", "PoolStats", "SizeClassStats", "format_bytes"]
+__all__ = ["ArrowShare", "DefragReport", "PoolStats", "SizeClassStats", "format_bytes"]
 
 
 @dataclass(frozen=True)
@@ -38,8 +38,34 @@ class SizeClassStats:
         return self.live_blocks / self.blocks if self.blocks else 0.0
 
 
+@dataclass(frozen=True)
+class ArrowShare:
+    """Arrow's share of a pool (:mod:`mempool.arrow`), counted by the adapter
+    (its blocks are also in the pool's own figures).
+
+    bytes_allocated:       bytes Arrow holds now (its requested sizes).
+    max_memory:            highest bytes_allocated seen.
+    total_bytes_allocated: bytes Arrow ever asked for.
+    num_allocations:       Arrow's allocations (and growing reallocations).
+    frees, reallocs:       its frees and reallocations.
+    refused:               requests the pool refused (capacity, resident
+                           limit): Arrow's OutOfMemory.
+    errors:                pointers Arrow handed back that the pool could
+                           not free or resize (ignored, warned about once).
+    """
+
+    bytes_allocated: int
+    max_memory: int
+    total_bytes_allocated: int
+    num_allocations: int
+    frees: int
+    reallocs: int
+    refused: int
+    errors: int
+
+
 # Fields of PoolStats that from_raw does not copy as plain integers.
-_NOT_COUNTERS = ("errors", "classes", "free_histogram", "process_rss_bytes")
+_NOT_COUNTERS = ("errors", "classes", "free_histogram", "process_rss_bytes", "arrow")
 
 
 @dataclass(frozen=True)
@@ -105,6 +131,9 @@ class PoolStats:
       error_total:         sum of those.
     Classes
       classes:             one SizeClassStats per small size class.
+    Arrow
+      arrow:               Arrow's share (an ArrowShare) when Arrow has used
+                           the pool (mempool.arrow), else None.
     """
 
     live_bytes: int
@@ -149,6 +178,7 @@ class PoolStats:
     errors: Mapping[str, int] = field(default_factory=dict)
     error_total: int = 0
     classes: Tuple[SizeClassStats, ...] = ()
+    arrow: Optional[ArrowShare] = None
 
     @classmethod
     def from_raw(cls, raw: Mapping[str, Any]) -> "PoolStats":
@@ -164,8 +194,10 @@ class PoolStats:
             for i, (count, nbytes) in enumerate(
                 zip(raw["free_histogram_count"], raw["free_histogram_bytes"])))
         rss = raw.get("process_rss_bytes")
+        arrow = raw.get("arrow")
         return cls(errors=errors, classes=classes, free_histogram=histogram,
-                   process_rss_bytes=None if rss is None else int(rss), **values)
+                   process_rss_bytes=None if rss is None else int(rss),
+                   arrow=None if arrow is None else ArrowShare(**arrow), **values)
 
     @property
     def fragmentation(self) -> float:

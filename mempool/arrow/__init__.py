@@ -36,13 +36,14 @@ from typing import Any, Dict, Optional
 
 from mempool.arrow._build import ArrowAdapterError, ArrowVersionMismatch
 
-__all__ = ["available", "memory_pool", "install", "uninstall", "installed",
+__all__ = ["available", "require_pyarrow", "memory_pool", "install", "uninstall", "installed",
            "share", "default_backend_stats", "ArrowAdapterError", "ArrowVersionMismatch"]
 
 _lock = threading.RLock()
 # id(pool) -> adapter; adapters (and so their pools) live until the process ends
 _adapters: Dict[int, Any] = {}
 _installed: Any = None          # the mempool.Pool that is Arrow's default
+_previous: Any = None           # pyarrow's default before install()
 _pending: Any = None            # a pool waiting for pyarrow's import (install_when_imported)
 
 
@@ -54,6 +55,14 @@ def available() -> bool:
         return importlib.util.find_spec("pyarrow") is not None
     except (ImportError, ValueError):
         return False
+
+
+def require_pyarrow() -> None:
+    """An :class:`ArrowAdapterError` saying what to install when pyarrow
+    is not importable here."""
+    if not available():
+        raise ArrowAdapterError("mempool: Arrow support needs pyarrow, which is not "
+                                "installed: pip install 'mempool[arrow]'")
 
 
 def _resolve(pool: Any) -> Any:
@@ -104,20 +113,28 @@ def memory_pool(pool: Any = None) -> Any:
     return _adapter(_resolve(pool)).arrow_pool
 
 
-def install(pool: Any = None) -> Any:
+def install(pool: Any = None, *, redirect: bool = True) -> Any:
     """Make ``pool`` (default: the installed pool, else the default pool)
     Arrow's default memory pool in this process: ``pyarrow.set_memory_pool``
-    and the redirect of ``arrow::default_memory_pool()``.  Returns the
+    and (``redirect``) the redirect of ``arrow::default_memory_pool()``,
+    the object pyarrow also returns as its named default backend
+    (``pa.mimalloc_memory_pool()`` unless ARROW_DEFAULT_MEMORY_POOL chose
+    another), which then reports ``backend_name`` "mempool".  Without the
+    redirect, Arrow's C++ paths that take no pool (Parquet's reader and
+    writer buffers, some kernels) stay in Arrow's own allocator.  Returns the
     ``pyarrow.MemoryPool``.  Imports pyarrow (and builds the adapter the
     first time); :func:`mempool.install` with ``arrow=True`` waits for the
     program to import pyarrow instead."""
-    global _installed
+    global _installed, _previous
     pool = _resolve(pool)
     with _lock:
         adapter = _adapter(pool)
         import pyarrow
+        if _installed is None:
+            _previous = pyarrow.default_memory_pool()   # pyarrow's own default
         try:
-            adapter.redirect_default()
+            if redirect:
+                adapter.redirect_default()
         except RuntimeError as exc:
             warnings.warn(f"mempool: Arrow's C++ default pool could not be redirected "
                           f"({exc}); only pyarrow's default (pyarrow.set_memory_pool) "
@@ -132,16 +149,16 @@ def uninstall() -> Optional[Any]:
     Arrow allocates from its own default backend again; buffers already in
     the pool go back to it when Arrow frees them.  Returns the pool that was
     installed, or None."""
-    global _installed, _pending
+    global _installed, _pending, _previous
     with _lock:
         _pending = None
         pool, _installed = _installed, None
         if pool is None:
             return None
-        module = sys.modules.get("mempool.arrow._adapter")
-        module.unredirect_default()
+        sys.modules["mempool.arrow._adapter"].unredirect_default()
         import pyarrow
-        pyarrow.set_memory_pool(pyarrow.default_memory_pool())
+        pyarrow.set_memory_pool(_previous)
+        _previous = None
         return pool
 
 
@@ -224,9 +241,7 @@ def install_when_imported(pool: Any) -> None:
     if "pyarrow" in sys.modules:
         install(pool)
         return
-    if not available():
-        raise ArrowAdapterError("mempool: arrow=True needs pyarrow, which is not "
-                                "installed: pip install 'mempool[arrow]'")
+    require_pyarrow()
     with _lock:
         _pending = _resolve(pool)
         if not any(isinstance(f, _ImportHook) for f in sys.meta_path):

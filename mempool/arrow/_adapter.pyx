@@ -4,12 +4,13 @@
 an ``mpa::Pool`` (adapter.h) in a ``pyarrow.MemoryPool`` and exposes the
 redirect of Arrow's default pool.  Policy lives in mempool/arrow/__init__.py.
 """
-from libc.stdint cimport int64_t, uintptr_t
+from libc.stdint cimport int64_t, uint8_t, uintptr_t
 from libcpp.string cimport string
 from cpython.ref cimport PyObject
 
+from pyarrow.includes.common cimport CStatus
 from pyarrow.includes.libarrow cimport CMemoryPool
-from pyarrow.lib cimport MemoryPool as _ArrowMemoryPool
+from pyarrow.lib cimport MemoryPool as _ArrowMemoryPool, check_status
 
 
 cdef extern from "adapter.h" namespace "mpa" nogil:
@@ -18,6 +19,10 @@ cdef extern from "adapter.h" namespace "mpa" nogil:
         int64_t frees, reallocs, refused, errors
 
     cdef cppclass Pool:
+        CStatus Allocate(int64_t size, int64_t alignment, uint8_t **out)
+        CStatus Reallocate(int64_t old_size, int64_t new_size, int64_t alignment,
+                           uint8_t **ptr)
+        void Free(uint8_t *buffer, int64_t size, int64_t alignment)
         Share share()
         void last_report(int *code, uintptr_t *address, int64_t *size)
 
@@ -91,6 +96,28 @@ cdef class Adapter:
         cdef int64_t size = 0
         self._pool.last_report(&code, &address, &size)
         self._report(code, address, size)
+
+    # Test hooks: the MemoryPool calls Arrow makes, with any pointer (the
+    # tests reach misuse Arrow itself never commits).
+    def _test_allocate(self, int64_t size, int64_t alignment=64):
+        """Allocate(size, alignment); the address (Arrow's error raised)."""
+        cdef uint8_t *out = NULL
+        with nogil:
+            check_status(self._pool.Allocate(size, alignment, &out))
+        return <uintptr_t>out
+
+    def _test_reallocate(self, uintptr_t address, int64_t old_size, int64_t new_size,
+                         int64_t alignment=64):
+        """Reallocate(old_size, new_size, alignment, &address); the new address."""
+        cdef uint8_t *ptr = <uint8_t *>address
+        with nogil:
+            check_status(self._pool.Reallocate(old_size, new_size, alignment, &ptr))
+        return <uintptr_t>ptr
+
+    def _test_free(self, uintptr_t address, int64_t size, int64_t alignment=64):
+        """Free(address, size, alignment): never raises, as Arrow's."""
+        with nogil:
+            self._pool.Free(<uint8_t *>address, size, alignment)
 
     def redirect_default(self):
         """Make arrow::default_memory_pool() allocate from this pool."""

@@ -210,6 +210,20 @@ def _version_text(packed: int) -> str:
     return f"{packed // 1000000}.{packed // 1000 % 1000}.{packed % 1000}"
 
 
+def check_versions(compiled: int, runtime: int, where: Path) -> None:
+    """An :class:`ArrowVersionMismatch` saying what to do when the adapter
+    in ``where`` was compiled for another Arrow C++ than the one loaded."""
+    if compiled == runtime:
+        return
+    import pyarrow
+    raise ArrowVersionMismatch(
+        f"mempool's Arrow adapter in {where} was built for Arrow C++ "
+        f"{_version_text(compiled)} but this process loaded Arrow C++ "
+        f"{_version_text(runtime)} (pyarrow {pyarrow.__version__}); Arrow's C++ ABI "
+        f"changes between versions, so it cannot be used. Rebuild it for the "
+        f"installed pyarrow: python -m mempool.arrow build --force (or delete {where})")
+
+
 def load() -> Any:
     """The adapter module for the installed pyarrow, built if needed, its
     core resolved and its Arrow version checked against the loaded one."""
@@ -229,15 +243,8 @@ def load() -> Any:
             f"mempool's Arrow adapter in {path.parent} does not load with pyarrow "
             f"{pyarrow.__version__}: {exc}. Rebuild it: python -m mempool.arrow build "
             f"--force") from exc
-    compiled, runtime = module.compiled_arrow_version(), module.runtime_arrow_version()
-    if compiled != runtime:
-        raise ArrowVersionMismatch(
-            f"mempool's Arrow adapter in {path.parent} was built for Arrow C++ "
-            f"{_version_text(compiled)} but this process loaded Arrow C++ "
-            f"{_version_text(runtime)} (pyarrow {pyarrow.__version__}); Arrow's C++ ABI "
-            f"changes between versions, so it cannot be used. Rebuild it for the "
-            f"installed pyarrow: python -m mempool.arrow build --force (or delete "
-            f"{path.parent})")
+    check_versions(module.compiled_arrow_version(), module.runtime_arrow_version(),
+                   path.parent)
     module.resolve_core(_core.__file__)
     sys.modules[MODULE] = module
     return module

@@ -12,6 +12,7 @@
 #include <cstdio>
 #include <cstring>
 #include <mutex>
+#include <vector>
 
 #include <numpy/arrayobject.h>  // PyDataMem_Handler: the pool's capsule
 
@@ -509,5 +510,10 @@ mpa::Pool *mpa_pool_from_capsule(PyObject *capsule, PyObject *owner, std::string
     }
     mp_config cfg;
     mpa::core.pool_config(head->pool, &cfg);
-    return new mpa::Pool(head, cfg.debug, owner);
+    // Kept reachable from here for good: Arrow may hold the pointer anywhere.
+    static std::mutex lock;
+    static std::vector<mpa::Pool *> pools;
+    std::lock_guard<std::mutex> guard(lock);
+    pools.push_back(new mpa::Pool(head, cfg.debug, owner));
+    return pools.back();
 }
