@@ -468,6 +468,12 @@ def default_config():
     return cfg  # Cython turns the struct into a dict of its fields
 
 
+def process_rss():
+    """mp_process_rss: this process's resident set in bytes (0 when
+    /proc/self/statm cannot be read)."""
+    return mp_process_rss()
+
+
 def size_class_count(size_t small_max):
     """mp_size_class_count: number of small classes for ``small_max``."""
     return mp_size_class_count(small_max)

@@ -76,3 +76,25 @@ def test_missing_peers_are_reported_as_skipped(monkeypatch):
     rows = replay.run_rows({"trace": "unused", "settle_s": 0}, ["jemalloc", "tcmalloc"])
     assert [r["status"] for r in rows] == ["skipped", "skipped"]
     assert "not installed" in rows[0]["reason"]
+
+
+def test_without_the_corpus_replay_says_what_to_do(monkeypatch, tmp_path, capsys):
+    # Installed from a wheel, mempool has no trace corpus (benches/traces/ of
+    # a source checkout): naming a corpus trace, or naming none, says so and
+    # what to do; a trace file given by path still replays.
+    from mempool.tools import corpus
+    from mempool.tools.realbench import analyze
+    monkeypatch.setattr(corpus, "TRACE_DIR", tmp_path / "no-checkout" / "traces")
+    monkeypatch.setattr(corpus, "REAL_DIR", tmp_path / "no-checkout" / "traces" / "real")
+    for argv in (["temporaries"], []):
+        assert replay.main(argv) == 2
+        err = capsys.readouterr().err
+        assert "source checkout" in err and "pip install -e" in err, err
+        assert len(err.strip().splitlines()) == 1
+    assert analyze.main([]) == 2
+    assert "pip install -e" in capsys.readouterr().err
+    with pytest.raises(FileNotFoundError, match="named traces need the corpus"):
+        replay.resolve_trace("mlp")
+    path = tmp_path / "t.trace"
+    path.write_bytes(b"")
+    assert replay.resolve_trace(str(path)) == path

@@ -164,6 +164,10 @@ size_t mp_usable_size(const mp_pool *pool, const void *ptr);
 /* Requested size of a live block, in *out; error code otherwise. */
 int mp_requested_size(const mp_pool *pool, const void *ptr, size_t *out);
 
+/* The whole process's resident set in bytes (/proc/self/statm); 0 when it
+ * cannot be read. */
+uint64_t mp_process_rss(void);
+
 /* ---- statistics ------------------------------------------------------- */
 #define MP_MAX_CLASSES 64
 #define MP_FREE_BINS 16 /* 4 KiB .. 64 MiB and larger */

@@ -46,7 +46,8 @@ def replay_here(trace, pool=None, settle_s: float = 0.0, poll_s: float = 0.02,
     are freed (``release=True``).
     """
     from mempool import _core
-    state = _core.ReplayState(trace.n_ids, pool)
+    from mempool.tools._replay import ReplayState
+    state = ReplayState(trace.n_ids, pool)
     res = dict(state.run(trace.records, sample_every=sample_every))
     res["ns_per_op"] = res["elapsed_ns"] / max(1, res["ops"])
     res["rss_peak_delta"] = res["rss_peak"] - res["rss_start"]
