@@ -459,3 +459,20 @@ def test_ray_and_dask_options():
     assert "MEMPOOL_ARROW" not in mempool.ray.runtime_env()["env_vars"]
     dask = pytest.importorskip("mempool.dask")
     assert dask.MempoolPlugin(arrow=True).arrow is True
+
+
+def test_a_pool_arrow_uses_cannot_be_closed(adapter_module):
+    pool = mempool.Pool()
+    mempool.arrow.memory_pool(pool)
+    with pytest.raises(mempool.PoolBusy, match="Arrow uses it"):
+        pool.close()
+    assert pool.trim() >= 0
+
+
+def test_cli_build_and_info(adapter_module):
+    proc = run_py("import sys, mempool.arrow.__main__ as m; sys.exit(m.main(['info']))")
+    info = json.loads(proc.stdout)
+    assert info["built"] is True and info["pyarrow"] == pa.__version__
+    assert info["build"]["pyarrow"] == pa.__version__
+    proc = run_py("import sys, mempool.arrow.__main__ as m; sys.exit(m.main(['build']))")
+    assert proc.stdout.strip().endswith(".so")

@@ -132,8 +132,11 @@ def _arrow_libraries() -> List[Path]:
 
 
 def _run(cmd: List[str], cwd: Path, what: str) -> None:
+    # a preloaded sanitizer runtime (the ASan test run) must not follow the
+    # compiler: its leak check would fail the build
+    env = {k: v for k, v in os.environ.items() if k != "LD_PRELOAD"}
     proc = subprocess.run(cmd, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                          text=True)
+                          text=True, env=env)
     if proc.returncode != 0:
         tail = "\n".join(proc.stdout.strip().splitlines()[-25:])
         raise ArrowAdapterError(f"building mempool's Arrow adapter: {what} failed "
@@ -238,7 +241,7 @@ def load() -> Any:
     module = importlib.util.module_from_spec(spec)
     try:
         spec.loader.exec_module(module)
-    except ImportError as exc:       # e.g. a pyarrow type whose size changed
+    except (ImportError, ValueError) as exc:   # e.g. a pyarrow type whose size changed
         raise ArrowVersionMismatch(
             f"mempool's Arrow adapter in {path.parent} does not load with pyarrow "
             f"{pyarrow.__version__}: {exc}. Rebuild it: python -m mempool.arrow build "

@@ -394,6 +394,8 @@ int mpa_redirect_default(mpa::Pool *target, std::string *err) {
     arrow::MemoryPool *def = arrow::default_memory_pool();
     void *ours = vptr_of(&g_prototype);
     void *current = vptr_of(def);
+    if (target == nullptr && current != ours)
+        return 0;  // never redirected: nothing to undo
     if (current != ours) {
         if (g_default != nullptr) {
             *err = "arrow::default_memory_pool() changed its vtable after the redirect";
