@@ -26,7 +26,7 @@ import pytest
 pytest.importorskip("pyarrow")
 pytest.importorskip("pandas")
 
-from test_arrow import ROOT, TIMEOUT, _env  # noqa: E402
+from arrow_helpers import TIMEOUT, _env  # noqa: E402
 
 
 def _native_backend():

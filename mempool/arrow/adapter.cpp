@@ -512,10 +512,11 @@ mpa::Pool *mpa_pool_from_capsule(PyObject *capsule, PyObject *owner, std::string
     }
     mp_config cfg;
     mpa::core.pool_config(head->pool, &cfg);
-    // Kept reachable from here for good: Arrow may hold the pointer anywhere.
+    // Kept reachable from a global for good (never destroyed at exit, so
+    // LeakSanitizer sees them as held): Arrow may hold the pointer anywhere.
     static std::mutex lock;
-    static std::vector<mpa::Pool *> pools;
+    static auto *pools = new std::vector<mpa::Pool *>;
     std::lock_guard<std::mutex> guard(lock);
-    pools.push_back(new mpa::Pool(head, cfg.debug, owner));
-    return pools.back();
+    pools->push_back(new mpa::Pool(head, cfg.debug, owner));
+    return pools->back();
 }
