@@ -182,6 +182,7 @@ def replay_command(ns) -> int:
             print(f"mempool replay: no TRACE given, and {exc}", file=sys.stderr)
             return 2
     report: Dict[str, Any] = {"meta": harness.meta(), "traces": {}}
+    failures = 0
     for name in names:
         try:
             path = resolve_trace(name)
@@ -207,8 +208,9 @@ def replay_command(ns) -> int:
                 f"{pool_row['pool_peak_resident'] / MIB:.1f} MiB vs {rec / MIB:.1f} MiB "
                 f"recorded ({pool_row['pool_peak_resident'] / rec - 1:+.1%})")
         report["traces"][name] = {"summary": s, "trace_meta": tr.meta, "rows": rows}
+        failures += harness.report_failures("mempool replay", path.name, rows)
     harness.write_json(ns.json, report)
-    return 0
+    return 1 if failures else 0
 
 
 def build_parser() -> argparse.ArgumentParser:
