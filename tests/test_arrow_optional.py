@@ -12,3 +12,19 @@ def test_import_mempool_imports_no_pyarrow():
         print(sorted(m for m in sys.modules if m.split('.')[0] in ('pyarrow', 'pandas')))
     """)
     assert proc.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_run_arrow_without_pyarrow_says_what_to_install(monkeypatch, capsys):
+    import mempool.arrow
+    from mempool import cli
+    monkeypatch.setattr(mempool.arrow, "available", lambda: False)
+    assert cli.main(["run", "--arrow", "-c", "pass"]) == 2
+    assert "pip install 'mempool[arrow]'" in capsys.readouterr().err
+
+
+def test_memory_pool_rejects_what_is_not_a_pool():
+    import pytest
+
+    import mempool.arrow
+    with pytest.raises(TypeError, match="expected a mempool.Pool"):
+        mempool.arrow.memory_pool("default")
