@@ -439,3 +439,31 @@ def test_cli_build_and_info(adapter_module):
     assert info["build"]["pyarrow"] == pa.__version__
     proc = run_py("import sys, mempool.arrow.__main__ as m; sys.exit(m.main(['build']))")
     assert proc.stdout.strip().endswith(".so")
+
+
+def _worker_arrow_probe():
+    import pandas
+    import pyarrow
+
+    import mempool
+    frame = pandas.DataFrame({"s": [f"row-{i}" for i in range(20_000)]})
+    upper = frame["s"].str.upper()
+    share = mempool.installed().stats().arrow
+    return (pyarrow.default_memory_pool().backend_name, share.bytes_allocated > 0,
+            share.errors, upper.iloc[-1])
+
+
+def test_dask_plugin_puts_worker_arrow_buffers_in_the_pool():
+    distributed = pytest.importorskip("distributed")
+    from mempool.dask import MempoolPlugin
+    with distributed.LocalCluster(processes=True, n_workers=1, threads_per_worker=1,
+                                  host="127.0.0.1", dashboard_address="127.0.0.1:0",
+                                  worker_dashboard_address="127.0.0.1:0") as cluster, \
+            distributed.Client(cluster, timeout=120) as client:
+        client.wait_for_workers(1, timeout=120)
+        client.register_plugin(MempoolPlugin(arrow=True))
+        result = client.submit(_worker_arrow_probe, pure=False).result(timeout=300)
+        metrics = client.run(
+            lambda dask_worker: dask_worker.metrics["mempool_arrow_bytes"](dask_worker))
+    assert result == ("mempool", True, 0, "ROW-19999")
+    assert all(value >= 0 for value in metrics.values())
