@@ -92,8 +92,8 @@ def install(pool: Optional[Pool] = None, *, arrow: bool = False) -> Pool:
     global _installed, _installed_capsule, _previous_handler
     pool = _resolve(pool)
     if arrow:
-        from mempool import arrow as arrow_module
-        arrow_module.require_pyarrow()   # before anything changes
+        from mempool.arrow import _install as arrow_install
+        arrow_install.require_pyarrow()   # before anything changes
     with _lock:
         capsule = pool._handler_capsule()
         previous = _core.set_handler(capsule)
@@ -114,8 +114,8 @@ def _install_arrow(pool: Pool) -> None:
     processes started from now on."""
     import os
 
-    from mempool import arrow
-    arrow.install_when_imported(pool)
+    from mempool.arrow import _install as arrow_install
+    arrow_install.install_when_imported(pool)
     os.environ[_ARROW_VAR] = "1"
 
 
@@ -123,9 +123,9 @@ def _uninstall_arrow() -> None:
     import os
     import sys
     os.environ.pop(_ARROW_VAR, None)
-    arrow = sys.modules.get("mempool.arrow")
-    if arrow is not None:
-        arrow.uninstall()
+    arrow_install = sys.modules.get("mempool.arrow._install")
+    if arrow_install is not None:
+        arrow_install.uninstall()
 
 
 _ARROW_VAR = "MEMPOOL_ARROW"

@@ -409,7 +409,7 @@ def test_startup_arrow_without_pyarrow_installs_numpy_only(monkeypatch, capsys):
 
 def test_explicit_arrow_install_without_pyarrow_raises_before_changing_anything(monkeypatch):
     import mempool.arrow as ma
-    monkeypatch.setattr(ma, "available", lambda: False)
+    monkeypatch.setattr(ma._install, "available", lambda: False)
     with pytest.raises(ma.ArrowAdapterError, match=r"pip install 'mempool\[arrow\]'"):
         mempool.install(arrow=True)
     assert mempool.installed() is None

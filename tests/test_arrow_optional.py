@@ -17,7 +17,7 @@ def test_import_mempool_imports_no_pyarrow():
 def test_run_arrow_without_pyarrow_says_what_to_install(monkeypatch, capsys):
     import mempool.arrow
     from mempool import cli
-    monkeypatch.setattr(mempool.arrow, "available", lambda: False)
+    monkeypatch.setattr(mempool.arrow._install, "available", lambda: False)
     assert cli.main(["run", "--arrow", "-c", "pass"]) == 2
     assert "pip install 'mempool[arrow]'" in capsys.readouterr().err
 
