@@ -198,3 +198,37 @@ def test_bench_main_runs_selected_parts(tmp_path):
     assert code == 0
     data = json.loads((tmp_path / "bench.json").read_text())
     assert "peers" in data and "small" in data["peers"]["summary"]
+
+
+@pytest.mark.parametrize("parser", [build_parser(), bench.build_parser()],
+                         ids=["demo", "bench"])
+def test_help_names_only_options_that_exist(parser):
+    # demo --help named --help-workloads, which was no option at all
+    import re
+    text = re.sub(r"-\n\s+", "-", parser.format_help())   # argparse wraps at hyphens
+    named = set(re.findall(r"(?<![\w-])--[a-z][a-z-]*", text))
+    assert named and named <= set(parser._option_string_actions), \
+        named - set(parser._option_string_actions)
+
+
+def _cli(*args):
+    return subprocess.run([sys.executable, "-m", "mempool", *args], capture_output=True,
+                          text=True, timeout=120, env=dict(os.environ, PYTHONPATH=str(ROOT)))
+
+
+def test_demo_help_workloads_describes_every_workload():
+    proc = _cli("demo", "--help-workloads")
+    assert proc.returncode == 0, proc.stderr
+    for name, (cls, steps, quick, _) in workloads.WORKLOADS.items():
+        assert f"  {name}: {cls.description}" in proc.stdout
+        assert f"{steps} steps ({quick} with --quick)" in proc.stdout
+
+
+def test_bench_help_offers_the_real_suite():
+    proc = _cli("bench", "--help")
+    assert proc.returncode == 0 and "--real" in proc.stdout, proc.stdout
+    proc = _cli("bench", "--real", "--help")
+    assert proc.returncode == 0 and "bench --real" in proc.stdout, proc.stdout
+    with pytest.raises(SystemExit) as exc:     # bench.main itself hands --real on
+        bench.main(["--real", "--help"])
+    assert exc.value.code == 0

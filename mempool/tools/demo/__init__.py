@@ -26,7 +26,7 @@ from typing import Dict, List, Optional, Sequence
 from . import workloads as wl_mod
 from .runner import ALL_ALLOCATORS, BLAS_VARS, INSTALL_HINT, discover, run_all
 
-__all__ = ["main", "build_parser", "parse_pair"]
+__all__ = ["main", "build_parser", "parse_pair", "describe_workloads"]
 
 
 def parse_pair(text: str) -> tuple:
@@ -49,12 +49,43 @@ def _csv(choices: Sequence[str]):
     return parse
 
 
+def describe_workloads() -> str:
+    """The text of ``--help-workloads``: each workload, what it runs, its
+    steps (default and ``--quick``) and the warm-up left out of the figures."""
+    lines = ["workloads (--workloads NAME,...):"]
+    for name, (cls, steps, quick, warmup) in wl_mod.WORKLOADS.items():
+        per = (f"{cls.ops_per_step} ops per step, figures per op" if cls.ops_per_step > 1
+               else "figures per step")
+        extras = [per, f"{steps} steps ({quick} with --quick); the first {warmup} (at most "
+                       "a quarter of them) are warm-up, left out of the figures"]
+        if cls.has_floor:
+            extras.append("has a floor row")
+        extras.append("BLAS threads: the library's choice" if cls.uses_blas
+                      else "runs with one BLAS thread (it makes no BLAS call)")
+        lines.append(f"  {name}: {cls.description}")
+        lines += [f"      {e}" for e in extras]
+    return "\n".join(lines)
+
+
+class _HelpWorkloads(argparse.Action):
+    """``--help-workloads``: print :func:`describe_workloads` and exit 0."""
+
+    def __init__(self, option_strings, dest, **kwargs):
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, **kwargs)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        print(describe_workloads())
+        parser.exit(0)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The demo's command-line parser."""
     p = argparse.ArgumentParser(
         prog="python -m mempool demo",
         description="Measure mempool against numpy's default allocator and its peers "
                     "on training/inference-style numpy workloads.")
+    p.add_argument("--help-workloads", action=_HelpWorkloads,
+                   help="describe the workloads (steps, warm-up, floor row) and exit")
     p.add_argument("--quick", action="store_true",
                    help="a few steps and one round: finishes in seconds")
     p.add_argument("--steps", type=int, default=None,
