@@ -232,3 +232,35 @@ def test_bench_help_offers_the_real_suite():
     with pytest.raises(SystemExit) as exc:     # bench.main itself hands --real on
         bench.main(["--real", "--help"])
     assert exc.value.code == 0
+
+
+def test_noisy_round_rule():
+    # the report's case: one default round at 83 ms against 20 ms
+    (flag,) = report.noisy_rounds({"0": 20e6, "1": 83e6, "2": 21e6})
+    assert flag["round"] == 1 and flag["ratio"] == pytest.approx(83 / 21)
+    assert report.noisy_rounds({"0": 20e6, "1": 29e6, "2": 21e6}) == []   # 1.38x: noise
+    assert report.noisy_rounds({"0": 20e6}) == []
+    # two rounds 1.6x apart: neither can be trusted over the other
+    assert [f["round"] for f in report.noisy_rounds({"0": 20e6, "1": 32e6})] == [0, 1]
+    # a round far faster than the others deviates too
+    assert [f["round"] for f in report.noisy_rounds({0: 60e6, 1: 20e6, 2: 61e6})] == [1]
+
+
+def test_noisy_round_flagged_in_table_and_json():
+    from rich.console import Console
+    recs = [_fake_record("default", r, ns, 6000) for r, ns in enumerate((20e6, 83e6, 20e6))]
+    recs += [_fake_record("jemalloc", r, ns, 20) for r, ns in enumerate((10e6, 41e6, 11e6))]
+    recs += [_fake_record("mimalloc", r, 10e6, 20) for r in range(3)]
+    out = report.summarize(recs, ["mlp"], ["default", "jemalloc", "mimalloc"])
+    rows = out["summary"]["mlp"]
+    assert [f["round"] for f in rows["default"]["noisy_rounds"]] == [1]
+    assert rows["default"]["noisy_rounds"][0]["reference_ns"] == 20e6
+    assert [f["round"] for f in rows["jemalloc"]["noisy_rounds"]] == [1]
+    assert rows["mimalloc"]["noisy_rounds"] == []
+    json.dumps(out)                                   # JSON-ready
+    console = Console(width=200, record=True)
+    report.render(console, out, runner.discover(["default", "jemalloc", "mimalloc"]))
+    text = console.export_text()
+    assert "noisy round: default round 2 of 3, median 83.00 ms = 4.15x the median" in text
+    assert "noisy round: jemalloc round 2 of 3" in text and "mimalloc round" not in text
+    assert "20.00 ms *" in text                       # the row's median cell is marked

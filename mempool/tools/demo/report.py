@@ -24,6 +24,15 @@ Definitions used throughout (also written into the JSON's ``definitions``):
 * after free: RSS once everything is dropped and the child has slept through
   the pool's decay period (trim() is never called), and its excess over the
   import baseline.
+* noisy round: a round whose median step time is more than 1.5x, or less
+  than 1/1.5 of, the median of the same allocator's per-round medians (this
+  round included; of two rounds, each is compared with the other, so both
+  are flagged when 1.5x apart).  Normal noise on a shared machine is up to
+  ~30%, so 1.5x marks a disturbed round (another process, a frequency drop),
+  not an allocator effect.  Flagged rounds are listed under the table and in
+  the row's ``noisy_rounds`` (``round``: the 0-based index of the records;
+  ``reference_ns``: what the round was compared with).  They stay in the
+  medians, which one outlier among three rounds does not move.
 """
 
 from __future__ import annotations
@@ -39,6 +48,9 @@ from rich.table import Table
 from . import workloads as wl_mod
 
 MB = 1e6
+#: A round is flagged noisy when its median step is off the median of the
+#: allocator's rounds by more than this factor, either way (see DEFINITIONS).
+NOISY_FACTOR = 1.5
 PEER_NAMES = ("glibc-tuned", "jemalloc", "mimalloc", "tcmalloc")
 DEFINITIONS = __doc__
 
@@ -51,6 +63,24 @@ def _median(xs: Sequence[float]) -> Optional[float]:
 def warmup_steps(workload: str, steps: int) -> int:
     """Warm-up steps excluded from steady-state figures (at most a quarter)."""
     return min(wl_mod.WORKLOADS[workload][3], steps // 4)
+
+
+def noisy_rounds(per_round: Dict[Any, float],
+                 factor: float = NOISY_FACTOR) -> List[Dict[str, Any]]:
+    """The rounds of one allocator whose median step time is off the median of
+    its rounds by more than ``factor`` either way (none with fewer than two)."""
+    times = {int(r): t for r, t in per_round.items() if t}
+    if len(times) < 2:
+        return []
+    out = []
+    for r, t in sorted(times.items()):
+        # Two rounds: each against the other (their median would be the mean).
+        ref = (statistics.median(times.values()) if len(times) > 2
+               else next(v for k, v in times.items() if k != r))
+        if not 1 / factor <= t / ref <= factor:
+            out.append({"round": r, "step_ns_per_op": t, "reference_ns": ref,
+                        "ratio": t / ref})
+    return out
 
 
 def _round_figures(rec: Dict[str, Any]) -> Dict[str, Any]:
@@ -135,6 +165,7 @@ def summarize(records: List[Dict[str, Any]], workloads: Sequence[str],
             # Kept so any two rows can be compared round by round (see targets).
             row["step_ns_per_round"] = {str(rnd): f["step_ns_per_op"]
                                         for rnd, f in rounds[a].items()}
+            row["noisy_rounds"] = noisy_rounds(row["step_ns_per_round"])
             row["cpu_ratio_to_default"] = _median(cpu_ratios)
             tables = {rnd: f["size_table_ns"] for rnd, f in rounds[a].items()
                       if f.get("size_table_ns")}
@@ -235,6 +266,14 @@ def _fmt_time(ns: Optional[float], unit: str) -> str:
     return f"{ns:.0f} ns" if unit == "ns" else f"{ns / 1e6:.2f} ms"
 
 
+def noisy_text(allocator: str, flag: Dict[str, Any], rounds: int, unit: str) -> str:
+    """One flagged round in words (1-based round number), for tables and plots."""
+    ref = "its other round" if rounds == 2 else "the median of its rounds"
+    return (f"round: {allocator} round {flag['round'] + 1} of {rounds}, median "
+            f"{_fmt_time(flag['step_ns_per_op'], unit)} = {flag['ratio']:.2f}x {ref} "
+            f"({_fmt_time(flag['reference_ns'], unit)})")
+
+
 def _fmt_mb(b: Optional[float]) -> str:
     return "-" if b is None else f"{b / MB:.1f}"
 
@@ -277,7 +316,7 @@ def render(console: Console, result: Dict[str, Any], allocators: Sequence[Any]) 
         for col in ("allocator", f"median/{per}", "x default", "CPU x def", f"faults/{per}",
                     "sys s", "peak RSS MB", "RSS/live", "after free MB", "Δ base MB"):
             t.add_column(col, justify="left" if col == "allocator" else "right")
-        skipped = []
+        skipped, noisy = [], []
         for alloc in allocators:
             row = rows.get(alloc.name)
             if not alloc.runs(wl):
@@ -294,9 +333,11 @@ def render(console: Console, result: Dict[str, Any], allocators: Sequence[Any]) 
                 "red" if ratio is not None and ratio > 1.05 else "")
             ratio_txt = _fmt(ratio, ".2f") + "x"
             meaningful = (row["peak_live_bytes"] or 0) >= MB  # tiny live sets: no ratio
+            flagged = row.get("noisy_rounds") or []
+            noisy += [noisy_text(alloc.name, n, row["rounds"], unit) for n in flagged]
             t.add_row(
                 f"[bold]{alloc.name}[/]" if alloc.name == "mempool" else alloc.name,
-                _fmt_time(row["step_ns_per_op"], unit),
+                _fmt_time(row["step_ns_per_op"], unit) + (" [yellow]*[/]" if flagged else ""),
                 f"[{style}]{ratio_txt}[/]" if style else ratio_txt,
                 _fmt(row["cpu_ratio_to_default"], ".2f") + "x",
                 _fmt(faults, ".3f" if per == "op" else (",.1f" if faults < 100 else ",.0f")),
@@ -306,6 +347,10 @@ def render(console: Console, result: Dict[str, Any], allocators: Sequence[Any]) 
                 _fmt_mb(row["rss_after_free"]),
                 _fmt(row["after_free_over_baseline"] / MB, "+.1f"))
         console.print(t)
+        for text in noisy:
+            console.print(f"  [yellow]*[/] noisy {text}; kept in the medians "
+                          f"(rule: > {NOISY_FACTOR}x or < 1/{NOISY_FACTOR} the median of "
+                          "the allocator's rounds)")
         if rows:
             bases = [r["baseline_rss"] for r in rows.values()]
             any_row = next(iter(rows.values()))
