@@ -162,6 +162,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     from . import report
+    from .plots import plot as plot_files
 
     console = Console()
     if not console.is_terminal:
@@ -204,7 +205,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
     out_dir = args.out
     out_dir.mkdir(parents=True, exist_ok=True)
-    plots = [] if args.no_plots else report.plot(records, args.workloads, names, out_dir)
+    plots = [] if args.no_plots else plot_files(records, args.workloads, names, out_dir,
+                                                result["summary"])
     payload = {
         "meta": _meta(args, steps, rounds, argv, load_start),
         "definitions": report.DEFINITIONS,

@@ -59,6 +59,70 @@ class RssReader:
         os.close(self.fd)
 
 
+class StepPeak:
+    """The kernel's resident high-water mark (VmHWM), restarted after every
+    read: writing "5" to ``/proc/self/clear_refs`` (Linux >= 4.0) resets it to
+    the current RSS, so each read gives the peak since the previous one, the
+    moment inside a step when its old and new arrays are both alive included
+    (RSS read after a step misses it).  The reset also lowers ``ru_maxrss``,
+    so the run's peak is the largest of the reads.  :meth:`open` returns None
+    where the kernel does not allow it."""
+
+    def __init__(self) -> None:
+        self.status = os.open("/proc/self/status", os.O_RDONLY)
+        try:
+            self.clear = os.open("/proc/self/clear_refs", os.O_WRONLY)
+        except OSError:
+            os.close(self.status)
+            raise
+
+    @classmethod
+    def open(cls) -> "Optional[StepPeak]":
+        """A reader, or None without a resettable high-water mark."""
+        try:
+            reader = cls()
+            reader.read_and_reset()
+            return reader
+        except (OSError, ValueError):
+            return None
+
+    def read_and_reset(self) -> int:
+        """Peak resident bytes since the last call (or the process start)."""
+        text = os.pread(self.status, 8192, 0)
+        at = text.index(b"VmHWM:")
+        kib = int(text[at + 6:text.index(b"kB", at)])
+        os.write(self.clear, b"5")
+        return kib * 1024
+
+    def close(self) -> None:
+        """Close both files."""
+        os.close(self.status)
+        os.close(self.clear)
+
+
+def memory_map() -> Dict[str, int]:
+    """Resident bytes by kind of mapping (``/proc/self/smaps``): ``file``
+    (code and data of libraries and other mapped files), ``heap`` (malloc's
+    brk heap), ``anon`` (anonymous mappings: the pool's arenas, other
+    allocators' mmaps, BLAS buffers, Python's object arenas, thread stacks)
+    and ``other`` ([stack], [vdso], ...).  Empty where smaps is unreadable."""
+    out = {"file": 0, "heap": 0, "anon": 0, "other": 0}
+    kind = "other"
+    try:
+        with open("/proc/self/smaps", "rb") as f:
+            for line in f:
+                if line.startswith(b"Rss:"):
+                    out[kind] += int(line.split()[1]) * 1024
+                elif not line[:1].isupper():        # a mapping's header line
+                    fields = line.split(None, 5)
+                    name = fields[5].strip() if len(fields) > 5 else b""
+                    kind = ("anon" if not name else "heap" if name == b"[heap]"
+                            else "other" if name.startswith(b"[") else "file")
+    except OSError:
+        return {}
+    return out
+
+
 def _peak_rss_bytes() -> int:
     """The kernel's high-water mark of resident memory for this process."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
@@ -85,6 +149,7 @@ def run_child(cfg: Dict[str, Any]) -> Dict[str, Any]:
     record: Dict[str, Any] = {
         "status": "ok",
         "pid": os.getpid(),
+        "baseline_map": memory_map(),
         "baseline_rss": rss(),
         "env": {k: os.environ.get(k, "") for k in ("LD_PRELOAD", "GLIBC_TUNABLES")},
     }
@@ -113,6 +178,11 @@ def run_child(cfg: Dict[str, Any]) -> Dict[str, Any]:
         # handling included): far less sensitive than wall time to other
         # processes competing for the cores.
         cpu_now = time.process_time_ns
+        step_peak: List[int] = []
+        peak = StepPeak.open()
+        peak_before_loop = _peak_rss_bytes()
+        if peak is not None:
+            peak.read_and_reset()
         ru_start = getrusage(resource.RUSAGE_SELF)
         for i in range(steps):
             f0 = getrusage(resource.RUSAGE_SELF).ru_minflt
@@ -126,6 +196,8 @@ def run_child(cfg: Dict[str, Any]) -> Dict[str, Any]:
             cpu.append(c1 - c0)
             faults.append(f1 - f0)
             rss_steps.append(rss())
+            if peak is not None:
+                step_peak.append(peak.read_and_reset())
             if pool is not None:
                 # Only what the report and plots read: a full stats dict per
                 # step would itself add to this row's peak RSS.
@@ -138,9 +210,14 @@ def run_child(cfg: Dict[str, Any]) -> Dict[str, Any]:
             loop_utime_s=ru_end.ru_utime - ru_start.ru_utime,
             loop_stime_s=ru_end.ru_stime - ru_start.ru_stime,
             setup_faults=ru_start.ru_minflt - ru0.ru_minflt,
-            peak_rss=_peak_rss_bytes(),
+            # the resets lowered ru_maxrss: the run's peak is the largest window's
+            peak_rss=max([_peak_rss_bytes(), peak_before_loop] + step_peak),
             rss_end_of_loop=rss(),
+            end_of_loop_map=memory_map(),
         )
+        if peak is not None:
+            record["step_peak_rss"] = step_peak
+            peak.close()
         if hasattr(wl, "size_table"):
             # per-size cost, still under this row's allocator
             record["size_table_ns"] = wl.size_table()

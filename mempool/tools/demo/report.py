@@ -405,59 +405,6 @@ def render(console: Console, result: Dict[str, Any], allocators: Sequence[Any]) 
             console.print(f"    {line}", markup=False, highlight=False)
 
 
-def _per_step_median(records: List[Dict[str, Any]], key: str, scale: float) -> List[float]:
-    series = [r[key] for r in records if key in r]
-    n = min(len(s) for s in series)
-    return [statistics.median(s[i] for s in series) / scale for i in range(n)]
-
-
-def plot(records: List[Dict[str, Any]], workloads: Sequence[str],
-         allocators: Sequence[str], out_dir: Path) -> List[Path]:
-    """Write one PNG per workload: RSS and step time over steps, per allocator."""
-    import matplotlib
-    matplotlib.use("Agg")  # files only; never needs a display
-    import matplotlib.pyplot as plt
-
-    paths: List[Path] = []
-    ok = [r for r in records if r.get("status") == "ok"]
-    for wl in workloads:
-        unit = wl_mod.WORKLOADS[wl][0].time_unit
-        fig, (ax_rss, ax_t) = plt.subplots(2, 1, figsize=(10, 8), sharex=True)
-        for alloc in allocators:
-            rs = [r for r in ok if r["workload_name"] == wl and r["allocator"] == alloc]
-            if not rs:
-                continue
-            ops = rs[0].get("ops_per_step", 1)
-            rss = _per_step_median(rs, "step_rss", MB)
-            times = _per_step_median(rs, "step_ns", ops * (1.0 if unit == "ns" else 1e6))
-            lw = 2.2 if alloc == "mempool" else 1.2
-            line, = ax_rss.plot(rss, label=alloc, linewidth=lw)
-            ax_t.plot(times, label=alloc, linewidth=lw, color=line.get_color())
-            if alloc == "mempool" and rs[0].get("pool_steps"):
-                base = statistics.median(r["baseline_rss"] for r in rs) / MB
-                steps_ = rs[0]["pool_steps"]
-                live = [base + s.get("live_bytes", 0) / MB for s in steps_]
-                held = [base + s.get("resident_bytes", 0) / MB for s in steps_]
-                ax_rss.plot(live, "k--", linewidth=1,
-                            label="baseline + pool live (between steps)")
-                ax_rss.plot(held, "k:", linewidth=1, label="baseline + pool resident")
-        ax_rss.set_ylabel("RSS after step (MB)")
-        ax_rss.set_title(f"{wl}: resident memory per step (median over rounds)")
-        ax_rss.legend(fontsize=8)
-        ax_rss.grid(alpha=0.3)
-        ax_t.set_ylabel("ns per op" if unit == "ns" else "step time (ms)")
-        ax_t.set_xlabel("step")
-        ax_t.set_title(f"{wl}: time per step")
-        ax_t.set_yscale("log")
-        ax_t.grid(alpha=0.3, which="both")
-        fig.tight_layout()
-        path = out_dir / f"{wl}.png"
-        fig.savefig(path, dpi=100)
-        plt.close(fig)
-        paths.append(path)
-    return paths
-
-
 def write_json(path: Path, payload: Dict[str, Any]) -> None:
     """Write the JSON report (atomic replace, so a reader never sees half)."""
     tmp = path.with_suffix(".tmp")
