@@ -383,3 +383,12 @@ def test_step_peak_sees_a_peak_that_rss_after_the_step_misses():
         peak.close()
     kinds = child.memory_map()
     assert set(kinds) == {"file", "heap", "anon", "other"} and kinds["file"] > 0
+
+
+def test_quick_runs_default_and_mempool_unless_told_otherwise():
+    from mempool.tools.demo import chosen_allocators
+    parse = build_parser().parse_args
+    assert chosen_allocators(parse(["--quick"])) == ["default", "mempool"]
+    assert chosen_allocators(parse([])) == list(runner.ALL_ALLOCATORS)
+    assert chosen_allocators(parse(["--quick", "--allocators", "default,jemalloc"])) == \
+        ["default", "jemalloc"]

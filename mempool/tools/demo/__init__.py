@@ -26,7 +26,10 @@ from typing import Dict, List, Optional, Sequence
 from . import workloads as wl_mod
 from .runner import ALL_ALLOCATORS, BLAS_VARS, INSTALL_HINT, discover, run_all
 
-__all__ = ["main", "build_parser", "parse_pair", "describe_workloads"]
+__all__ = ["main", "build_parser", "parse_pair", "describe_workloads", "chosen_allocators"]
+
+#: The rows of ``--quick``: the comparison that matters, in a few seconds.
+QUICK_ALLOCATORS = ("default", "mempool")
 
 
 def parse_pair(text: str) -> tuple:
@@ -87,15 +90,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--help-workloads", action=_HelpWorkloads,
                    help="describe the workloads (steps, warm-up, floor row) and exit")
     p.add_argument("--quick", action="store_true",
-                   help="a few steps and one round: finishes in seconds")
+                   help="a few steps, one round, numpy's default and mempool only (unless "
+                        "--allocators says otherwise): a smoke test of the demo, not a "
+                        "measurement; about 10 s")
     p.add_argument("--steps", type=int, default=None,
                    help="steps per workload (default: per workload, see --help-workloads)")
     p.add_argument("--rounds", type=int, default=None,
                    help="interleaved rounds per allocator (default 3; 1 with --quick)")
     p.add_argument("--batch-range", type=parse_pair, default=wl_mod.DEFAULT_BATCH_RANGE,
                    metavar="LO-HI", help="MLP batch size range (default 32-512)")
-    p.add_argument("--allocators", type=_csv(ALL_ALLOCATORS), default=list(ALL_ALLOCATORS),
-                   help=f"comma-separated subset of {','.join(ALL_ALLOCATORS)}")
+    p.add_argument("--allocators", type=_csv(ALL_ALLOCATORS), default=None,
+                   help=f"comma-separated subset of {','.join(ALL_ALLOCATORS)} (default "
+                        f"all; {','.join(QUICK_ALLOCATORS)} with --quick)")
     p.add_argument("--workloads", type=_csv(tuple(wl_mod.WORKLOADS)),
                    default=list(wl_mod.WORKLOADS),
                    help=f"comma-separated subset of {','.join(wl_mod.WORKLOADS)}")
@@ -120,6 +126,13 @@ def blas_env(threads: Optional[int]) -> Dict[str, str]:
         return {}
     n = str(max(1, threads))
     return {k: n for k in BLAS_VARS}
+
+
+def chosen_allocators(args: argparse.Namespace) -> List[str]:
+    """The rows to run: ``--allocators``, else all (``--quick``: default and mempool)."""
+    if args.allocators is not None:
+        return list(args.allocators)
+    return list(QUICK_ALLOCATORS if args.quick else ALL_ALLOCATORS)
 
 
 def _steps_for(args) -> Dict[str, int]:
@@ -158,6 +171,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     """Run the demo; returns 0 on success, 1 if a child failed or results differ."""
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
+    args.allocators = chosen_allocators(args)
     from rich.console import Console
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
