@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from . import workloads as wl_mod
-from .report import MB, NOISY_FACTOR, _fmt_time, warmup_steps
+from .report import MB, _fmt_time, noisy_line, warmup_steps
 
 #: One look per allocator, the same in every plot: colour and dash pattern
 #: tell the rows apart where their lines overlap; mempool is drawn thickest.
@@ -44,6 +44,8 @@ STYLES: Dict[str, Tuple[str, Any, float]] = {
 _OTHER_STYLE = ("black", "-", 1.0)
 #: Where the time panel's (log) ratio axis may put labelled ticks.
 RATIO_TICKS = (0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 1.0, 1.5, 2.0, 3.0, 5.0, 7.0, 10.0, 20.0, 50.0)
+#: The same for a range wider than 12x, where those would crowd.
+RATIO_TICKS_WIDE = (0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0)
 #: Characters per line of the notes beside the plots.
 NOTE_WIDTH = 52
 
@@ -107,9 +109,13 @@ def cache_note(series: Dict[str, List[float]], rows: Dict[str, Any]) -> Optional
     return (f"mempool's RSS is above the default's in {above} of {n} steps: the pool "
             f"keeps freed blocks resident for the next steps until its decay, where "
             f"glibc gives them back and faults them in again "
-            f"({drow['faults_per_step']:,.1f} page faults a step against "
-            f"{mrow['faults_per_step']:,.1f}). Peak RSS over the run: default "
+            f"({_faults(drow['faults_per_step'])} page faults a step against "
+            f"{_faults(mrow['faults_per_step'])}). Peak RSS over the run: default "
             f"{drow['peak_rss'] / MB:.1f} MB, mempool {mrow['peak_rss'] / MB:.1f} MB.")
+
+
+def _faults(n: float) -> str:
+    return f"{n:,.0f}" if n >= 100 else f"{n:.1f}"
 
 
 def gap_note(records: Sequence[Dict[str, Any]], wl: str) -> Optional[str]:
@@ -197,7 +203,9 @@ def figure(wl: str, records: Sequence[Dict[str, Any]], allocators: Sequence[str]
                           linestyle="none")
         ax_t.axvline(1.0, color=STYLES["default"][0], linewidth=1.4)
         ax_t.set_xscale("log")  # ratios: 0.5x and 2x equally far from 1x
-        ax_t.xaxis.set_major_locator(FixedLocator(RATIO_TICKS))
+        lo, hi = ax_t.get_xlim()
+        ax_t.xaxis.set_major_locator(FixedLocator(
+            RATIO_TICKS if hi / lo <= 12 else RATIO_TICKS_WIDE))
         ax_t.xaxis.set_minor_formatter(NullFormatter())
         ax_t.set_yticks(range(1, len(names) + 1), labels=[
             tick_label(a, rows.get(a) or {}, unit) for a in names])
@@ -244,23 +252,10 @@ def notes(wl: str, records: Sequence[Dict[str, Any]], series: Dict[str, List[flo
         out.append("Bottom: a box per allocator holds its steps after warm-up (quartiles; "
                    "whiskers 5-95%), ◆ the table's \"x default\" (the median over rounds "
                    "of the rounds' median ratios).")
-    out += [n for n in (cache_note(series, rows), gap_note(records, wl), noisy_note(rows))
-            if n]
+    noisy = noisy_line(rows, wl_mod.WORKLOADS[wl][0].time_unit)
+    out += [n for n in (cache_note(series, rows), gap_note(records, wl),
+                        noisy and "* " + noisy + ".") if n]
     return out
-
-
-def noisy_note(rows: Dict[str, Any]) -> Optional[str]:
-    """The flagged noisy rounds of a workload, one clause per allocator."""
-    parts = []
-    for alloc, row in rows.items():
-        flags = row.get("noisy_rounds") or []
-        if flags:
-            parts.append(f"{alloc} round{'s' if len(flags) > 1 else ''} " + ", ".join(
-                f"{f['round'] + 1} ({f['ratio']:.2f}x)" for f in flags))
-    if not parts:
-        return None
-    return (f"* noisy rounds (median step > {NOISY_FACTOR}x or < 1/{NOISY_FACTOR} the "
-            "median of the allocator's rounds; kept in the medians): " + "; ".join(parts) + ".")
 
 
 def plot(records: Sequence[Dict[str, Any]], workloads: Sequence[str],

@@ -266,12 +266,21 @@ def _fmt_time(ns: Optional[float], unit: str) -> str:
     return f"{ns:.0f} ns" if unit == "ns" else f"{ns / 1e6:.2f} ms"
 
 
-def noisy_text(allocator: str, flag: Dict[str, Any], rounds: int, unit: str) -> str:
-    """One flagged round in words (1-based round number), for tables and plots."""
-    ref = "its other round" if rounds == 2 else "the median of its rounds"
-    return (f"round: {allocator} round {flag['round'] + 1} of {rounds}, median "
-            f"{_fmt_time(flag['step_ns_per_op'], unit)} = {flag['ratio']:.2f}x {ref} "
-            f"({_fmt_time(flag['reference_ns'], unit)})")
+def noisy_line(rows: Dict[str, Any], unit: str) -> Optional[str]:
+    """A workload's flagged noisy rounds in one sentence (1-based round
+    numbers), for the table and the plot; None when no round is flagged."""
+    parts = []
+    for alloc, row in rows.items():
+        flags = row.get("noisy_rounds") or []
+        if flags:
+            parts.append(f"{alloc} round{'s' if len(flags) > 1 else ''} " + ", ".join(
+                f"{f['round'] + 1} ({_fmt_time(f['step_ns_per_op'], unit)}, "
+                f"{f['ratio']:.2f}x)" for f in flags))
+    if not parts:
+        return None
+    return (f"noisy rounds (median step > {NOISY_FACTOR}x or < 1/{NOISY_FACTOR} the median of "
+            "the allocator's rounds, or of two rounds the other; kept in the medians): "
+            + "; ".join(parts))
 
 
 def _fmt_mb(b: Optional[float]) -> str:
@@ -316,7 +325,7 @@ def render(console: Console, result: Dict[str, Any], allocators: Sequence[Any]) 
         for col in ("allocator", f"median/{per}", "x default", "CPU x def", f"faults/{per}",
                     "sys s", "peak RSS MB", "RSS/live", "after free MB", "Δ base MB"):
             t.add_column(col, justify="left" if col == "allocator" else "right")
-        skipped, noisy = [], []
+        skipped = []
         for alloc in allocators:
             row = rows.get(alloc.name)
             if not alloc.runs(wl):
@@ -334,7 +343,6 @@ def render(console: Console, result: Dict[str, Any], allocators: Sequence[Any]) 
             ratio_txt = _fmt(ratio, ".2f") + "x"
             meaningful = (row["peak_live_bytes"] or 0) >= MB  # tiny live sets: no ratio
             flagged = row.get("noisy_rounds") or []
-            noisy += [noisy_text(alloc.name, n, row["rounds"], unit) for n in flagged]
             t.add_row(
                 f"[bold]{alloc.name}[/]" if alloc.name == "mempool" else alloc.name,
                 _fmt_time(row["step_ns_per_op"], unit) + (" [yellow]*[/]" if flagged else ""),
@@ -347,10 +355,9 @@ def render(console: Console, result: Dict[str, Any], allocators: Sequence[Any]) 
                 _fmt_mb(row["rss_after_free"]),
                 _fmt(row["after_free_over_baseline"] / MB, "+.1f"))
         console.print(t)
-        for text in noisy:
-            console.print(f"  [yellow]*[/] noisy {text}; kept in the medians "
-                          f"(rule: > {NOISY_FACTOR}x or < 1/{NOISY_FACTOR} the median of "
-                          "the allocator's rounds)")
+        noisy = noisy_line(rows, unit)
+        if noisy:
+            console.print(f"  [yellow]*[/] {noisy}")
         if rows:
             bases = [r["baseline_rss"] for r in rows.values()]
             any_row = next(iter(rows.values()))
