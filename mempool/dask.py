@@ -51,7 +51,9 @@ METRICS = {
     "mempool_resident_bytes": ("resident_bytes", "Pool pages resident in RAM", "gauge"),
     "mempool_reserved_bytes": ("reserved_bytes", "Address space the pool holds", "gauge"),
     "mempool_peak_live_bytes": ("peak_live_bytes", "Highest live bytes seen", "gauge"),
-    "mempool_fragmentation": ("fragmentation", "Pool fragmentation (0 = none)", "gauge"),
+    "mempool_fragmentation": ("fragmentation", "Share of pool resident memory neither live "
+                              "nor cache that decay/trim returns (0 = none; idle pool: 0)",
+                              "gauge"),
     "mempool_released_bytes": ("released_bytes", "Bytes given back to the OS so far", "counter"),
 }
 

@@ -121,12 +121,34 @@ class _PoolStatsMethods:
                    arrow=None if arrow is None else ArrowShare(**arrow), **values)
 
     @property
+    def cached_bytes(self) -> int:
+        """Resident bytes the pool keeps only as a cache, which its decay or
+        :meth:`~mempool.Pool.trim` gives back: free pages awaiting the decay
+        (``dirty_free_bytes``) and the slabs of size classes with no live
+        block."""
+        idle_slabs = sum(c.blocks * c.block_size for c in self.classes if not c.live_blocks)
+        return self.dirty_free_bytes + idle_slabs
+
+    @property
     def fragmentation(self) -> float:
-        """1 - live/resident: the share of resident memory not holding live
-        data (0.0 when nothing is resident)."""
-        if self.resident_bytes <= 0:
+        """Share of the resident memory that is stuck: it holds no live data,
+        yet the decay and :meth:`~mempool.Pool.trim` cannot give it back.
+
+        ``(resident - live - cached) / resident`` (see :attr:`cached_bytes`):
+        rounding of live blocks to their size class or granule, and free
+        blocks in slabs that also hold live ones.  Free pages kept as a cache
+        are not fragmentation, so an idle pool (nothing live) reads 0.0, as
+        does an empty one or one with nothing resident.  The denominator is
+        all resident memory, cache included, so that the figure stays
+        steady as a pool empties (a few live bytes in one slab read ~0, not
+        ~1); right after a large free it dips until the decay returns that
+        cache.  An upper bound: a wholly free slab of a class that still
+        has live blocks elsewhere counts as stuck.
+        """
+        if self.resident_bytes <= 0 or self.live_bytes <= 0:
             return 0.0
-        return 1.0 - self.live_bytes / self.resident_bytes
+        stuck = self.resident_bytes - self.live_bytes - self.cached_bytes
+        return min(1.0, max(0.0, stuck / self.resident_bytes))
 
     @property
     def resident_over_live(self) -> Optional[float]:
@@ -170,6 +192,7 @@ class _PoolStatsMethods:
         out["classes"] = [dataclasses.asdict(c) for c in self.classes]
         out["free_histogram"] = [list(row) for row in self.free_histogram]
         out["fragmentation"] = self.fragmentation
+        out["cached_bytes"] = self.cached_bytes
         out["resident_over_live"] = self.resident_over_live
         out["peak_resident_over_peak_live"] = self.peak_resident_over_peak_live
         out["internal_waste_bytes"] = self.internal_waste_bytes
