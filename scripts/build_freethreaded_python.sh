@@ -13,8 +13,8 @@
 #   MEMPOOL_FT_PREFIX    install prefix, default ~/.cache/mempool/cpython-<version>t
 #   MEMPOOL_FT_JOBS      make -j, default nproc
 #
-# Idempotent: an install whose stamp names the same source and configure line
-# and whose interpreter runs with the GIL off is reused.  Runs as root on a
+# Idempotent: an install whose stamp names the same configure line and whose
+# interpreter runs with the GIL off is reused.  Runs as root on a
 # fresh Debian machine (installs the build dependencies it lacks with apt-get)
 # or as any user once they are there.  Needs no standard input.  The deb-src
 # line lives in an apt configuration of the script's own (its own sources
@@ -31,7 +31,9 @@ JOBS=${MEMPOOL_FT_JOBS:-$(nproc 2>/dev/null || echo 2)}
 PKG=python$VERSION
 EXE=$PREFIX/bin/python${VERSION}t
 WORK=$PREFIX.build
-CONFIGURE=(--disable-gil --prefix="$PREFIX" --with-ensurepip=install)
+# No test modules: make install byte-compiles them three times over, minutes
+# on a busy 2-core machine, and nothing here imports them.
+CONFIGURE=(--disable-gil --prefix="$PREFIX" --with-ensurepip=install --disable-test-modules)
 
 say() { printf '[ft-python] %s\n' "$*" >&2; }
 die() { printf '[ft-python] FAILED: %s\n' "$*" >&2; exit 1; }
@@ -46,8 +48,12 @@ PY
 }
 
 # --- reuse ---------------------------------------------------------------
-if [ -f "$PREFIX/.mempool-ft-stamp" ] && healthy; then
-  say "reusing $EXE ($(cat "$PREFIX/.mempool-ft-stamp"))"
+# The stamp's second line is the configure line; a build made with another
+# one is rebuilt.  A reused build is not compared with Debian's newest source
+# (reuse needs no network).
+if [ -f "$PREFIX/.mempool-ft-stamp" ] \
+   && [ "$(sed -n 2p "$PREFIX/.mempool-ft-stamp")" = "${CONFIGURE[*]}" ] && healthy; then
+  say "reusing $EXE ($(head -n1 "$PREFIX/.mempool-ft-stamp"))"
   printf '%s\n' "$EXE"
   exit 0
 fi
@@ -101,7 +107,7 @@ upstream=$(sed -n 's/^Version: \([^-]*\)-.*/\1/p' "$dsc" | head -n1)
 [ -n "$upstream" ] || die "no version in $dsc"
 orig=$(ls "$WORK"/src/"${PKG}_${upstream}".orig.tar.* 2>/dev/null | head -n1)
 [ -n "$orig" ] || die "no orig tarball for $PKG $upstream in $WORK/src"
-STAMP="$(basename "$orig") ${CONFIGURE[*]}"
+STAMP="$(basename "$orig") ($(basename "$dsc"), $SUITE)"
 
 # --- configure, build, install ------------------------------------------
 # The upstream tarball as it is (Debian's patches are for Debian's layout).
@@ -126,7 +132,7 @@ start=$(date +%s)
   die "configure/make/make install of CPython $upstream (log: $WORK/build.log)"
 }
 healthy || die "$EXE does not run free-threaded with ssl/zlib/ctypes/sqlite3/bz2/lzma (log: $WORK/build.log)"
-printf '%s\n' "$STAMP" >"$PREFIX/.mempool-ft-stamp"
+printf '%s\n%s\n' "$STAMP" "${CONFIGURE[*]}" >"$PREFIX/.mempool-ft-stamp"
 rm -rf "$tree"
 say "built in $(( $(date +%s) - start )) s: $EXE"
 printf '%s\n' "$EXE"
