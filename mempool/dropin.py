@@ -63,7 +63,10 @@ def use(pool: Optional[Pool] = None) -> Iterator[Pool]:
 def _thread_hook(bootstrap_inner: Callable[[threading.Thread], None]):
     def _bootstrap_inner(self: threading.Thread) -> None:
         capsule = _installed_capsule
-        if capsule is not None:
+        # A thread that inherited its starter's context (free-threaded 3.14+:
+        # sys.flags.thread_inherit_context) keeps a handler chosen there, as
+        # a use() block's; a fresh context has numpy's default.
+        if capsule is not None and handler_name() == "default_allocator":
             _core.set_handler(capsule)
         return bootstrap_inner(self)
     _bootstrap_inner.__mempool_original__ = bootstrap_inner  # type: ignore[attr-defined]

@@ -194,8 +194,6 @@ class Pool(_core._PoolBase):
                  background_purge: bool = True,
                  retain_arenas: Optional[int] = None,
                  resident_limit: Any = None, mesh: bool = False) -> None:
-        self._bad_pointer_warned = False
-        self._handler_errors = 0
         self._open(_config_overrides(capacity, small_max, huge_pages, decay,
                                      debug, background_purge, retain_arenas,
                                      resident_limit, mesh))
@@ -306,7 +304,11 @@ class Pool(_core._PoolBase):
                 "drop the arrays or contexts that keep it)" if self._arrow is None else
                 "cannot close the pool: Arrow uses it (mempool.arrow), and Arrow "
                 "keeps its memory pool until the process ends", live_bytes=0)
-        self._destroy()
+        if not self._destroy():
+            raise PoolBusy(
+                "cannot close the pool: another thread started using it "
+                "(mempool.use() or a pool constructor) while it was closing",
+                live_bytes=0)
 
     def __repr__(self) -> str:
         if self.closed:
@@ -329,10 +331,8 @@ class Pool(_core._PoolBase):
         if code == MP_ECORRUPT:
             self._warn_corruption()
             return
-        self._handler_errors += 1
-        if self._bad_pointer_warned:
+        if not self._claim_warning():   # atomic: once across threads too
             return
-        self._bad_pointer_warned = True
         name = ERROR_NAMES.get(code, str(code))
         warnings.warn(
             f"mempool: numpy gave the pool a pointer it cannot free ({name}, "
