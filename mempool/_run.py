@@ -61,6 +61,11 @@ def format_report(stats, before: Dict[str, int], after: Dict[str, int],
         "  errors   " + (", ".join(f"{k} {v}" for k, v in errors.items())
                          if errors else "none"),
     ]
+    arrow = getattr(stats, "arrow", None)
+    if arrow is not None:
+        lines.insert(2, f"  arrow    peak {fb(arrow.max_memory)}, now {fb(arrow.bytes_allocated)}, "
+                        f"{arrow.num_allocations} allocations, {arrow.frees} frees, "
+                        f"refused {arrow.refused}, errors {arrow.errors}")
     return "\n".join(lines)
 
 
@@ -211,6 +216,21 @@ def _make_pool(settings: Mapping[str, Any]) -> Any:
     return pool
 
 
+def _arrow(options: Mapping[str, Any]) -> bool:
+    """Whether run puts Arrow's buffers in the pool too: --arrow (an error
+    without pyarrow), else MEMPOOL_ARROW (ignored, with a line, without)."""
+    from mempool import _startup
+    if options.get("arrow") is None:
+        return _startup.arrow_from_environ(warn_missing=True)
+    if options["arrow"]:
+        from mempool.arrow import ArrowAdapterError, require_pyarrow
+        try:
+            require_pyarrow()
+        except ArrowAdapterError as exc:
+            raise ValueError(f"--arrow: {exc}") from None
+    return bool(options["arrow"])
+
+
 def run_target(kind: str, target: str, args: Sequence[str],
                settings: Optional[Mapping[str, Any]] = None, report: bool = True,
                out: Optional[TextIO] = None, options: Optional[Mapping[str, Any]] = None) -> int:
@@ -231,6 +251,7 @@ def run_target(kind: str, target: str, args: Sequence[str],
         return problem[1]
     try:
         pool = _make_pool(settings or {})
+        arrow = _arrow(options or {})
     except (TypeError, ValueError) as exc:
         print(f"mempool run: {exc}", file=sys.stderr)
         return 2
@@ -238,7 +259,7 @@ def run_target(kind: str, target: str, args: Sequence[str],
     label = {"script": target, "module": f"-m {target}", "code": "-c <code>"}[kind]
     before = _process_snapshot()
     saved_argv, saved_path = sys.argv, list(sys.path)
-    mempool.install(pool)
+    mempool.install(pool, arrow=arrow)
     status = 0
     try:
         _execute(kind, target, args)

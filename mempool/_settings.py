@@ -98,9 +98,18 @@ OPTIONS: Dict[str, Option] = {o.key: o for o in [
                "interpreter starts (through mempool-startup.pth)"),
     Option("report", "flag", True, env=False, flag=True,
            doc="print the memory report to stderr when the program ends"),
+    Option("arrow", "flag", False, env=True, flag=True,
+           doc="Arrow's buffers (pandas 3 strings, Parquet data) in the pool too "
+               "(mempool.arrow; needs pyarrow)"),
+    Option("arrow_cache", "path", "~/.cache/mempool/arrow", env=True, flag=False,
+           doc="where the Arrow adapter built on first use is kept"),
     Option("sanitize", "flag", False, env=True, flag=False,
            doc="build time: `setup.py build_ext` builds the extension with ASan + UBSan"),
 ]}
+
+# Variables of the build scripts, not of the package (no warning for them):
+# scripts/build_freethreaded_python.sh documents its MEMPOOL_FT_*.
+_SCRIPT_PREFIXES = ("MEMPOOL_FT_",)
 
 # Values run's flags gave the process options (option_value reads them first).
 _OPTION_OVERRIDES: Dict[str, Any] = {}
@@ -146,7 +155,7 @@ def _expected(s: Setting) -> str:
     if s.choices:
         return "one of " + ", ".join(repr(c) for c in s.choices)
     if s.unit == "flag":
-        return "true or false (1/0, yes/no, on/off)"
+        return "one of 1/0, true/false, yes/no, on/off"
     return "a whole number" + words
 
 
@@ -296,7 +305,9 @@ def resolve(settings: Mapping[str, Any], where: str = "Pool()") -> Dict[str, int
     unknown = None if settings.keys() <= SETTINGS.keys() else _unknown_key(settings, where)
     if unknown:
         raise unknown
-    return {SETTINGS[k].name: to_core(SETTINGS[k], v) for k, v in settings.items()}
+    given = dict.fromkeys(_DEFAULTS)            # defaults that are not the core's apply too
+    given.update(settings)
+    return {SETTINGS[k].name: to_core(SETTINGS[k], v) for k, v in given.items()}
 
 
 def check(settings: Mapping[str, Any], where: str) -> None:
@@ -334,7 +345,7 @@ def option_from_text(opt: Option, text: str, label: str) -> Any:
         if opt.kind == "flag":
             if word in _TRUE or word in _FALSE:
                 return word in _TRUE
-            raise ValueError("expected true or false (1/0, yes/no, on/off)")
+            raise ValueError("expected one of 1/0, true/false, yes/no, on/off")
         if opt.kind == "size":
             return parse_size(word)
         if opt.kind == "duration":
@@ -365,11 +376,12 @@ def unknown_variables(environ: Optional[Mapping[str, str]] = None) -> List[str]:
     known = known_variables()
     out = []
     for var in sorted(env):
-        if var.startswith(PREFIX) and var not in known:
+        if var.startswith(PREFIX) and var not in known and not var.startswith(_SCRIPT_PREFIXES):
             near = difflib.get_close_matches(var, known, n=1, cutoff=0.6)
             hint = f"; did you mean {near[0]}?" if near else ""
             out.append(f"{var} is not a mempool setting{hint} "
-                       f"(the known ones: python -m mempool run --help)")
+                       f"(the known ones: python -m mempool run --help, or the README's "
+                       f"Settings)")
     return out
 
 

@@ -16,6 +16,7 @@ subprocesses started from then on install an equal pool at their start.
 """
 from __future__ import annotations
 
+import importlib.util
 import os
 import sys
 from typing import Any, Dict, Mapping, Optional
@@ -37,6 +38,25 @@ def enabled(environ: Optional[Mapping[str, str]] = None) -> bool:
         return bool(_settings.option_value("install", environ))
     except ValueError as exc:
         raise StartupConfigError(str(exc)) from None
+
+
+def arrow_from_environ(environ: Optional[Mapping[str, str]] = None, *,
+                       warn_missing: bool = False) -> bool:
+    """Whether the ``arrow`` process option (``MEMPOOL_ARROW``) asks for
+    Arrow's buffers in the pool too (:func:`mempool.install` with
+    ``arrow=True``); a malformed value is a StartupConfigError.  Without
+    pyarrow it is False, with a line on stderr when ``warn_missing``."""
+    from mempool import _settings
+    try:
+        arrow = bool(_settings.option_value("arrow", environ))
+    except ValueError as exc:
+        raise StartupConfigError(str(exc)) from None
+    if arrow and importlib.util.find_spec("pyarrow") is None:
+        if warn_missing:
+            print(f"mempool: {_settings.OPTIONS['arrow'].env}=1 ignored: pyarrow is not "
+                  f"installed (pip install 'mempool[arrow]')", file=sys.stderr)
+        return False
+    return arrow
 
 
 def settings_from_environ(environ: Optional[Mapping[str, str]] = None, *,
@@ -64,15 +84,15 @@ def settings_from_environ(environ: Optional[Mapping[str, str]] = None, *,
     return settings
 
 
-def install_pool(settings: Mapping[str, Any]) -> Any:
+def install_pool(settings: Mapping[str, Any], arrow: bool = False) -> Any:
     """Make a pool of ``settings``, make it the default pool
-    (:func:`mempool.default_pool`) and install it; the start-up install,
-    ``run`` and Ray's setup hook come here."""
+    (:func:`mempool.default_pool`) and install it (``arrow``: Arrow's
+    buffers too); the start-up install and Ray's setup hook come here."""
     import mempool
     from mempool import dropin
     pool = mempool.Pool(**settings)
     dropin._set_default(pool)
-    return mempool.install(pool)
+    return mempool.install(pool, arrow=arrow)
 
 
 def install_from_environ() -> Optional[Any]:
@@ -91,7 +111,7 @@ def install_from_environ() -> Optional[Any]:
         if mempool.installed() is not None:   # already done (two .pth files)
             return mempool.installed()
         try:
-            return install_pool(settings)
+            return install_pool(settings, arrow=arrow_from_environ(warn_missing=True))
         except (TypeError, ValueError, MemoryError) as exc:
             from mempool import _settings
             shown = ", ".join(f"{_settings.SETTINGS[k].env}={os.environ[_settings.SETTINGS[k].env]!r}"

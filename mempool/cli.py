@@ -88,6 +88,8 @@ def _run_parser() -> argparse.ArgumentParser:
         else:
             process.add_argument(o.flag, dest=dest, default=None, metavar=o.kind.upper(),
                                  help=o.doc)
+    run.epilog = ("Variables without a flag: " + "; ".join(
+        f"{o.env} ({o.doc})" for o in _settings.OPTIONS.values() if o.env and not o.flag) + ".")
     run.add_argument("-m", dest="module", metavar="MODULE",
                      help="run library module MODULE as a script (python -m)")
     run.add_argument("-c", dest="code", metavar="CODE",

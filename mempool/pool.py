@@ -119,7 +119,7 @@ class Pool(_core._PoolBase):
     Meshing (``mesh=True``) and debug mode: see the README's sections.
     """
 
-    __slots__ = ("_bad_pointer_warned", "_handler_errors", "_requested")
+    __slots__ = ("_arrow", "_requested")
 
     # How _core raises: it imports no Python module of the package.
     _error_from_code = staticmethod(error_from_code)
@@ -137,8 +137,7 @@ class Pool(_core._PoolBase):
 
     def _setup(self, settings: Dict[str, Any]) -> None:
         """__init__'s body: check every setting, then make the native pool."""
-        self._bad_pointer_warned = False
-        self._handler_errors = 0
+        self._arrow: Any = None  # mempool.arrow's adapter, once Arrow has used the pool
         self._requested = {k: v for k, v in settings.items() if v is not None}
         self._open(_settings.resolve(settings))
 
@@ -175,6 +174,7 @@ class Pool(_core._PoolBase):
         from mempool.stats import PoolStats
         raw = self._stats_raw()
         raw["process_rss_bytes"] = _core.process_rss() or None  # 0: unreadable
+        raw["arrow"] = self._arrow.share() if self._arrow is not None else None
         return PoolStats.from_raw(raw)
 
     # -------------------------------------------------- movable buffers --
@@ -226,8 +226,14 @@ class Pool(_core._PoolBase):
             raise PoolBusy(
                 "cannot close the pool: numpy still holds its data-memory "
                 "handler (leave mempool.use(), call mempool.uninstall(), or "
-                "drop the arrays or contexts that keep it)", live_bytes=0)
-        self._destroy()
+                "drop the arrays or contexts that keep it)" if self._arrow is None else
+                "cannot close the pool: Arrow uses it (mempool.arrow), and Arrow "
+                "keeps its memory pool until the process ends", live_bytes=0)
+        if not self._destroy():
+            raise PoolBusy(
+                "cannot close the pool: another thread started using it "
+                "(mempool.use() or a pool constructor) while it was closing",
+                live_bytes=0)
 
     def __repr__(self) -> str:
         if self.closed:
@@ -250,10 +256,8 @@ class Pool(_core._PoolBase):
         if code == MP_ECORRUPT:
             self._warn_corruption()
             return
-        self._handler_errors += 1
-        if self._bad_pointer_warned:
+        if not self._claim_warning():   # atomic: once across threads too
             return
-        self._bad_pointer_warned = True
         name = ERROR_NAMES.get(code, str(code))
         warnings.warn(
             f"mempool: numpy gave the pool a pointer it cannot free ({name}, "

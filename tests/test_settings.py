@@ -112,7 +112,9 @@ def test_unknown_variable_names_the_nearest():
                                         "OTHER": "x"})
     lines = _settings.unknown_variables({"MEMPOOL_ZZZZZZZZ": "1"})
     assert lines == ["MEMPOOL_ZZZZZZZZ is not a mempool setting (the known ones: "
-                     "python -m mempool run --help)"]
+                     "python -m mempool run --help, or the README's Settings)"]
+    assert _settings.unknown_variables({"MEMPOOL_FT_JOBS": "2",        # a build script's
+                                        "MEMPOOL_ARROW_CACHE": "/x"}) == []
 
 
 # ----------------------------------------------------------------- Pool --
