@@ -267,7 +267,7 @@ cdef class _PoolBase:
             raise self._error_from_code(code, config=overrides)
         self._pool = pool
         self._ctx.head.pool = pool
-        mp_pool_config(pool, &cfg)   # a core built with MP_DEBUG_LEVEL>=1 forces it
+        mp_pool_config(pool, &cfg)   # a core built with MP_DEBUG_MODE_ALWAYS forces it
         self._ctx.debug = cfg.debug != 0
         self._opened = True
 
@@ -466,6 +466,12 @@ def default_config():
     cdef mp_config cfg
     mp_config_default(&cfg)
     return cfg  # Cython turns the struct into a dict of its fields
+
+
+def process_rss():
+    """mp_process_rss: this process's resident set in bytes (0 when
+    /proc/self/statm cannot be read)."""
+    return mp_process_rss()
 
 
 def size_class_count(size_t small_max):
