@@ -41,6 +41,27 @@ def test_corpus_trace_replays_under_the_pool_without_errors(path):
     pool.close()
 
 
+GROWN = ["pd_strings", "pd_parquet", "sk_pipeline", "xr_reduce", "svc_requests"]
+
+
+@pytest.mark.parametrize("name", GROWN)
+def test_workload_gives_the_same_results_under_the_pool(name):
+    """The workloads added for strings, Parquet, threaded pipelines, xarray and a
+    service loop run at their quick size and give the same digest with the pool
+    as numpy's handler (this thread's arrays) as without."""
+    wl = workloads.WORKLOADS[name]
+    for lib in wl.libs:
+        pytest.importorskip(lib, reason=f"{name} needs {lib} (pip install 'mempool[real]')")
+    expected = workloads.digest(wl.fn(wl.quick, 0))
+    pool = mempool.Pool()
+    with mempool.use(pool):
+        got = workloads.digest(wl.fn(wl.quick, 0))
+    assert got == expected
+    s = pool.stats()
+    assert s.alloc_count > 100 and s.error_total == 0 and pool.check() == 0
+    pool.close()
+
+
 def test_digest_ignores_last_bits_but_not_real_changes():
     rng = np.random.default_rng(0)
     x = rng.standard_normal(1000)

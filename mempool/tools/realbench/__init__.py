@@ -26,7 +26,7 @@ from typing import Any, Dict, List, Optional, Sequence
 __all__ = ["main", "build_parser", "CORPUS_DIR", "record_corpus"]
 
 CORPUS_DIR = Path(__file__).resolve().parents[2] / "data" / "traces" / "real"
-INSTALL = "pip install 'mempool[real]'  (scikit-learn, pandas, scipy)"
+INSTALL = "pip install 'mempool[real]'  (scikit-learn, pandas, scipy, pyarrow, xarray)"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -93,7 +93,7 @@ def record_corpus(names: Sequence[str], out_dir: Path, seed: int = 0, console=No
 def _meta(args, workloads: Sequence[str], allocators, rounds: int) -> Dict[str, Any]:
     import numpy
     versions = {"numpy": numpy.__version__}
-    for lib in ("sklearn", "pandas", "scipy"):
+    for lib in ("sklearn", "pandas", "scipy", "pyarrow", "xarray"):
         try:
             versions[lib] = __import__(lib).__version__
         except ImportError:
