@@ -6,7 +6,7 @@ process start, as ``python -m mempool run`` does) and jemalloc, mimalloc,
 tcmalloc (``LD_PRELOAD``), one child process per run, in interleaved rounds;
 medians of wall and CPU time, page faults, peak RSS and RSS after the work,
 with the results' digests checked identical across allocators.  Prints a
-table and the issue-14 targets, writes ``real.json`` and ``real.png``.
+table and the targets (time, faults, peak over base, RSS after), writes ``real.json`` and ``real.png``.
 
 ``--record-corpus`` instead records every workload, at its corpus size, as an
 allocation trace (the tuning corpus, ``mempool/data/traces/real/``), which
@@ -35,7 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m mempool bench --real",
         description="Run the real-library suite under every allocator (one process per "
-                    "run, interleaved rounds) and compare with the issue-14 targets.")
+                    "run, interleaved rounds) and compare with the targets.")
     p.add_argument("--real", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--rounds", type=int, default=None,
                    help="rounds (default 3; 1 with --quick)")
