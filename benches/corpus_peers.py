@@ -6,7 +6,7 @@ columns, measured on the recorded allocations alone (no interpreter noise).
     python benches/corpus_peers.py [--pool '{"decay": 1}'] [--only pd_groupby,sp_signal]
                                    [--allocators mempool,malloc,glibc-tuned,...]
 
-Each child replays in C (``_core.ReplayState``), writing one byte per 4 KiB page of every
+Each child replays in C (``mempool.tools._replay.ReplayState``), writing one byte per 4 KiB page of every
 block as numpy would; the pool row uses ``mempool.Pool(**POOL_JSON)`` and reports its
 own peak resident and fresh bytes too.  Faults and peak RSS repeat within ~1% between
 runs (the replay has no idle time: the decay never fires); times are not shown.
@@ -21,7 +21,7 @@ import sys
 from pathlib import Path
 
 MIB = 1 << 20
-ROOT = Path(__file__).resolve().parents[1] / "mempool" / "data" / "traces"
+ROOT = Path(__file__).resolve().parent / "traces"
 PEERS = ("mempool", "malloc", "glibc-tuned", "jemalloc", "mimalloc", "tcmalloc")
 
 
@@ -33,10 +33,11 @@ def _rss() -> int:
 def child(path: str, backend: str, pool_kw: dict) -> dict:
     """Replay one trace here; the figures as a dict."""
     import mempool
-    from mempool import _core, trace as tr
+    from mempool import trace as tr
+    from mempool.tools._replay import ReplayState
     t = tr.load(path)
     pool = mempool.Pool(**pool_kw) if backend == "pool" else None
-    state = _core.ReplayState(t.n_ids, pool)
+    state = ReplayState(t.n_ids, pool)
     base = _rss()
     ru0 = resource.getrusage(resource.RUSAGE_SELF)
     state.run(t.events.tobytes())

@@ -19,7 +19,7 @@ from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize
 from cpython.pycapsule cimport (PyCapsule_Destructor, PyCapsule_GetContext,
                                 PyCapsule_New, PyCapsule_SetContext)
 from cpython.ref cimport Py_DECREF, Py_INCREF, PyObject
-from libc.stdint cimport int64_t, uintptr_t
+from libc.stdint cimport int64_t, uint64_t, uintptr_t
 from libc.string cimport memcpy, memset, strncpy
 
 from mempool._mempool cimport *
@@ -267,7 +267,7 @@ cdef class _PoolBase:
             raise self._error_from_code(code, config=overrides)
         self._pool = pool
         self._ctx.head.pool = pool
-        mp_pool_config(pool, &cfg)   # a core built with MP_DEBUG_LEVEL>=1 forces it
+        mp_pool_config(pool, &cfg)   # a core built with MP_DEBUG_MODE_ALWAYS forces it
         self._ctx.debug = cfg.debug != 0
         self._opened = True
 
@@ -314,7 +314,8 @@ cdef class _PoolBase:
         return cfg  # Cython turns the struct into a dict of its fields
 
     def _stats_raw(self):
-        """A snapshot of mp_stats as a dict (errors and classes as lists)."""
+        """A snapshot of mp_stats as a dict: every figure of stats_fields(),
+        and the histogram, errors and classes as lists."""
         cdef mp_stats st
         cdef int code
         cdef mp_pool *pool = self._require()
@@ -322,7 +323,14 @@ cdef class _PoolBase:
             code = mp_stats_get(pool, &st)
         if code != MP_OK:
             raise self._error_from_code(code)
-        cdef dict raw = st
+        cdef const mp_stats_field *fields = mp_stats_fields()
+        cdef const char *base = <const char *>&st
+        cdef dict raw = {name: (<const uint64_t *>(base + fields[i].offset))[0]
+                         for i, name in enumerate(_STATS_NAMES)}
+        raw["free_histogram_count"] = [st.free_histogram_count[i]
+                                       for i in range(MP_FREE_BINS)]
+        raw["free_histogram_bytes"] = [st.free_histogram_bytes[i]
+                                       for i in range(MP_FREE_BINS)]
         raw["errors"] = [st.errors[i] for i in range(MP_ERROR_COUNT)]
         cdef unsigned n_classes = min(<unsigned>st.class_count,
                                       <unsigned>MP_MAX_CLASSES)
@@ -461,11 +469,29 @@ def strerror(int code):
     return mp_strerror(code).decode()
 
 
+def stats_fields():
+    """``[(name, unit, doc)]`` of every scalar figure of mp_stats, in order,
+    from the core's ``MP_STATS_LIST`` (``mp_stats_fields``): the one source
+    of :class:`mempool.PoolStats`' fields."""
+    cdef const mp_stats_field *f = mp_stats_fields()
+    return [(f[i].name.decode(), f[i].unit.decode(), f[i].doc.decode())
+            for i in range(MP_STATS_COUNT)]
+
+
+_STATS_NAMES = tuple(name for name, _, _ in stats_fields())
+
+
 def default_config():
     """mp_config_default as a dict."""
     cdef mp_config cfg
     mp_config_default(&cfg)
     return cfg  # Cython turns the struct into a dict of its fields
+
+
+def process_rss():
+    """mp_process_rss: this process's resident set in bytes (0 when
+    /proc/self/statm cannot be read)."""
+    return mp_process_rss()
 
 
 def size_class_count(size_t small_max):

@@ -186,6 +186,7 @@ class Pool(_core._PoolBase):
     # How _core raises: it imports no Python module of the package.
     _error_from_code = staticmethod(error_from_code)
     _PoolClosed = PoolClosed
+    _arrow: Any = None   # mempool.arrow's adapter, once Arrow has used the pool
 
     def __init__(self, capacity: Optional[int] = None, *,
                  small_max: Optional[int] = None, huge_pages: Any = "auto",
@@ -250,6 +251,7 @@ class Pool(_core._PoolBase):
         from mempool.stats import PoolStats
         raw = self._stats_raw()
         raw["process_rss_bytes"] = _core.process_rss() or None  # 0: unreadable
+        raw["arrow"] = self._arrow.share() if self._arrow is not None else None
         return PoolStats.from_raw(raw)
 
     # -------------------------------------------------- movable buffers --
@@ -301,7 +303,9 @@ class Pool(_core._PoolBase):
             raise PoolBusy(
                 "cannot close the pool: numpy still holds its data-memory "
                 "handler (leave mempool.use(), call mempool.uninstall(), or "
-                "drop the arrays or contexts that keep it)", live_bytes=0)
+                "drop the arrays or contexts that keep it)" if self._arrow is None else
+                "cannot close the pool: Arrow uses it (mempool.arrow), and Arrow "
+                "keeps its memory pool until the process ends", live_bytes=0)
         self._destroy()
 
     def __repr__(self) -> str:
