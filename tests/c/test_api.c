@@ -192,7 +192,7 @@ static void test_config_defaults(void)
               "arena_bytes %zu", d.arena_bytes);
     CHECK_MSG(d.huge_pages >= MP_HUGE_OFF && d.huge_pages <= MP_HUGE_AUTO,
               "huge_pages %d", d.huge_pages);
-    CHECK_MSG(d.huge_min > d.small_max, "huge_min %zu <= small_max %zu", d.huge_min,
+    CHECK_MSG(d.huge_min == 0 || d.huge_min > d.small_max, "huge_min %zu <= small_max %zu", d.huge_min,
               d.small_max);
     /* decay 0 would re-fault every reuse: the defaults must keep hot memory */
     CHECK_MSG(d.decay_ms != 0, "default decay_ms is 0");
@@ -293,7 +293,7 @@ static void test_alloc_alignment(void)
                       16385, 32 * KiB - 1, 32 * KiB, 32 * KiB + 1, 64 * KiB - 1,
                       64 * KiB, 64 * KiB + 1, sm - 1, sm, sm + 1, 100000, 1 * MiB - 1,
                       1 * MiB, 1 * MiB + 1, 2 * MiB, 5 * MiB, 5 * MiB + 3,
-                      g_defaults.huge_min - 1, g_defaults.huge_min,
+                      4 * MiB - 1, 4 * MiB, 4 * MiB + 1,
                       g_defaults.arena_bytes / 2, direct_size()};
     enum { N = sizeof sizes / sizeof *sizes };
     blk held[N];

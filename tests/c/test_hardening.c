@@ -178,7 +178,10 @@ static void test_asan_poison(void)
             CHECK(p != NULL);
             CHECK_MSG(!__asan_address_is_poisoned(p) && !__asan_address_is_poisoned(p + n - 1),
                       "live bytes of %zu poisoned", n);
-            CHECK_MSG(__asan_address_is_poisoned(p + n), "tail past %zu not poisoned", n);
+            /* (a block filling its mapping to the last byte has no tail: what
+             * follows is another mapping, or none) */
+            if (n % MP_CHUNK_SIZE != 0)
+                CHECK_MSG(__asan_address_is_poisoned(p + n), "tail past %zu not poisoned", n);
             char *g = mp_realloc(pool, p, n, n + 3);
             CHECK(g != NULL && !__asan_address_is_poisoned(g + n + 2) &&
                   __asan_address_is_poisoned(g + n + 3));

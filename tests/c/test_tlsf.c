@@ -13,16 +13,25 @@
 
 /* A pool whose heaps we drive by hand: no purger, no decay on its own,
  * arenas of `arena_bytes`. */
-static mp_pool *make_pool_arena(size_t arena_bytes)
+static mp_pool *make_pool_with(size_t arena_bytes, int huge_pages, size_t huge_min)
 {
     mp_config cfg;
     mp_config_default(&cfg);
     cfg.background_purge = 0;
     cfg.decay_ms = -1;
     cfg.arena_bytes = arena_bytes;
+    cfg.huge_pages = huge_pages;
+    cfg.huge_min = huge_min;
     mp_pool *pool = NULL;
     CHECK(mp_pool_create(&cfg, &pool) == MP_OK);
     return pool;
+}
+
+/* A pool whose page heap advises no huge pages (the layouts below are the
+ * placement's alone: no extent alignment, no whole-extent purges). */
+static mp_pool *make_pool_arena(size_t arena_bytes)
+{
+    return make_pool_with(arena_bytes, MP_HUGE_OFF, 0);
 }
 
 /* make_pool_arena with 8 MiB arenas: 2048 granules of 4 KiB. */
@@ -208,52 +217,10 @@ static void test_dirty_and_purge(void)
     mp_pool_destroy(pool);
 }
 
-/* The hole cap: an allocation that touches fresh pages while the heap holds
- * more dirty free granules than 1/8 of what is in use + 16 MiB gives back the
- * excess plus 8 MiB at once, and from the oldest hole only the tail it
- * needs: the hole's head stays resident. */
-static void test_hole_cap_gives_back_a_tail(void)
-{
-    mp_pool *pool = make_pool_arena((size_t)64 << 20); /* 16384 granules */
-    mp_heap *heap = &pool->heaps[MP_HEAP_PAGES];
-    pool->acct.over_peak = NULL; /* the cap alone (the peak rule has its own test) */
-    mp_span *hole = take(pool, 6000, 1), *sep = take(pool, 1, 1), *live = take(pool, 1000, 1);
-    CHECK(hole && sep && live);
-    give(pool, hole, 100);
-    CHECK_EQ_U(heap->dirty_free_granules, 6000);
-    uint64_t resident = pool->acct.resident;
-    /* No hole holds 7000 granules: fresh pages, so the cap applies.  In use
-     * after: 8001 granules, cap 8001 / 8 + 4096 = 5096; 6000 dirty is 904
-     * over, and 2048 more (8 MiB) go with them. */
-    uint32_t clean;
-    mp_span *big = take_clean(pool, 7000, 1, &clean);
-    CHECK(big != NULL);
-    CHECK_EQ_U(clean, 7000);
-    uint32_t given = 904 + 2048;
-    CHECK_EQ_U(heap->dirty_free_granules, 6000 - given);
-    CHECK(heap_lru_oldest(heap) == hole && hole->kind == MP_SPAN_FREE);
-    CHECK_EQ_U(hole->dirty, 6000 - given);
-    CHECK_EQ_U(arena_count_dirty(hole->arena, hole->page, 6000 - given), 6000 - given);
-    CHECK_EQ_U(arena_count_dirty(hole->arena, hole->page + 6000 - given, given), 0);
-    CHECK_EQ_U(pool->acct.resident, resident + 7000 * MP_PAGE_SIZE - given * MP_PAGE_SIZE);
-    CHECK_EQ_U(mp_pool_check(pool), 0);
-    /* The hole's resident head serves the next request without a fault. */
-    mp_span *warm = take_clean(pool, 3000, 1, &clean);
-    CHECK(warm && span_addr(warm) == span_addr(hole));
-    CHECK_EQ_U(clean, 0);
-    give(pool, warm, 200);
-    give(pool, big, 200);
-    give(pool, live, 200);
-    give(pool, sep, 200);
-    CHECK_EQ_U(mp_pool_check(pool), 0);
-    mp_pool_destroy(pool);
-}
-
 /* Holes never raise the peak: below the pool's resident peak, fresh pages
  * leave the holes resident; fresh pages that take resident above the peak
  * make the pool give back as many bytes of holes (the oldest hole's tail)
- * beyond MP_PEAK_SLACK_BYTES, and the peak rises only by what is left.
- * Holes stay under the cap's 16 MiB, so only the peak rule acts. */
+ * beyond MP_PEAK_SLACK_BYTES, and the peak rises only by what is left. */
 static void test_holes_never_raise_the_peak(void)
 {
     const uint64_t slack = MP_PEAK_SLACK_BYTES >> MP_PAGE_SHIFT; /* granules */
@@ -334,11 +301,8 @@ static void test_peak_rule_off_with_infinite_decay(void)
 static void test_peak_rule_oldest_across_heaps(void)
 {
     _Static_assert(MP_PEAK_SLACK_BYTES == (uint64_t)8 << 20, "the sizes below assume this slack");
-    mp_pool *pool = make_pool_arena((size_t)64 << 20);
-    if (!pool->use_huge_heap) { /* huge_pages "off" in this environment */
-        mp_pool_destroy(pool);
-        return;
-    }
+    mp_pool *pool = make_pool_with((size_t)64 << 20, MP_HUGE_AUTO, (size_t)4 << 20);
+    CHECK(pool->use_huge_heap); /* huge_min asks for the 2 MiB-granule heap */
     mp_heap *huge = &pool->heaps[MP_HEAP_HUGE], *pages = &pool->heaps[MP_HEAP_PAGES];
     void *h = mp_alloc(pool, (size_t)8 << 20);
     mp_span *p = take(pool, 256, 1), *sep = take(pool, 1, 1);
@@ -358,6 +322,119 @@ static void test_peak_rule_oldest_across_heaps(void)
     CHECK_EQ_U(pool->acct.peak_resident, peak);
     give(pool, q, 0);
     give(pool, sep, 0);
+    CHECK_EQ_U(mp_pool_check(pool), 0);
+    mp_pool_destroy(pool);
+}
+
+/* Whether extent e of the arena is advised huge pages. */
+static bool extent_huge(const mp_arena *arena, uint32_t e)
+{
+    return bits_count(arena->huge_bits, e, 1) != 0;
+}
+
+/* huge_pages "auto": a block's 2 MiB extents that it covers whole while they
+ * are clean are advised huge pages, those it covers in part base pages; a
+ * block of two extents or more from clean memory starts on an extent (the
+ * gap stays a clean free span that smaller blocks take), and an extent keeps
+ * its advice until a block needs the other. */
+static void test_extents_earn_huge_pages(void)
+{
+    enum { X = 512 }; /* granules per 2 MiB extent */
+    mp_pool *pool = make_pool_with((size_t)64 << 20, MP_HUGE_AUTO, 0);
+    CHECK(!pool->use_huge_heap && pool->heaps[MP_HEAP_PAGES].huge_extents);
+    mp_span *a = take(pool, 100, 1); /* part of extent 0: base pages (its advice at creation) */
+    CHECK(a && a->page == 0 && !extent_huge(a->arena, 0));
+    uint64_t madv0 = pool->acct.os.madvise; /* the arena's creation advised base pages */
+    mp_span *b = take(pool, 2 * X + 300, 1); /* 4.6 MiB: starts on extent 1 */
+    CHECK(b && b->page == X);
+    CHECK(extent_huge(b->arena, 1) && extent_huge(b->arena, 2) && !extent_huge(b->arena, 3));
+    CHECK_EQ_U(pool->acct.os.madvise, madv0 + 1); /* one call for extents 1-2 */
+    mp_span *c = take(pool, 300, 1); /* the gap after a takes it: extent 0, base pages */
+    CHECK(c && c->page == 100 && !extent_huge(c->arena, 0));
+    uint64_t madv1 = pool->acct.os.madvise;
+    CHECK_EQ_U(madv1, madv0 + 1);
+    /* b back and given back whole: a block as long takes its place again and
+     * its extents keep their advice (no call). */
+    give(pool, b, 100);
+    mutex_lock(&pool->lock);
+    decay_purge(&pool->heaps[MP_HEAP_PAGES], INT64_MAX / 2, 0, false);
+    mutex_unlock(&pool->lock);
+    mp_span *e = take(pool, 2 * X + 300, 1);
+    CHECK(e && e->page == X && extent_huge(e->arena, 1) && extent_huge(e->arena, 2));
+    CHECK_EQ_U(pool->acct.os.madvise, madv1 + 1); /* the purge's own call only */
+    /* Extent 1 reused in part, clean: base pages from now on. */
+    give(pool, e, 200);
+    mutex_lock(&pool->lock);
+    decay_purge(&pool->heaps[MP_HEAP_PAGES], INT64_MAX / 2, 0, false);
+    mutex_unlock(&pool->lock);
+    mp_span *f = take(pool, X, 1); /* under two extents: not aligned; after c, in part of extent 1 */
+    CHECK(f && f->page == 400 && !extent_huge(f->arena, 1) && extent_huge(f->arena, 2));
+    give(pool, f, 300);
+    give(pool, c, 300);
+    give(pool, a, 300);
+    CHECK_EQ_U(mp_pool_check(pool), 0);
+    mp_pool_destroy(pool);
+}
+
+/* Resident holes are taken before clean spans, even a clean span that fits
+ * better: reusing a hole touches no fresh page. */
+static void test_resident_holes_first(void)
+{
+    mp_pool *pool = make_pool();
+    mp_heap *heap = &pool->heaps[MP_HEAP_PAGES];
+    mp_span *big = take(pool, 40, 1), *s1 = take(pool, 1, 1);
+    mp_span *small = take(pool, 10, 1), *s2 = take(pool, 1, 1);
+    CHECK(big && s1 && small && s2);
+    mp_span *t[33];
+    for (int i = 0; i < 33; i++) { /* 33 newer holes push big's out of the LRU window */
+        t[i] = take(pool, 1, 1);
+        CHECK(t[i] && take(pool, 1, 1));
+    }
+    char *big_at = span_addr(big);
+    give(pool, big, 100);
+    give(pool, small, 100);
+    mutex_lock(&pool->lock);
+    decay_purge_tail(heap, small, small->npages); /* the 10-granule hole is clean now */
+    mutex_unlock(&pool->lock);
+    CHECK_EQ_U(small->dirty, 0);
+    for (int i = 0; i < 33; i++)
+        give(pool, t[i], 110);
+    CHECK_EQ_U(mp_pool_check(pool), 0);
+    uint32_t clean;
+    mp_span *x = take_clean(pool, 10, 1, &clean);
+    CHECK(x && span_addr(x) == big_at);
+    CHECK_EQ_U(clean, 0);
+    CHECK_EQ_U(mp_pool_check(pool), 0);
+    mp_trim(pool);
+    mp_pool_destroy(pool);
+}
+
+/* In a heap whose extents earn huge pages, the peak rule gives back whole
+ * extents where the oldest hole holds them: the tail it needs, extended
+ * down to the extent it starts in. */
+static void test_peak_purge_takes_whole_extents(void)
+{
+    enum { X = 512 };
+    mp_pool *pool = make_pool_with((size_t)64 << 20, MP_HUGE_AUTO, 0);
+    mp_heap *heap = &pool->heaps[MP_HEAP_PAGES];
+    pool->config.decay_ms = 1000; /* finite: the rule acts */
+    mp_span *y = take(pool, 6 * X, 1), *s1 = take(pool, 1, 1);
+    CHECK(y && s1 && y->page == 0);
+    give(pool, y, 100);
+    uint64_t peak = pool->acct.peak_resident;
+    /* 8 MiB more than the peak, fitting no hole: the rule must give back
+     * 8 MiB of y's 12 (the slack keeps the rest), rounded down to extents. */
+    uint32_t clean;
+    mp_span *v = take_clean(pool, 8 * X, 1, &clean);
+    CHECK(v != NULL);
+    CHECK_EQ_U(clean, 8 * X);
+    uint32_t kept = (uint32_t)heap->dirty_free_granules;
+    CHECK(kept % X == 0 && kept < 6 * X && kept >= (MP_PEAK_SLACK_BYTES >> MP_PAGE_SHIFT) - X);
+    CHECK_EQ_U(arena_count_dirty(y->arena, 0, kept), kept);
+    CHECK_EQ_U(arena_count_dirty(y->arena, kept, 6 * X - kept), 0);
+    CHECK(pool->acct.peak_resident <= peak + (uint64_t)8 * X * MP_PAGE_SIZE);
+    give(pool, v, 300);
+    give(pool, s1, 300);
     CHECK_EQ_U(mp_pool_check(pool), 0);
     mp_pool_destroy(pool);
 }
@@ -388,7 +465,9 @@ int main(void)
     test_alignment();
     test_resize_in_place();
     test_dirty_and_purge();
-    test_hole_cap_gives_back_a_tail();
+    test_extents_earn_huge_pages();
+    test_resident_holes_first();
+    test_peak_purge_takes_whole_extents();
     test_holes_never_raise_the_peak();
     test_peak_rule_off_with_infinite_decay();
     test_peak_rule_oldest_across_heaps();
