@@ -40,7 +40,39 @@ cdef class Buffer:
         buf._owner = owner
         buf._handle = handle
         buf.nbytes = nbytes
+        cdef mp_history *h = owner._ctx.history
+        cdef int32_t site
+        if h != NULL:  # recorded as an allocation, with its call site
+            site = mph_capture(owner._ctx.hist_depth)
+            mp_history_lock(h)
+            mp_history_note_alloc(h, MP_HIST_ALLOC, buf._address(pool), nbytes, site)
+            mp_history_unlock(h)
         return buf
+
+    cdef void *_address(self, mp_pool *pool) noexcept:
+        # where the bytes are now (a pin and its unpin)
+        cdef void *address = NULL
+        if mp_buffer_pin(pool, self._handle, &address) == MP_OK:
+            mp_buffer_unpin(pool, self._handle)
+        return address
+
+    cdef int _destroy(self, mp_pool *pool) noexcept:
+        # mp_buffer_destroy, recorded as a free when a history is on (its
+        # lock held throughout: no defragment moves the buffer meanwhile)
+        cdef mp_history *h = self._owner._ctx.history
+        cdef void *address = NULL
+        cdef uint64_t size = self.nbytes
+        cdef int32_t site = MP_STACK_UNKNOWN
+        if h == NULL:
+            return mp_buffer_destroy(pool, self._handle)
+        mp_history_lock(h)
+        address = self._address(pool)
+        cdef int code = mp_buffer_destroy(pool, self._handle)
+        if code == MP_OK:
+            mp_history_take(h, address, &size, &site)
+            mp_history_note_free(h, MP_HIST_FREE, address, size, site)
+        mp_history_unlock(h)
+        return code
 
     cdef mp_pool *_live(self) except NULL:
         if self._handle == 0:
@@ -106,7 +138,7 @@ cdef class Buffer:
                 f"buffer of {self.nbytes} bytes is pinned by {self._exports} "
                 "live view(s): drop them before freeing it")
         cdef mp_pool *pool = self._owner._require()
-        cdef int code = mp_buffer_destroy(pool, self._handle)
+        cdef int code = self._destroy(pool)
         if code != MP_OK:
             self._owner._raise(code, size=self.nbytes)
         self._handle = 0
@@ -116,7 +148,7 @@ cdef class Buffer:
         # owner (a strong reference) keeps the pool open unless it was
         # destroyed explicitly, in which case the bytes went with it.
         if self._handle != 0 and self._owner is not None and self._owner._pool != NULL:
-            mp_buffer_destroy(self._owner._pool, self._handle)
+            self._destroy(self._owner._pool)
             self._handle = 0
 
     def __repr__(self):
@@ -135,8 +167,12 @@ def _defragment(_PoolBase owner):
     cdef mp_pool *pool = owner._require()
     cdef mp_defrag_result result
     cdef int code
+    # the buffers it moves keep their history sites (history.c's bracket)
+    cdef bint bracket = _history_moves(owner, True)
     with nogil:
         code = mp_defragment(pool, &result)
+    if bracket:
+        _history_moves(owner, False)
     if code != MP_OK:
         owner._raise(code)
     return {"moved_buffers": result.moved_buffers, "moved_bytes": result.moved_bytes,

@@ -17,9 +17,10 @@ destructor), so there is no reference cycle.
 """
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize
 from cpython.pycapsule cimport (PyCapsule_Destructor, PyCapsule_GetContext,
+                                PyCapsule_GetPointer, PyCapsule_IsValid,
                                 PyCapsule_New, PyCapsule_SetContext)
 from cpython.ref cimport Py_DECREF, Py_INCREF, PyObject
-from libc.stdint cimport int64_t, uintptr_t
+from libc.stdint cimport int32_t, int64_t, uint64_t, uintptr_t
 from libc.string cimport memcpy, memset, strncpy
 
 from mempool._mempool cimport *
@@ -43,6 +44,7 @@ cdef extern from "numpy/arrayobject.h":
 
     object PyDataMem_SetHandler(object handler)
     object PyDataMem_GetHandler()
+    PyObject *PyDataMem_DefaultHandler
     int _import_array() except -1
 
 
@@ -96,6 +98,9 @@ cdef struct HandlerCtx:
     mp_trace *recorder # owned; kept after recording stops, because a
                        # handler call on another thread may still hold it
     bint debug         # the pool is in debug mode: poll corruption reports
+    mp_history *history  # non-NULL while recording a history (mempool.history)
+    mp_history *hist_rec # owned, as `recorder`; also the pool's observer
+    int hist_depth       # frames per call site
 
 
 # ---------------------------------------------------------------- handler --
@@ -118,22 +123,37 @@ cdef inline void _poll_corruption(HandlerCtx *c, void *p,
 
 cdef void *_h_malloc(void *ctx, size_t size) noexcept nogil:
     cdef HandlerCtx *c = <HandlerCtx *>ctx
+    cdef mp_history *h = c.history
+    # the call site first: reading frames may run Python, never under a lock
+    cdef int32_t site = mph_capture(c.hist_depth) if h != NULL else 0
     cdef void *p = mp_alloc(c.head.pool, size)
     if p == NULL:
         _note_failure(size)
-    elif c.trace != NULL:
-        mp_trace_note_alloc(c.trace, MP_TRACE_ALLOC, p, size)
+        if h != NULL:
+            _hist_failed(c, h, size, site)
+    else:
+        if c.trace != NULL:
+            mp_trace_note_alloc(c.trace, MP_TRACE_ALLOC, p, size)
+        if h != NULL:
+            _hist_made(h, MP_HIST_ALLOC, p, size, site)
     _poll_corruption(c, p, size)
     return p
 
 
 cdef void *_h_calloc(void *ctx, size_t nelem, size_t elsize) noexcept nogil:
     cdef HandlerCtx *c = <HandlerCtx *>ctx
+    cdef mp_history *h = c.history
+    cdef int32_t site = mph_capture(c.hist_depth) if h != NULL else 0
     cdef void *p = mp_calloc(c.head.pool, nelem, elsize)
     if p == NULL:
         _note_failure(nelem * elsize)
-    elif c.trace != NULL:
-        mp_trace_note_alloc(c.trace, MP_TRACE_CALLOC, p, nelem * elsize)
+        if h != NULL:
+            _hist_failed(c, h, nelem * elsize, site)
+    else:
+        if c.trace != NULL:
+            mp_trace_note_alloc(c.trace, MP_TRACE_CALLOC, p, nelem * elsize)
+        if h != NULL:
+            _hist_made(h, MP_HIST_CALLOC, p, nelem * elsize, site)
     _poll_corruption(c, p, nelem * elsize)
     return p
 
@@ -141,6 +161,17 @@ cdef void *_h_calloc(void *ctx, size_t nelem, size_t elsize) noexcept nogil:
 cdef void *_h_realloc(void *ctx, void *ptr, size_t new_size) noexcept nogil:
     # old size 0 = unknown: numpy's idea of the old size is not trusted.
     cdef HandlerCtx *c = <HandlerCtx *>ctx
+    cdef mp_history *h = c.history
+    cdef int32_t site = mph_capture(c.hist_depth) if h != NULL else 0
+    cdef uint64_t old_size = 0
+    cdef int32_t old_site = MP_STACK_UNKNOWN
+    cdef int known = 0
+    if h != NULL and ptr != NULL:
+        # the history's lock spans the call, as the trace's (history.c)
+        mp_history_lock(h)
+        known = _hist_take(c, h, ptr, &old_size, &old_site)
+    elif h != NULL:
+        mp_history_lock(h)
     # While recording, the recorder's lock spans the call (see trace.h).
     cdef mp_trace *t = c.trace
     if t != NULL:
@@ -148,10 +179,21 @@ cdef void *_h_realloc(void *ctx, void *ptr, size_t new_size) noexcept nogil:
     cdef void *p = mp_realloc(c.head.pool, ptr, 0, new_size)
     if t != NULL:
         mp_trace_note_realloc(t, ptr, p, new_size)
+    if h != NULL:
+        if p != NULL and ptr != NULL:
+            mp_history_note_free(h, MP_HIST_REALLOC_FREE, ptr, old_size, old_site)
+            mp_history_note_alloc(h, MP_HIST_REALLOC, p, new_size, site)
+        elif p != NULL:
+            mp_history_note_alloc(h, MP_HIST_ALLOC, p, new_size, site)
+        elif known:
+            mp_history_untake(h, ptr, old_size, old_site)
+        mp_history_unlock(h)
     cdef int code
     if p == NULL:
         _note_failure(new_size)
         code = mph_fail_code
+        if h != NULL:
+            _hist_failed(c, h, new_size, site)
         if code == MP_EDOUBLEFREE or code == MP_EFOREIGN or code == MP_EINTERIOR:
             _report_bad_pointer(c, code, ptr, 0)
     _poll_corruption(c, p, new_size)
@@ -161,6 +203,14 @@ cdef void *_h_realloc(void *ctx, void *ptr, size_t new_size) noexcept nogil:
 cdef void _h_free(void *ctx, void *ptr, size_t size) noexcept nogil:
     # numpy's size is sometimes wrong (see DESIGN §4): pass 0 = unknown.
     cdef HandlerCtx *c = <HandlerCtx *>ctx
+    cdef mp_history *h = c.history
+    cdef uint64_t hsize = 0
+    cdef int32_t hsite = MP_STACK_UNKNOWN
+    cdef int known = 0
+    if h != NULL:
+        # the history's lock spans the call, as the trace's (history.c)
+        mp_history_lock(h)
+        known = _hist_take(c, h, ptr, &hsize, &hsite)
     cdef mp_trace *t = c.trace
     if t != NULL:
         mp_trace_lock(t)
@@ -168,8 +218,47 @@ cdef void _h_free(void *ctx, void *ptr, size_t size) noexcept nogil:
     if t != NULL:
         # MP_ECORRUPT (debug mode): the block was freed all the same
         mp_trace_note_free(t, ptr, code == MP_OK or code == MP_ECORRUPT)
+    if h != NULL:
+        if code == MP_OK or code == MP_ECORRUPT:
+            mp_history_note_free(h, MP_HIST_FREE, ptr, hsize, hsite)
+        elif known:
+            mp_history_untake(h, ptr, hsize, hsite)
+        mp_history_unlock(h)
+        if code != MP_OK and code != MP_ECORRUPT:
+            mp_history_note_pool(h, MP_HIST_ERROR, <uintptr_t>ptr, 0, <uint64_t>code,
+                                 mph_capture(c.hist_depth))
     if code != MP_OK:
         _report_bad_pointer(c, code, ptr, size)
+
+
+cdef inline void _hist_made(mp_history *h, int op, void *p, size_t size,
+                            int32_t site) noexcept nogil:
+    mp_history_lock(h)
+    mp_history_note_alloc(h, op, p, size, site)
+    mp_history_unlock(h)
+
+
+cdef inline int _hist_take(HandlerCtx *c, mp_history *h, void *ptr, uint64_t *size,
+                           int32_t *site) noexcept nogil:
+    # ptr's size and site: the history's, or (a block made before recording)
+    # the pool's size and no site.  History lock held.
+    cdef size_t requested = 0
+    if mp_history_take(h, ptr, size, site):
+        return 1
+    if mp_requested_size(c.head.pool, ptr, &requested) == MP_OK:
+        size[0] = requested
+    return 0
+
+
+cdef void _hist_failed(HandlerCtx *c, mp_history *h, size_t size,
+                       int32_t site) noexcept nogil:
+    # A refused request: PoolExhausted follows (MP_ENOMEM), or a bad argument.
+    cdef mp_config cfg
+    if mph_fail_code != MP_ENOMEM:
+        return
+    mp_pool_config(c.head.pool, &cfg)
+    mp_history_note_pool(h, MP_HIST_EXHAUSTED, 0, size,
+                         cfg.capacity if cfg.capacity else cfg.resident_limit, site)
 
 
 cdef void _report_bad_pointer(HandlerCtx *c, int code, void *ptr,
@@ -219,6 +308,9 @@ cdef class _PoolBase:
         self._ctx.owner = <PyObject *>self
         self._ctx.trace = NULL
         self._ctx.recorder = NULL
+        self._ctx.history = NULL
+        self._ctx.hist_rec = NULL
+        self._ctx.hist_depth = 0
 
     def __dealloc__(self):
         # Reached only when no capsule (hence no array) refers to the pool.
@@ -227,6 +319,8 @@ cdef class _PoolBase:
             self._pool = NULL
         mp_trace_destroy(self._ctx.recorder)
         self._ctx.recorder = NULL
+        mp_history_destroy(self._ctx.hist_rec)  # its pool, the observed, is gone
+        self._ctx.hist_rec = NULL
 
     def _open(self, dict overrides):
         """Create the native pool from the defaults plus ``overrides``
@@ -331,7 +425,14 @@ cdef class _PoolBase:
              st.classes[i].blocks, st.classes[i].live_blocks,
              st.classes[i].live_bytes)
             for i in range(n_classes)]
+        raw["layers"] = [st.layers[i] for i in range(MP_LAYER_COUNT)]
         return raw
+
+    def _reset_peak(self):
+        """mp_pool_reset_peak."""
+        cdef mp_pool *pool = self._require()
+        with nogil:
+            mp_pool_reset_peak(pool)
 
     def trim(self):
         """Give every free page back to the OS now; return the bytes given."""
@@ -485,3 +586,4 @@ def size_class_block(unsigned cls):
 
 include "_trace.pxi"
 include "_buffer.pxi"
+include "_history.pxi"

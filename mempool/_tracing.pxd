@@ -1,8 +1,9 @@
-# Extern-only declarations of csrc/tools/tools.h and csrc/tools/tools.h (the recorder
-# and the replay engine).  Nothing here is implemented: keep it a mirror.
-from libc.stdint cimport uint8_t, uint32_t, uint64_t
+# Extern-only declarations of csrc/tools/tools.h (the trace recorder, the
+# history, the replay engine) and of mempool/_stacks.h (Python call sites).
+# Nothing here is implemented: keep it a mirror.
+from libc.stdint cimport int32_t, uint8_t, uint32_t, uint64_t, uintptr_t
 
-from mempool._mempool cimport mp_pool
+from mempool._mempool cimport mp_event, mp_pool
 
 
 cdef extern from "tools.h" nogil:
@@ -70,3 +71,70 @@ cdef extern from "tools.h" nogil:
                       mp_replay_result *out)
     uint64_t mp_replay_release(mp_replay *r, const mp_replay_backend *b)
     uint64_t mp_replay_rss()
+
+
+cdef extern from "tools.h" nogil:
+    enum:
+        MP_HIST_ALLOC
+        MP_HIST_CALLOC
+        MP_HIST_REALLOC
+        MP_HIST_FREE
+        MP_HIST_REALLOC_FREE
+        MP_HIST_MOVE
+        MP_HIST_MOVE_FREE
+        MP_HIST_OP_COUNT
+        MP_HIST_EXHAUSTED
+        MP_HIST_ERROR
+        MP_STACK_UNKNOWN
+        MP_STACK_NO_GIL
+
+    ctypedef struct mp_history:
+        pass
+
+    ctypedef struct mp_history_info:
+        uint64_t recorded
+        uint64_t held
+        uint64_t dropped
+        uint64_t no_gil
+        uint64_t pool_held
+        uint64_t pool_dropped
+        uint64_t max_entries
+        uint64_t t0_unix_ns
+        uint64_t now_t_ns
+        int active
+
+    mp_history *mp_history_create()
+    void mp_history_destroy(mp_history *h)
+    int mp_history_start(mp_history *h, size_t max_entries)
+    void mp_history_stop(mp_history *h)
+    int mp_history_active(mp_history *h)
+    void mp_history_lock(mp_history *h)
+    void mp_history_unlock(mp_history *h)
+    void mp_history_note_alloc(mp_history *h, int op, const void *ptr, uint64_t size,
+                               int32_t stack)
+    int mp_history_take(mp_history *h, const void *ptr, uint64_t *size, int32_t *stack)
+    void mp_history_untake(mp_history *h, const void *ptr, uint64_t size, int32_t stack)
+    void mp_history_note_free(mp_history *h, int op, const void *ptr, uint64_t size,
+                              int32_t stack)
+    void mp_history_note_pool(mp_history *h, int kind, uintptr_t address, uint64_t size,
+                              uint64_t arg, int32_t stack)
+    void mp_history_moves_begin(mp_history *h)
+    void mp_history_moves_end(mp_history *h)
+    void mp_history_observe(void *ctx, const mp_event *event) noexcept
+    void mp_history_counts(mp_history *h, mp_history_info *out)
+    size_t mp_history_copy_events(mp_history *h, size_t max, uint64_t *t_ns, uint8_t *op,
+                                  uint64_t *address, uint64_t *size, int32_t *stack,
+                                  uint32_t *thread)
+    size_t mp_history_copy_pool_events(mp_history *h, size_t max, uint64_t *t_ns,
+                                       int32_t *kind, uint64_t *address, uint64_t *size,
+                                       uint64_t *arg, int32_t *stack)
+    size_t mp_history_live_count(mp_history *h)
+    size_t mp_history_copy_live(mp_history *h, size_t max, uint64_t *address,
+                                uint64_t *size, int32_t *stack)
+
+
+cdef extern from "_stacks.h":
+    int32_t mph_capture(int depth) noexcept nogil
+    int mph_stack_frames(int32_t id, int32_t *out, int max) noexcept nogil
+    object mph_frame_info(int32_t id)
+    object mph_table_sizes()

@@ -22,6 +22,7 @@ from mempool.errors import (ERROR_NAMES, MP_ECORRUPT, MP_ENOMEM,
                             PoolExhausted, describe_corruption, error_from_code, format_bytes)
 
 if TYPE_CHECKING:  # imported on first use: the dataclasses cost ~5 ms at import
+    from mempool.snapshot import Snapshot
     from mempool.stats import DefragReport, PoolStats
 
 __all__ = ["Pool"]
@@ -251,6 +252,24 @@ class Pool(_core._PoolBase):
         raw = self._stats_raw()
         raw["process_rss_bytes"] = _core.process_rss() or None  # 0: unreadable
         return PoolStats.from_raw(raw)
+
+    def memory_summary(self) -> str:
+        """A table of what the pool holds, for people (``str(pool.stats())``):
+        live, cached, resident and reserved bytes now and at their peaks, by
+        layer, fragmentation, meshing, what went back to the OS, errors."""
+        return self.stats().memory_summary()
+
+    def reset_peak(self) -> None:
+        """Start the peaks (``peak_live_bytes``, ``peak_resident_bytes``) over
+        from the current figures."""
+        self._reset_peak()
+
+    def snapshot(self) -> "Snapshot":
+        """Every segment and block of the pool now, with the history recorded
+        so far (:mod:`mempool.history`): a :class:`mempool.snapshot.Snapshot`,
+        whose ``dump(path)`` writes the JSON of docs/snapshot-schema.md."""
+        from mempool.snapshot import take
+        return take(self)
 
     # -------------------------------------------------- movable buffers --
 

@@ -22,6 +22,18 @@ static void counters_sum(int64_t *sum, const mp_counters *from) {
 /* A counter sum as a figure: a transiently negative sum reads as 0. */
 static uint64_t clamp0(int64_t v) { return v > 0 ? (uint64_t)v : 0; }
 
+/* The resident peak since the last mp_pool_reset_peak.  The peak rule keeps
+ * its own peak (acct.peak_resident: never lowered by a reset, it decides
+ * what is given back); it only grows, so once it passed its value at the
+ * reset it is the answer, else the highest resident seen since the reset,
+ * capped by it (acct_resident counts growth before the rule corrects it). */
+static uint64_t stats_peak_resident(const mp_acct *a) {
+    if (a->peak_resident > a->peak_at_reset)
+        return a->peak_resident;
+    return a->resident_since_reset < a->peak_resident ? a->resident_since_reset
+                                                      : a->peak_resident;
+}
+
 /* The summed value of a counter field, by its place in mp_counters. */
 #define SUM(field) sums[offsetof(mp_counters, field) / sizeof(mp_counter)]
 
@@ -77,7 +89,7 @@ int mp_stats_get(mp_pool *pool, mp_stats *out) {
     out->alloc_count = out->small_alloc_count + out->large_alloc_count + out->direct_alloc_count;
     out->reserved_bytes = pool->acct.reserved;
     out->resident_bytes = pool->acct.resident;
-    out->peak_resident_bytes = pool->acct.peak_resident;
+    out->peak_resident_bytes = stats_peak_resident(&pool->acct);
     out->released_bytes = pool->acct.released;
     out->metadata_bytes = pool->acct.metadata;
     for (int h = 0; h < MP_HEAP_COUNT; h++) {
@@ -103,6 +115,7 @@ int mp_stats_get(mp_pool *pool, mp_stats *out) {
     out->mesh_pause_max_ns = atomic_load(&s->mesh_pause_max_ns);
     out->direct_count = pool->direct_count;
     out->thread_cache_count = s->tcache_count;
+    layers_fill(pool, out, clamp0(SUM(live_bytes)));
     mutex_unlock(&pool->lock);
     out->mmap_count = atomic_load(&pool->acct.os.mmap);
     out->munmap_count = atomic_load(&pool->acct.os.munmap);
