@@ -13,21 +13,22 @@ import sys
 from pathlib import Path
 
 import mempool
-from mempool import _core, trace as tr
+from mempool import trace as tr
+from mempool.tools._replay import ReplayState
 
 MIB = 1 << 20
 
 
 def main() -> int:
     """Print one line per trace."""
-    root = Path(mempool.__file__).parent / "data" / "traces"
+    root = Path(__file__).resolve().parent / "traces"
     paths = sorted(glob.glob(str(root / "real" / "*.trace")))
     paths += [str(root / "mlp.trace"), str(root / "temporaries.trace")]
     kw = json.loads(sys.argv[1]) if len(sys.argv) > 1 else {}
     for p in paths:
         t = tr.load(p)
         pool = mempool.Pool(**kw)
-        state = _core.ReplayState(t.n_ids, pool)
+        state = ReplayState(t.n_ids, pool)
         state.run(t.events.tobytes())
         s = pool.stats()
         fresh = (s.resident_bytes + s.released_bytes) / MIB

@@ -1,8 +1,10 @@
-# What mempool._core shares with the test-only extension mempool._testhooks
-# (cimported, through the module's C-API capsule): the native pool of a
-# Pool, and the core's functions as pointers.  _testhooks links no C file of
-# the core (a second copy of its globals, the chunk map and the pool
-# registry, would be a second allocator); it calls this module's copy.
+# What mempool._core shares with the extensions built beside it, the tests'
+# mempool._testhooks and the tools' mempool.tools._replay (cimported, through
+# the module's C-API capsule, __pyx_capi__): the native pool of a Pool, and
+# the core's functions as pointers.  Neither links a C file of the core (a
+# second copy of its globals, the address map and the pool registry, would
+# be a second allocator that knows none of this module's pools); they call
+# this module's copy.
 from mempool._mempool cimport mp_corruption_report, mp_pool
 
 

@@ -361,7 +361,7 @@ cdef class _PoolBase:
             raise self._error_from_code(code, config=overrides)
         self._pool = pool
         self._ctx.head.pool = pool
-        mp_pool_config(pool, &cfg)   # a core built with MP_DEBUG_LEVEL>=1 forces it
+        mp_pool_config(pool, &cfg)   # a core built with MP_DEBUG_MODE_ALWAYS forces it
         self._ctx.debug = cfg.debug != 0
         self._opened = True
 
@@ -492,7 +492,14 @@ cdef class _PoolBase:
             cfg = self._config_raw()
             context["capacity"] = cfg["capacity"] or None
             context["resident_limit"] = cfg["resident_limit"] or None
-            context["live_bytes"] = self._stats_raw()["live_bytes"]
+            facts = getattr(self, "_exhaustion_facts", None)
+            context.update(facts() if facts is not None
+                           else {"live_bytes": self._stats_raw()["live_bytes"]})
+            if self._ctx.history != NULL:
+                mp_history_note_pool(self._ctx.history, MP_HIST_EXHAUSTED, 0,
+                                     context.get("size") or 0,
+                                     cfg["capacity"] or cfg["resident_limit"],
+                                     mph_capture(self._ctx.hist_depth))
         raise self._error_from_code(code, **context)
 
 
@@ -567,6 +574,12 @@ def default_config():
     cdef mp_config cfg
     mp_config_default(&cfg)
     return cfg  # Cython turns the struct into a dict of its fields
+
+
+def process_rss():
+    """mp_process_rss: this process's resident set in bytes (0 when
+    /proc/self/statm cannot be read)."""
+    return mp_process_rss()
 
 
 def size_class_count(size_t small_max):

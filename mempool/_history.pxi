@@ -1,4 +1,4 @@
-# Glue of the allocation history (csrc/tools/history.c), the Python call
+# Glue of the allocation history (csrc/trace/history.c), the Python call
 # sites (_stacks.h) and the pool walk (mp_pool_walk).  Included by _core.pyx;
 # the policy (recording contexts, snapshots, their JSON) lives in
 # mempool/history.py and mempool/snapshot.py.
@@ -6,7 +6,7 @@
 from libc.stdint cimport uint8_t, uint32_t
 from libc.stdlib cimport free, realloc
 
-HISTORY_EVENT_BYTES = 32   # csrc/tools/history.c: what one event costs in the ring
+HISTORY_EVENT_BYTES = 32   # csrc/trace/history.c: what one event costs in the ring
 HISTORY_POOL_EVENT_BYTES = 40
 
 

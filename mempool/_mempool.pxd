@@ -83,6 +83,7 @@ cdef extern from "mempool.h" nogil:
     int mp_owns(const mp_pool *pool, const void *ptr)
     size_t mp_usable_size(const mp_pool *pool, const void *ptr)
     int mp_requested_size(const mp_pool *pool, const void *ptr, size_t *out)
+    uint64_t mp_process_rss()
 
     ctypedef struct mp_class_stats:
         uint64_t block_size

@@ -1,12 +1,13 @@
-# Extern-only declarations of csrc/tools/tools.h (the trace recorder, the
-# history, the replay engine) and of mempool/_stacks.h (Python call sites).
+# Extern-only declarations of csrc/trace/trace.h (the recorder and its record
+# format, the history; the replay engine's, csrc/tools/tools.h, are in
+# mempool/tools/_replay.pyx) and of mempool/_stacks.h (Python call sites).
 # Nothing here is implemented: keep it a mirror.
 from libc.stdint cimport int32_t, uint8_t, uint32_t, uint64_t, uintptr_t
 
-from mempool._mempool cimport mp_event, mp_pool
+from mempool._mempool cimport mp_event
 
 
-cdef extern from "tools.h" nogil:
+cdef extern from "trace.h" nogil:
     enum:
         MP_TRACE_ALLOC
         MP_TRACE_CALLOC
@@ -37,43 +38,7 @@ cdef extern from "tools.h" nogil:
     void mp_trace_counters(mp_trace *t, uint64_t *skipped, uint64_t *lost)
 
 
-cdef extern from "tools.h" nogil:
-    ctypedef struct mp_replay_backend:
-        void *ctx
-
-    void mp_replay_backend_pool(mp_replay_backend *b, mp_pool *pool)
-    void mp_replay_backend_libc(mp_replay_backend *b)
-
-    ctypedef struct mp_replay_options:
-        uint32_t sample_every
-        int touch
-
-    ctypedef struct mp_replay_result:
-        uint64_t ops
-        uint64_t bad_events
-        uint64_t failed
-        uint64_t elapsed_ns
-        uint64_t live_bytes
-        uint64_t live_blocks
-        uint64_t peak_live_bytes
-        uint64_t rss_start
-        uint64_t rss_peak
-        uint64_t rss_end
-        uint64_t samples
-
-    ctypedef struct mp_replay:
-        pass
-
-    mp_replay *mp_replay_create(uint32_t n_ids)
-    void mp_replay_destroy(mp_replay *r)
-    int mp_replay_run(mp_replay *r, const mp_trace_event *events, size_t n,
-                      const mp_replay_backend *b, const mp_replay_options *opt,
-                      mp_replay_result *out)
-    uint64_t mp_replay_release(mp_replay *r, const mp_replay_backend *b)
-    uint64_t mp_replay_rss()
-
-
-cdef extern from "tools.h" nogil:
+cdef extern from "trace.h" nogil:
     enum:
         MP_HIST_ALLOC
         MP_HIST_CALLOC

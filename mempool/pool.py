@@ -394,11 +394,26 @@ class Pool(_core._PoolBase):
             if code >= 0 or isinstance(exc, PoolExhausted):
                 raise
             if code == MP_ENOMEM:
-                raise PoolExhausted(size, self.capacity, self.stats().live_bytes,
-                                    resident_limit=self.resident_limit) from exc
+                raise PoolExhausted(size, self.capacity, resident_limit=self.resident_limit,
+                                    **self._exhaustion_facts()) from exc
             raise error_from_code(code, size=size) from exc
         finally:
             _core.set_handler(previous)
+
+    def _exhaustion_facts(self) -> Dict[str, Any]:
+        """What PoolExhausted reports beyond the request: live bytes, the
+        free cache held, the largest hole, each layer's figures, and (with a
+        history recording) the top five call sites holding memory.  Allocates
+        nothing from the pool."""
+        from mempool.snapshot import top_sites
+        st = self.stats()
+        layers = {name: {"live": l.live_bytes, "in_use": l.in_use_bytes, "free": l.free_bytes,
+                         "largest_free": l.largest_free_bytes}
+                  for name, l in st.layers.items()}
+        return {"live_bytes": st.live_bytes,
+                "cached_bytes": st.dirty_free_bytes + st.slab_free_bytes,
+                "largest_free_bytes": st.largest_free_bytes, "layers": layers,
+                "top_sites": top_sites(self, 5)}
 
     # ----------------------------------------------------- constructors --
 

@@ -3,7 +3,7 @@
 ``with mempool.trace.record("run.trace") as rec:`` makes a pool current
 (like :func:`mempool.use`) and records every call numpy makes to its handler
 - alloc, calloc, realloc, free: the size, a block id and the time - into a
-C-side buffer (``csrc/tools/trace.c``; the handler pays one pointer test when not
+C-side buffer (``csrc/trace/trace.c``; the handler pays one pointer test when not
 recording).  On exit the events are saved to the file and kept in
 ``rec.trace``.  ``python -m mempool replay FILE`` replays them against the
 pool, malloc and the peer allocators (:mod:`mempool.tools.replay`).
@@ -50,7 +50,7 @@ OP_NAMES = {ALLOC: "alloc", CALLOC: "calloc", REALLOC: "realloc", FREE: "free"}
 MAGIC = b"MPTRACE\0"
 VERSION = 1
 _HEADER = struct.Struct("<8sIIQQI")
-#: One event as stored (and as csrc/tools/tools.h lays it out in memory).
+#: One event as stored (and as csrc/trace/trace.h lays it out in memory).
 EVENT_DTYPE = np.dtype([("t_ns", "<u8"), ("size", "<u8"), ("id", "<u4"),
                         ("op", "u1"), ("pad", "V3")])
 assert EVENT_DTYPE.itemsize == 24

@@ -76,3 +76,50 @@ def test_missing_peers_are_reported_as_skipped(monkeypatch):
     rows = replay.run_rows({"trace": "unused", "settle_s": 0}, ["jemalloc", "tcmalloc"])
     assert [r["status"] for r in rows] == ["skipped", "skipped"]
     assert "not installed" in rows[0]["reason"]
+
+
+def test_without_the_corpus_replay_says_what_to_do(monkeypatch, tmp_path, capsys):
+    # Installed from a wheel, mempool has no trace corpus (benches/traces/ of
+    # a source checkout): naming a corpus trace, or naming none, says so and
+    # what to do; a trace file given by path still replays.
+    from mempool.tools import corpus
+    from mempool.tools.realbench import analyze
+    monkeypatch.setattr(corpus, "TRACE_DIR", tmp_path / "no-checkout" / "traces")
+    monkeypatch.setattr(corpus, "REAL_DIR", tmp_path / "no-checkout" / "traces" / "real")
+    for argv in (["temporaries"], []):
+        assert replay.main(argv) == 2
+        err = capsys.readouterr().err
+        assert "source checkout" in err and "pip install -e" in err, err
+        assert len(err.strip().splitlines()) == 1
+    assert analyze.main([]) == 2
+    assert "pip install -e" in capsys.readouterr().err
+    with pytest.raises(FileNotFoundError, match="named traces need the corpus"):
+        replay.resolve_trace("mlp")
+    path = tmp_path / "t.trace"
+    path.write_bytes(b"")
+    assert replay.resolve_trace(str(path)) == path
+
+
+@children
+def test_a_replay_whose_allocation_fails_is_reported_and_exits_non_zero(tmp_path):
+    # The first block asks for 1 PiB: the pool refuses it (capacity, size),
+    # and so does malloc.  The run must not say "ok" nor exit 0.
+    import numpy as np
+
+    from mempool import trace as tr
+    ev = np.zeros(3, dtype=tr.EVENT_DTYPE)
+    ev["op"] = [tr.ALLOC, tr.ALLOC, tr.FREE]
+    ev["id"] = [0, 1, 1]
+    ev["size"] = [1 << 50, 4096, 0]
+    path = tr.Trace(ev, 2, {}).save(tmp_path / "huge.trace")
+    out = tmp_path / "r.json"
+    proc = _run("replay", str(path), "--allocators", "malloc,mempool", "--settle", "0",
+                "--json", str(out))
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert ": ok" not in proc.stdout
+    err = proc.stderr.strip().splitlines()
+    assert len(err) == 2 and all("1 allocation failed" in line for line in err), err
+    assert "mempool" in proc.stderr and "malloc" in proc.stderr
+    rows = json.loads(out.read_text())["traces"][str(path)]["rows"]
+    assert [r["status"] for r in rows] == ["failed", "failed"]
+    assert all(r["failed"] == 1 for r in rows)

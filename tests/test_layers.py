@@ -45,11 +45,19 @@ def test_a_private_header_of_a_lower_layer_is_caught(tree):
     assert proc.returncode == 1 and "map/ exposes only map/map.h" in proc.stderr
 
 
-def test_tools_may_not_reach_into_the_core(tree):
-    trace = tree / "csrc" / "tools" / "trace.c"
-    trace.write_text('#include "../base/base.h"\n' + trace.read_text())
+@pytest.mark.parametrize("path", ["tools/replay.c", "trace/trace.c"])
+def test_the_folders_beside_the_core_may_not_reach_into_it(tree, path):
+    src = tree / "csrc" / path
+    src.write_text('#include "../base/base.h"\n' + src.read_text())
     proc = run(tree, "--no-symbols")
-    assert proc.returncode == 1 and "tools and the core meet only" in proc.stderr
+    assert proc.returncode == 1 and "and the core meet only" in proc.stderr
+
+
+def test_the_core_may_not_include_the_recorder(tree):
+    pool_c = tree / "csrc" / "pool" / "pool.c"
+    pool_c.write_text('#include "../trace/trace.h"\n' + pool_c.read_text())
+    proc = run(tree, "--no-symbols")
+    assert proc.returncode == 1 and "pool/pool.c: includes '../trace/trace.h'" in proc.stderr
 
 
 def test_a_long_file_is_caught(tree):

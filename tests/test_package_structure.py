@@ -2,10 +2,13 @@
 runtime package imports none of the tools' dependencies."""
 import ast
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 from typing import Dict, List, Set
+
+import pytest
 
 import mempool
 
@@ -158,3 +161,31 @@ def test_test_hooks_are_out_of_the_pool_and_share_its_core():
     hooks.free(pool, addr)
     assert pool.stats().live_bytes == 0
     pool.close()
+
+
+def _symbols(path: str, *flags: str) -> Set[str]:
+    """Symbol names of a shared object: its full table (local symbols too,
+    unless stripped) and its dynamic one."""
+    names: Set[str] = set()
+    for table in ([], ["-D"]):
+        out = subprocess.run(["nm", *table, *flags, path], capture_output=True,
+                             text=True, timeout=60).stdout
+        names.update(line.split()[-1] for line in out.splitlines() if line.strip())
+    return names
+
+
+@pytest.mark.skipif(shutil.which("nm") is None, reason="needs nm (binutils)")
+def test_the_runtime_extension_holds_no_tool_code():
+    from mempool import _core
+    from mempool.tools import _replay
+    core, tools = _symbols(_core.__file__), _symbols(_replay.__file__)
+    # the check can fail: the engine's symbols are there to be found, in the
+    # tools' extension
+    assert {"mp_replay_run", "mp_replay_create"} <= tools
+    assert not sorted(name for name in core if "replay" in name.lower())
+    assert not hasattr(_core, "ReplayState")
+    # the recorder is the runtime's (mempool.trace.record), and so is the RSS read
+    assert {"mp_trace_note_alloc", "mp_process_rss"} <= core
+    # the tools' extension carries no copy of the core: it calls _core's
+    defined = _symbols(_replay.__file__, "--defined-only")
+    assert not {"mp_alloc", "mp_free", "mp_pool_create", "mp_stats_get"} & defined

@@ -1,5 +1,5 @@
 """The real-library suite (``python -m mempool bench --real``) and its
-tuning corpus (``mempool/data/traces/real/``)."""
+tuning corpus (``benches/traces/real/``)."""
 import json
 import os
 import subprocess

@@ -3,8 +3,9 @@ import numpy as np
 import pytest
 
 import mempool
-from mempool import _core, trace as tr
+from mempool import trace as tr
 from mempool.tools import replay
+from mempool.tools._replay import ReplayState
 
 MIB = 1 << 20
 
@@ -48,7 +49,7 @@ def test_blocks_stay_live_until_release():
     ev["id"] = [0, 1, 0]
     ev["size"] = [MIB, 3 * MIB, 2 * MIB]
     pool = mempool.Pool()
-    state = _core.ReplayState(2, pool)
+    state = ReplayState(2, pool)
     res = state.run(ev.tobytes())
     assert res["peak_live_bytes"] == 5 * MIB and res["live_blocks"] == 2
     assert pool.stats().live_bytes == 5 * MIB
@@ -66,7 +67,7 @@ def test_bad_events_are_counted_not_performed():
     ev["id"] = [0, 7, 0, 0]       # free before alloc, id out of range, ok, bad op
     ev["size"] = [0, 10, 100, 0]
     pool = mempool.Pool()
-    state = _core.ReplayState(2, pool)
+    state = ReplayState(2, pool)
     res = state.run(ev.tobytes())
     assert res["bad_events"] == 3 and res["ops"] == 1 and res["live_bytes"] == 100
     assert state.release() == 1
@@ -76,7 +77,7 @@ def test_bad_events_are_counted_not_performed():
 
 def test_replay_into_a_closed_pool_is_refused():
     pool = mempool.Pool()
-    state = _core.ReplayState(1, pool)
+    state = ReplayState(1, pool)
     pool.close()
     with pytest.raises(mempool.errors.PoolClosed):
         state.run(b"")

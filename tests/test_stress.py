@@ -13,7 +13,7 @@ import psutil
 import pytest
 
 import mempool
-from mempool import _core
+from mempool.tools._replay import ReplayState
 from mempool.tools import stress
 
 KIB, MIB = 1 << 10, 1 << 20
@@ -41,7 +41,7 @@ def _generate(pattern, seed=1):
 def test_pattern_respects_the_pool_accounting(pattern):
     t = _generate(pattern)
     pool = mempool.Pool(mesh=pattern in MESHED)
-    state = _core.ReplayState(t.n_ids, pool)
+    state = ReplayState(t.n_ids, pool)
     res = state.run(t.records)
     assert res["bad_events"] == 0 and res["failed"] == 0
     st = pool.stats()
@@ -84,7 +84,7 @@ def test_many_threads_replay_into_one_pool_at_once():
     traces = [stress.generate(p, seed=s, scale=0.1, rounds=40)
               for s, p in enumerate(["drift", "random", "interleaved",
                                      "growing", "drift", "random"])]
-    states = [_core.ReplayState(t.n_ids, pool) for t in traces]
+    states = [ReplayState(t.n_ids, pool) for t in traces]
     results = [None] * len(traces)
 
     def work(i):
@@ -112,7 +112,7 @@ def test_process_rss_follows_the_pool():
     peak = t.summary()["peak_live_bytes"]
     pool = mempool.Pool()
     before = proc.memory_info().rss
-    state = _core.ReplayState(t.n_ids, pool)
+    state = ReplayState(t.n_ids, pool)
     res = state.run(t.records)
     # every page of every block was written: the peak is really resident
     assert res["rss_peak"] - res["rss_start"] >= 0.9 * peak

@@ -293,7 +293,7 @@ static inline size_t check_fail(mp_check_log *log, size_t n, const char *what) {
  * abort, naming both, when a lock is taken out of order (mutex.c);
  * release builds compile to the plain pthread calls. */
 enum mp_rank {
-    MP_RANK_REGISTRY = 1, /* the registry of live pools (tc.c) */
+    MP_RANK_REGISTRY = 1, /* the registry of live pools (small/registry.c) */
     MP_RANK_CLASS = 2,    /* a size class's lock; sub = class index, ascending */
     MP_RANK_POOL = 3,     /* a pool's lock: heaps, accounting, buffers */
     MP_RANK_DEBUG = 4,    /* debug mode's report ring: a leaf */

@@ -8,9 +8,12 @@
 #define _GNU_SOURCE /* MAP_ANONYMOUS, MREMAP_*, MADV_HUGEPAGE under -std=c11 */
 #include "base.h"
 
+#include <fcntl.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <sys/mman.h>
 #include <time.h>
+#include <unistd.h>
 
 #ifndef MADV_HUGEPAGE
 #define MADV_HUGEPAGE 14
@@ -145,4 +148,23 @@ int64_t os_now_ns(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+/* The process's resident set from /proc/self/statm (its second field, in
+ * pages); 0 when it cannot be read.  Not a pool figure: what a resident
+ * limit of "auto" is measured against, and what a pool's own estimate is
+ * shown next to. */
+uint64_t mp_process_rss(void) {
+    int fd = open("/proc/self/statm", O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return 0;
+    char buf[128];
+    ssize_t n = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    if (n <= 0)
+        return 0;
+    buf[n] = '\0';
+    char *p = buf;
+    strtoull(p, &p, 10); /* total program size: skipped */
+    return (uint64_t)strtoull(p, NULL, 10) * (uint64_t)sysconf(_SC_PAGESIZE);
 }

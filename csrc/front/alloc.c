@@ -384,7 +384,7 @@ free_inline(mp_pool *pool, void *ptr, size_t size, int call) {
 }
 
 /* Any free, with the call kind that says which counters it feeds. */
-int alloc_free(mp_pool *pool, void *ptr, size_t size, int call) {
+int alloc_free_any(mp_pool *pool, void *ptr, size_t size, int call) {
     return free_inline(pool, ptr, size, call);
 }
 

@@ -39,7 +39,10 @@ int resolve_large(mp_arena *arena, const void *ptr, size_t size, mp_span **out);
 int resolve_direct(const mp_direct *d, const void *ptr, size_t size);
 
 /* ---- alloc.c --------------------------------------------------------------- */
+/* Allocate any size (routed: slab, heap or mapping) and free any block, with
+ * the call kind that says which counters they feed: realloc's moves pass
+ * CALL_INTERNAL, which keeps them out of the public call counts. */
 void *alloc_any(mp_pool *pool, size_t size, size_t align, int call);
-int alloc_free(mp_pool *pool, void *ptr, size_t size, int call);
+int alloc_free_any(mp_pool *pool, void *ptr, size_t size, int call);
 
 #endif /* MEMPOOL_FRONT_H */

@@ -28,7 +28,7 @@ static void *realloc_move(mp_pool *pool, void *ptr, size_t old_requested, size_t
     if (moved == NULL)
         return NULL;
     memcpy(moved, ptr, old_requested < new_size ? old_requested : new_size);
-    alloc_free(pool, ptr, 0, CALL_INTERNAL);
+    alloc_free_any(pool, ptr, 0, CALL_INTERNAL);
     count_realloc(pool);
     return moved;
 }

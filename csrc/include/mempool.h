@@ -164,6 +164,10 @@ size_t mp_usable_size(const mp_pool *pool, const void *ptr);
 /* Requested size of a live block, in *out; error code otherwise. */
 int mp_requested_size(const mp_pool *pool, const void *ptr, size_t *out);
 
+/* The whole process's resident set in bytes (/proc/self/statm); 0 when it
+ * cannot be read. */
+uint64_t mp_process_rss(void);
+
 /* ---- statistics ------------------------------------------------------- */
 #define MP_MAX_CLASSES 64
 #define MP_FREE_BINS 16 /* 4 KiB .. 64 MiB and larger */
@@ -314,7 +318,7 @@ int mp_defragment(mp_pool *pool, mp_defrag_result *out);
 
 /* ---- debug mode ------------------------------------------------------- */
 /*
- * With config.debug (or a core built with -DMP_DEBUG_LEVEL=1 or more, which
+ * With config.debug (or a core built with -DMP_DEBUG_MODE_ALWAYS=1, which
  * turns it on for every pool) each block gets MP_CANARY_BYTES of canary after
  * its requested size, fresh memory reads 0xAB and freed memory 0xDF.  A free
  * or realloc whose canary was overwritten still succeeds (the block is freed

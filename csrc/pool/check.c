@@ -2,7 +2,7 @@
  * check.c - mp_pool_check: walk every structure, count broken invariants,
  * and name the first ones found.
  *
- * Compiled in every build (a checker that only exists in debug builds is a
+ * Compiled in every build (a checker that only exists in checked builds is a
  * checker nobody runs).  It cross-checks three views of the same memory: the
  * heaps' physical walk, the slabs' block states, and the counters kept on the
  * fast path.  The counter cross-checks are exact when no other thread is

@@ -21,8 +21,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#ifndef MP_DEBUG_LEVEL
-#define MP_DEBUG_LEVEL 0 /* >= 1: debug mode for every pool, whatever the config */
+/* 1: debug mode for every pool, whatever its config.  Not a check level:
+ * debug mode is a pool's run-time setting (fill patterns, canaries, reports);
+ * MP_CHECK_LEVEL (base.h) grades the core's own assertions. */
+#ifndef MP_DEBUG_MODE_ALWAYS
+#define MP_DEBUG_MODE_ALWAYS 0
 #endif
 
 /* The canary: not a repeated byte, so a run of one value (a fill, a zeroed
@@ -42,7 +45,7 @@ struct mp_debug {
 /* Set up debug mode for a new pool (config normalised); MP_ENOMEM if the
  * report ring cannot be allocated. */
 int debug_init(mp_pool *pool) {
-    if (MP_DEBUG_LEVEL >= 1)
+    if (MP_DEBUG_MODE_ALWAYS)
         pool->config.debug = 1;
     pool->config.debug = pool->config.debug != 0; /* pool_pad() relies on it */
     if (!pool->config.debug)

@@ -78,11 +78,11 @@ static mp_pool *pool_of(mp_small *s) { return MP_CONTAINER(s, mp_pool, small); }
  * locks and lock, the map), so the child starts with no lock held by a
  * thread that does not exist there. */
 static void atfork_prepare(void) {
-    tc_registry_lock();
+    registry_lock();
     mutex_forking(true); /* ranks: every pool's class locks after another's pool lock */
-    for (mp_small *s = tc_registry_next(NULL); s; s = tc_registry_next(s))
+    for (mp_small *s = registry_next(NULL); s; s = registry_next(s))
         pool_lock_all(pool_of(s));
-    for (mp_small *s = tc_registry_next(NULL); s; s = tc_registry_next(s))
+    for (mp_small *s = registry_next(NULL); s; s = registry_next(s))
         mesh_prefork(s); /* shared slab memory: the child gets copies */
     map_prefork();
 }
@@ -90,12 +90,12 @@ static void atfork_prepare(void) {
 /* After fork, in the parent: release what prepare took. */
 static void atfork_parent(void) {
     map_postfork_parent();
-    for (mp_small *s = tc_registry_next(NULL); s; s = tc_registry_next(s))
+    for (mp_small *s = registry_next(NULL); s; s = registry_next(s))
         mesh_postfork(s, false);
-    for (mp_small *s = tc_registry_next(NULL); s; s = tc_registry_next(s))
+    for (mp_small *s = registry_next(NULL); s; s = registry_next(s))
         pool_unlock_all(pool_of(s));
     mutex_forking(false);
-    tc_registry_unlock();
+    registry_unlock();
 }
 
 /* After fork, in the child: every lock made anew, no purger thread (it did
@@ -103,10 +103,10 @@ static void atfork_parent(void) {
  * fork go back to their slabs (tc_reclaim_foreign). */
 static void atfork_child(void) {
     map_postfork_child();
-    tc_registry_reinit();
+    registry_reinit();
     barrier_postfork_child();
     mutex_forget_all();
-    for (mp_small *s = tc_registry_next(NULL); s; s = tc_registry_next(s)) {
+    for (mp_small *s = registry_next(NULL); s; s = registry_next(s)) {
         mp_pool *pool = pool_of(s);
         mesh_postfork(s, true);
         slab_reinit_locks(s);
@@ -114,7 +114,7 @@ static void atfork_child(void) {
         purge_reinit(pool);
         debug_reinit_lock(pool);
     }
-    for (mp_small *s = tc_registry_next(NULL); s; s = tc_registry_next(s))
+    for (mp_small *s = registry_next(NULL); s; s = registry_next(s))
         tc_reclaim_foreign(s);
 }
 
@@ -200,7 +200,7 @@ int mp_pool_create(const mp_config *config, mp_pool **out) {
     pool->small.fast_max = pool->config.debug ? 0 : pool_small_limit(pool);
     pool->acct.metadata += sizeof *pool; /* debug_init counted its ring */
     pthread_once(&atfork_once, atfork_install);
-    tc_registry_add(s);
+    registry_add(s);
     *out = pool;
     return MP_OK;
 }
@@ -208,7 +208,7 @@ int mp_pool_create(const mp_config *config, mp_pool **out) {
 void mp_pool_destroy(mp_pool *pool) {
     if (pool == NULL)
         return;
-    tc_registry_remove(&pool->small); /* exiting threads no longer flush into it */
+    registry_remove(&pool->small); /* exiting threads no longer flush into it */
     purge_stop(pool);
     tc_release_all(&pool->small);
     buffer_table_destroy(pool);

@@ -1,7 +1,8 @@
 /*
  * small.h - the small-block layer: size classes (sc.c), slabs of one class
- * carved from the page heap (slab.c), and per-thread caches of free blocks
- * with the registry of live pools they key on (tc.c).
+ * carved from the page heap (slab.c), per-thread caches of free blocks
+ * (tc.c), the registry of live pools they key on (registry.c), and meshing
+ * (mesh.c).
  *
  * The layer's state is an mp_small, embedded in its pool: the layer sees
  * the page heap, the lock that guards it and the pool's accounting, never
@@ -165,7 +166,7 @@ typedef struct mp_small {
     unsigned class_count;
     bool debug;          /* debug mode: slabs filled with MP_FILL_FREED, never purged */
     int64_t decay_ms;    /* free slab pages go back this long after blocks came back */
-    mp_link reg_link;    /* the registry of live pools (tc.c) */
+    mp_link reg_link;    /* the registry of live pools (registry.c) */
     mp_list tcaches, tcache_free; /* caches in use; parked for the next thread */
     uint64_t tcache_count;
     /* counters of caches that went away and of blocks no cache accounts for
@@ -256,12 +257,14 @@ void tc_release_all(mp_small *s);
 void tc_reclaim_foreign(mp_small *s);
 void tc_fold(mp_counters *into, mp_counters *from);
 
-void tc_registry_add(mp_small *s);
-void tc_registry_remove(mp_small *s);
-void tc_registry_lock(void);
-void tc_registry_unlock(void);
-void tc_registry_reinit(void);
-mp_small *tc_registry_next(mp_small *prev);
+/* ---- registry.c ------------------------------------------------------------------ */
+void registry_add(mp_small *s);
+void registry_remove(mp_small *s);
+void registry_lock(void);
+void registry_unlock(void);
+void registry_reinit(void);
+mp_small *registry_next(mp_small *prev);
+mp_small *registry_find(uint64_t uid);
 
 extern MP_TLS struct mp_tls_slot {
     mp_small *small;

@@ -1,6 +1,5 @@
 /*
- * tc.c - per-thread caches of free small blocks, and the registry of live
- * pools they key on.
+ * tc.c - per-thread caches of free small blocks.
  *
  * The fast path of mp_alloc/mp_free pops or pushes an entry of this thread's
  * cache: no lock, no atomic read-modify-write on shared memory.  Caches refill
@@ -10,8 +9,7 @@
  * keyed by the pool's small-block state and its never-reused uid (so a
  * destroyed pool whose address is reused is never mistaken for the new one).
  * When a thread exits, a pthread key destructor hands its cached blocks
- * back, but only to pools the registry says are still alive.  The pool
- * layer's fork handlers walk the same registry.
+ * back, but only to pools the registry (registry.c) says are still alive.
  */
 #include "small.h"
 
@@ -23,61 +21,17 @@ MP_TLS struct mp_tls_slot tc_tls_slots[MP_TLS_SLOTS];
 static pthread_key_t tls_key;
 static pthread_once_t tls_key_once = PTHREAD_ONCE_INIT;
 
-/* ---- the registry of live pools ----------------------------------------- */
-static mp_mutex reg_lock = MP_MUTEX_INIT(MP_RANK_REGISTRY);
-static mp_list reg_list;
-static uint64_t reg_uid;
-
-/* Make a pool's small-block state known under a fresh, never-reused uid. */
-void tc_registry_add(mp_small *s) {
-    mutex_lock(&reg_lock);
-    s->uid = ++reg_uid;
-    s->fast_uid = s->debug ? UINT64_MAX : s->uid;
-    list_push_front(&reg_list, &s->reg_link);
-    mutex_unlock(&reg_lock);
-}
-
-/* Forget it; afterwards no thread cache will flush into it. */
-void tc_registry_remove(mp_small *s) {
-    mutex_lock(&reg_lock);
-    list_remove(&reg_list, &s->reg_link);
-    mutex_unlock(&reg_lock);
-}
-
-/* Hold the registry: the pools in it stay alive until tc_registry_unlock. */
-void tc_registry_lock(void) { mutex_lock(&reg_lock); }
-
-/* Release the registry taken by tc_registry_lock. */
-void tc_registry_unlock(void) { mutex_unlock(&reg_lock); }
-
-/* In a fork child: a fresh registry lock (its holder may not exist here). */
-void tc_registry_reinit(void) { mutex_init(&reg_lock, MP_RANK_REGISTRY, 0); }
-
-/* The registered state after `prev` (NULL: the first); registry held. */
-mp_small *tc_registry_next(mp_small *prev) {
-    mp_link *l = prev ? prev->reg_link.next : reg_list.head;
-    return LIST_ENTRY(l, mp_small, reg_link);
-}
-
-/* The live state with this uid, or NULL; registry held. */
-static mp_small *registry_find(uint64_t uid) {
-    LIST_FOREACH(s, &reg_list, mp_small, reg_link)
-        if (s->uid == uid)
-            return s;
-    return NULL;
-}
-
 /* Thread exit: return every cache this thread holds to its (live) pool. */
 static void tls_thread_exit(void *unused) {
     (void)unused;
-    mutex_lock(&reg_lock);
+    registry_lock();
     for (unsigned i = 0; i < MP_TLS_SLOTS; i++) {
         struct mp_tls_slot *slot = &tc_tls_slots[i];
         if (slot->small && registry_find(slot->uid) == slot->small)
             tc_release(slot->small, slot->tcache);
         memset(slot, 0, sizeof *slot);
     }
-    mutex_unlock(&reg_lock);
+    registry_unlock();
 }
 
 /* Create the key whose destructor runs tls_thread_exit. */
@@ -136,10 +90,10 @@ MP_COLD mp_tcache *tc_get_slow(mp_small *s) {
         found = MP_TLS_SLOTS - 1;
         struct mp_tls_slot *victim = &tc_tls_slots[found];
         if (victim->small) {
-            mutex_lock(&reg_lock);
+            registry_lock();
             if (registry_find(victim->uid) == victim->small)
                 tc_release(victim->small, victim->tcache);
-            mutex_unlock(&reg_lock);
+            registry_unlock();
         }
         pthread_once(&tls_key_once, tls_key_create);
         pthread_setspecific(tls_key, &tc_tls_slots[0]);

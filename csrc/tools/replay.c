@@ -1,5 +1,5 @@
 /*
- * replay.c - the trace replay engine (see replay.h).
+ * replay.c - the trace replay engine (see tools.h).
  *
  * Why C: a replay must measure the allocator, not an interpreter; per event
  * this does one table lookup, one allocator call and the page writes.
@@ -21,32 +21,6 @@ struct mp_replay {
     uint64_t *size; /* its requested size */
     uint8_t *live;  /* 1 while the id is live (a 0-byte block may be NULL) */
 };
-
-/* Pool backend: mp_alloc. */
-static void *pool_alloc(void *ctx, size_t size)
-{
-    return mp_alloc((mp_pool *)ctx, size);
-}
-
-/* Pool backend: mp_calloc. */
-static void *pool_calloc(void *ctx, size_t count, size_t size)
-{
-    return mp_calloc((mp_pool *)ctx, count, size);
-}
-
-/* Pool backend: mp_realloc with the old size unknown, as the handler. */
-static void *pool_realloc(void *ctx, void *ptr, size_t old, size_t size)
-{
-    (void)old;
-    return mp_realloc((mp_pool *)ctx, ptr, 0, size);
-}
-
-/* Pool backend: mp_free with the size unknown, as the handler. */
-static void pool_free(void *ctx, void *ptr, size_t size)
-{
-    (void)size;
-    mp_free((mp_pool *)ctx, ptr, 0);
-}
 
 /* libc backend: malloc. */
 static void *libc_alloc(void *ctx, size_t size)
@@ -76,16 +50,6 @@ static void libc_free(void *ctx, void *ptr, size_t size)
     (void)ctx;
     (void)size;
     free(ptr);
-}
-
-/* The pool's four calls. */
-void mp_replay_backend_pool(mp_replay_backend *b, mp_pool *pool)
-{
-    b->alloc = pool_alloc;
-    b->calloc = pool_calloc;
-    b->realloc = pool_realloc;
-    b->free = pool_free;
-    b->ctx = pool;
 }
 
 /* libc's four calls. */
@@ -118,17 +82,6 @@ static uint64_t rss_of(int fd)
     strtoull(p, &p, 10); /* total program size: skipped */
     unsigned long long pages = strtoull(p, NULL, 10);
     return (uint64_t)pages * (uint64_t)sysconf(_SC_PAGESIZE);
-}
-
-/* Current RSS, opening statm for this one read. */
-uint64_t mp_replay_rss(void)
-{
-    int fd = open("/proc/self/statm", O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return 0;
-    uint64_t rss = rss_of(fd);
-    close(fd);
-    return rss;
 }
 
 /* Write one byte in every 4 KiB of the block, as numpy's writes would. */
@@ -168,7 +121,7 @@ void mp_replay_destroy(mp_replay *r)
     free(r);
 }
 
-/* Replay the events; see replay.h for what is measured. */
+/* Replay the events; see tools.h for what is measured. */
 int mp_replay_run(mp_replay *r, const mp_trace_event *events, size_t n,
                   const mp_replay_backend *b, const mp_replay_options *opt,
                   mp_replay_result *out)

@@ -23,7 +23,8 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
 __all__ = ["ALLOCATORS", "DEFAULT_ALLOCATORS", "replay_here", "run_rows", "add_ratios",
-           "markdown", "render", "add_common_arguments", "meta", "write_json"]
+           "markdown", "render", "add_common_arguments", "meta", "write_json",
+           "report_failures"]
 
 #: Row names: "malloc" is glibc as numpy uses it by default.
 ALLOCATORS = ("malloc", "glibc-tuned", "mempool", "jemalloc", "mimalloc", "tcmalloc")
@@ -46,7 +47,8 @@ def replay_here(trace, pool=None, settle_s: float = 0.0, poll_s: float = 0.02,
     are freed (``release=True``).
     """
     from mempool import _core
-    state = _core.ReplayState(trace.n_ids, pool)
+    from mempool.tools._replay import ReplayState
+    state = ReplayState(trace.n_ids, pool)
     res = dict(state.run(trace.records, sample_every=sample_every))
     res["ns_per_op"] = res["elapsed_ns"] / max(1, res["ops"])
     res["rss_peak_delta"] = res["rss_peak"] - res["rss_start"]
@@ -113,7 +115,7 @@ def run_rows(cfg: Dict[str, Any], allocators: Sequence[str], rounds: int = 1,
             rec = _spawn(child_cfg, runner.child_env(alloc), timeout_s)
             row = rows[name]
             if rec["status"] != "ok":
-                row.update(status="error", error=rec["error"])  # any failure shows
+                row.update(rec)  # any failure shows, whatever another round did
             elif "status" not in row:
                 row.update(rec, ns_per_op_rounds=[rec["ns_per_op"]])
             elif row["status"] == "ok":
@@ -142,7 +144,31 @@ def _spawn(cfg: Dict[str, Any], env: Dict[str, str], timeout_s: float) -> Dict[s
             tail = (proc.stderr or "").strip().splitlines()[-3:]
             return {"status": "error",
                     "error": f"exit {proc.returncode}: " + " | ".join(tail)}
-        return dict(json.loads(out.read_text()), status="ok")
+        res = json.loads(out.read_text())
+        why = _not_replayed(res)
+        # A replay that could not perform every event measured another trace
+        return dict(res, status="failed", error=why) if why else dict(res, status="ok")
+
+
+def _not_replayed(res: Dict[str, Any]) -> str:
+    """What of the trace a replay did not perform ("" when it did it all)."""
+    parts = []
+    failed, bad = int(res.get("failed", 0)), int(res.get("bad_events", 0))
+    if failed:
+        parts.append(f"{failed} allocation{'s' if failed != 1 else ''} failed (the "
+                     f"allocator returned NULL)")
+    if bad:
+        parts.append(f"{bad} event{'s' if bad != 1 else ''} did not fit the block's "
+                     f"history and {'were' if bad != 1 else 'was'} skipped")
+    return "; ".join(parts)
+
+
+def report_failures(prog: str, what: str, rows: List[Dict[str, Any]]) -> int:
+    """One line on stderr per row that failed or errored; the count."""
+    bad = [r for r in rows if r.get("status") in ("failed", "error")]
+    for r in bad:
+        print(f"{prog}: {what} under {r['allocator']}: {r['error']}", file=sys.stderr)
+    return len(bad)
 
 
 def add_ratios(rows: List[Dict[str, Any]]) -> List[Dict[str, Any]]:

@@ -1,7 +1,7 @@
 """Replay an allocation trace against the pool, malloc and the peer allocators.
 
 Policy only: the replay itself is C (``csrc/tools/replay.c``, through
-``mempool._core.ReplayState``).  Each allocator gets a fresh child process
+``mempool.tools._replay.ReplayState``).  Each allocator gets a fresh child process
 (``python -m mempool.tools.replay --child CONFIG``, run by
 :func:`mempool.tools.harness.run_rows`, which ``stress`` shares): the pool
 row replays into a new ``Pool``; every other row into libc ``malloc``,
@@ -16,8 +16,9 @@ seconds until resident came back within 10% of live (+1 MiB for the
 interpreter's own noise), and the time per event.  Times are shown only as
 ratios to the malloc row of the same run.
 
-Shipped traces (``mempool/data/traces/NAME.trace``) can be named instead of
-a path; :func:`record_workload` re-records them from the demo's workloads.
+The corpus's traces (``benches/traces/NAME.trace`` of a source checkout:
+:mod:`mempool.tools.corpus`) can be named instead of a path;
+:func:`record_workload` re-records them from the demo's workloads.
 """
 
 from __future__ import annotations
@@ -30,28 +31,30 @@ import sys
 from pathlib import Path
 from typing import Any, Dict, Optional, Sequence
 
-from mempool.tools import harness
+from mempool.tools import corpus, harness
 # Shared with stress; re-exported here, where they were first defined.
 from mempool.tools.harness import (ALLOCATORS, DEFAULT_ALLOCATORS, MIB,  # noqa: F401
                                    add_ratios, markdown, render, replay_here, run_rows)
 
-__all__ = ["TRACE_DIR", "ALLOCATORS", "DEFAULT_ALLOCATORS", "resolve_trace",
+__all__ = ["ALLOCATORS", "DEFAULT_ALLOCATORS", "resolve_trace",
            "replay_here", "run_rows", "add_ratios", "render", "record_workload", "main"]
 
-TRACE_DIR = Path(__file__).resolve().parents[1] / "data" / "traces"
-
-
 def resolve_trace(name_or_path: str) -> Path:
-    """A trace file path: an existing path, or the name of a shipped trace."""
+    """A trace file path: an existing path, or the name of a corpus trace
+    (FileNotFoundError otherwise, saying what to do when the corpus is
+    missing: mempool installed from a wheel)."""
     path = Path(name_or_path)
     if path.is_file():
         return path
-    shipped = TRACE_DIR / f"{name_or_path}.trace"
-    if shipped.is_file():
-        return shipped
-    names = sorted(p.stem for p in TRACE_DIR.glob("*.trace"))
-    raise FileNotFoundError(f"no trace file {name_or_path!r} and no shipped trace of "
-                            f"that name (shipped: {', '.join(names) or 'none'})")
+    try:
+        named = corpus.trace_dir() / f"{name_or_path}.trace"
+    except corpus.CorpusMissing as exc:
+        raise FileNotFoundError(f"no trace file {name_or_path!r}; named traces need the "
+                                f"corpus, and {exc}") from None
+    if named.is_file():
+        return named
+    raise FileNotFoundError(f"no trace file {name_or_path!r} and no corpus trace of "
+                            f"that name (corpus: {', '.join(corpus.names()) or 'none'})")
 
 
 def _child(cfg: Dict[str, Any]) -> Dict[str, Any]:
@@ -131,8 +134,8 @@ def child_main(argv: Optional[Sequence[str]] = None) -> int:
 def add_replay_arguments(p) -> None:
     """The ``python -m mempool replay`` options."""
     p.add_argument("traces", nargs="*", metavar="TRACE",
-                   help="trace files or shipped trace names (default: every shipped trace: "
-                        + ", ".join(sorted(x.stem for x in TRACE_DIR.glob("*.trace"))) + ")")
+                   help="trace files, or names of the corpus's traces (default: every one: "
+                        + (", ".join(corpus.names()) or "none here: " + corpus.HOW) + ")")
     p.add_argument("--settle", type=float, default=1.5,
                    help="seconds to watch resident memory after the last event (default 1.5)")
     p.add_argument("--record", metavar="WORKLOADS", default=None,
@@ -141,8 +144,9 @@ def add_replay_arguments(p) -> None:
     p.add_argument("--steps", type=int, default=None,
                    help="with --record: steps (default: the demo's)")
     p.add_argument("--seed", type=int, default=0, help="with --record: seed (default 0)")
-    p.add_argument("--out-dir", type=Path, default=TRACE_DIR,
-                   help=f"with --record: where to write NAME.trace (default {TRACE_DIR})")
+    p.add_argument("--out-dir", type=Path, default=None,
+                   help=f"with --record: where to write NAME.trace (default the corpus, "
+                        f"{corpus.TRACE_DIR})")
     harness.add_common_arguments(p)
 
 
@@ -153,8 +157,13 @@ def replay_command(ns) -> int:
     from mempool import trace as trace_mod
     console = Console()
     if ns.record:
+        try:
+            out_dir = ns.out_dir or corpus.trace_dir()
+        except corpus.CorpusMissing as exc:
+            print(f"mempool replay --record: give --out-dir; {exc}", file=sys.stderr)
+            return 2
         for name in [n.strip() for n in ns.record.split(",") if n.strip()]:
-            out = ns.out_dir / f"{name}.trace"
+            out = out_dir / f"{name}.trace"
             try:
                 record_workload(name, out, ns.steps, ns.seed)
             except (ValueError, subprocess.CalledProcessError) as exc:
@@ -165,8 +174,15 @@ def replay_command(ns) -> int:
                           f"{s['peak_live_bytes'] / MIB:.1f} MiB -> {out} "
                           f"({out.stat().st_size // 1024} KiB)")
         return 0
-    names = ns.traces or sorted(p.stem for p in TRACE_DIR.glob("*.trace"))
+    names = ns.traces
+    if not names:
+        try:
+            names = [p.stem for p in sorted(corpus.trace_dir().glob("*.trace"))]
+        except corpus.CorpusMissing as exc:
+            print(f"mempool replay: no TRACE given, and {exc}", file=sys.stderr)
+            return 2
     report: Dict[str, Any] = {"meta": harness.meta(), "traces": {}}
+    failures = 0
     for name in names:
         try:
             path = resolve_trace(name)
@@ -192,16 +208,17 @@ def replay_command(ns) -> int:
                 f"{pool_row['pool_peak_resident'] / MIB:.1f} MiB vs {rec / MIB:.1f} MiB "
                 f"recorded ({pool_row['pool_peak_resident'] / rec - 1:+.1%})")
         report["traces"][name] = {"summary": s, "trace_meta": tr.meta, "rows": rows}
+        failures += harness.report_failures("mempool replay", path.name, rows)
     harness.write_json(ns.json, report)
-    return 0
+    return 1 if failures else 0
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The parser of ``python -m mempool replay``."""
     p = argparse.ArgumentParser(
         prog="python -m mempool replay",
-        description="Replay recorded allocation traces (files, or the names of shipped "
-                    "traces) in C under each allocator, one child process each; print "
+        description="Replay recorded allocation traces (files, or the names of the "
+                    "corpus's traces) in C under each allocator, one child process each; print "
                     "peak/final resident and time ratios.")
     add_replay_arguments(p)
     return p

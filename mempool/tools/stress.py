@@ -222,6 +222,7 @@ def command(ns) -> int:
     scale, settle = (0.25, min(ns.settle, 1.5)) if ns.quick else (ns.scale, ns.settle)
     patterns = list(PATTERNS) if ns.pattern == "all" else [ns.pattern]
     report = {"meta": harness.meta(), "patterns": {}}
+    failures = 0
     for pattern in patterns:
         rounds = (ns.rounds if ns.rounds is not None
                   else DEFAULT_ROUNDS[pattern] // (3 if ns.quick else 1))
@@ -245,8 +246,9 @@ def command(ns) -> int:
         if ns.markdown:
             print(harness.markdown(rows))
         report["patterns"][pattern] = {"params": params, "summary": s, "rows": rows}
+        failures += harness.report_failures("mempool stress", f"pattern {pattern}", rows)
     harness.write_json(ns.json, report)
-    return 0
+    return 1 if failures else 0
 
 
 def build_parser():

@@ -1,13 +1,16 @@
 /*
  * test_base.c - unit tests of the base layer alone: the intrusive list, the
  * bitmaps, the accounting a lower layer reports into, and the lock ranks
- * (a lock taken out of order aborts, naming both, in checked builds).
+ * (a lock taken out of order aborts, naming both, in checked builds), and
+ * the process RSS reading (os.c).
  */
+#define _GNU_SOURCE /* MAP_ANONYMOUS under -std=c11 */
 #include "base/base.h"
 #include "test.h"
 
 #include <signal.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -136,10 +139,28 @@ static void test_lock_ranks(void) {
 #endif
 }
 
+/* mp_process_rss reads the process's resident set: non-zero, and it grows
+ * by the pages this test touches (with slack for anything else). */
+static void test_process_rss(void) {
+    size_t n = 32u << 20;
+    uint64_t before = mp_process_rss();
+    CHECK(before > 0);
+    char *p = mmap(NULL, n, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (!CHECK(p != MAP_FAILED))
+        return;
+    for (size_t i = 0; i < n; i += 4096)
+        p[i] = 1;
+    uint64_t after = mp_process_rss();
+    CHECK_MSG(after >= before + n / 2, "rss %" PRIu64 " -> %" PRIu64 " after touching %zu bytes",
+              before, after, n);
+    munmap(p, n);
+}
+
 int main(void) {
     test_list();
     test_bits();
     test_acct();
     test_lock_ranks();
+    test_process_rss();
     return test_report("test_base");
 }

@@ -9,8 +9,9 @@ with the results' digests checked identical across allocators.  Prints a
 table and the issue-14 targets, writes ``real.json`` and ``real.png``.
 
 ``--record-corpus`` instead records every workload, at its corpus size, as an
-allocation trace (the tuning corpus, ``mempool/data/traces/real/``), which
-``python -m mempool replay PATH`` replays in C under every allocator.
+allocation trace (the tuning corpus, ``benches/traces/real/`` of a source
+checkout: :mod:`mempool.tools.corpus`), which ``python -m mempool replay
+PATH`` replays in C under every allocator.
 """
 
 from __future__ import annotations
@@ -23,9 +24,10 @@ import sys
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
-__all__ = ["main", "build_parser", "CORPUS_DIR", "record_corpus"]
+from mempool.tools import corpus
+from mempool.tools.corpus import REAL_DIR as CORPUS_DIR
 
-CORPUS_DIR = Path(__file__).resolve().parents[2] / "data" / "traces" / "real"
+__all__ = ["main", "build_parser", "CORPUS_DIR", "record_corpus"]
 INSTALL = "pip install 'mempool[real]'  (scikit-learn, pandas, scipy)"
 
 
@@ -55,8 +57,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="re-render the table, targets and plot of an earlier run's real.json")
     p.add_argument("--record-corpus", action="store_true",
                    help="record the workloads as allocation traces (the tuning corpus) instead")
-    p.add_argument("--corpus-dir", type=Path, default=CORPUS_DIR,
-                   help=f"with --record-corpus: where to write NAME.trace (default {CORPUS_DIR})")
+    p.add_argument("--corpus-dir", type=Path, default=None,
+                   help=f"with --record-corpus: where to write NAME.trace (default the "
+                        f"corpus, {CORPUS_DIR})")
     return p
 
 
@@ -161,7 +164,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return 2
     if args.record_corpus:
         try:
-            record_corpus(names, args.corpus_dir, args.seed, console)
+            out_dir = args.corpus_dir or corpus.trace_dir(real=True)
+        except corpus.CorpusMissing as exc:
+            console.print(f"give --corpus-dir; {exc}", style="red", markup=False)
+            return 2
+        try:
+            record_corpus(names, out_dir, args.seed, console)
         except RuntimeError as exc:
             console.print(f"[red]{exc}[/]")
             return 1

@@ -103,14 +103,14 @@ def bestfit_highwater(events: np.ndarray, small_max: int, huge_min: int) -> int:
 def breakdown(path: Path) -> Dict[str, Any]:
     """Replay ``path`` into a fresh pool; the pool's figures at the live peak."""
     import mempool
-    from mempool import _core
+    from mempool.tools._replay import ReplayState
     from mempool import trace as tr
     t = tr.load(path)
     live = tr.live_series(t.events)
     k = int(live.argmax())
     pool = mempool.Pool()
     cfg = pool.config
-    state = _core.ReplayState(t.n_ids, pool)
+    state = ReplayState(t.n_ids, pool)
     state.run(t.events[: k + 1].tobytes())
     s = pool.stats()
     sizes = live_sizes_at(t.events, k)
@@ -172,13 +172,18 @@ def render(rows: List[Dict[str, Any]]) -> str:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Entry point; prints the Markdown table (and JSON with --json)."""
-    from . import CORPUS_DIR
+    from mempool.tools import corpus
     p = argparse.ArgumentParser(prog="python -m mempool.tools.realbench.analyze",
                                 description=__doc__.split("\n\n")[0])
     p.add_argument("traces", nargs="*", type=Path)
     p.add_argument("--json", type=Path, default=None)
     args = p.parse_args(argv)
-    paths = args.traces or sorted(CORPUS_DIR.glob("*.trace"))
+    try:
+        paths = args.traces or sorted(corpus.trace_dir(real=True).glob("*.trace"))
+    except corpus.CorpusMissing as exc:
+        print(f"python -m mempool.tools.realbench.analyze: no TRACE given, and {exc}",
+              file=sys.stderr)
+        return 2
     rows = [breakdown(path) for path in paths]
     print(render(rows))
     if args.json:

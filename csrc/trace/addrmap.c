@@ -7,7 +7,7 @@
  * address without its always-zero low bits.  Not thread-safe: its owner's
  * lock guards it.
  */
-#include "tools.h"
+#include "trace.h"
 
 #include <stdlib.h>
 #include <string.h>

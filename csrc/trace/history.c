@@ -22,7 +22,7 @@
  * first, so they run after), the child makes both locks anew.
  */
 #define _GNU_SOURCE
-#include "tools.h"
+#include "trace.h"
 
 #include <pthread.h>
 #include <stdatomic.h>

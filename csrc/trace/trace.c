@@ -6,7 +6,7 @@
  * backward shift (no tombstones, so a long recording never degrades).
  */
 #define _DEFAULT_SOURCE
-#include "tools.h"
+#include "trace.h"
 
 #include <pthread.h>
 #include <stdlib.h>
