@@ -43,8 +43,8 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser(
         "run", help="run a Python script (or -m MODULE, -c CODE) with the pool "
                     "installed and report its memory use at exit",
-        usage="python -m mempool run [--capacity BYTES] [--no-report] "
-              "(SCRIPT | -m MODULE | -c CODE) [ARGS...]",
+        usage="python -m mempool run [--capacity BYTES] [--no-report] [--summary] "
+              "[--history FILE] (SCRIPT | -m MODULE | -c CODE) [ARGS...]",
         description="Run SCRIPT, -m MODULE or -c CODE as __main__ (as python "
                     "does) with mempool installed process-wide, then print a "
                     "memory report to stderr.")
@@ -52,6 +52,13 @@ def build_parser() -> argparse.ArgumentParser:
                      help="pool capacity in bytes (default: unlimited)")
     run.add_argument("--no-report", action="store_true",
                      help="do not print the report")
+    run.add_argument("--summary", action="store_true",
+                     help="print the pool's memory summary at exit, in this process and "
+                          "in every child the pool reaches (MEMPOOL_SHOW_STATS=1)")
+    run.add_argument("--history", metavar="FILE", default=None,
+                     help="record the pool's history with call sites and write it as a "
+                          "snapshot (docs/snapshot-schema.md) to FILE at exit; child "
+                          "processes write FILE-<pid> (MEMPOOL_HISTORY=FILE)")
     run.add_argument("-m", dest="module", metavar="MODULE",
                      help="run library module MODULE as a script (python -m)")
     run.add_argument("-c", dest="code", metavar="CODE",
@@ -85,7 +92,7 @@ def _run_command(parser: argparse.ArgumentParser, argv: List[str]) -> int:
         parser.parse_args(["run", "--help"])
         return 2
     return _run.run_target(target[0], target[1], args, capacity=ns.capacity,
-                           report=not ns.no_report)
+                           report=not ns.no_report, summary=ns.summary, history=ns.history)
 
 
 def _importable(name: str) -> bool:

@@ -13,7 +13,7 @@ import contextlib
 import threading
 from typing import Any, Callable, Iterator, Optional
 
-from mempool import _core, _environ
+from mempool import _core, _environ, _exitreport
 from mempool.pool import Pool
 
 __all__ = ["default_pool", "use", "install", "uninstall", "installed", "handler_name"]
@@ -98,6 +98,7 @@ def install(pool: Optional[Pool] = None) -> Pool:
         if not hasattr(current, "__mempool_original__"):
             threading.Thread._bootstrap_inner = _thread_hook(current)  # type: ignore[method-assign]
         _environ.export_environ(pool)
+    _exitreport.arm(pool)   # MEMPOOL_SHOW_STATS / MEMPOOL_HISTORY: a report at exit
     return pool
 
 

@@ -46,8 +46,8 @@ from typing import Any, Dict, List, Optional
 import numpy as np
 
 from mempool import _core
-from mempool.snapshot import (OPS, POOL_EVENT_KINDS, _columns, describe_site, live_sites,
-                              symbolize, top_sites)
+from mempool.snapshot import (DEFAULT_MAX_ENTRIES, DEFAULT_STACKS, OPS, POOL_EVENT_KINDS,
+                              _columns, describe_site, live_sites, symbolize, top_sites)
 
 __all__ = ["Recording", "record", "start", "stop", "recording_of", "symbolize",
            "describe_site", "live_sites", "top_sites", "OPS", "POOL_EVENT_KINDS",
@@ -55,8 +55,6 @@ __all__ = ["Recording", "record", "start", "stop", "recording_of", "symbolize",
 
 #: Ops that add a block (the others remove one).
 ADDING_OPS = frozenset(OPS.index(op) for op in ("alloc", "calloc", "realloc", "move"))
-DEFAULT_MAX_ENTRIES = 1_000_000
-DEFAULT_STACKS = 8
 #: Bytes one allocation event takes in the ring.
 EVENT_BYTES = _core.HISTORY_EVENT_BYTES
 STACK_UNKNOWN, STACK_NO_GIL = -1, -2

@@ -35,6 +35,9 @@ VERSION = 1
 BLOCK_STATES = ("live", "cached", "free", "released", "meshed", "buffer", "pinned", "unused")
 #: Names of history events' ``op`` (+ adds a block, - removes one).
 OPS = ("alloc", "calloc", "realloc", "free", "realloc_free", "move", "move_free")
+#: mempool.history's defaults: events a ring holds, frames per call site.
+DEFAULT_MAX_ENTRIES = 1_000_000
+DEFAULT_STACKS = 8
 #: Names of the history's pool events' ``kind`` in the format.
 _KIND_NAMES = _core.event_names()   # index = the core's kind (0 unused)
 POOL_EVENT_KINDS = tuple(n for n in _KIND_NAMES if n not in (None, "move"))
