@@ -386,6 +386,17 @@ def _jsonable(obj: Any) -> Any:
     return obj
 
 
+def _json_text(obj: Any) -> str:
+    """Compact JSON of the snapshot object: integer columns (numpy arrays)
+    are written by one join each, the rest by json.dumps."""
+    if isinstance(obj, dict):
+        return "{" + ",".join(f"{json.dumps(str(k))}:{_json_text(v)}"
+                              for k, v in obj.items()) + "}"
+    if isinstance(obj, np.ndarray):
+        return "[" + ",".join(map(str, obj.tolist())) + "]"
+    return json.dumps(_jsonable(obj), separators=(",", ":"))
+
+
 def _open(path: Union[str, os.PathLike], mode: str):
     return gzip.open(path, mode) if str(path).endswith(".gz") else open(path, mode)
 
@@ -469,8 +480,9 @@ class Snapshot:
         """Write the snapshot as JSON (gzip-compressed when ``path`` ends in
         ``.gz``); return the path."""
         path = Path(path)
+        text = _json_text(self.data)
         with _open(path, "wt") as f:
-            json.dump(self.as_dict(), f, separators=(",", ":"))
+            f.write(text)
         return path
 
     def to_memory_viz(self) -> Dict[str, Any]:

@@ -335,51 +335,51 @@ def format_summary(st: PoolStats, title: str = "mempool memory summary") -> str:
     lines.append(f" {'in blocks (rounded)':<26}{fb(st.allocated_bytes):>14}{'':>14}"
                  f"   +{fb(st.internal_waste_bytes)} rounding")
     lines.append(f" {'cached free':<26}{fb(st.dirty_free_bytes + st.slab_free_bytes):>14}"
-                 f"{'':>14}   resident holes the pool keeps for reuse")
+                 f"{'':>14}   holes kept for reuse")
     lines.append(f" {'resident':<26}{fb(st.resident_bytes):>14}"
                  f"{fb(st.peak_resident_bytes):>14}")
     lines.append(f" {'reserved (address space)':<26}{fb(st.reserved_bytes):>14}{'':>14}"
-                 f"   {st.arena_count} arenas, {st.direct_count} direct maps")
+                 f"   {st.arena_count} arenas, {st.direct_count} direct")
     if st.process_rss_bytes is not None:
         outside = max(0, st.process_rss_bytes - st.resident_bytes)
         lines.append(f" {'process RSS':<26}{fb(st.process_rss_bytes):>14}{'':>14}"
-                     f"   {fb(outside)} outside the pool")
+                     f"   {fb(outside)} outside pool")
     lines.append(thin)
-    lines.append(f" {'by layer':<17}{'live':>11}{'in use':>11}{'free':>11}{'free res.':>11}"
-                 f"{'resident':>11}{'reserved':>11}")
-    labels = {"small": "small classes", "pages": "large: page heap", "huge": "huge-page heap",
+    lines.append(f" {'by layer':<16}{'live':>10}{'in use':>10}{'free':>10}{'free res.':>10}"
+                 f"{'resident':>10}{'reserved':>10}")
+    labels = {"small": "small classes", "pages": "page heap", "huge": "huge-page heap",
               "direct": "direct maps"}
     for name in LAYER_NAMES:
         l = st.layers.get(name)
         if l is None:
             continue
-        res = fb(l.resident_bytes) if name != "small" else "(in pages)"
-        rsv = fb(l.reserved_bytes) if name != "small" else "(in pages)"
+        res = fb(l.resident_bytes) if name != "small" else "(pages)"
+        rsv = fb(l.reserved_bytes) if name != "small" else "(pages)"
         dirty = fb(l.dirty_free_bytes) if name in ("pages", "huge") else "-"
-        lines.append(f" {labels[name]:<17}{fb(l.live_bytes):>11}{fb(l.in_use_bytes):>11}"
-                     f"{fb(l.free_bytes):>11}{dirty:>11}{res:>11}{rsv:>11}")
+        lines.append(f" {labels[name]:<16}{fb(l.live_bytes):>10}{fb(l.in_use_bytes):>10}"
+                     f"{fb(l.free_bytes):>10}{dirty:>10}{res:>10}{rsv:>10}")
     lines.append(thin)
     largest = st.largest_free_share
     lines.append(f" fragmentation    {st.fragmentation:.1%} of resident holds no live data; "
-                 f"holes in slabs {fb(st.slab_free_bytes)}")
-    lines.append(f"                  free in heaps {fb(st.free_bytes)} ({fb(st.dirty_free_bytes)}"
-                 f" resident), largest hole {fb(st.largest_free_bytes)}"
-                 + (f" ({largest:.0%} of free)" if largest is not None else ""))
+                 f"slab holes {fb(st.slab_free_bytes)}")
+    lines.append(f"                  heaps {fb(st.free_bytes)} free ({fb(st.dirty_free_bytes)}"
+                 f" resident), largest {fb(st.largest_free_bytes)}"
+                 + (f" ({largest:.0%})" if largest is not None else ""))
     if st.mesh_pages_total or st.mesh_calls:
-        lines.append(f" meshing          {st.mesh_pages} pages meshed now "
-                     f"({fb(st.mesh_bytes_saved)} saved), {st.mesh_pages_total} ever, "
-                     f"{st.mesh_calls} runs, longest pause {st.mesh_pause_max_ns / 1e3:.0f} us")
+        lines.append(f" meshing          {st.mesh_pages} pages now ({fb(st.mesh_bytes_saved)} "
+                     f"saved), {st.mesh_pages_total} ever, {st.mesh_calls} runs, pause <= "
+                     f"{st.mesh_pause_max_ns / 1e3:.0f} us")
     else:
         lines.append(" meshing          none")
     if st.buffer_count:
         lines.append(f" movable buffers  {st.buffer_count} ({fb(st.buffer_bytes)}), "
-                     f"{st.pinned_buffer_count} pinned; {st.defrag_count} defragment(s) moved "
+                     f"{st.pinned_buffer_count} pinned; defragment moved "
                      f"{fb(st.defrag_moved_bytes)}")
-    lines.append(f" given back       {fb(st.released_bytes)} to the OS so far; mmap "
+    lines.append(f" given back       {fb(st.released_bytes)} to the OS; mmap "
                  f"{st.mmap_count}, munmap {st.munmap_count}, madvise {st.madvise_count}")
     lines.append(f" calls            alloc {st.alloc_count} (small {st.small_alloc_count}, "
-                 f"large {st.large_alloc_count}, direct {st.direct_alloc_count}), free "
-                 f"{st.free_count}, realloc {st.realloc_count}")
+                 f"large {st.large_alloc_count}, direct {st.direct_alloc_count})")
+    lines.append(f"                  free {st.free_count}, realloc {st.realloc_count}")
     errors = {k: v for k, v in st.errors.items() if v}
     lines.append(" errors caught    " + (", ".join(f"{k} {v}" for k, v in errors.items())
                                          if errors else "none"))
