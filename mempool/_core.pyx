@@ -27,6 +27,14 @@ from mempool._mempool cimport *
 from mempool._tracing cimport *
 
 
+cdef extern from "_stacks.h":
+    # Python call sites for mempool.history (the binding's, not the core's)
+    int32_t mph_capture(int depth) noexcept nogil
+    int mph_stack_frames(int32_t id, int32_t *out, int max) noexcept nogil
+    object mph_frame_info(int32_t id)
+    object mph_table_sizes()
+
+
 cdef extern from "numpy/arrayobject.h":
     # Declared here rather than through `cimport numpy` to get the exact
     # layout of the name field (a char[127] array, not a pointer).

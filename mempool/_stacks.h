@@ -84,33 +84,41 @@ static int mph_reserve(void **buf, size_t *cap, size_t need, size_t elsize) {
     return 0;
 }
 
-/* A fresh open-addressing table of `cap` slots, all empty. */
-static int32_t *mph_slots_new(size_t cap) {
-    int32_t *s = malloc(cap * sizeof *s);
-    if (s)
-        memset(s, 0xff, cap * sizeof *s);
-    return s;
+static uint64_t mph_frame_hash_of(size_t id);
+static uint64_t mph_stack_hash_of(size_t id);
+
+/* Make room for one more of `n` ids in an open-addressing table of ids
+ * (-1 empty), kept at most half full: doubled and refilled with hash_of.
+ * 0, or -1 when out of memory (table unchanged). */
+static int mph_slots_room(int32_t **slots, size_t *cap, size_t n, uint64_t (*hash_of)(size_t)) {
+    if ((n + 1) * 2 <= *cap)
+        return 0;
+    size_t cap2 = *cap ? *cap * 2 : 1024;
+    int32_t *s = malloc(cap2 * sizeof *s);
+    if (s == NULL)
+        return -1;
+    memset(s, 0xff, cap2 * sizeof *s);
+    for (size_t id = 0; id < n; id++) {
+        size_t i = hash_of(id) & (cap2 - 1);
+        while (s[i] >= 0)
+            i = (i + 1) & (cap2 - 1);
+        s[i] = (int32_t)id;
+    }
+    free(*slots);
+    *slots = s;
+    *cap = cap2;
+    return 0;
 }
+
+static uint64_t mph_frame_hash_of(size_t id) { return mph_pair_hash(&mph_t.frames[id]); }
+static uint64_t mph_stack_hash_of(size_t id) { return mph_t.stack_hashes[id]; }
 
 /* The id of frame f, interned if new (code gets a reference); -1 when out
  * of memory.  mu held. */
 static int32_t mph_frame_id(const mph_frame *f) {
     mph_tables *t = &mph_t;
-    if ((t->n_frames + 1) * 2 > t->frame_slots_cap) {
-        size_t cap = t->frame_slots_cap ? t->frame_slots_cap * 2 : 1024;
-        int32_t *slots = mph_slots_new(cap);
-        if (slots == NULL)
-            return -1;
-        for (size_t id = 0; id < t->n_frames; id++) {
-            size_t i = mph_pair_hash(&t->frames[id]) & (cap - 1);
-            while (slots[i] >= 0)
-                i = (i + 1) & (cap - 1);
-            slots[i] = (int32_t)id;
-        }
-        free(t->frame_slots);
-        t->frame_slots = slots;
-        t->frame_slots_cap = cap;
-    }
+    if (mph_slots_room(&t->frame_slots, &t->frame_slots_cap, t->n_frames, mph_frame_hash_of))
+        return -1;
     size_t mask = t->frame_slots_cap - 1;
     size_t i = mph_pair_hash(f) & mask;
     for (; t->frame_slots[i] >= 0; i = (i + 1) & mask) {
@@ -143,21 +151,8 @@ static int mph_stack_is(size_t id, const mph_frame *pairs, int n) {
 /* The id of the stack pairs[0..n), interned if new.  mu held. */
 static int32_t mph_stack_id(const mph_frame *pairs, int n, uint64_t hash) {
     mph_tables *t = &mph_t;
-    if ((t->n_stacks + 1) * 2 > t->stack_slots_cap) {
-        size_t cap = t->stack_slots_cap ? t->stack_slots_cap * 2 : 1024;
-        int32_t *slots = mph_slots_new(cap);
-        if (slots == NULL)
-            return MPH_UNKNOWN;
-        for (size_t id = 0; id < t->n_stacks; id++) {
-            size_t i = t->stack_hashes[id] & (cap - 1);
-            while (slots[i] >= 0)
-                i = (i + 1) & (cap - 1);
-            slots[i] = (int32_t)id;
-        }
-        free(t->stack_slots);
-        t->stack_slots = slots;
-        t->stack_slots_cap = cap;
-    }
+    if (mph_slots_room(&t->stack_slots, &t->stack_slots_cap, t->n_stacks, mph_stack_hash_of))
+        return MPH_UNKNOWN;
     size_t mask = t->stack_slots_cap - 1;
     size_t i = hash & mask;
     for (; t->stack_slots[i] >= 0; i = (i + 1) & mask) {

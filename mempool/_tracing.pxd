@@ -1,7 +1,6 @@
 # Extern-only declarations of csrc/trace/trace.h (the recorder and its record
 # format, the history; the replay engine's, csrc/tools/tools.h, are in
-# mempool/tools/_replay.pyx) and of mempool/_stacks.h (Python call sites).
-# Nothing here is implemented: keep it a mirror.
+# mempool/tools/_replay.pyx).  Nothing here is implemented: keep it a mirror.
 from libc.stdint cimport int32_t, uint8_t, uint32_t, uint64_t, uintptr_t
 
 from mempool._mempool cimport mp_event
@@ -97,9 +96,3 @@ cdef extern from "trace.h" nogil:
     size_t mp_history_copy_live(mp_history *h, size_t max, uint64_t *address,
                                 uint64_t *size, int32_t *stack)
 
-
-cdef extern from "_stacks.h":
-    int32_t mph_capture(int depth) noexcept nogil
-    int mph_stack_frames(int32_t id, int32_t *out, int max) noexcept nogil
-    object mph_frame_info(int32_t id)
-    object mph_table_sizes()
