@@ -1,6 +1,7 @@
 /*
  * addrmap.c - a hash map from a live block's address to what a recorder
- * keeps about it (the history's size and call site).
+ * keeps about it (the history: requested size and call site; the trace:
+ * the block's id, in the site field).
  *
  * Open addressing with linear probing; deletion by backward shift (no
  * tombstones, so a long recording never degrades); Fibonacci hashing of the

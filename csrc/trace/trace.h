@@ -101,8 +101,9 @@ size_t mp_trace_copy(mp_trace *t, size_t first, mp_trace_event *out,
 void mp_trace_counters(mp_trace *t, uint64_t *skipped, uint64_t *lost);
 
 /* ---- address map (addrmap.c) ----------------------------------------------
- * Live block address -> (requested size, call site), for the history.  Not
- * thread-safe: the owner's lock guards it. */
+ * Live block address -> (requested size, call site) for the history, and
+ * -> block id (in `site`) for the trace recorder.  Not thread-safe: the
+ * owner's lock guards it. */
 typedef struct addrmap_slot {
     uintptr_t key; /* 0 = empty (a NULL pointer is never a live block) */
     uint64_t size;
