@@ -343,7 +343,7 @@ def format_summary(st: PoolStats, title: str = "mempool memory summary") -> str:
     if st.process_rss_bytes is not None:
         outside = max(0, st.process_rss_bytes - st.resident_bytes)
         lines.append(f" {'process RSS':<26}{fb(st.process_rss_bytes):>14}{'':>14}"
-                     f"   {fb(outside)} outside pool")
+                     f"   +{fb(outside)} outside")
     lines.append(thin)
     lines.append(f" {'by layer':<16}{'live':>10}{'in use':>10}{'free':>10}{'free res.':>10}"
                  f"{'resident':>10}{'reserved':>10}")
@@ -359,15 +359,13 @@ def format_summary(st: PoolStats, title: str = "mempool memory summary") -> str:
         lines.append(f" {labels[name]:<16}{fb(l.live_bytes):>10}{fb(l.in_use_bytes):>10}"
                      f"{fb(l.free_bytes):>10}{dirty:>10}{res:>10}{rsv:>10}")
     lines.append(thin)
-    largest = st.largest_free_share
     lines.append(f" fragmentation    {st.fragmentation:.1%} of resident holds no live data; "
                  f"slab holes {fb(st.slab_free_bytes)}")
-    lines.append(f"                  heaps {fb(st.free_bytes)} free ({fb(st.dirty_free_bytes)}"
-                 f" resident), largest {fb(st.largest_free_bytes)}"
-                 + (f" ({largest:.0%})" if largest is not None else ""))
+    lines.append(f"                  heaps {fb(st.free_bytes)} free, "
+                 f"{fb(st.dirty_free_bytes)} of it resident; largest {fb(st.largest_free_bytes)}")
     if st.mesh_pages_total or st.mesh_calls:
-        lines.append(f" meshing          {st.mesh_pages} pages now ({fb(st.mesh_bytes_saved)} "
-                     f"saved), {st.mesh_pages_total} ever, {st.mesh_calls} runs, pause <= "
+        lines.append(f" meshing          {st.mesh_pages} pages ({fb(st.mesh_bytes_saved)} "
+                     f"saved), {st.mesh_pages_total} ever, pause <= "
                      f"{st.mesh_pause_max_ns / 1e3:.0f} us")
     else:
         lines.append(" meshing          none")
@@ -375,8 +373,8 @@ def format_summary(st: PoolStats, title: str = "mempool memory summary") -> str:
         lines.append(f" movable buffers  {st.buffer_count} ({fb(st.buffer_bytes)}), "
                      f"{st.pinned_buffer_count} pinned; defragment moved "
                      f"{fb(st.defrag_moved_bytes)}")
-    lines.append(f" given back       {fb(st.released_bytes)} to the OS; mmap "
-                 f"{st.mmap_count}, munmap {st.munmap_count}, madvise {st.madvise_count}")
+    lines.append(f" given back       {fb(st.released_bytes)}; mmap/munmap/madvise "
+                 f"{st.mmap_count}/{st.munmap_count}/{st.madvise_count}")
     lines.append(f" calls            alloc {st.alloc_count} (small {st.small_alloc_count}, "
                  f"large {st.large_alloc_count}, direct {st.direct_alloc_count})")
     lines.append(f"                  free {st.free_count}, realloc {st.realloc_count}")
