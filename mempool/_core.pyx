@@ -416,7 +416,8 @@ cdef class _PoolBase:
         return cfg  # Cython turns the struct into a dict of its fields
 
     def _stats_raw(self):
-        """A snapshot of mp_stats as a dict (errors and classes as lists)."""
+        """A snapshot of mp_stats as a dict: every figure of stats_fields(),
+        and the histogram, errors and classes as lists."""
         cdef mp_stats st
         cdef int code
         cdef mp_pool *pool = self._require()
@@ -424,7 +425,14 @@ cdef class _PoolBase:
             code = mp_stats_get(pool, &st)
         if code != MP_OK:
             raise self._error_from_code(code)
-        cdef dict raw = st
+        cdef const mp_stats_field *fields = mp_stats_fields()
+        cdef const char *base = <const char *>&st
+        cdef dict raw = {name: (<const uint64_t *>(base + fields[i].offset))[0]
+                         for i, name in enumerate(_STATS_NAMES)}
+        raw["free_histogram_count"] = [st.free_histogram_count[i]
+                                       for i in range(MP_FREE_BINS)]
+        raw["free_histogram_bytes"] = [st.free_histogram_bytes[i]
+                                       for i in range(MP_FREE_BINS)]
         raw["errors"] = [st.errors[i] for i in range(MP_ERROR_COUNT)]
         cdef unsigned n_classes = min(<unsigned>st.class_count,
                                       <unsigned>MP_MAX_CLASSES)
@@ -575,6 +583,18 @@ def error_name(int code):
 def strerror(int code):
     """mp_strerror: the core's text for an error code."""
     return mp_strerror(code).decode()
+
+
+def stats_fields():
+    """``[(name, unit, doc)]`` of every scalar figure of mp_stats, in order,
+    from the core's ``MP_STATS_LIST`` (``mp_stats_fields``): the one source
+    of :class:`mempool.PoolStats`' fields."""
+    cdef const mp_stats_field *f = mp_stats_fields()
+    return [(f[i].name.decode(), f[i].unit.decode(), f[i].doc.decode())
+            for i in range(MP_STATS_COUNT)]
+
+
+_STATS_NAMES = tuple(name for name, _, _ in stats_fields())
 
 
 def default_config():

@@ -103,51 +103,24 @@ cdef extern from "mempool.h" nogil:
         uint64_t reserved_bytes
         uint64_t blocks
 
+    # The scalar figures (MP_STATS_LIST) are read through mp_stats_fields'
+    # table, not declared here: the list in mempool.h is their one source.
+    enum: MP_STATS_COUNT
     ctypedef struct mp_stats:
-        uint64_t live_bytes
-        uint64_t peak_live_bytes
-        uint64_t allocated_bytes
-        uint64_t reserved_bytes
-        uint64_t resident_bytes
-        uint64_t peak_resident_bytes
-        uint64_t free_bytes
-        uint64_t dirty_free_bytes
-        uint64_t largest_free_bytes
-        uint64_t released_bytes
-        uint64_t metadata_bytes
-        uint64_t alloc_count
-        uint64_t free_count
-        uint64_t realloc_count
-        uint64_t calloc_count
-        uint64_t small_alloc_count
-        uint64_t large_alloc_count
-        uint64_t direct_alloc_count
-        uint64_t mmap_count
-        uint64_t munmap_count
-        uint64_t madvise_count
-        uint64_t mremap_count
-        uint64_t arena_count
-        uint64_t direct_count
-        uint64_t thread_cache_count
-        uint64_t free_span_count
         uint64_t free_histogram_count[MP_FREE_BINS]
         uint64_t free_histogram_bytes[MP_FREE_BINS]
-        uint64_t slab_free_bytes
-        uint64_t buffer_count
-        uint64_t buffer_bytes
-        uint64_t pinned_buffer_count
-        uint64_t defrag_count
-        uint64_t defrag_moved_bytes
-        uint64_t mesh_pages
-        uint64_t mesh_bytes_saved
-        uint64_t mesh_pages_total
-        uint64_t mesh_calls
-        uint64_t mesh_pause_max_ns
         uint64_t errors[MP_ERROR_COUNT]
-        uint64_t error_total
         uint32_t class_count
         mp_class_stats classes[MP_MAX_CLASSES]
         mp_layer_stats layers[MP_LAYER_COUNT]
+
+    ctypedef struct mp_stats_field:
+        const char *name
+        size_t offset
+        const char *unit
+        const char *doc
+
+    const mp_stats_field *mp_stats_fields()
 
     int mp_stats_get(mp_pool *pool, mp_stats *out)
     void mp_pool_reset_peak(mp_pool *pool)

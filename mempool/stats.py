@@ -1,19 +1,22 @@
 """Typed, immutable view of a pool's counters (``Pool.stats()``).
 
-The core hands up a flat ``mp_stats`` snapshot; this module names every field,
+The core hands up a flat ``mp_stats`` snapshot and the list of its figures
+(``MP_STATS_LIST``, whence PoolStats' fields and their documentation); this module
 derives the figures people actually ask about (how fragmented, how much is
 held per byte in use) and renders them.  Nothing here touches the pool.
 """
 from __future__ import annotations
 
 import dataclasses
+import textwrap
 from dataclasses import dataclass, field
 from typing import Any, Dict, Mapping, Optional, Tuple
 
+from mempool import _core
 from mempool.errors import ERROR_NAMES, format_bytes
 
-__all__ = ["DefragReport", "LayerStats", "PoolStats", "SizeClassStats", "format_bytes",
-           "format_summary", "LAYER_NAMES"]
+__all__ = ["DefragReport", "LayerStats", "PoolStats", "SizeClassStats", "STATS_FIELDS",
+           "format_bytes", "format_summary", "LAYER_NAMES"]
 
 
 @dataclass(frozen=True)
@@ -67,130 +70,48 @@ class LayerStats:
 #: Names of ``PoolStats.layers``, in order (mempool.h's MP_LAYER_*).
 LAYER_NAMES = ("small", "pages", "huge", "direct")
 
-# Fields of PoolStats that from_raw does not copy as plain integers.
-_NOT_COUNTERS = ("errors", "classes", "free_histogram", "process_rss_bytes", "layers")
+#: ``(name, unit, doc)`` of every scalar figure of a pool's snapshot, in
+#: order: the core's ``MP_STATS_LIST`` (``mempool.h``), the one list of them,
+#: from which PoolStats' fields and their documentation are made.
+STATS_FIELDS: Tuple[Tuple[str, str, str], ...] = tuple(_core.stats_fields())
+
+# The fields PoolStats adds to those figures: what from_raw builds itself.
+_COMPOSITE_DOC = """\
+  free_histogram:      free spans by size: (lower bound in bytes, spans,
+                       bytes) per power-of-two bin from 4 KiB up, the last
+                       bin holding everything larger.
+  process_rss_bytes:   the whole process's resident set when the snapshot
+                       was taken, next to the pool's estimate; None when
+                       unknown.
+  errors:              misuse caught by the core, by error name
+                       ("MP_EDOUBLEFREE", ...), successes excluded.
+  classes:             one SizeClassStats per small size class.
+  layers:              one LayerStats per layer, by name: "small" (slabs),
+                       "pages" (the page heap's large blocks), "huge" (the
+                       huge-page heap), "direct" (direct mappings).
+
+``str()`` of a snapshot is its memory_summary(): a table for people."""
 
 
-@dataclass(frozen=True)
-class PoolStats:
-    """A consistent snapshot of one pool's counters.
+def _pool_stats_doc() -> str:
+    lines = ["A consistent snapshot of one pool's counters (``Pool.stats()``).", "",
+             "The core's figures (unit in brackets):"]
+    for name, unit, doc in STATS_FIELDS:
+        lines.append(textwrap.fill(f"{name} [{unit}]: {doc}.", 76, initial_indent="  ",
+                                   subsequent_indent="      "))
+    return "\n".join(lines + ["", "Built from them:", _COMPOSITE_DOC, ""])
 
-    Bytes
-      live_bytes:          sum of the requested sizes of live blocks.
-      peak_live_bytes:     highest live_bytes seen (may lag by up to 64 KiB
-                           per thread for small blocks, which are counted in
-                           per-thread batches).
-      allocated_bytes:     sum of the rounded (block) sizes of live blocks.
-      reserved_bytes:      address space the pool holds (arenas + mappings).
-      resident_bytes:      estimate of pages touched and not given back.
-      peak_resident_bytes: highest resident_bytes seen.
-      free_bytes:          free bytes inside arenas.
-      dirty_free_bytes:    of those, still resident (waiting for the decay).
-      largest_free_bytes:  largest free span: a request up to this size fits
-                           without reserving more address space.
-      released_bytes:      total bytes given back to the OS so far.
-      metadata_bytes:      bookkeeping held outside the arenas.
-    Calls
-      alloc_count:         successful allocations (calloc included).
-      free_count:          successful frees.
-      realloc_count:       successful reallocs (their internal allocation
-                           and free are not counted again).
-      calloc_count:        successful callocs (also in alloc_count).
-      small_alloc_count, large_alloc_count, direct_alloc_count: allocations
-                           served by slabs, by the large-block heap and by a
-                           mapping of their own.
-    OS calls
-      mmap_count, munmap_count, madvise_count, mremap_count.
-    Structure
-      arena_count:         arenas reserved now.
-      direct_count:        blocks living in a mapping of their own.
-      thread_cache_count:  per-thread caches attached to the pool.
-      free_span_count:     free spans in the large-block heap.
-    Fragmentation
-      free_histogram:      free spans by size: (lower bound in bytes, spans,
-                           bytes) per power-of-two bin from 4 KiB up, the last
-                           bin holding everything larger.
-      slab_free_bytes:     free blocks inside slabs: memory a size class holds
-                           for its own future requests only.
-      process_rss_bytes:   the whole process's resident set when the snapshot
-                           was taken (psutil), next to the pool's estimate;
-                           None when unknown.
-    Movable buffers (Pool.buffer, Pool.defragment)
-      buffer_count, buffer_bytes, pinned_buffer_count: live buffers, their
-                           bytes, and how many are pinned by a view now.
-      defrag_count, defrag_moved_bytes: defragment calls and bytes they
-                           copied.
-    Meshing (Pool(mesh=True))
-      mesh_pages:          slab pages mapped onto another slab's memory now;
-      mesh_bytes_saved:    the memory that saves (mesh_pages x 4 KiB).
-      mesh_pages_total:    pages meshed since the pool was made.
-      mesh_calls:          runs of the mesher (purger and trim).
-      mesh_pause_max_ns:   the longest time one slab was write-protected
-                           while its blocks were copied (a writer to it
-                           waited that long at most).
-    Errors
-      errors:              misuse caught by the core, by error name
-                           ("MP_EDOUBLEFREE", ...), successes excluded.
-      error_total:         sum of those.
-    Classes and layers
-      classes:             one SizeClassStats per small size class.
-      layers:              one LayerStats per layer, by name: "small" (slabs),
-                           "pages" (the page heap's large blocks), "huge"
-                           (the huge-page heap), "direct" (direct mappings).
 
-    ``str()`` of a snapshot is :meth:`memory_summary`: a table for people.
-    """
+class _PoolStatsMethods:
+    """What PoolStats derives from its fields (the fields themselves come
+    from the core's list: see PoolStats)."""
 
-    live_bytes: int
-    peak_live_bytes: int
-    allocated_bytes: int
-    reserved_bytes: int
-    resident_bytes: int
-    peak_resident_bytes: int
-    free_bytes: int
-    dirty_free_bytes: int
-    largest_free_bytes: int
-    released_bytes: int
-    metadata_bytes: int
-    alloc_count: int
-    free_count: int
-    realloc_count: int
-    calloc_count: int
-    small_alloc_count: int
-    large_alloc_count: int
-    direct_alloc_count: int
-    mmap_count: int
-    munmap_count: int
-    madvise_count: int
-    mremap_count: int
-    arena_count: int
-    direct_count: int
-    thread_cache_count: int
-    free_span_count: int
-    slab_free_bytes: int = 0
-    buffer_count: int = 0
-    buffer_bytes: int = 0
-    pinned_buffer_count: int = 0
-    defrag_count: int = 0
-    defrag_moved_bytes: int = 0
-    mesh_pages: int = 0
-    mesh_bytes_saved: int = 0
-    mesh_pages_total: int = 0
-    mesh_calls: int = 0
-    mesh_pause_max_ns: int = 0
-    free_histogram: Tuple[Tuple[int, int, int], ...] = ()
-    process_rss_bytes: Optional[int] = None
-    errors: Mapping[str, int] = field(default_factory=dict)
-    error_total: int = 0
-    classes: Tuple[SizeClassStats, ...] = ()
-    layers: Mapping[str, LayerStats] = field(default_factory=dict)
+    __slots__ = ()
 
     @classmethod
     def from_raw(cls, raw: Mapping[str, Any]) -> "PoolStats":
         """Build from the dict the extension returns (``_stats_raw``)."""
-        names = [f.name for f in dataclasses.fields(cls)
-                 if f.name not in _NOT_COUNTERS]
-        values = {name: int(raw[name]) for name in names}
+        values = {name: int(raw[name]) for name, _, _ in STATS_FIELDS}
         errors = {ERROR_NAMES.get(-i, f"MP_E{i}"): int(n)
                   for i, n in enumerate(raw["errors"]) if i > 0}
         classes = tuple(SizeClassStats(*map(int, row)) for row in raw["classes"])
@@ -280,6 +201,22 @@ class PoolStats:
                 f"(peak {format_bytes(self.peak_resident_bytes)}), "
                 f"reserved {format_bytes(self.reserved_bytes)}, "
                 f"fragmentation {self.fragmentation:.1%}")
+
+
+#: A consistent snapshot of one pool's counters: a frozen dataclass whose
+#: integer fields are the core's figures (STATS_FIELDS), plus the composite
+#: ones from_raw builds.
+PoolStats = dataclasses.make_dataclass(
+    "PoolStats",
+    [(name, int) for name, _, _ in STATS_FIELDS] + [
+        ("free_histogram", Tuple[Tuple[int, int, int], ...], field(default=())),
+        ("process_rss_bytes", Optional[int], field(default=None)),
+        ("errors", Mapping[str, int], field(default_factory=dict)),
+        ("classes", Tuple[SizeClassStats, ...], field(default=())),
+        ("layers", Mapping[str, LayerStats], field(default_factory=dict)),
+    ],
+    bases=(_PoolStatsMethods,), frozen=True,
+    namespace={"__doc__": _pool_stats_doc(), "__module__": __name__})
 
 
 @dataclass(frozen=True)

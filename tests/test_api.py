@@ -127,6 +127,22 @@ def test_live_bytes_track_arrays_exactly(pool):
     assert st.alloc_count == st.free_count == 2
 
 
+def test_stats_fields_come_from_the_core_list(pool):
+    # One list (mempool.h's MP_STATS_LIST) makes the C struct, the raw dict
+    # and PoolStats' fields and docs: the three agree, in order.
+    core = mempool._core.stats_fields()
+    names = [name for name, _, _ in core]
+    assert len(names) == len(set(names)) > 30
+    assert [f.name for f in dataclasses.fields(PoolStats)][:len(names)] == names
+    raw = pool._stats_raw()
+    assert set(names) <= set(raw)
+    assert set(raw) - set(names) == {"free_histogram_count", "free_histogram_bytes",
+                                     "errors", "classes", "layers"}
+    for name, unit, doc in core:
+        assert unit in ("bytes", "calls", "count", "pages", "ns")
+        assert f"{name} [{unit}]" in PoolStats.__doc__
+
+
 def test_stats_is_a_frozen_documented_snapshot(pool):
     a = pool.zeros(100000)
     st = pool.stats()

@@ -91,6 +91,16 @@ static inline __attribute__((always_inline)) void *small_alloc(mp_pool *pool, si
     return small_take(pool, tc, bin, cls, size, call, false);
 }
 
+/* Count the free of a small block of class cls that held `state` requested
+ * bytes, on a cache's counters or the uncached ones (tc_counters_take). */
+static inline __attribute__((always_inline)) void small_count_free(mp_counters *ctr, unsigned cls,
+                                                                   uint32_t state, int call) {
+    ctr_add(&ctr->class_frees[cls], 1);
+    ctr_add(&ctr->class_live_bytes[cls], -(int64_t)state);
+    if (call == CALL_INTERNAL)
+        ctr_add(&ctr->small_internal_frees, 1);
+}
+
 /* Mark a live block free, put it on its class's bin (which has room) and
  * count it.  Plain loads and stores first, as in small_take. */
 static inline __attribute__((always_inline)) void
@@ -103,11 +113,7 @@ small_push(mp_pool *pool, mp_tcache *tc, mp_tcache_bin *bin, unsigned cls, void 
     int64_t unpublished = tc->unpublished - (int64_t)state;
     tc->unpublished = unpublished;
     atomic_store_explicit(state_word, MP_BLOCK_FREE, memory_order_relaxed);
-    mp_counters *ctr = &tc->counters;
-    ctr_add(&ctr->class_frees[cls], 1);
-    ctr_add(&ctr->class_live_bytes[cls], -(int64_t)state);
-    if (call == CALL_INTERNAL)
-        ctr_add(&ctr->small_internal_frees, 1);
+    small_count_free(&tc->counters, cls, state, call);
     if (MP_UNLIKELY(unpublished <= -MP_PUBLISH_BYTES))
         tc_publish(&pool->small, tc);
 }
@@ -130,18 +136,11 @@ static inline __attribute__((always_inline)) int small_free(mp_pool *pool, mp_sl
     mp_tcache *tc = tc_get(&pool->small);
     unsigned cls = slab->cls;
     if (MP_UNLIKELY(tc == NULL)) {
-        /* No cache could be made: hand the block straight to its slab, and
-         * account it centrally. */
+        /* No cache could be made: hand the block straight to its slab. */
         mp_tcache_entry entry = {.ptr = ptr, .state = &slab->state[idx]};
-        mp_counters *central = &pool->small.central;
         slab_return(&pool->small, cls, &entry, 1);
-        mutex_lock(&pool->lock);
-        ctr_add(&central->class_frees[cls], 1);
-        ctr_add(&central->class_live_bytes[cls], -(int64_t)state);
-        if (call == CALL_INTERNAL)
-            ctr_add(&central->small_internal_frees, 1);
-        mutex_unlock(&pool->lock);
-        acct_live(&pool->acct, -(int64_t)state);
+        small_count_free(tc_counters_take(&pool->small, NULL), cls, state, call);
+        tc_counters_put(&pool->small, NULL, -(int64_t)state);
         return rc;
     }
     mp_tcache_bin *bin = &tc->bins[cls];
@@ -193,7 +192,7 @@ static void *direct_alloc(mp_pool *pool, size_t size, size_t align, int call) {
     acct_resident(acct, (int64_t)bytes);
     acct_after_growth(acct, peak);
     pool_account_large(pool, (int64_t)size, (int64_t)bytes, call,
-                       &pool->small.central.direct_alloc_count);
+                       LARGE_DIRECT);
     acct_live(acct, (int64_t)size);
     acct_event(acct, MP_EV_DIRECT_MAP, base, bytes, size);
     mutex_unlock(&pool->lock);
@@ -212,7 +211,7 @@ static void direct_free_unlock(mp_pool *pool, mp_direct *d, int call) {
     acct->metadata -= sizeof *d;
     acct_released(acct, d->region.size);
     pool_account_large(pool, -(int64_t)d->requested, -(int64_t)d->region.size, call,
-                       &pool->small.central.direct_alloc_count);
+                       LARGE_DIRECT);
     acct_live(acct, -(int64_t)d->requested);
     map_bury(&pool->graves, &d->region);
     map_remove(&d->region);
@@ -243,7 +242,7 @@ static MP_COLD void *large_alloc(mp_pool *pool, size_t size, size_t align, int c
     if (clean == npages) /* nothing of it resident yet: its page size can be chosen */
         arena_advise_fresh(span->arena, &pool->acct.os, span->page, (uint32_t)npages, want);
     pool_account_large(pool, (int64_t)size, (int64_t)need, call,
-                       &pool->small.central.large_alloc_count);
+                       LARGE_SPAN);
     acct_live(&pool->acct, (int64_t)size);
     mutex_unlock(&pool->lock);
     char *ptr = span_addr(span);
@@ -349,7 +348,7 @@ static MP_COLD int free_large(mp_pool *pool, mp_region *region, void *ptr, size_
             result = debug_large_freed(pool, ptr, span->requested, span_bytes(span), -1);
         MP_POISON(ptr, span_bytes(span)); /* before the heap may hand it out */
         pool_account_large(pool, -(int64_t)span->requested, -(int64_t)span_bytes(span), call,
-                           &pool->small.central.large_alloc_count);
+                           LARGE_SPAN);
         acct_live(&pool->acct, -(int64_t)span->requested);
         heap_free(arena->heap, span, os_now_ms());
         purge_after_free(pool);

@@ -10,16 +10,11 @@
 
 #include <string.h>
 
-/* Count one successful mp_realloc. */
+/* Count one successful mp_realloc (of any block: per thread, lock-free). */
 static void count_realloc(mp_pool *pool) {
     mp_tcache *tc = tc_get(&pool->small);
-    if (tc) {
-        ctr_add(&tc->counters.realloc_count, 1);
-        return;
-    }
-    mutex_lock(&pool->lock);
-    ctr_add(&pool->small.central.realloc_count, 1);
-    mutex_unlock(&pool->lock);
+    ctr_add(&tc_counters_take(&pool->small, tc)->realloc_count, 1);
+    tc_counters_put(&pool->small, tc, 0);
 }
 
 /* Allocate, copy, free: the general case.  NULL leaves ptr live. */
@@ -54,16 +49,10 @@ static void *realloc_small(mp_pool *pool, mp_slab *slab, void *ptr, size_t old_s
     mp_asan_live(ptr, new_size, slab->block_size);
     int64_t delta = (int64_t)new_size - (int64_t)state;
     mp_tcache *tc = tc_get(&pool->small);
-    if (tc) {
-        ctr_add(&tc->counters.class_live_bytes[slab->cls], delta);
-        tc->unpublished += delta;
-    } else {
-        mutex_lock(&pool->lock);
-        ctr_add(&pool->small.central.class_live_bytes[slab->cls], delta);
-        mutex_unlock(&pool->lock);
-        acct_live(&pool->acct, delta);
-    }
-    count_realloc(pool);
+    mp_counters *ctr = tc_counters_take(&pool->small, tc);
+    ctr_add(&ctr->class_live_bytes[slab->cls], delta);
+    ctr_add(&ctr->realloc_count, 1);
+    tc_counters_put(&pool->small, tc, delta);
     return ptr;
 }
 
@@ -112,10 +101,11 @@ static void *realloc_large(mp_pool *pool, mp_arena *arena, void *ptr, size_t old
             mp_asan_live(ptr, new_size, old_bytes > span_bytes(span) ? old_bytes : span_bytes(span));
             span->requested = new_size;
             pool_account_large(pool, (int64_t)new_size - (int64_t)old_requested,
-                               (int64_t)span_bytes(span) - (int64_t)old_bytes, CALL_INTERNAL, NULL);
+                               (int64_t)span_bytes(span) - (int64_t)old_bytes, CALL_INTERNAL,
+                               LARGE_SPAN);
             acct_live(&pool->acct, (int64_t)new_size - (int64_t)old_requested);
-            ctr_add(&pool->small.central.realloc_count, 1);
             mutex_unlock(&pool->lock);
+            count_realloc(pool);
             return ptr;
         }
     }
@@ -180,10 +170,10 @@ static void *realloc_direct(mp_pool *pool, mp_direct *d, void *ptr, size_t old_s
         debug_canary_set(d->region.base, new_size);
     mp_asan_live(d->region.base, new_size, new_bytes);
     pool_account_large(pool, (int64_t)new_size - (int64_t)old_requested,
-                       (int64_t)new_bytes - (int64_t)old_bytes, CALL_INTERNAL, NULL);
+                       (int64_t)new_bytes - (int64_t)old_bytes, CALL_INTERNAL, LARGE_DIRECT);
     acct_live(&pool->acct, (int64_t)new_size - (int64_t)old_requested);
-    ctr_add(&pool->small.central.realloc_count, 1);
     mutex_unlock(&pool->lock);
+    count_realloc(pool);
     return d->region.base;
 }
 

@@ -194,44 +194,81 @@ typedef struct mp_layer_stats {
     uint64_t blocks;         /* live blocks (PAGES: not counted, 0) */
 } mp_layer_stats;
 
+/* X-macro: every scalar figure of mp_stats, in order, as X(name, unit,
+ * doc).  One list feeds the struct, the table the core exports
+ * (mp_stats_fields: names, offsets, units, docs) and, through that table,
+ * the Python side: the dict of Pool._stats_raw and the fields and docs of
+ * mempool.PoolStats.  Adding a figure = one line here and the line of
+ * mp_stats_get (pool/stats.c) that fills it.  Units: "bytes", "calls" (of
+ * the pool's API or the OS), "count" (things that exist now), "pages", "ns". */
+#define MP_STATS_LIST(X)                                                                         \
+    /* bytes */                                                                                  \
+    X(live_bytes, "bytes", "sum of the requested sizes of live blocks")                          \
+    X(peak_live_bytes, "bytes",                                                                  \
+      "highest live_bytes seen (small blocks are counted per thread in batches: it may lag by "  \
+      "up to 64 KiB per thread)")                                                                \
+    X(allocated_bytes, "bytes", "sum of the rounded (block) sizes of live blocks")              \
+    X(reserved_bytes, "bytes", "address space the pool holds (arenas and mappings)")            \
+    X(resident_bytes, "bytes", "estimate of the pages touched and not given back")              \
+    X(peak_resident_bytes, "bytes", "highest resident_bytes seen")                               \
+    X(free_bytes, "bytes", "free bytes inside arenas (the heaps' free spans)")                  \
+    X(dirty_free_bytes, "bytes", "of those, still resident (waiting for the decay)")            \
+    X(largest_free_bytes, "bytes",                                                               \
+      "largest free span: a request up to this size fits without reserving more")              \
+    X(released_bytes, "bytes", "total bytes given back to the OS so far")                        \
+    X(metadata_bytes, "bytes", "bookkeeping held outside the arenas")                            \
+    X(slab_free_bytes, "bytes",                                                                  \
+      "free blocks inside slabs: memory a size class holds for its own requests only")          \
+    /* calls */                                                                                  \
+    X(alloc_count, "calls", "successful allocations (callocs included)")                         \
+    X(free_count, "calls", "successful frees")                                                   \
+    X(realloc_count, "calls",                                                                    \
+      "successful reallocs (their internal allocation and free are not counted again)")         \
+    X(calloc_count, "calls", "successful callocs (also in alloc_count)")                         \
+    X(small_alloc_count, "calls", "allocations served by slabs")                                 \
+    X(large_alloc_count, "calls", "allocations served by the large-block heaps")                 \
+    X(direct_alloc_count, "calls", "allocations served by a mapping of their own")               \
+    /* OS calls */                                                                               \
+    X(mmap_count, "calls", "mmap calls")                                                         \
+    X(munmap_count, "calls", "munmap calls")                                                     \
+    X(madvise_count, "calls", "madvise calls (pages given back, huge-page advice)")              \
+    X(mremap_count, "calls", "mremap calls (mappings grown or shrunk in place)")                 \
+    /* structure */                                                                              \
+    X(arena_count, "count", "arenas reserved now")                                               \
+    X(direct_count, "count", "blocks living in a mapping of their own")                          \
+    X(thread_cache_count, "count", "per-thread caches attached to the pool")                     \
+    X(free_span_count, "count", "free spans in the heaps")                                       \
+    /* movable buffers (mp_buffer_*) */                                                          \
+    X(buffer_count, "count", "live movable buffers")                                             \
+    X(buffer_bytes, "bytes", "their bytes")                                                      \
+    X(pinned_buffer_count, "count", "of those, pinned (by a view) now")                          \
+    X(defrag_count, "calls", "mp_defragment calls")                                              \
+    X(defrag_moved_bytes, "bytes", "bytes they copied")                                          \
+    /* meshing (config.mesh) */                                                                  \
+    X(mesh_pages, "pages", "slab pages mapped onto another slab's memory now")                   \
+    X(mesh_bytes_saved, "bytes", "the memory that saves (mesh_pages x 4 KiB)")                   \
+    X(mesh_pages_total, "pages", "pages meshed since the pool was made")                         \
+    X(mesh_calls, "calls", "runs of the mesher (purger and trim)")                               \
+    X(mesh_pause_max_ns, "ns",                                                                   \
+      "longest time one slab was write-protected while its blocks were copied (a writer to it " \
+      "waited that long at most)")                                                               \
+    /* errors */                                                                                 \
+    X(error_total, "count", "misuse caught by the core, every code summed (errors[]: per code)")
+
+/* Number of entries in MP_STATS_LIST, counted by the list itself. */
+#define MP_STATS_ONE_(name, unit, doc) +1
+enum { MP_STATS_COUNT = 0 MP_STATS_LIST(MP_STATS_ONE_) };
+
 typedef struct mp_stats {
-    /* bytes */
-    uint64_t live_bytes;        /* sum of requested sizes of live blocks */
-    uint64_t peak_live_bytes;   /* max of live_bytes (see README: may lag by
-                                   up to 64 KiB per thread for small blocks) */
-    uint64_t allocated_bytes;   /* sum of rounded sizes of live blocks */
-    uint64_t reserved_bytes;    /* address space held (arenas + mappings) */
-    uint64_t resident_bytes;    /* estimate: pages touched and not given back */
-    uint64_t peak_resident_bytes;
-    uint64_t free_bytes;        /* free bytes inside arenas (TLSF spans) */
-    uint64_t dirty_free_bytes;  /* of those, still resident (awaiting decay) */
-    uint64_t largest_free_bytes;/* largest free span (a request up to this
-                                   fits without reserving more) */
-    uint64_t released_bytes;    /* total bytes given back to the OS so far */
-    uint64_t metadata_bytes;    /* bytes of bookkeeping outside the arenas */
-    /* calls */
-    uint64_t alloc_count, free_count, realloc_count, calloc_count;
-    uint64_t small_alloc_count, large_alloc_count, direct_alloc_count;
-    /* OS calls */
-    uint64_t mmap_count, munmap_count, madvise_count, mremap_count;
-    /* structure */
-    uint64_t arena_count, direct_count, thread_cache_count;
-    uint64_t free_span_count;
+#define MP_STATS_MEMBER_(name, unit, doc) uint64_t name;
+    MP_STATS_LIST(MP_STATS_MEMBER_)
+#undef MP_STATS_MEMBER_
     /* fragmentation: free spans of the heaps by size, bin i holding spans of
      * [4 KiB << i, 4 KiB << (i+1)) bytes (the last bin: everything larger) */
     uint64_t free_histogram_count[MP_FREE_BINS];
     uint64_t free_histogram_bytes[MP_FREE_BINS];
-    uint64_t slab_free_bytes;   /* free blocks inside slabs (class holes) */
-    /* movable buffers (mp_buffer_*) */
-    uint64_t buffer_count, buffer_bytes, pinned_buffer_count;
-    uint64_t defrag_count, defrag_moved_bytes;
-    /* meshing (config.mesh): slab pages mapped onto another slab's memory
-     * now (bytes saved = that times 4 KiB), ever, mesher runs, and the
-     * longest time one slab was write-protected while it was copied */
-    uint64_t mesh_pages, mesh_bytes_saved, mesh_pages_total, mesh_calls, mesh_pause_max_ns;
     /* errors caught, indexed by -code (index 0 unused) */
     uint64_t errors[MP_ERROR_COUNT];
-    uint64_t error_total;
     /* per size class */
     uint32_t class_count;
     mp_class_stats classes[MP_MAX_CLASSES];
@@ -239,6 +276,18 @@ typedef struct mp_stats {
      * heap, direct mappings */
     mp_layer_stats layers[MP_LAYER_COUNT];
 } mp_stats;
+
+/* One scalar figure of mp_stats: its name, where it is, its unit and what
+ * it means (MP_STATS_LIST). */
+typedef struct mp_stats_field {
+    const char *name;
+    size_t offset; /* of its uint64_t in mp_stats */
+    const char *unit;
+    const char *doc;
+} mp_stats_field;
+
+/* The MP_STATS_COUNT scalar figures of mp_stats, in the struct's order. */
+const mp_stats_field *mp_stats_fields(void);
 
 /* Fill *out with a consistent snapshot of the counters. */
 int mp_stats_get(mp_pool *pool, mp_stats *out);

@@ -91,7 +91,7 @@ int mp_buffer_create(mp_pool *pool, size_t nbytes, mp_buffer *out) {
     slot->nbytes = nbytes;
     slot->pins = 0;
     slot->generation |= 1;
-    pool_account_large(pool, (int64_t)nbytes, (int64_t)need, CALL_ALLOC, &pool->small.central.large_alloc_count);
+    pool_account_large(pool, (int64_t)nbytes, (int64_t)need, CALL_ALLOC, LARGE_SPAN);
     acct_live(&pool->acct, (int64_t)nbytes);
     pool->buffers.live++;
     pool->buffers.bytes += nbytes;
@@ -114,7 +114,7 @@ int mp_buffer_destroy(mp_pool *pool, mp_buffer buffer) {
     span->movable = 0;
     MP_POISON(span_addr(span), span_bytes(span));
     pool_account_large(pool, -(int64_t)slot->nbytes, -(int64_t)span_bytes(span), CALL_ALLOC,
-                  &pool->small.central.large_alloc_count);
+                       LARGE_SPAN);
     acct_live(&pool->acct, -(int64_t)slot->nbytes);
     heap_free(heap, span, os_now_ms());
     purge_after_free(pool);

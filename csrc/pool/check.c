@@ -49,17 +49,17 @@ static void check_slabs(const mp_pool *pool, class_tally *tally, mp_check_log *l
         mesh_check(s, cls, log); /* meshed groups: members' occupancy disjoint */
 }
 
-/* Sum of a per-class counter over the central counters and every cache. */
+/* Sum of a per-class counter over the uncached counters and every cache. */
 static int64_t class_sum(const mp_small *s, size_t offset, unsigned cls) {
-    const mp_counter *c = (const mp_counter *)((const char *)&s->central + offset) + cls;
+    const mp_counter *c = (const mp_counter *)((const char *)&s->uncached + offset) + cls;
     int64_t v = ctr_get(c);
     LIST_FOREACH(tc, &s->tcaches, const mp_tcache, link)
         v += ctr_get((const mp_counter *)((const char *)&tc->counters + offset) + cls);
     return v;
 }
 
-/* Large spans and direct mappings against the central counters and the
- * pool's resident and reserved figures. */
+/* Large spans and direct mappings against the pool's large-block counters
+ * and its resident and reserved figures. */
 static void check_large(const mp_pool *pool, mp_check_log *log) {
     uint64_t requested = 0, rounded = 0, resident = 0, reserved = 0;
     for (int h = 0; h < MP_HEAP_COUNT; h++) {
@@ -85,12 +85,12 @@ static void check_large(const mp_pool *pool, mp_check_log *log) {
                    "pool: a direct block is not in the address map");
         directs++;
     }
-    const mp_counters *central = &pool->small.central;
+    const mp_large_counters *large = &pool->large;
     const mp_acct *acct = &pool->acct;
     check_fail(log, directs != pool->direct_count, "pool: direct block count");
-    check_fail(log, requested != (uint64_t)ctr_get(&central->live_bytes),
+    check_fail(log, requested != (uint64_t)large->live_bytes,
                "pool: large live bytes differ from the large blocks' requests");
-    check_fail(log, rounded != (uint64_t)ctr_get(&central->allocated_bytes),
+    check_fail(log, rounded != (uint64_t)large->allocated_bytes,
                "pool: large allocated bytes differ from the large blocks' spans");
     check_fail(log, resident != acct->resident, "pool: resident bytes differ from the dirty granules");
     check_fail(log, reserved != acct->reserved, "pool: reserved bytes differ from the regions");

@@ -132,21 +132,23 @@ mp_heap *pool_heap_for(mp_pool *pool, size_t size) {
     return &pool->heaps[MP_HEAP_PAGES];
 }
 
-/* Counters for a large or direct block turning live (delta > 0) or not.
+/* Count a large block of `kind` (LARGE_SPAN, LARGE_DIRECT) turning live
+ * (deltas > 0), not live (< 0), or resized (CALL_INTERNAL: bytes only).
  * Lock held. */
-void pool_account_large(mp_pool *pool, int64_t requested, int64_t rounded, int call,
-                        mp_counter *kind_count) {
-    mp_counters *central = &pool->small.central;
-    ctr_add(&central->live_bytes, requested);
-    ctr_add(&central->allocated_bytes, rounded);
+void pool_account_large(mp_pool *pool, int64_t requested, int64_t rounded, int call, int kind) {
+    mp_large_counters *large = &pool->large;
+    large->live_bytes += requested;
+    large->allocated_bytes += rounded;
     if (call == CALL_INTERNAL)
         return;
     if (requested > 0 || rounded > 0) {
-        ctr_add(kind_count, 1);
-        if (call == CALL_CALLOC)
-            ctr_add(&central->calloc_count, 1);
+        if (kind == LARGE_DIRECT)
+            large->direct_allocs++;
+        else
+            large->large_allocs++;
+        large->callocs += call == CALL_CALLOC;
     } else {
-        ctr_add(&central->free_count, 1);
+        large->frees++;
     }
 }
 

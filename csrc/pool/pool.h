@@ -48,6 +48,17 @@ typedef struct mp_buffer_table {
     uint64_t defrag_count, defrag_moved_bytes;
 } mp_buffer_table;
 
+/* ---- large-block counters ------------------------------------------------ */
+/* The pool's own figures of large and direct blocks, kept under its lock by
+ * pool_account_large (small blocks are counted per thread cache, lock-free:
+ * small.h's mp_counters). */
+typedef struct mp_large_counters {
+    int64_t live_bytes;      /* requested bytes of live large and direct blocks */
+    int64_t allocated_bytes; /* their spans' and mappings' bytes */
+    uint64_t large_allocs, direct_allocs; /* successful allocations of each kind */
+    uint64_t callocs, frees; /* of those, callocs; frees of either kind */
+} mp_large_counters;
+
 /* ---- the pool ----------------------------------------------------------- */
 /* MP_HEAP_MESH: the slabs' heap of memfd-backed arenas when meshing is on
  * (without it, slabs share the page heap and the mesh heap stays empty). */
@@ -64,6 +75,7 @@ struct mp_pool {
     mp_heap heaps[MP_HEAP_COUNT];
     mp_list directs;
     uint64_t direct_count;
+    mp_large_counters large;
     map_graves graves;
     _Atomic uint64_t errors[MP_ERROR_COUNT];
     /* background purge */
@@ -92,9 +104,9 @@ static inline size_t pool_small_limit(const mp_pool *pool) {
 
 /* ---- pool.c ------------------------------------------------------------- */
 enum { CALL_ALLOC, CALL_CALLOC, CALL_INTERNAL }; /* which counters a call feeds */
+enum { LARGE_SPAN, LARGE_DIRECT }; /* a large block's kind: heap span or own mapping */
 int pool_error(const mp_pool *pool, int code); /* count + remember, returns code */
-void pool_account_large(mp_pool *pool, int64_t requested, int64_t rounded, int call,
-                        mp_counter *kind_count);
+void pool_account_large(mp_pool *pool, int64_t requested, int64_t rounded, int call, int kind);
 mp_heap *pool_heap_for(mp_pool *pool, size_t size);
 void pool_lock_all(mp_pool *pool);
 void pool_unlock_all(mp_pool *pool);

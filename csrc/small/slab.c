@@ -551,18 +551,18 @@ void slab_repair_after_fork(mp_small *s) {
         }
     }
     mark_cached(s, MP_BLOCK_CACHED, MP_BLOCK_FREE);
-    /* central = truth - what the surviving caches account for */
+    /* uncached = truth - what the surviving caches account for */
     for (unsigned cls = 0; cls < s->class_count; cls++) {
         LIST_FOREACH(tc, &s->tcaches, mp_tcache, link) {
             live_blocks[cls] -= ctr_class_live(&tc->counters, cls);
             live_bytes[cls] -= ctr_get(&tc->counters.class_live_bytes[cls]);
         }
-        /* the difference goes into central's allocations and, so that the
-         * public allocation count does not move, into its internal ones */
-        int64_t fix = live_blocks[cls] - ctr_class_live(&s->central, cls);
-        ctr_add(&s->central.class_allocs[cls], fix);
-        ctr_add(&s->central.small_internal_allocs, fix);
-        atomic_store_explicit(&s->central.class_live_bytes[cls], live_bytes[cls],
+        /* the difference goes into the uncached allocations and, so that
+         * the public allocation count does not move, into the internal ones */
+        int64_t fix = live_blocks[cls] - ctr_class_live(&s->uncached, cls);
+        ctr_add(&s->uncached.class_allocs[cls], fix);
+        ctr_add(&s->uncached.small_internal_allocs, fix);
+        atomic_store_explicit(&s->uncached.class_live_bytes[cls], live_bytes[cls],
                               memory_order_relaxed);
     }
 }

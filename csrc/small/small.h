@@ -51,11 +51,12 @@ static inline uint32_t sc_index(uint64_t off, uint32_t magic) {
 }
 
 /* ---- statistics counters ---------------------------------------------------- */
+/* What a thread counts without a lock, in its cache (large and direct blocks
+ * are the pool's to count, under its lock: pool.h's mp_large_counters). */
 typedef struct mp_counters {
-    mp_counter live_bytes, allocated_bytes; /* large and direct blocks only */
-    /* free_count: large and direct blocks; small ones are in class_frees */
-    mp_counter free_count, realloc_count, calloc_count;
-    mp_counter large_alloc_count, direct_alloc_count;
+    /* calls: small callocs, and every successful realloc (any block: in
+     * place, a small block's is lock-free) */
+    mp_counter calloc_count, realloc_count;
     /* Small blocks, one counter each way on the fast paths: allocations and
      * frees per class, realloc's internal moves included (those are also in
      * small_internal_*, which the public counts subtract).  A class's live
@@ -145,7 +146,10 @@ struct mp_tcache {
     mp_link link;           /* the pool's list of caches in use, or of parked ones */
     int64_t unpublished;    /* live delta not yet in acct->live */
     mp_counters counters;
-    mp_tcache_bin bins[MP_MAX_CLASSES];
+    /* 16-aligned (calloc's alignment for the cache, so it holds): at 8 mod
+     * 16, where the counters' size leaves them, gcc spends a register move
+     * on mp_alloc's fast path (a code-generation effect: make count-c) */
+    _Alignas(16) mp_tcache_bin bins[MP_MAX_CLASSES];
 };
 
 /* ---- the layer's state -------------------------------------------------------- */
@@ -169,9 +173,9 @@ typedef struct mp_small {
     mp_link reg_link;    /* the registry of live pools (registry.c) */
     mp_list tcaches, tcache_free; /* caches in use; parked for the next thread */
     uint64_t tcache_count;
-    /* counters of caches that went away and of blocks no cache accounts for
-     * (written under heap_lock); the large paths add theirs here too */
-    mp_counters central;
+    /* the counts no live cache holds (heap_lock held): those of caches that
+     * went away, and of calls whose thread could get no cache */
+    mp_counters uncached;
     uint64_t slab_bytes; /* bytes of the spans slabs take (heap_lock held) */
     /* when slabs first got free blocks back since the last slab sweep (0:
      * none): the purger gives their whole free pages back a decay later */
@@ -291,6 +295,33 @@ static inline mp_tcache *tc_peek(const mp_small *s) { return tc_peek_uid(s->uid)
 static inline mp_tcache *tc_get(mp_small *s) {
     mp_tcache *tc = tc_peek(s);
     return MP_LIKELY(tc != NULL) ? tc : tc_get_slow(s);
+}
+
+/* The counters a small-block call counts on: its thread's cache's (`tc`, no
+ * lock), or, when the thread could get no cache (tc NULL), the layer's
+ * uncached ones, with heap_lock taken.  The one place that knows that
+ * fallback; tc_counters_put ends the count. */
+static inline mp_counters *tc_counters_take(mp_small *s, mp_tcache *tc) {
+    if (MP_LIKELY(tc != NULL))
+        return &tc->counters;
+    mutex_lock(s->heap_lock);
+    return &s->uncached;
+}
+
+/* End a count begun by tc_counters_take: `live_delta` (requested bytes that
+ * turned live, or stopped being) joins the cache's unpublished delta, which
+ * is published once large; without a cache, the lock is released and the
+ * delta published at once. */
+static inline void tc_counters_put(mp_small *s, mp_tcache *tc, int64_t live_delta) {
+    if (MP_LIKELY(tc != NULL)) {
+        int64_t unpublished = tc->unpublished + live_delta;
+        tc->unpublished = unpublished;
+        if (MP_UNLIKELY(unpublished >= MP_PUBLISH_BYTES || unpublished <= -MP_PUBLISH_BYTES))
+            tc_publish(s, tc);
+        return;
+    }
+    mutex_unlock(s->heap_lock);
+    acct_live(s->acct, live_delta);
 }
 
 #endif /* MEMPOOL_SMALL_H */

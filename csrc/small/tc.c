@@ -128,7 +128,7 @@ MP_COLD void tc_flush_bin(mp_small *s, mp_tcache *tc, unsigned cls, uint32_t kee
  * a later thread.  Lock held (or the process is a fresh fork child). */
 static void tc_park(mp_small *s, mp_tcache *tc) {
     tc_publish(s, tc);
-    tc_fold(&s->central, &tc->counters);
+    tc_fold(&s->uncached, &tc->counters);
     list_remove(&s->tcaches, &tc->link);
     list_push_front(&s->tcache_free, &tc->link);
     s->tcache_count--;

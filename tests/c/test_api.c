@@ -836,6 +836,79 @@ static void test_capacity(void)
 /* ---- counters and queries ---------------------------------------------- */
 
 /* Each call moves its own counter and routes by size as documented. */
+/* mp_stats_fields: every scalar figure of mp_stats, once, in the struct's
+ * order, each with a unit and a text; the names are C identifiers. */
+static void test_stats_fields(void)
+{
+    const mp_stats_field *f = mp_stats_fields();
+    const char *units[] = {"bytes", "calls", "count", "pages", "ns"};
+    for (int i = 0; i < MP_STATS_COUNT; i++) {
+        CHECK_EQ_U(f[i].offset, (size_t)i * sizeof(uint64_t));
+        CHECK_MSG(f[i].name && f[i].name[0] && strspn(f[i].name, "abcdefghijklmnopqrstuvwxyz_")
+                      == strlen(f[i].name), "field %d: name %s", i, f[i].name);
+        CHECK_MSG(f[i].doc && strlen(f[i].doc) > 8, "field %s: no doc", f[i].name);
+        int known = 0;
+        for (size_t u = 0; u < sizeof units / sizeof *units; u++)
+            known |= f[i].unit && strcmp(f[i].unit, units[u]) == 0;
+        CHECK_MSG(known, "field %s: unit %s", f[i].name, f[i].unit ? f[i].unit : "(null)");
+        for (int j = 0; j < i; j++)
+            CHECK_MSG(strcmp(f[i].name, f[j].name) != 0, "field %s twice", f[i].name);
+    }
+    CHECK_EQ_U(f[0].offset, offsetof(mp_stats, live_bytes));
+    CHECK_EQ_U(f[MP_STATS_COUNT - 1].offset, offsetof(mp_stats, error_total));
+    /* a figure read through the table is the struct's */
+    mp_pool *pool = make_quiet_pool();
+    if (!pool)
+        return;
+    void *p = mp_alloc(pool, 1000);
+    mp_stats s = snap(pool);
+    for (int i = 0; i < MP_STATS_COUNT; i++)
+        if (strcmp(f[i].name, "live_bytes") == 0)
+            CHECK_EQ_U(*(const uint64_t *)((const char *)&s + f[i].offset), 1000);
+    mp_free(pool, p, 0);
+    mp_pool_destroy(pool);
+}
+
+/* Calls are counted once whatever route serves them: a calloc is an
+ * allocation and a calloc; a realloc (in place or moved) is a realloc only,
+ * its internal allocation and free uncounted. */
+static void test_call_counts(void)
+{
+    mp_pool *pool = make_quiet_pool();
+    if (!pool)
+        return;
+    size_t sizes[] = {100, 3 * MiB, direct_size()};
+    for (size_t i = 0; i < sizeof sizes / sizeof *sizes; i++) {
+        mp_stats a = snap(pool);
+        void *p = mp_calloc(pool, 1, sizes[i]);
+        mp_stats b = snap(pool);
+        CHECK(p != NULL);
+        CHECK_EQ_U(b.calloc_count, a.calloc_count + 1);
+        CHECK_EQ_U(b.alloc_count, a.alloc_count + 1);
+        /* shrink: in place on every route */
+        void *q = mp_realloc(pool, p, 0, sizes[i] - sizes[i] / 4);
+        mp_stats c = snap(pool);
+        CHECK(q != NULL);
+        CHECK_EQ_U(c.realloc_count, b.realloc_count + 1);
+        CHECK_EQ_U(c.alloc_count, b.alloc_count);
+        CHECK_EQ_U(c.free_count, b.free_count);
+        CHECK_EQ_U(c.live_bytes, a.live_bytes + sizes[i] - sizes[i] / 4);
+        /* a move to another route: still one realloc, no alloc, no free */
+        void *r = mp_realloc(pool, q, 0, i == 0 ? 3 * MiB : 50);
+        mp_stats d = snap(pool);
+        CHECK(r != NULL);
+        CHECK_EQ_U(d.realloc_count, c.realloc_count + 1);
+        CHECK_EQ_U(d.alloc_count, c.alloc_count);
+        CHECK_EQ_U(d.free_count, c.free_count);
+        CHECK_ERR(mp_free(pool, r, 0), MP_OK);
+        mp_stats e = snap(pool);
+        CHECK_EQ_U(e.free_count, d.free_count + 1);
+        CHECK_EQ_U(e.live_bytes, a.live_bytes);
+        CHECK_EQ_U(mp_pool_check(pool), 0);
+    }
+    mp_pool_destroy(pool);
+}
+
 static void test_counters(void)
 {
     mp_pool *pool = make_quiet_pool();
@@ -1281,6 +1354,8 @@ int main(void)
         {"free_errors", test_free_errors},
         {"huge_requests", test_huge_requests},
         {"capacity", test_capacity},
+        {"stats_fields", test_stats_fields},
+        {"call_counts", test_call_counts},
         {"counters", test_counters},
         {"stats_identities", test_stats_identities},
         {"full_size_after_free", test_full_size_after_free},

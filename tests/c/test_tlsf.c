@@ -44,7 +44,7 @@ static mp_span *take_clean(mp_pool *pool, size_t npages, size_t align_pages,
         span->requested = span_bytes(span);
         MP_UNPOISON(span_addr(span), span_bytes(span)); /* ASan: a live block now */
         pool_account_large(pool, (int64_t)span_bytes(span), (int64_t)span_bytes(span),
-                      CALL_INTERNAL, NULL);
+                           CALL_INTERNAL, LARGE_SPAN);
     }
     mutex_unlock(&pool->lock);
     if (clean_out)
@@ -63,7 +63,7 @@ static void give(mp_pool *pool, mp_span *span, int64_t now)
 {
     mutex_lock(&pool->lock);
     pool_account_large(pool, -(int64_t)span->requested, -(int64_t)span_bytes(span), CALL_INTERNAL,
-                  NULL);
+                       LARGE_SPAN);
     heap_free(&pool->heaps[MP_HEAP_PAGES], span, now);
     mutex_unlock(&pool->lock);
 }
@@ -151,7 +151,7 @@ static void test_resize_in_place(void)
     CHECK_EQ_U(a->npages, 4);
     /* account the resize as realloc_large does */
     int64_t delta = (int64_t)span_bytes(a) - (int64_t)a->requested;
-    pool_account_large(pool, delta, delta, CALL_INTERNAL, NULL);
+    pool_account_large(pool, delta, delta, CALL_INTERNAL, LARGE_SPAN);
     a->requested = span_bytes(a);
     mutex_unlock(&pool->lock);
     CHECK_EQ_U(mp_pool_check(pool), 0);
