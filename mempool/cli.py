@@ -29,6 +29,10 @@ _TOOLS = {
     "stress": ("mempool.tools.stress",
                "seeded adversarial allocation run under the pool and peers"),
 }
+# Commands that need nothing beyond numpy: command -> (module, help), run as
+# the tools are.
+_COMMANDS = {"view": ("mempool.tools.view", "write an HTML page showing snapshots "
+                                            "(timeline, allocator state, call sites)")}
 # What the `demo` extra of pyproject.toml installs for them.
 DEMO_EXTRA = ("rich", "matplotlib", "psutil")
 INSTALL_DEMO = "pip install 'mempool[demo]'"
@@ -68,6 +72,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="arguments passed to the script")
     for name, (_, text) in _TOOLS.items():
         sub.add_parser(name, help=f"{text} (needs {INSTALL_DEMO})", add_help=False)
+    for name, (_, text) in _COMMANDS.items():
+        sub.add_parser(name, help=text, add_help=False)
     return parser
 
 
@@ -131,6 +137,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] in _TOOLS:
         return _delegate(argv[0], argv[1:])
+    if argv and argv[0] in _COMMANDS:
+        return int(importlib.import_module(_COMMANDS[argv[0]][0]).main(argv[1:]) or 0)
     parser = build_parser()
     if argv and argv[0] == "run":   # the program's own arguments must not meet argparse
         return _run_command(parser, argv[1:])
