@@ -194,6 +194,11 @@ def build_parser() -> argparse.ArgumentParser:
                         help=f"call sites drawn as bands of their own (default "
                              f"{_model.TOP_BANDS}; the rest are 'other')")
     parser.add_argument("--open", action="store_true", help="open the page in a browser")
+    parser.add_argument("--screenshot", metavar="PNG", default=None,
+                        help="also write a PNG of the whole page, taken by headless Chromium "
+                             "(apt-get install chromium)")
+    parser.add_argument("--width", type=int, default=1400, metavar="PX",
+                        help="the screenshot's width in CSS pixels (default 1400)")
     return parser
 
 
@@ -221,6 +226,20 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     print(f"wrote {out} ({size / 1e6:.1f} MB, {len(snaps)} snapshot"
           f"{'s' if len(snaps) > 1 else ''}, {events:,} events, "
           f"{time.perf_counter() - t0:.1f} s)")
+    if args.screenshot:
+        from mempool.tools.view.browser import Browser, BrowserError
+        try:
+            with Browser(width=args.width, height=900) as browser:
+                browser.open(out)
+                errors = browser.errors()
+                browser.screenshot(args.screenshot)
+        except BrowserError as exc:
+            print(f"python -m mempool view: --screenshot: {exc}", file=sys.stderr)
+            return 2
+        if errors:
+            print(f"python -m mempool view: the page reported errors: {errors}", file=sys.stderr)
+            return 1
+        print(f"wrote {args.screenshot}")
     if args.open:
         import webbrowser
         webbrowser.open(out.resolve().as_uri())

@@ -72,10 +72,12 @@ class Browser:
                 "--disable-background-networking", "--disable-component-update",
                 "--disable-sync", "--hide-scrollbars", "about:blank"]
         self._stderr = open(Path(self._profile.name) / "stderr.log", "wb")
-        # the shell puts the pipe ends on 3 and 4, where Chromium expects them
+        # bash puts the pipe ends on 3 and 4, where Chromium expects them
+        # (dash, Debian's sh, takes no file descriptor above 9)
         script = f'exec "$0" "$@" 3<&{to_child_r} 4>&{from_child_w}'
         try:
-            self.proc = subprocess.Popen(["/bin/sh", "-c", script, *args], env=env,
+            self.proc = subprocess.Popen([shutil.which("bash") or "/bin/bash", "-c", script,
+                                          *args], env=env,
                                          pass_fds=(to_child_r, from_child_w),
                                          stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                          stderr=self._stderr)

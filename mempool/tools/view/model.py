@@ -28,16 +28,23 @@ from __future__ import annotations
 
 import base64
 import os
-from typing import Any, Dict, List, Sequence
+import re
+from typing import Any, Dict, List, Sequence, Tuple
 
 import numpy as np
 
-__all__ = ["build", "column", "pair_events", "top_sites_at", "canonical_stacks", "TOP_BANDS"]
+__all__ = ["build", "column", "pair_events", "sites", "top_sites_at", "TOP_BANDS"]
 
 #: Call sites drawn as bands of their own (by peak bytes); the rest are "other".
 TOP_BANDS = 16
 _ADDING = ("alloc", "calloc", "realloc", "move")
 _LIVE_STATES = ("live", "buffer", "pinned")
+# A file of an installed package or of the standard library: not the
+# program's own line, though the format's "library" flag names only numpy
+# and mempool (a pandas call allocates ten frames deep inside pandas).
+_INSTALLED = re.compile(r"/(site|dist)-packages/|/lib/python3\.\d+t?/|^<frozen ")
+# mempool's own tools (the demo's and the benchmarks' workloads) are programs
+_TOOLS = re.compile(r"/mempool/tools/")
 _INT_TYPES = (("u8", np.uint8), ("i8", np.int8), ("u16", np.uint16), ("i16", np.int16),
               ("u32", np.uint32), ("i32", np.int32))
 
@@ -102,93 +109,126 @@ def _live_at(allocs: Dict[str, np.ndarray], moment: int) -> np.ndarray:
     return (allocs["start"] <= moment) & (allocs["end"] > moment)
 
 
-def top_sites_at(allocs: Dict[str, np.ndarray], moment: int) -> List[Dict[str, int]]:
-    """Call sites by live bytes at ``moment``: ``[{"stack", "bytes",
-    "blocks"}]``, largest first (ties: smaller stack id first)."""
+def top_sites_at(allocs: Dict[str, np.ndarray], moment: int,
+                 key: str = "site") -> List[Dict[str, int]]:
+    """Call sites (the ``key`` column) by live bytes at ``moment``:
+    ``[{key, "bytes", "blocks"}]``, largest first (ties: smaller id first)."""
     live = _live_at(allocs, moment)
-    stacks, inverse = np.unique(allocs["stack"][live], return_inverse=True)
+    ids, inverse = np.unique(allocs[key][live], return_inverse=True)
     nbytes = np.bincount(inverse, weights=allocs["size"][live].astype(np.float64),
-                         minlength=len(stacks))
-    blocks = np.bincount(inverse, minlength=len(stacks))
-    order = np.lexsort((stacks, -nbytes))
-    return [{"stack": int(stacks[i]), "bytes": int(nbytes[i]), "blocks": int(blocks[i])}
+                         minlength=len(ids))
+    blocks = np.bincount(inverse, minlength=len(ids))
+    order = np.lexsort((ids, -nbytes))
+    return [{key: int(ids[i]), "bytes": int(nbytes[i]), "blocks": int(blocks[i])}
             for i in order]
 
 
-def _site_peaks(allocs: Dict[str, np.ndarray]) -> Dict[int, int]:
-    """Each stack's largest live bytes over the history."""
-    n_alloc = len(allocs["start"])
-    if n_alloc == 0:
+def _peaks(allocs: Dict[str, np.ndarray], key: str = "site") -> Dict[int, Tuple[int, int]]:
+    """Each site's (``key`` column's) largest live bytes over the history,
+    and the first event that made one of its blocks (-1: before the first)."""
+    if len(allocs["start"]) == 0:
         return {}
     pos = np.concatenate([allocs["start"], allocs["end"]])
     delta = np.concatenate([allocs["size"], -allocs["size"]])
-    stack = np.concatenate([allocs["stack"], allocs["stack"]])
-    order = np.lexsort((pos, stack))
-    pos, delta, stack = pos[order], delta[order], stack[order]
+    ids = np.concatenate([allocs[key], allocs[key]])
+    order = np.lexsort((pos, ids))
+    pos, delta, ids = pos[order], delta[order], ids[order]
     running = np.cumsum(delta)
-    firsts = np.flatnonzero(np.r_[True, stack[1:] != stack[:-1]])
-    offset = np.repeat(np.r_[0, running[firsts[1:] - 1]], np.diff(np.r_[firsts, len(stack)]))
+    firsts = np.flatnonzero(np.r_[True, ids[1:] != ids[:-1]])
+    offset = np.repeat(np.r_[0, running[firsts[1:] - 1]], np.diff(np.r_[firsts, len(ids)]))
     peaks = np.maximum.reduceat(running - offset, firsts)
-    return {int(s): int(p) for s, p in zip(stack[firsts], peaks)}
+    return {int(s): (int(p), int(f)) for s, p, f in zip(ids[firsts], peaks, pos[firsts])}
 
 
-def canonical_stacks(data: Dict[str, Any]) -> np.ndarray:
-    """Stack id -> the first stack id with the same frames (file, line,
-    function): a snapshot may intern one call site under several ids (the
-    same line reached at different bytecode offsets), which must count as
-    one site."""
-    frames = data.get("frames") or {}
-    keys = list(zip(frames.get("file", []), frames.get("line", []), frames.get("function", [])))
-    first: Dict[tuple, int] = {}
-    stacks = data.get("stacks") or []
-    out = np.arange(len(stacks), dtype=np.int64)
-    for sid, st in enumerate(stacks):
-        out[sid] = first.setdefault(tuple(keys[f] for f in st), sid)
-    return out
+#: Sites 0 and 1: blocks of unknown site (stack -1) and of threads without
+#: the GIL (stack -2).
+UNKNOWN_SITE, NO_GIL_SITE = 0, 1
 
 
-def _remap(ids: np.ndarray, canon: np.ndarray) -> np.ndarray:
-    if len(canon) == 0 or len(ids) == 0:
-        return ids
-    return np.where(ids >= 0, canon[np.clip(ids, 0, len(canon) - 1)], ids)
+def sites(data: Dict[str, Any]) -> Dict[str, Any]:
+    """The call sites of a snapshot's stacks.  A site is the program's own
+    line: the innermost frame outside numpy and mempool (the format's
+    ``library`` flag), installed packages and the standard library, or in
+    mempool's tools (the demo's workloads are programs); a stack
+    with none is named by its innermost frame outside numpy and mempool,
+    else its innermost frame.  Many stacks reach one line (a pandas call
+    allocates through many paths): they are one site.
 
-
-def _sites(data: Dict[str, Any], canon: np.ndarray) -> Dict[str, Any]:
-    """Stacks as lists of frame ids, frames as (file, line, function,
-    library) with files and functions indexing ``strings``; ``same`` lists
-    the stacks that repeat an earlier one (no data refers to them)."""
+    Returns the frames for tooltips (``program``: the frame is the program's
+    own), ``site_of_stack[s + 2]`` for stack ids -2.. (an array), and per
+    site its ``label``, ``file``, ``stack`` (its first stack) and
+    ``nstacks`` (how many stacks reach it)."""
     frames = data.get("frames") or {}
     strings = list(data.get("strings") or [])
     short = [os.path.basename(s) or s for s in strings]
-    return {"stacks": [list(map(int, s)) for s in data.get("stacks") or []],
-            "same": np.flatnonzero(canon != np.arange(len(canon))).tolist(),
-            "frames": {k: [int(x) for x in frames.get(k, [])]
-                       for k in ("file", "line", "function", "library")},
-            "strings": strings, "short": short}
+    installed = [bool(_INSTALLED.search(s.replace("\\", "/"))) for s in strings]
+    f_file, f_line = frames.get("file", []), frames.get("line", [])
+    f_func, f_lib = frames.get("function", []), frames.get("library", [])
+    tools = [bool(_TOOLS.search(s.replace("\\", "/"))) for s in strings]
+    program = [int(tools[f] or (not lib and not installed[f])) for f, lib in zip(f_file, f_lib)]
+    stacks = [list(map(int, st)) for st in data.get("stacks") or []]
+    table: Dict[str, List[Any]] = {
+        "label": ["unknown site (made before the recording, or no Python frame)",
+                  "a thread without the GIL (no frames)"],
+        "file": ["", ""], "stack": [-1, -2], "nstacks": [0, 0]}
+    index: Dict[Any, int] = {}
+    site_of = np.empty(len(stacks) + 2, dtype=np.int64)
+    site_of[0], site_of[1] = NO_GIL_SITE, UNKNOWN_SITE
+    for sid, st in enumerate(stacks):
+        pick = next((f for f in st if program[f]), None)
+        if pick is None:
+            pick = next((f for f in st if not f_lib[f]), st[0] if st else None)
+        key = (f_file[pick], f_line[pick], f_func[pick]) if pick is not None else None
+        site = index.get(key)
+        if site is None:
+            site = index[key] = len(table["label"])
+            if key is None:
+                table["label"].append("(a stack without frames)")
+                table["file"].append("")
+            else:
+                table["label"].append(f"{short[key[0]]}:{key[1]} in {strings[key[2]]}")
+                table["file"].append(strings[key[0]])
+            table["stack"].append(sid)
+            table["nstacks"].append(0)
+        table["nstacks"][site] += 1
+        site_of[sid + 2] = site
+    # two files of one name: the label of the later one says its directory
+    first_path: Dict[str, str] = {}
+    for i, path in enumerate(table["file"]):
+        base = os.path.basename(path)
+        if path and first_path.setdefault(base, path) != path:
+            parent = os.path.basename(os.path.dirname(path))
+            table["label"][i] = f"{parent}/{table['label'][i]}"
+    return {"program": program, "stacks": stacks,
+            "frames": {"file": [int(x) for x in f_file], "line": [int(x) for x in f_line],
+                       "function": [int(x) for x in f_func],
+                       "library": [int(x) for x in f_lib]},
+            "strings": strings, "short": short, "site_of_stack": site_of, **table}
 
 
-def _bands(peaks: Dict[int, int], n_stacks: int, top: int) -> Dict[str, Any]:
-    """Bands of the timeline: the ``top`` stacks by peak bytes each get one,
-    -1 (unknown) and -2 (no GIL) each get one when present, the rest share
-    "other".  ``band_of_stack[s + 2]`` is the band of stack ``s``."""
-    known = sorted(((p, s) for s, p in peaks.items() if s >= 0), key=lambda x: (-x[0], x[1]))
-    bands: List[Dict[str, Any]] = []
-    band_of = np.full(n_stacks + 2, -1, dtype=np.int64)
-    for special in (-1, -2):
-        if special in peaks:
-            band_of[special + 2] = len(bands)
-            bands.append({"stack": special, "peak": peaks[special]})
-    for p, s in known[:top]:
-        band_of[s + 2] = len(bands)
-        bands.append({"stack": s, "peak": p})
-    rest = known[top:]
+def _bands(peaks: Dict[int, Tuple[int, int]], n_sites: int, top: int) -> Dict[str, Any]:
+    """Bands of the timeline: the ``top`` sites by peak bytes each get one
+    (the unknown and no-GIL sites too, when present), the rest share
+    "other", drawn last (on top).  Bands stack in the order their sites
+    first allocated, so what lives longest lies at the bottom; ``rank`` is
+    a band's place by peak (legend order and colour).  ``band_of_site[i]``
+    is the band of site ``i``."""
+    ranked = sorted(((p, s) for s, (p, _) in peaks.items()), key=lambda x: (-x[0], x[1]))
+    special = [s for _, s in ranked if s <= NO_GIL_SITE]
+    chosen = [s for _, s in ranked if s > NO_GIL_SITE][:top]
+    rest = [s for _, s in ranked if s > NO_GIL_SITE][top:]
+    stacked = sorted(special + chosen, key=lambda s: (peaks[s][1], s))
+    rank = {s: i for i, s in enumerate(s for _, s in ranked if s in set(special + chosen))}
+    bands: List[Dict[str, Any]] = [{"site": s, "peak": peaks[s][0], "rank": rank[s]}
+                                   for s in stacked]
+    band_of = np.full(max(n_sites, 2), len(bands), dtype=np.int64)
+    for i, s in enumerate(stacked):
+        band_of[s] = i
     if rest:
-        other = len(bands)
-        bands.append({"stack": None, "peak": None, "sites": len(rest)})
-        for _, s in rest:
-            band_of[s + 2] = other
-    band_of[band_of < 0] = max(len(bands) - 1, 0)
-    return {"bands": bands, "band_of_stack": column(band_of)}
+        bands.append({"site": None, "peak": None, "rank": len(bands), "sites": len(rest)})
+    else:
+        band_of[band_of == len(bands)] = max(len(bands) - 1, 0)
+    return {"bands": bands, "band_of_site": column(band_of)}
 
 
 def _regions(h: Dict[str, Any], seg: Dict[str, np.ndarray], ev_t: np.ndarray,
@@ -305,34 +345,42 @@ def _state_rows(data: Dict[str, Any], seg: Dict[str, np.ndarray],
     }
 
 
+def _site_column(stacks: np.ndarray, site_of: np.ndarray) -> np.ndarray:
+    """The site of each stack id (-2.. : index + 2); unknown ids -> unknown."""
+    idx = stacks + 2
+    ok = (idx >= 0) & (idx < len(site_of))
+    return np.where(ok, site_of[np.clip(idx, 0, len(site_of) - 1)], UNKNOWN_SITE)
+
+
 def build(data: Dict[str, Any], top_bands: int = TOP_BANDS) -> Dict[str, Any]:
     """The page's model of one snapshot (the format's object, as
     ``mempool.snapshot.load`` gives it)."""
     seg = {k: _np(data["segments"], k) for k in data["segments"] if k != "count"}
     blk = {k: _np(data["blocks"], k) for k in data["blocks"] if k != "count"}
-    canon = canonical_stacks(data)
-    blk["site"] = _remap(blk["site"], canon)
     states = data["block_states"]
     h = data.get("history")
-    n_stacks = len(data.get("stacks") or [])
+    site_info = sites(data)
+    site_of = site_info["site_of_stack"]
+    site_info["site_of_stack"] = column(site_of)
     model: Dict[str, Any] = {
         "process": data["process"], "taken_unix_ns": data["taken_unix_ns"],
         "config": data["pool"].get("config", {}), "stats": data["stats"],
         "totals": data["totals"], "block_states": states,
         "segment_kinds": data["segment_kinds"], "heaps": data["heaps"],
-        "sites": _sites(data, canon), "breakdown": _breakdown(data, blk),
+        "sites": site_info, "breakdown": _breakdown(data, blk),
         "state": _state_rows(data, seg, blk), "history": None,
     }
+    n_sites = len(site_info["label"])
     live_mask = np.isin(blk["state"], [states.index(s) for s in _LIVE_STATES if s in states])
     if h is None:
-        snap_allocs = {"start": np.full(int(live_mask.sum()), -1, dtype=np.int64),
-                       "end": np.zeros(int(live_mask.sum()), dtype=np.int64),
-                       "address": blk["address"][live_mask], "size": blk["requested"][live_mask],
-                       "stack": blk["site"][live_mask]}
-        model["bands"] = _bands(_site_peaks(snap_allocs), n_stacks, top_bands)
+        held = int(live_mask.sum())
+        snap_allocs = {"start": np.full(held, -1, dtype=np.int64),
+                       "end": np.zeros(held, dtype=np.int64),
+                       "size": blk["requested"][live_mask],
+                       "site": _site_column(blk["site"][live_mask], site_of)}
+        model["bands"] = _bands(_peaks(snap_allocs), n_sites, top_bands)
         return model
     ev = {k: _np(h["events"], k) for k in h["events"] if k != "count"}
-    ev["stack"] = _remap(ev["stack"], canon)
     n = len(ev["op"])
     adding = [h["ops"].index(o) for o in _ADDING if o in h["ops"]]
     allocs = pair_events(ev["op"], ev["address"], ev["size"], ev["stack"], adding)
@@ -340,21 +388,20 @@ def build(data: Dict[str, Any], top_bands: int = TOP_BANDS) -> Dict[str, Any]:
     if h.get("recording"):
         # live blocks the history never saw made (made before it started, or
         # their event dropped by the ring) are live throughout it
-        seen = set(allocs["address"][allocs["end"] == n].tolist())
-        missing = live_mask & ~np.isin(blk["address"], np.fromiter(seen, np.int64, len(seen)))
+        seen = allocs["address"][allocs["end"] == n]
+        missing = live_mask & ~np.isin(blk["address"], seen)
         extra = int(missing.sum())
         if extra:
             for k, v in (("start", np.full(extra, -1)), ("end", np.full(extra, n)),
                          ("address", blk["address"][missing]),
                          ("size", blk["requested"][missing]), ("stack", blk["site"][missing])):
                 allocs[k] = np.concatenate([v.astype(np.int64), allocs[k]])
+    allocs["site"] = _site_column(allocs["stack"], site_of)
     ev_t = ev["t_ns"]
     pe = h["pool_events"]
     pe_t = _np(pe, "t_ns")
-    kinds = h["pool_event_kinds"]
     move_op = h["ops"].index("move") if "move" in h["ops"] else -1
-    moves = np.flatnonzero(ev["op"] == move_op)
-    model["bands"] = _bands(_site_peaks(allocs), n_stacks, top_bands)
+    model["bands"] = _bands(_peaks(allocs), n_sites, top_bands)
     model["history"] = {
         "events": n, "recording": bool(h.get("recording")), "recorded": h["recorded"],
         "dropped": h["dropped"], "no_gil": h["no_gil"], "stack_depth": h["stack_depth"],
@@ -362,14 +409,13 @@ def build(data: Dict[str, Any], top_bands: int = TOP_BANDS) -> Dict[str, Any]:
         "taken_t_ns": h["taken_t_ns"], "threads": h["threads"],
         "pool_events_dropped": h.get("pool_events_dropped", 0), "from_snapshot": extra,
         "t_us": column(ev_t // 1000),
-        "allocs": {k: column(v) for k, v in allocs.items()},
-        "pool_events": {"kinds": kinds,
+        "allocs": {k: column(allocs[k]) for k in ("start", "end", "address", "size", "stack")},
+        "pool_events": {"kinds": h["pool_event_kinds"],
                         "at": column(np.searchsorted(ev_t, pe_t, side="left")),
                         "t_us": column(pe_t // 1000),
-                        **{k: column(_np(pe, k)) for k in ("kind", "address", "size", "arg")},
-                        "stack": column(_remap(_np(pe, "stack"), canon))},
-        "moves": column(moves),
+                        **{k: column(_np(pe, k)) for k in ("kind", "address", "size", "arg",
+                                                            "stack")}},
+        "moves": column(np.flatnonzero(ev["op"] == move_op)),
         "regions": _regions(h, seg, ev_t, n, list(data["heaps"])),
     }
     return model
-

@@ -38,6 +38,17 @@
     return out;
   }
 
+  // x with one decimal, ties to even as Python's format() (toFixed takes
+  // the larger: 781.25 would show 781.3 where the summary says 781.2).
+  function fixed1(x) {
+    const t = x * 10;
+    if (!Number.isInteger(t) && Number.isInteger(t * 2)) {
+      const r = Math.floor(t);
+      return ((r % 2 === 0 ? r : r + 1) / 10).toFixed(1);
+    }
+    return x.toFixed(1);
+  }
+
   // Bytes as Python's mempool.errors.format_bytes writes them.
   function fmtBytes(n) {
     if (n === null || n === undefined) return 'unknown';
@@ -45,7 +56,7 @@
     const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
     for (let i = 0; i < units.length; i++) {
       if (Math.abs(v) < 1024 || i === units.length - 1) {
-        return i === 0 ? Math.trunc(v) + ' B' : v.toFixed(1) + ' ' + units[i];
+        return i === 0 ? Math.trunc(v) + ' B' : fixed1(v) + ' ' + units[i];
       }
       v /= 1024;
     }
@@ -147,7 +158,8 @@
       this.states = m.block_states;
       this.sites = m.sites;
       this.bands = m.bands.bands;
-      this.bandOfStack = decode(m.bands.band_of_stack);
+      this.siteOfStack = decode(m.sites.site_of_stack);
+      this.bandOfSite = decode(m.bands.band_of_site);
       const st = m.state;
       this.rows = { segment: decode(st.rows.segment), first: decode(st.rows.first),
                     count: decode(st.rows.count) };
@@ -162,83 +174,36 @@
       if (h) this.prepareHistory(h);
     }
 
-    bandOf(stack) {
+    siteOf(stack) {   // a stack id (-2..) -> its site (see model.sites)
       const i = stack + 2;
-      return i >= 0 && i < this.bandOfStack.length ? this.bandOfStack[i] : this.bands.length - 1;
+      return i >= 0 && i < this.siteOfStack.length ? this.siteOfStack[i] : 0;
     }
+
+    bandOf(stack) { return this.bandOfSite[this.siteOf(stack)]; }
 
     frames(stack) {
       if (stack < 0 || stack >= this.sites.stacks.length) return [];
-      const f = this.sites.frames, s = this.sites.strings;
+      const f = this.sites.frames, s = this.sites.strings, prog = this.sites.program;
       return this.sites.stacks[stack].map((id) => ({
         file: s[f.file[id]], short: this.sites.short[f.file[id]], line: f.line[id],
-        func: s[f.function[id]], lib: !!f.library[id] }));
+        func: s[f.function[id]], lib: !!f.library[id], prog: !!prog[id] }));
     }
 
-    userLabel(stack) {
-      const fr = this.frames(stack);
-      if (!fr.length) return 'stack ' + stack;
-      const user = fr.find((x) => !x.lib) || fr[0];
-      return user.short + ':' + user.line + ' in ' + user.func;
-    }
+    siteLabel(stack) { return this.sites.label[this.siteOf(stack)]; }
 
-    siteLabel(stack) {
-      if (stack === -1) return 'unknown site (made before the recording, or no Python frame)';
-      if (stack === -2) return 'a thread without the GIL (no frames)';
-      return this.labels[stack] || 'stack ' + stack;
-    }
-
-    // A site is named by the program's line (its first frame outside numpy
-    // and mempool); stacks that share it are told apart by their innermost
-    // frame that differs (the library line they went through).
     siteLabels() {
-      const n = this.sites.stacks.length, groups = new Map();
-      const same = new Set(this.sites.same || []);
-      this.labels = new Array(n);
-      for (let s = 0; s < n; s++) {
-        const lbl = this.userLabel(s);
-        this.labels[s] = lbl;
-        if (same.has(s)) continue;
-        if (!groups.has(lbl)) groups.set(lbl, []);
-        groups.get(lbl).push(s);
-      }
-      for (const [lbl, group] of groups) {
-        if (group.length > 1) this.disambiguate(lbl, group);
-      }
-      this.bandLabel = this.bands.map((b) => (b.stack === null ? 'other sites (' + b.sites + ')'
-                                                                : this.siteLabel(b.stack)));
+      this.bandLabel = this.bands.map((b) => (b.site === null ? 'other sites (' + b.sites + ')'
+                                                               : this.sites.label[b.site]));
+      // colours by rank (the largest peaks get the first, most distinct ones)
+      const byRank = this.bands.map((b, i) => i).sort((x, y) => this.bands[x].rank - this.bands[y].rank);
+      this.bandColour = new Array(this.bands.length);
       let c = 0;
-      this.bandColour = this.bands.map((b) => {
-        if (b.stack === null) return OTHER_COLOUR;
-        if (b.stack === -1) return UNKNOWN_COLOUR;
-        if (b.stack === -2) return NOGIL_COLOUR;
-        return SITE_COLOURS[c++ % SITE_COLOURS.length];
-      });
-    }
-
-    // Stacks sharing a program line: told apart by the library call they
-    // went through (the frames inside it), else by the first caller that
-    // differs, else by a number.
-    disambiguate(lbl, group) {
-      const parts = group.map((s) => {
-        const fr = this.frames(s);
-        const u = Math.max(0, fr.findIndex((x) => !x.lib));
-        const name = (f) => f.short + ':' + f.line + ' ' + f.func;
-        return { s, inner: fr.slice(0, u).map(name), outer: fr.slice(u + 1).map(name) };
-      });
-      const key = (xs) => xs.join('|');
-      const innerDiffers = new Set(parts.map((p) => key(p.inner))).size > 1;
-      parts.forEach((p, gi) => {
-        let extra = null;
-        if (innerDiffers) {
-          extra = p.inner.length ? ' → ' + p.inner[p.inner.length - 1] : ' (directly)';
-        } else {
-          for (let i = 0; i < p.outer.length && extra === null; i++) {
-            if (parts.some((o, oi) => oi !== gi && o.outer[i] !== p.outer[i])) extra = ' ← ' + p.outer[i];
-          }
-        }
-        this.labels[p.s] = lbl + (extra === null ? ' [' + (gi + 1) + ']' : extra);
-      });
+      for (const i of byRank) {
+        const b = this.bands[i];
+        this.bandColour[i] = b.site === null ? OTHER_COLOUR : b.site === 0 ? UNKNOWN_COLOUR :
+          b.site === 1 ? NOGIL_COLOUR : SITE_COLOURS[c++ % SITE_COLOURS.length];
+      }
+      this.legendOrder = byRank;
     }
 
     prepareHistory(h) {
@@ -318,11 +283,7 @@
       for (let k = 0; k < al.start.length; k++) {
         if (al.start[k] > m) break;
         if (al.end[k] <= m) continue;
-        const s = al.stack[k];
-        const r = by.get(s) || { stack: s, bytes: 0, blocks: 0 };
-        r.bytes += al.size[k];
-        r.blocks += 1;
-        by.set(s, r);
+        this.addSite(by, al.stack[k], al.size[k]);
       }
       return this.sortSites(by);
     }
@@ -332,11 +293,7 @@
       const by = new Map(), b = this.blocks, held = this.heldStates();
       for (let i = 0; i < b.state.length; i++) {
         if (!held[b.state[i]]) continue;
-        const s = b.site[i];
-        const r = by.get(s) || { stack: s, bytes: 0, blocks: 0 };
-        r.bytes += b.requested[i];
-        r.blocks += 1;
-        by.set(s, r);
+        this.addSite(by, b.site[i], b.requested[i]);
       }
       return this.sortSites(by);
     }
@@ -345,8 +302,17 @@
       return this.states.map((s) => s === 'live' || s === 'buffer' || s === 'pinned');
     }
 
+    addSite(by, stack, bytes) {   // one live block into per-site sums
+      const site = this.siteOf(stack);
+      let r = by.get(site);
+      if (!r) by.set(site, r = { site, bytes: 0, blocks: 0, stack, biggest: -1 });
+      r.bytes += bytes;
+      r.blocks += 1;
+      if (bytes > r.biggest) { r.biggest = bytes; r.stack = stack; }
+    }
+
     sortSites(by) {
-      return [...by.values()].sort((x, y) => (y.bytes - x.bytes) || (x.stack - y.stack));
+      return [...by.values()].sort((x, y) => (y.bytes - x.bytes) || (x.site - y.site));
     }
 
     timeOf(m) { return m < 0 || !this.n ? 0 : this.t[Math.min(m, this.n - 1)]; }
@@ -369,8 +335,16 @@
     const fr = d.frames(stack);
     if (!fr.length) return '<div class="dim">' + esc(d.siteLabel(stack)) + '</div>';
     return '<div class="fr">' + fr.map((f) =>
-      '<span class="' + (f.lib ? 'lib' : '') + '">' + esc(f.short + ':' + f.line) + '  ' +
+      '<span class="' + (f.prog ? '' : 'lib') + '">' + esc(f.short + ':' + f.line) + '  ' +
       esc(f.func) + '</span>').join('\n') + '</div>';
+  }
+
+  function siteCount(d, site) {
+    const n = d.sites.nstacks[site];
+    return n > 1 ? '<div class="dim">' + n + ' different stacks reach this line</div>' : '';
+  }
+  function siteStackHtml(d, site) {
+    return stackHtml(d, d.sites.stack[site]) + siteCount(d, site);
   }
 
   // ----------------------------------------------------------- timeline --
@@ -401,7 +375,8 @@
       this.kindLegend = el('div', { class: 'legend' });
       host.append(this.legend, this.kindLegend,
                   el('div', { class: 'hint' }, 'Bands: live bytes of each call site (the ' +
-                     d.bands.length + ' by peak; the rest as "other"); zoomed in to under ' +
+                     d.bands.filter((b) => b.site !== null).length + ' largest at their peak, the ' +
+                     'longest-lived at the bottom; the rest as "other"); zoomed in to under ' +
                      ALLOC_BANDS_MAX + ' blocks, one band per block. Each pixel column shows ' +
                      'the moment of its highest live bytes; the thin line, its lowest. ' +
                      'Drag to zoom, click to pick a moment, double-click to zoom out.'));
@@ -411,9 +386,8 @@
 
     drawLegend() {
       const d = this.d;
-      this.legend.replaceChildren(...d.bands.map((b, i) => el('span', { class: 'item',
-        title: b.stack === null ? '' : d.frames(b.stack).map((f) => f.file + ':' + f.line + ' ' +
-                                                               f.func).join('\n') },
+      this.legend.replaceChildren(...d.legendOrder.map((i) => [d.bands[i], i]).map(([b, i]) => el('span', { class: 'item',
+        title: b.site === null ? '' : d.sites.file[b.site] },
         el('span', { class: 'sw', style: 'background:' + d.bandColour[i] }),
         el('span', { class: 't' }, d.bandLabel[i] + (b.peak !== null ? ' (peak ' +
                                    fmtBytes(b.peak) + ')' : '')))));
@@ -747,7 +721,7 @@
           if (v < acc + val) {
             const band = d.bands[b];
             showTip('<b>' + esc(d.bandLabel[b]) + '</b><br>' + fmtBytes(val) + ' live (' +
-              fmtPct(val / total) + ')' + (band.stack !== null ? stackHtml(d, band.stack) :
+              fmtPct(val / total) + ')' + (band.site !== null ? siteStackHtml(d, band.site) :
               '<div class="dim">' + band.sites + ' call sites outside the top bands</div>') +
               head, ev);
             return;
@@ -1241,10 +1215,12 @@
                     el('th', { class: 'num' }, 'bytes'), el('th', { class: 'num' }, 'blocks'), el('th', { class: 'num' }, 'share')));
       rows.slice(0, 10).forEach((r, i) => {
         const b = d.bandOf(r.stack);
-        const site = el('td', { class: 'site' }, d.siteLabel(r.stack));
-        site.addEventListener('mousemove', (ev) => showTip('<b>' + esc(d.siteLabel(r.stack)) + '</b>' + stackHtml(d, r.stack), ev));
+        const site = el('td', { class: 'site' }, d.sites.label[r.site]);
+        site.addEventListener('mousemove', (ev) => showTip('<b>' + esc(d.sites.label[r.site]) +
+          '</b><div class="dim">the stack of its largest live block:</div>' + stackHtml(d, r.stack) +
+          siteCount(d, r.site), ev));
         site.addEventListener('mouseleave', hideTip);
-        tbl.append(el('tr', { 'data-stack': String(r.stack) },
+        tbl.append(el('tr', { 'data-site': String(r.site) },
           el('td', {}, el('span', { class: 'sw', style: 'background:' + d.bandColour[b] })), site,
           el('td', { class: 'num' }, i === 0 ? fig('top-site-bytes', r.bytes) : fig('site-bytes', r.bytes)),
           el('td', { class: 'num' }, i === 0 ? fig('top-site-blocks', r.blocks, fmtInt(r.blocks)) : fmtInt(r.blocks)),
@@ -1294,7 +1270,7 @@
     const panels = models.map((m, i) => new Panel(m, i, host));
     panels.forEach((p, i) => { p.root.id = 'snap-' + i; });
     if (models.length > 1) document.getElementById('compare').append(compareTable(models, panels));
-    window.mempoolView = { panels, models };
+    window.mempoolView = { panels, models, fmtBytes };
     const tPrep = performance.now();
     panels.forEach((p) => p.render());
     let width = window.innerWidth;
