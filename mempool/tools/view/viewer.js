@@ -605,8 +605,14 @@
           ctx.textBaseline = 'bottom';
           const text = 'peak ' + fmtBytes(d.peakBytes);
           const tw = ctx.measureText(text).width;
-          ctx.textAlign = x + tw / 2 > PAD_L + W ? 'right' : x - tw / 2 < PAD_L ? 'left' : 'center';
-          ctx.fillText(text, x, Math.max(PAD_T + 11, y - 10));
+          const align = x + tw / 2 > PAD_L + W ? 'right' : x - tw / 2 < PAD_L ? 'left' : 'center';
+          const left = align === 'right' ? x - tw : align === 'left' ? x : x - tw / 2;
+          const ty = Math.max(PAD_T + 12, y - 10);
+          ctx.fillStyle = 'rgba(255,255,255,0.85)';
+          ctx.fillRect(left - 3, ty - 12, tw + 6, 13);
+          ctx.fillStyle = '#c81e1e';
+          ctx.textAlign = align;
+          ctx.fillText(text, x, ty);
         }
       }
     }
