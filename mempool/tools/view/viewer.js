@@ -530,9 +530,11 @@
       const v = this.view;
       const tstep = this.mode === 'time' ? niceStep(v.b - v.a, 7) : Math.max(1, niceStep(v.b - v.a, 7));
       let lastX = -1e9;
-      for (let x = Math.ceil(v.a / tstep) * tstep; x <= v.b; x += tstep) {
+      const origin = this.mode === 'time' ? this.d.t[0] : 0;   // time ticks since the start
+      for (let r = Math.ceil((v.a - origin) / tstep) * tstep; r + origin <= v.b; r += tstep) {
+        const x = r + origin;
         const px = PAD_L + ((x - v.a) / (v.b - v.a)) * W;
-        const text = this.mode === 'time' ? fmtTime(x - this.d.t[0]) : fmtInt(x);
+        const text = this.mode === 'time' ? fmtTime(r) : fmtInt(x);
         const tw = ctx.measureText(text).width;
         if (px - tw / 2 < lastX + 8 || px + tw / 2 > PAD_L + W + PAD_R) continue;
         ctx.fillRect(Math.round(px), PAD_T + H, 1, 4);
