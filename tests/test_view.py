@@ -13,6 +13,7 @@ import json
 import os
 import re
 import subprocess
+import threading
 import sys
 from pathlib import Path
 
@@ -487,3 +488,76 @@ def test_several_snapshots_side_by_side(recorded, browser, tmp_path):
     assert tops[0] == tops[1]
     browser.resize(1400, 1000)
     del arrays
+
+
+def _edge_snapshots():
+    """Snapshots that stress the page: an empty pool, a history without
+    events, one that only frees, a ring that dropped most events (with
+    threads, meshing, buffers, a refused request), a stopped recording."""
+    out = []
+    out.append(mempool.Pool().snapshot())
+    pool = mempool.Pool()
+    with history.record(pool):
+        out.append(pool.snapshot())
+    pool = mempool.Pool()
+    with mempool.use(pool):
+        a = np.ones(10)
+        with history.record(pool):
+            del a
+            out.append(pool.snapshot())
+    pool = mempool.Pool(capacity=600 << 20, mesh=True)
+    with mempool.use(pool):
+        before = [np.ones(3000) for _ in range(20)]
+        with history.record(pool, stacks=4, max_entries=500):
+            arrays = [np.empty(32) for _ in range(3000)]
+            kept = arrays[::29]
+            del arrays
+            pool.trim()
+
+            def work():
+                with mempool.use(pool):
+                    kept.extend(np.ones(100 + i) for i in range(100))
+            threads = [threading.Thread(target=work) for _ in range(2)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            with pytest.raises(MemoryError):
+                pool.empty(900 << 20)
+            bufs = [pool.buffer(1 << 15) for _ in range(4)]
+            pinned = bufs[2].array(8)
+            bufs[0].free()
+            pool.defragment()
+            out.append(pool.snapshot())
+        with history.record(pool):
+            more = [np.ones(1000) for _ in range(10)]
+        del more[:5]
+        out.append(pool.snapshot())
+    return out, (before, kept, bufs, pinned, more)
+
+
+@needs_chromium
+def test_edge_snapshots_render_without_errors(browser, tmp_path):
+    snaps, held = _edge_snapshots()
+    browser.open(view.write_html(snaps, tmp_path / "edge.html"))
+    _no_errors(browser)
+    for i, snap in enumerate(snaps):
+        figs = _figures(browser, panel=i)
+        _check_shown(figs, "live-bytes", snap.stats["live_bytes"])
+        assert int(figs["segments"][0]) == snap.data["segments"]["count"]
+        assert int(figs["blocks"][0]) == snap.data["blocks"]["count"]
+        h = snap.history
+        if h is not None and h["recording"] and h["events"]["count"]:
+            # blocks made before the first event kept count from the start
+            _check_shown(figs, "history-live-bytes", snap.stats["live_bytes"])
+    assert snaps[3].history["dropped"] > 0
+    kinds = browser.eval("[...document.querySelectorAll('[data-snapshot=\"3\"] .legend .t')]"
+                         ".map((e) => e.textContent).join('|')")
+    for text in ("PoolExhausted", "moved by defragment", "pages given back"):
+        assert text in kinds
+    for i in range(len(snaps)):       # every panel's moments, clicked through
+        browser.eval(f"(() => {{ const p = window.mempoolView.panels[{i}]; if (!p.timeline) return;"
+                     " for (const m of [-1, 0, p.d.n - 1, p.d.peak]) p.select(m); p.select(null);"
+                     " p.timeline.setMode('time'); })()")
+    _no_errors(browser)
+    del held

@@ -955,8 +955,9 @@
         this.title.replaceChildren('Allocator state at the snapshot');
         const s = d.segs, kinds = d.m.segment_kinds, nk = {};
         for (let i = 0; i < s.kind.length; i++) nk[kinds[s.kind[i]]] = (nk[kinds[s.kind[i]]] || 0) + 1;
-        this.counts.replaceChildren(fig('segments', s.kind.length, fmtInt(s.kind.length)), ' segments (',
-          Object.entries(nk).map(([k, v]) => v + ' ' + k + (v > 1 ? 's' : '')).join(', '), '), ',
+        const kindText = Object.entries(nk).map(([k, v]) => v + ' ' + k + (v > 1 ? 's' : '')).join(', ');
+        this.counts.replaceChildren(fig('segments', s.kind.length, fmtInt(s.kind.length)), ' segments' +
+          (kindText ? ' (' + kindText + ')' : '') + ', ',
           fig('blocks', d.blocks.state.length, fmtInt(d.blocks.state.length)), ' block entries; ',
           this.rowsData.length + ' rows (arenas and direct mappings, each with its slabs)');
         this.note.textContent = 'Each row is one arena or direct mapping, drawn to its own scale; ' +
@@ -1005,8 +1006,10 @@
         return el('span', { class: 'item' }, el('span', { class: 'sw', style: 'background:' + this.colourOf(cls) }),
                   el('span', { class: 't' }, name + total));
       });
-      items.push(el('span', { class: 'item' }, el('span', { class: 'sw', style: 'background:repeating-linear-gradient(135deg,#d0d4d9 0 2px,#f4f5f7 2px 5px)' }),
-                    el('span', { class: 't' }, atSnapshot ? 'long run given back (not to scale)' : 'long run not live (not to scale)')));
+      if (rows.some((row) => row.lay.elided.size)) {
+        items.push(el('span', { class: 'item' }, el('span', { class: 'sw', style: 'background:repeating-linear-gradient(135deg,#d0d4d9 0 2px,#f4f5f7 2px 5px)' }),
+                      el('span', { class: 't' }, atSnapshot ? 'long run given back (not to scale)' : 'long run not live (not to scale)')));
+      }
       this.legend.replaceChildren(...items);
     }
 
@@ -1203,7 +1206,8 @@
     renderSites() {
       const d = this.d;
       const opts = [];
-      if (d.n > 0 && d.peak >= -1) opts.push(['peak', 'at the peak of the history (after event ' + fmtInt(Math.max(d.peak, 0)) + ')']);
+      if (d.n > 0) opts.push(['peak', 'at the peak of the history (' + (d.peak < 0 ? 'before the first event' :
+                                                                    'after event ' + fmtInt(d.peak)) + ')']);
       if (this.moment !== null) opts.push(['moment', 'at the chosen moment (after event ' + fmtInt(this.moment) + ')']);
       opts.push(['snapshot', 'at the snapshot']);
       if (!opts.find((o) => o[0] === this.sitesAt)) this.sitesAt = opts[0][0];
