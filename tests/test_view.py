@@ -409,7 +409,7 @@ def test_clicking_zooming_and_hovering(recorded, browser, tmp_path):
     x, y, w, h = browser.eval("""(() => { const c = document.querySelector('[data-role=timeline]');
         c.scrollIntoView(); const r = c.getBoundingClientRect();
         return [r.left, r.top, r.width, r.height]; })()""")
-    plot_x0, plot_w = x + 64, w - 74          # viewer.js: PAD_L, PAD_L + PAD_R
+    plot_x0, plot_w = x + 64, w - 74          # js/timeline.js: PAD_L, PAD_L + PAD_R
     # hover: a tooltip naming a site, its bytes and the moment
     browser.mouse("mouseMoved", plot_x0 + plot_w * 0.9, y + h - 40)
     tip = browser.eval("document.getElementById('tip').innerText")

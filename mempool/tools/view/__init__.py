@@ -37,6 +37,8 @@ from mempool.tools.view import model as _model
 __all__ = ["main", "write_html", "render_html", "load_all", "check"]
 
 _HERE = Path(__file__).resolve().parent
+#: The page's scripts, inlined in this order into one function scope.
+JS_FILES = ("base.js", "data.js", "timeline.js", "state.js", "panel.js")
 _TABLES = {"segments": ("address", "size", "resident", "kind", "heap", "granule", "parent",
                         "size_class", "block_size", "mesh_owner"),
            "blocks": ("address", "size", "requested", "state", "segment", "site")}
@@ -133,7 +135,8 @@ def render_html(snapshots: Sequence[Snapshot], top_bands: int = _model.TOP_BANDS
     labels = ", ".join(m["process"]["label"] for m in models)
     parts = {"TITLE": html.escape(f"mempool view: {labels}"),
              "CSS": (_HERE / "viewer.css").read_text(encoding="utf-8"),
-             "JS": (_HERE / "viewer.js").read_text(encoding="utf-8"),
+             "JS": "\n".join((_HERE / "js" / name).read_text(encoding="utf-8")
+                             for name in JS_FILES),
              "DATA": data}
     template = (_HERE / "page.html").read_text(encoding="utf-8")
     return re.sub(r"\{\{(TITLE|CSS|JS|DATA)\}\}", lambda m: parts[m.group(1)], template)
