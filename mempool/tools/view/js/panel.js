@@ -55,7 +55,7 @@ class Panel {
   }
 
   breakdown(root) {
-    const d = this.d, bd = this.d.m.breakdown;
+    const bd = this.d.m.breakdown;
     const colours = { live: '#4e79a7', rounding: '#a0cbe8', cached: '#f28e2b', free: '#e15759',
                       buffer: '#59a14f', pinned: '#1e5c2c', unused: '#c4c4c4', other: '#bab0ac', outside: '#8d99a6' };
     const parts = bd.parts.filter((x) => x.bytes !== null && x.bytes > 0);
@@ -79,7 +79,6 @@ class Panel {
         el('td', { class: 'hint' }, x.why)));
     }
     root.append(tbl);
-    void d;
   }
 
   select(m) {

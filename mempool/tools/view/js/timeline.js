@@ -151,7 +151,7 @@ class Timeline {
     if (!this.perBlock) this.sums = d.bandSums(mom);
     const total = d.n;
     this.info.textContent = (this.perBlock ? 'one band per block' : 'bands per call site') +
-      ' · events ' + fmtInt(Math.max(0, Math.min(...[lo[0]]))) + '–' + fmtInt(hi[W - 1]) +
+      ' · events ' + fmtInt(lo[0]) + '–' + fmtInt(hi[W - 1]) +
       ' of ' + fmtInt(total);
     const ctx = setupCanvas(this.base, width, PAD_T + H + PAD_B);
     setupCanvas(this.over, width, PAD_T + H + PAD_B);
