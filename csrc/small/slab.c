@@ -7,7 +7,7 @@
  * live block from a free one without trusting the caller.
  *
  * Each class has a lock and a list of slabs with free blocks.  Threads do not
- * come here per block: their caches (tcache.c) refill and flush in batches.
+ * come here per block: their caches (tc.c) refill and flush in batches.
  * Invariant per slab: nblocks == live + nfree + (blocks sitting in caches).
  *
  * Slabs of a class grow: the first is the fewest pages holding 2 blocks
