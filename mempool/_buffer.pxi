@@ -13,6 +13,9 @@ cdef class Buffer:
     :meth:`mempool.Pool.defragment` moves only unpinned buffers.  Content is
     preserved by every move.  Arrays allocated by numpy through the pool's
     handler hold raw pointers and are never moved: only buffers are.
+
+    Threads may share a buffer: its handle, pins and view count change only
+    under the pool's ``_life`` mutex.
     """
 
     cdef _PoolBase _owner
@@ -29,11 +32,15 @@ cdef class Buffer:
 
     @staticmethod
     cdef Buffer _create(_PoolBase owner, size_t nbytes):
-        cdef mp_pool *pool = owner._require()
         cdef mp_buffer handle = 0
-        cdef int code
-        with nogil:
-            code = mp_buffer_create(pool, nbytes, &handle)
+        cdef int code = MP_OK
+        cdef mp_pool *pool = owner._lock()
+        if pool != NULL:
+            with nogil:
+                code = mp_buffer_create(pool, nbytes, &handle)
+        owner._unlock()
+        if pool == NULL:
+            owner._require()
         if code != MP_OK:
             owner._raise(code, size=nbytes)
         cdef Buffer buf = Buffer.__new__(Buffer)
@@ -42,10 +49,10 @@ cdef class Buffer:
         buf.nbytes = nbytes
         return buf
 
-    cdef mp_pool *_live(self) except NULL:
+    cdef _check_live(self):
         if self._handle == 0:
             raise ValueError("the buffer has been freed")
-        return self._owner._require()
+        self._owner._require()
 
     @property
     def pinned(self):
@@ -58,22 +65,34 @@ cdef class Buffer:
         return self._handle == 0
 
     def __getbuffer__(self, Py_buffer *view, int flags):
-        cdef mp_pool *pool = self._live()
         cdef void *address = NULL
-        cdef int code = mp_buffer_pin(pool, self._handle, &address)
+        cdef int code = MP_OK
+        cdef mp_pool *pool = self._owner._lock()
+        cdef bint live = pool != NULL and self._handle != 0
+        if live:
+            code = mp_buffer_pin(pool, self._handle, &address)
+            if code == MP_OK:
+                self._exports += 1
+        self._owner._unlock()
+        if not live:
+            self._check_live()
         if code != MP_OK:
             self._owner._raise(code, size=self.nbytes)
         try:
             PyBuffer_FillInfo(view, self, address, self.nbytes, 0, flags)
         except BaseException:
-            mp_buffer_unpin(pool, self._handle)
+            self._unpin()
             raise
-        self._exports += 1
 
     def __releasebuffer__(self, Py_buffer *view):
+        self._unpin()
+
+    cdef void _unpin(self) noexcept:
+        cdef mp_pool *pool = self._owner._lock()
         self._exports -= 1
-        if self._handle != 0 and self._owner._pool != NULL:
-            mp_buffer_unpin(self._owner._pool, self._handle)
+        if self._handle != 0 and pool != NULL:
+            mp_buffer_unpin(pool, self._handle)
+        self._owner._unlock()
 
     def array(self, shape, dtype=float, offset=0):
         """A numpy view of the buffer (``shape`` and ``dtype`` as in
@@ -99,25 +118,39 @@ cdef class Buffer:
     def free(self):
         """Give the bytes back to the pool now (BufferError while pinned).
         Freeing twice is a no-op."""
-        if self._handle == 0:
+        cdef int code = MP_OK
+        cdef Py_ssize_t exports = 0
+        cdef mp_pool *pool = self._owner._lock()
+        cdef mp_buffer handle = self._handle
+        if pool != NULL and handle != 0:
+            exports = self._exports
+            if exports == 0:
+                code = mp_buffer_destroy(pool, handle)
+                if code == MP_OK:
+                    self._handle = 0
+        self._owner._unlock()
+        if handle == 0:
             return
-        if self._exports:
+        if pool == NULL:
+            self._owner._require()
+        if exports:
             raise BufferError(
-                f"buffer of {self.nbytes} bytes is pinned by {self._exports} "
+                f"buffer of {self.nbytes} bytes is pinned by {exports} "
                 "live view(s): drop them before freeing it")
-        cdef mp_pool *pool = self._owner._require()
-        cdef int code = mp_buffer_destroy(pool, self._handle)
         if code != MP_OK:
             self._owner._raise(code, size=self.nbytes)
-        self._handle = 0
 
     def __dealloc__(self):
         # Views hold a reference to the buffer, so no pin is left here; the
         # owner (a strong reference) keeps the pool open unless it was
         # destroyed explicitly, in which case the bytes went with it.
-        if self._handle != 0 and self._owner is not None and self._owner._pool != NULL:
-            mp_buffer_destroy(self._owner._pool, self._handle)
+        cdef mp_pool *pool
+        if self._handle != 0 and self._owner is not None:
+            pool = self._owner._lock()
+            if pool != NULL:
+                mp_buffer_destroy(pool, self._handle)
             self._handle = 0
+            self._owner._unlock()
 
     def __repr__(self):
         state = "freed" if self._handle == 0 else ("pinned" if self._exports else "movable")
@@ -132,11 +165,15 @@ def _buffer_create(_PoolBase owner, size_t nbytes):
 def _defragment(_PoolBase owner):
     """mp_defragment: compact ``owner``'s unpinned buffers; return the
     mp_defrag_result as a dict."""
-    cdef mp_pool *pool = owner._require()
     cdef mp_defrag_result result
-    cdef int code
-    with nogil:
-        code = mp_defragment(pool, &result)
+    cdef int code = MP_OK
+    cdef mp_pool *pool = owner._lock()
+    if pool != NULL:
+        with nogil:
+            code = mp_defragment(pool, &result)
+    owner._unlock()
+    if pool == NULL:
+        owner._require()
     if code != MP_OK:
         owner._raise(code)
     return {"moved_buffers": result.moved_buffers, "moved_bytes": result.moved_bytes,

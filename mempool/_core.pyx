@@ -1,4 +1,5 @@
 # cython: language_level=3, boundscheck=False, wraparound=False
+# cython: freethreading_compatible = True
 """Thin glue between the native core (csrc/include/mempool.h) and Python.
 
 It owns two things and no algorithm: the ``mp_pool*`` of each pool object and
@@ -12,15 +13,28 @@ constructors, install/use, reports) lives in the pure-Python modules.
 Lifetime: each ``mem_handler`` capsule holds a strong reference to its pool
 object and numpy keeps the capsule alive in every array it allocated through
 it, so a pool (and its arenas) outlives every array whose data it holds.  The
-pool keeps only a borrowed pointer to its capsule (cleared by the capsule's
-destructor), so there is no reference cycle.
+pool only counts its live capsules (no reference, so no cycle).
+
+Threads (free-threaded CPython included: the module declares it runs without
+the GIL): numpy calls the handler from any thread, GIL or not; the core is
+thread-safe.  What this glue shares between threads it guards itself: the
+count of live capsules and the warned-once flag are atomics; the native pool
+pointer, the trace recorder and buffer pins change only under the pool's
+``_life`` mutex, which every method that reaches the native pool holds around
+its core calls (never around Python code, so a finalizer run by the garbage
+collector cannot find it held by its own thread).  A capsule is made anew
+for each ``_handler_capsule()``: reusing one would need an "incref unless
+dying" that CPython 3.13 does not offer.
 """
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize
 from cpython.pycapsule cimport (PyCapsule_Destructor, PyCapsule_GetContext,
                                 PyCapsule_New, PyCapsule_SetContext)
 from cpython.ref cimport Py_DECREF, Py_INCREF, PyObject
 from libc.stdint cimport int64_t, uint64_t, uintptr_t
+from libc.stdlib cimport free as c_free, malloc as c_malloc
 from libc.string cimport memcpy, memset, strncpy
+
+cimport cython
 
 from mempool._mempool cimport *
 from mempool._tracing cimport *
@@ -74,10 +88,32 @@ cdef extern from *:
             Py_DECREF(r);
         PyErr_Restore(et, ev, etb);
     }
+
+    /* Atomics for what the glue shares between threads (see the module
+     * doc): a counter, a once-flag and a pointer published to handler calls
+     * that run on other threads without any lock. */
+    static inline Py_ssize_t mph_count_add(Py_ssize_t *c, Py_ssize_t d)
+    { return __atomic_add_fetch(c, d, __ATOMIC_SEQ_CST); }
+    static inline Py_ssize_t mph_count_load(Py_ssize_t *c)
+    { return __atomic_load_n(c, __ATOMIC_SEQ_CST); }
+    static inline int mph_test_and_set(int *flag)
+    { return __atomic_exchange_n(flag, 1, __ATOMIC_SEQ_CST); }
+    static inline void *mph_ptr_load(void **p)
+    { return __atomic_load_n(p, __ATOMIC_ACQUIRE); }
+    static inline void mph_ptr_store(void **p, void *v)
+    { __atomic_store_n(p, v, __ATOMIC_RELEASE); }
+    static inline void mph_int_store(int *p, int v)
+    { __atomic_store_n(p, v, __ATOMIC_RELEASE); }
     """
     int mph_fail_code
     size_t mph_fail_size
     void mph_notify(object owner, int code, uintptr_t addr, size_t size)
+    Py_ssize_t mph_count_add(Py_ssize_t *c, Py_ssize_t d) noexcept nogil
+    Py_ssize_t mph_count_load(Py_ssize_t *c) noexcept nogil
+    int mph_test_and_set(int *flag) noexcept nogil
+    void *mph_ptr_load(void **p) noexcept nogil
+    void mph_ptr_store(void **p, void *v) noexcept nogil
+    void mph_int_store(int *p, int v) noexcept nogil
 
 
 _import_array()
@@ -92,7 +128,8 @@ cdef struct HandlerCtx:
                           # first: ctx can be read as an mp_pool**)
     PyObject *owner    # the pool object (borrowed; capsules keep it alive)
     mp_trace *trace    # non-NULL while recording (mempool.trace): one test
-                       # per call when not recording
+                       # per call when not recording; read once per call
+                       # (_trace_of), set under the pool's _life mutex
     mp_trace *recorder # owned; kept after recording stops, because a
                        # handler call on another thread may still hold it
     bint debug         # the pool is in debug mode: poll corruption reports
@@ -100,6 +137,12 @@ cdef struct HandlerCtx:
 
 # ---------------------------------------------------------------- handler --
 # numpy may call these without the GIL, hence noexcept nogil.
+
+cdef inline mp_trace *_trace_of(HandlerCtx *c) noexcept nogil:
+    # One load per call: recording may stop on another thread meanwhile (the
+    # recorder itself stays until the pool dies and ignores late events).
+    return <mp_trace *>mph_ptr_load(<void **>&c.trace)
+
 
 cdef inline void _note_failure(size_t size) noexcept nogil:
     global mph_fail_code, mph_fail_size
@@ -118,22 +161,24 @@ cdef inline void _poll_corruption(HandlerCtx *c, void *p,
 
 cdef void *_h_malloc(void *ctx, size_t size) noexcept nogil:
     cdef HandlerCtx *c = <HandlerCtx *>ctx
+    cdef mp_trace *t = _trace_of(c)
     cdef void *p = mp_alloc(c.head.pool, size)
     if p == NULL:
         _note_failure(size)
-    elif c.trace != NULL:
-        mp_trace_note_alloc(c.trace, MP_TRACE_ALLOC, p, size)
+    elif t != NULL:
+        mp_trace_note_alloc(t, MP_TRACE_ALLOC, p, size)
     _poll_corruption(c, p, size)
     return p
 
 
 cdef void *_h_calloc(void *ctx, size_t nelem, size_t elsize) noexcept nogil:
     cdef HandlerCtx *c = <HandlerCtx *>ctx
+    cdef mp_trace *t = _trace_of(c)
     cdef void *p = mp_calloc(c.head.pool, nelem, elsize)
     if p == NULL:
         _note_failure(nelem * elsize)
-    elif c.trace != NULL:
-        mp_trace_note_alloc(c.trace, MP_TRACE_CALLOC, p, nelem * elsize)
+    elif t != NULL:
+        mp_trace_note_alloc(t, MP_TRACE_CALLOC, p, nelem * elsize)
     _poll_corruption(c, p, nelem * elsize)
     return p
 
@@ -142,7 +187,7 @@ cdef void *_h_realloc(void *ctx, void *ptr, size_t new_size) noexcept nogil:
     # old size 0 = unknown: numpy's idea of the old size is not trusted.
     cdef HandlerCtx *c = <HandlerCtx *>ctx
     # While recording, the recorder's lock spans the call (see trace.h).
-    cdef mp_trace *t = c.trace
+    cdef mp_trace *t = _trace_of(c)
     if t != NULL:
         mp_trace_lock(t)
     cdef void *p = mp_realloc(c.head.pool, ptr, 0, new_size)
@@ -161,7 +206,7 @@ cdef void *_h_realloc(void *ctx, void *ptr, size_t new_size) noexcept nogil:
 cdef void _h_free(void *ctx, void *ptr, size_t size) noexcept nogil:
     # numpy's size is sometimes wrong (see DESIGN §4): pass 0 = unknown.
     cdef HandlerCtx *c = <HandlerCtx *>ctx
-    cdef mp_trace *t = c.trace
+    cdef mp_trace *t = _trace_of(c)
     if t != NULL:
         mp_trace_lock(t)
     cdef int code = mp_free(c.head.pool, ptr, 0)
@@ -182,7 +227,7 @@ cdef void _report_bad_pointer(HandlerCtx *c, int code, void *ptr,
 
 cdef void _capsule_destructor(object capsule) noexcept:
     cdef _PoolBase owner = <_PoolBase>PyCapsule_GetContext(capsule)
-    owner._capsule = NULL
+    mph_count_add(&owner._capsules, -1)
     Py_DECREF(owner)
 
 
@@ -194,13 +239,16 @@ cdef class _PoolBase:
     cdef mp_pool *_pool
     cdef PyDataMem_Handler _handler
     cdef HandlerCtx _ctx
-    cdef PyObject *_capsule
+    cdef Py_ssize_t _capsules   # live capsules (atomic); each holds a reference
+    cdef int _warned            # the bad-pointer warning was given (atomic)
+    cdef cython.pymutex _life   # held around core calls and _pool changes
     cdef bint _opened
     cdef object __weakref__
 
     def __cinit__(self, *args, **kwargs):
         self._pool = NULL
-        self._capsule = NULL
+        self._capsules = 0
+        self._warned = 0
         self._opened = False
         memset(&self._handler, 0, sizeof(self._handler))
         strncpy(self._handler.name, HANDLER_NAME.encode(), 126)
@@ -271,6 +319,16 @@ cdef class _PoolBase:
         self._ctx.debug = cfg.debug != 0
         self._opened = True
 
+    cdef mp_pool *_lock(self) noexcept:
+        # Take _life (waiting without the GIL); the native pool, or NULL when
+        # closed (locked either way).  Callers unlock before raising or
+        # running any Python code (see the module doc).
+        self._life.acquire()
+        return self._pool
+
+    cdef void _unlock(self) noexcept nogil:
+        self._life.release()
+
     cdef mp_pool *_require(self) except NULL:
         if self._pool == NULL:
             raise self._PoolClosed(
@@ -284,43 +342,73 @@ cdef class _PoolBase:
         return self._pool == NULL
 
     def _destroy(self):
-        """Destroy the native pool now (callers check that nothing is live)."""
-        if self._pool != NULL:
-            mp_pool_destroy(self._pool)
-            self._pool = NULL
-            self._ctx.head.pool = NULL
+        """Destroy the native pool now (callers check that nothing is live);
+        False, and nothing done, when a handler capsule exists (another
+        thread entered ``use()`` meanwhile)."""
+        cdef mp_pool *pool = self._lock()
+        if pool != NULL and mph_count_load(&self._capsules) > 0:
+            self._unlock()
+            return False
+        self._pool = NULL
+        self._ctx.head.pool = NULL
+        if pool != NULL:
+            with nogil:
+                mp_pool_destroy(pool)
+        self._unlock()
+        return True
 
     def _handler_capsule(self):
-        """The pool's ``mem_handler`` capsule (shared while one is alive)."""
-        self._require()
-        if self._capsule != NULL:
-            return <object>self._capsule
-        cap = PyCapsule_New(&self._handler, "mem_handler",
-                            <PyCapsule_Destructor>_capsule_destructor)
+        """A new ``mem_handler`` capsule of the pool (numpy's handler
+        object); it keeps the pool alive and open while it exists."""
+        cdef mp_pool *pool = self._lock()
+        if pool != NULL:
+            mph_count_add(&self._capsules, 1)   # before the lock goes: close waits
+        self._unlock()
+        if pool == NULL:
+            self._require()
+        try:
+            cap = PyCapsule_New(&self._handler, "mem_handler",
+                                <PyCapsule_Destructor>_capsule_destructor)
+        except BaseException:
+            mph_count_add(&self._capsules, -1)
+            raise
+        Py_INCREF(self)   # the capsule's reference, dropped by its destructor
         PyCapsule_SetContext(cap, <void *>self)
-        Py_INCREF(self)
-        self._capsule = <PyObject *>cap
         return cap
 
     @property
     def _handler_in_use(self):
         """True while some capsule of this pool exists (numpy context, array)."""
-        return self._capsule != NULL
+        return mph_count_load(&self._capsules) > 0
+
+    def _claim_warning(self):
+        """True for the first caller only, across threads: who gives the
+        pool's one bad-pointer warning."""
+        return mph_test_and_set(&self._warned) == 0
 
     def _config_raw(self):
         """The pool's effective mp_config as a dict."""
         cdef mp_config cfg
-        mp_pool_config(self._require(), &cfg)
+        cdef mp_pool *pool = self._lock()
+        if pool != NULL:
+            mp_pool_config(pool, &cfg)
+        self._unlock()
+        if pool == NULL:
+            self._require()
         return cfg  # Cython turns the struct into a dict of its fields
 
     def _stats_raw(self):
         """A snapshot of mp_stats as a dict: every figure of stats_fields(),
         and the histogram, errors and classes as lists."""
         cdef mp_stats st
-        cdef int code
-        cdef mp_pool *pool = self._require()
-        with nogil:
-            code = mp_stats_get(pool, &st)
+        cdef int code = MP_OK
+        cdef mp_pool *pool = self._lock()
+        if pool != NULL:
+            with nogil:
+                code = mp_stats_get(pool, &st)
+        self._unlock()
+        if pool == NULL:
+            self._require()
         if code != MP_OK:
             raise self._error_from_code(code)
         cdef const mp_stats_field *fields = mp_stats_fields()
@@ -341,54 +429,68 @@ cdef class _PoolBase:
             for i in range(n_classes)]
         return raw
 
+    cdef size_t _locked_count(self, size_t (*fn)(mp_pool *) noexcept nogil) except? 0:
+        # fn(pool) under _life, without the GIL; PoolClosed when closed
+        cdef size_t n = 0
+        cdef mp_pool *pool = self._lock()
+        if pool != NULL:
+            with nogil:
+                n = fn(pool)
+        self._unlock()
+        if pool == NULL:
+            self._require()
+        return n
+
     def trim(self):
         """Give every free page back to the OS now; return the bytes given."""
-        cdef mp_pool *pool = self._require()
-        cdef size_t n
-        with nogil:
-            n = mp_trim(pool)
-        return n
+        return self._locked_count(mp_trim)
 
     def purge_aged(self):
         """Give back pages free for longer than the decay; return the bytes."""
-        cdef mp_pool *pool = self._require()
-        cdef size_t n
-        with nogil:
-            n = mp_purge_aged(pool)
-        return n
+        return self._locked_count(mp_purge_aged)
 
     def check(self):
         """Walk the pool's structures; return the number of broken invariants."""
-        cdef mp_pool *pool = self._require()
-        cdef size_t n
-        with nogil:
-            n = mp_pool_check(pool)
-        return n
+        return self._locked_count(mp_pool_check)
 
     def check_named(self):
         """Walk the pool's structures; return (the number of broken
         invariants, the texts naming the first of them, at most 8)."""
-        cdef mp_pool *pool = self._require()
         cdef const char *what[8]
-        cdef size_t named = 0, n
-        with nogil:
-            n = mp_pool_check_named(pool, what, 8, &named)
+        cdef size_t named = 0, n = 0
+        cdef mp_pool *pool = self._lock()
+        if pool != NULL:
+            with nogil:
+                n = mp_pool_check_named(pool, what, 8, &named)
+        self._unlock()
+        if pool == NULL:
+            self._require()
         return n, [what[i].decode() for i in range(named)]
 
     def _corruption_reports(self):
         """Take (and clear) the core's pending corruption reports, oldest
         first, as dicts with the fields of mp_corruption_report."""
         cdef mp_corruption_report buf[MP_DEBUG_REPORTS]
-        cdef size_t n = mp_debug_reports(self._require(), buf, MP_DEBUG_REPORTS)
+        cdef size_t n = 0
+        cdef mp_pool *pool = self._lock()
+        if pool != NULL:
+            n = mp_debug_reports(pool, buf, MP_DEBUG_REPORTS)
+        self._unlock()
+        if pool == NULL:
+            self._require()
         return [buf[i] for i in range(n)]
 
     def _set_resident_limit(self, size_t limit):
         """mp_pool_set_resident_limit (0: none); MP_EINVAL below the live
         bytes, raised with the figures."""
-        cdef mp_pool *pool = self._require()
-        cdef int code
-        with nogil:
-            code = mp_pool_set_resident_limit(pool, limit)
+        cdef int code = MP_OK
+        cdef mp_pool *pool = self._lock()
+        if pool != NULL:
+            with nogil:
+                code = mp_pool_set_resident_limit(pool, limit)
+        self._unlock()
+        if pool == NULL:
+            self._require()
         if code != MP_OK:
             self._raise(code, resident_limit=limit,
                         live_bytes=self._stats_raw()["live_bytes"])

@@ -21,7 +21,7 @@ __all__ = ["RunTarget", "split_argv", "run_target"]
 
 RunTarget = Tuple[str, str]   # ("script" | "module" | "code", value)
 
-_USAGE = ("usage: python -m mempool run [--capacity BYTES] [--no-report] "
+_USAGE = ("usage: python -m mempool run [--capacity BYTES] [--arrow] [--no-report] "
           "(SCRIPT | -m MODULE | -c CODE) [ARGS...]")
 
 
@@ -62,6 +62,11 @@ def format_report(stats, before: Dict[str, int], after: Dict[str, int],
         "  errors   " + (", ".join(f"{k} {v}" for k, v in errors.items())
                          if errors else "none"),
     ]
+    arrow = getattr(stats, "arrow", None)
+    if arrow is not None:
+        lines.insert(2, f"  arrow    peak {fb(arrow.max_memory)}, now {fb(arrow.bytes_allocated)}, "
+                        f"{arrow.num_allocations} allocations, {arrow.frees} frees, "
+                        f"refused {arrow.refused}, errors {arrow.errors}")
     return "\n".join(lines)
 
 
@@ -139,10 +144,10 @@ def _module_exists(name: str) -> bool:
 
 
 def run_target(kind: str, target: str, args: Sequence[str], capacity: Optional[int] = None,
-               report: bool = True, out: Optional[TextIO] = None) -> int:
+               report: bool = True, out: Optional[TextIO] = None, arrow: bool = False) -> int:
     """Run a script path, module name or code string (``kind`` "script",
-    "module" or "code") as ``__main__`` with a pool installed; return its
-    exit status.  The report goes to ``out`` (default stderr) even when the
+    "module" or "code") as ``__main__`` with a pool installed (``arrow``:
+    Arrow's default pool too); return its exit status.  The report goes to ``out`` (default stderr) even when the
     program raises or calls sys.exit()."""
     import mempool
     if kind == "script" and not os.path.isfile(target):
@@ -155,7 +160,7 @@ def run_target(kind: str, target: str, args: Sequence[str], capacity: Optional[i
     label = {"script": target, "module": f"-m {target}", "code": "-c <code>"}[kind]
     before = _process_snapshot()
     saved_argv, saved_path = sys.argv, list(sys.path)
-    mempool.install(pool)
+    mempool.install(pool, arrow=arrow)
     status = 0
     try:
         _execute(kind, target, args)

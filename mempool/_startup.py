@@ -16,6 +16,7 @@ subprocesses started from then on install an equal pool at their start.
 """
 from __future__ import annotations
 
+import importlib.util
 import math
 import os
 import sys
@@ -98,6 +99,14 @@ def enabled(environ: Optional[Mapping[str, str]] = None) -> bool:
     raise _bad(INSTALL_VAR, env[INSTALL_VAR], "1 (install) or 0/unset")
 
 
+def arrow_from_environ(environ: Optional[Mapping[str, str]] = None) -> bool:
+    """Whether ``MEMPOOL_ARROW`` asks for Arrow's buffers in the pool too
+    (:func:`mempool.install` with ``arrow=True``)."""
+    env = os.environ if environ is None else environ
+    value = env.get("MEMPOOL_ARROW", "")
+    return bool(value.strip()) and _parse_flag("MEMPOOL_ARROW", value)
+
+
 def check_pool_settings(settings: Mapping[str, Any]) -> None:
     """Validate Pool keyword arguments as ``Pool(**settings)`` would, without
     making a pool: an unknown keyword is a TypeError naming it; a bad value
@@ -149,8 +158,13 @@ def install_from_environ() -> Optional[Any]:
         import mempool
         if mempool.installed() is not None:   # already done (two .pth files)
             return mempool.installed()
+        arrow = arrow_from_environ()
+        if arrow and importlib.util.find_spec("pyarrow") is None:
+            print("mempool: MEMPOOL_ARROW=1 ignored: pyarrow is not installed "
+                  "(pip install 'mempool[arrow]')", file=sys.stderr)
+            arrow = False
         pool = mempool.Pool(**settings)
-        return mempool.install(pool)
+        return mempool.install(pool, arrow=arrow)
     except StartupConfigError as exc:
         print(f"mempool: not installed at start-up: {exc}", file=sys.stderr)
         return None

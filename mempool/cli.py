@@ -43,7 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser(
         "run", help="run a Python script (or -m MODULE, -c CODE) with the pool "
                     "installed and report its memory use at exit",
-        usage="python -m mempool run [--capacity BYTES] [--no-report] "
+        usage="python -m mempool run [--capacity BYTES] [--arrow] [--no-report] "
               "(SCRIPT | -m MODULE | -c CODE) [ARGS...]",
         description="Run SCRIPT, -m MODULE or -c CODE as __main__ (as python "
                     "does) with mempool installed process-wide, then print a "
@@ -52,6 +52,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="pool capacity in bytes (default: unlimited)")
     run.add_argument("--no-report", action="store_true",
                      help="do not print the report")
+    run.add_argument("--arrow", action="store_true",
+                     help="Arrow's buffers too (pandas 3 strings, Parquet): needs pyarrow")
     run.add_argument("-m", dest="module", metavar="MODULE",
                      help="run library module MODULE as a script (python -m)")
     run.add_argument("-c", dest="code", metavar="CODE",
@@ -84,8 +86,15 @@ def _run_command(parser: argparse.ArgumentParser, argv: List[str]) -> int:
     if target is None:
         parser.parse_args(["run", "--help"])
         return 2
+    if ns.arrow:
+        from mempool.arrow import ArrowAdapterError, require_pyarrow
+        try:
+            require_pyarrow()
+        except ArrowAdapterError as exc:
+            print(f"mempool run --arrow: {exc}", file=sys.stderr)
+            return 2
     return _run.run_target(target[0], target[1], args, capacity=ns.capacity,
-                           report=not ns.no_report)
+                           report=not ns.no_report, arrow=ns.arrow)
 
 
 def _importable(name: str) -> bool:

@@ -51,7 +51,9 @@ METRICS = {
     "mempool_resident_bytes": ("resident_bytes", "Pool pages resident in RAM", "gauge"),
     "mempool_reserved_bytes": ("reserved_bytes", "Address space the pool holds", "gauge"),
     "mempool_peak_live_bytes": ("peak_live_bytes", "Highest live bytes seen", "gauge"),
-    "mempool_fragmentation": ("fragmentation", "Pool fragmentation (0 = none)", "gauge"),
+    "mempool_fragmentation": ("fragmentation", "Share of pool resident memory neither live "
+                              "nor cache that decay/trim returns (0 = none; idle pool: 0)",
+                              "gauge"),
     "mempool_released_bytes": ("released_bytes", "Bytes given back to the OS so far", "counter"),
 }
 
@@ -81,14 +83,17 @@ class MempoolPlugin(WorkerPlugin):
     bad value a ValueError/TypeError, raised here in the client before
     anything reaches a worker.  ``guard_fraction`` (default 0.9) and
     ``guard_interval`` (seconds, default 0.1; None turns the guard off) set
-    the trim-before-spill guard.  Register with
+    the trim-before-spill guard.  ``arrow=True`` puts Arrow's buffers
+    (pandas 3 strings, Parquet data: :mod:`mempool.arrow`) in the worker's
+    pool too, and adds the ``mempool_arrow_bytes`` metric.  Register with
     ``client.register_plugin(MempoolPlugin(...))``.
     """
 
     name = "mempool"
 
     def __init__(self, *, guard_fraction: float = 0.9,
-                 guard_interval: Optional[float] = 0.1, **pool_settings: Any) -> None:
+                 guard_interval: Optional[float] = 0.1, arrow: bool = False,
+                 **pool_settings: Any) -> None:
         if not 0 < guard_fraction <= 1:
             raise ValueError(f"MempoolPlugin: guard_fraction must be in (0, 1], "
                              f"got {guard_fraction!r}")
@@ -99,6 +104,10 @@ class MempoolPlugin(WorkerPlugin):
             _startup.check_pool_settings(pool_settings)
         except TypeError as exc:
             raise TypeError(f"MempoolPlugin: {exc}") from None
+        if arrow:
+            from mempool.arrow import require_pyarrow
+            require_pyarrow()
+        self.arrow = bool(arrow)
         self.pool_settings = dict(pool_settings)
         self.guard_fraction = guard_fraction
         self.guard_interval = guard_interval
@@ -109,7 +118,7 @@ class MempoolPlugin(WorkerPlugin):
         self._pool = mempool.Pool(**self.pool_settings)
         self._capsule = self._pool._handler_capsule()
         self._default_capsule = _core.get_handler()   # what tasks get after teardown
-        mempool.install(self._pool)
+        mempool.install(self._pool, arrow=getattr(self, "arrow", False))
         self._loop = asyncio.get_running_loop()
         self._previous_factory = self._loop.get_task_factory()
         self._loop.set_task_factory(self._task_factory)
@@ -121,6 +130,10 @@ class MempoolPlugin(WorkerPlugin):
         for name, (attr, _, _) in METRICS.items():
             worker.metrics[name] = self._metric(attr)
         worker.metrics["mempool_guard_trims"] = lambda w: self.guard_trims
+        if getattr(self, "arrow", False):
+            self._metric_names.append("mempool_arrow_bytes")
+            worker.metrics["mempool_arrow_bytes"] = (
+                lambda w: self.stats().arrow.bytes_allocated if self.stats().arrow else 0)
         self._collector = _register_collector(self)
         self._guard = None
         self._threshold = _guard_threshold(worker, self.guard_fraction)

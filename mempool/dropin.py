@@ -63,16 +63,22 @@ def use(pool: Optional[Pool] = None) -> Iterator[Pool]:
 def _thread_hook(bootstrap_inner: Callable[[threading.Thread], None]):
     def _bootstrap_inner(self: threading.Thread) -> None:
         capsule = _installed_capsule
-        if capsule is not None:
+        # A thread that inherited its starter's context (free-threaded 3.14+:
+        # sys.flags.thread_inherit_context) keeps a handler chosen there, as
+        # a use() block's; a fresh context has numpy's default.
+        if capsule is not None and handler_name() == "default_allocator":
             _core.set_handler(capsule)
         return bootstrap_inner(self)
     _bootstrap_inner.__mempool_original__ = bootstrap_inner  # type: ignore[attr-defined]
     return _bootstrap_inner
 
 
-def install(pool: Optional[Pool] = None) -> Pool:
+def install(pool: Optional[Pool] = None, *, arrow: bool = False) -> Pool:
     """Make ``pool`` (default: :func:`default_pool`) numpy's handler for the
-    calling thread and for every thread started from now on.
+    calling thread and for every thread started from now on; with
+    ``arrow=True`` also Arrow's default memory pool (pandas 3 strings,
+    Parquet data, ``to_pandas()``: :mod:`mempool.arrow`), at once if pyarrow
+    is imported, else when the program imports it.
 
     New threads start with numpy's default handler (its ContextVar is empty
     in a new thread), so ``threading.Thread._bootstrap_inner`` is wrapped to
@@ -88,6 +94,9 @@ def install(pool: Optional[Pool] = None) -> Pool:
     """
     global _installed, _installed_capsule, _previous_handler
     pool = _resolve(pool)
+    if arrow:
+        from mempool.arrow import _install as arrow_install
+        arrow_install.require_pyarrow()   # before anything changes
     with _lock:
         capsule = pool._handler_capsule()
         previous = _core.set_handler(capsule)
@@ -98,14 +107,40 @@ def install(pool: Optional[Pool] = None) -> Pool:
         if not hasattr(current, "__mempool_original__"):
             threading.Thread._bootstrap_inner = _thread_hook(current)  # type: ignore[method-assign]
         _environ.export_environ(pool)
+        if arrow:
+            _install_arrow(pool)
     return pool
+
+
+def _install_arrow(pool: Pool) -> None:
+    """install(arrow=True): Arrow's default pool too, and MEMPOOL_ARROW=1 for
+    processes started from now on."""
+    import os
+
+    from mempool.arrow import _install as arrow_install
+    arrow_install.install_when_imported(pool)
+    os.environ[_ARROW_VAR] = "1"
+
+
+def _uninstall_arrow() -> None:
+    import os
+    import sys
+    os.environ.pop(_ARROW_VAR, None)
+    arrow_install = sys.modules.get("mempool.arrow._install")
+    if arrow_install is not None:
+        arrow_install.uninstall()
+
+
+_ARROW_VAR = "MEMPOOL_ARROW"
 
 
 def uninstall() -> Optional[Pool]:
     """Undo :func:`install`: restore the previous handler in the calling
     thread (call it from the thread that installed) and stop giving the pool
     to new threads and new processes (``MEMPOOL_INSTALL`` is removed from
-    ``os.environ``).  Returns the pool that was installed, or None."""
+    ``os.environ``); Arrow's default pool goes back to Arrow's own when
+    ``install(arrow=True)`` made it the pool.  Returns the pool that was
+    installed, or None."""
     global _installed, _installed_capsule, _previous_handler
     with _lock:
         pool = _installed
@@ -118,6 +153,7 @@ def uninstall() -> Optional[Pool]:
         if original is not None:
             threading.Thread._bootstrap_inner = original  # type: ignore[method-assign]
         _environ.clear_environ()
+        _uninstall_arrow()
     return pool
 
 

@@ -186,6 +186,7 @@ class Pool(_core._PoolBase):
     # How _core raises: it imports no Python module of the package.
     _error_from_code = staticmethod(error_from_code)
     _PoolClosed = PoolClosed
+    _arrow: Any = None   # mempool.arrow's adapter, once Arrow has used the pool
 
     def __init__(self, capacity: Optional[int] = None, *,
                  small_max: Optional[int] = None, huge_pages: Any = "auto",
@@ -193,8 +194,6 @@ class Pool(_core._PoolBase):
                  background_purge: bool = True,
                  retain_arenas: Optional[int] = None,
                  resident_limit: Any = None, mesh: bool = False) -> None:
-        self._bad_pointer_warned = False
-        self._handler_errors = 0
         self._open(_config_overrides(capacity, small_max, huge_pages, decay,
                                      debug, background_purge, retain_arenas,
                                      resident_limit, mesh))
@@ -250,6 +249,7 @@ class Pool(_core._PoolBase):
         from mempool.stats import PoolStats
         raw = self._stats_raw()
         raw["process_rss_bytes"] = _core.process_rss() or None  # 0: unreadable
+        raw["arrow"] = self._arrow.share() if self._arrow is not None else None
         return PoolStats.from_raw(raw)
 
     # -------------------------------------------------- movable buffers --
@@ -301,8 +301,14 @@ class Pool(_core._PoolBase):
             raise PoolBusy(
                 "cannot close the pool: numpy still holds its data-memory "
                 "handler (leave mempool.use(), call mempool.uninstall(), or "
-                "drop the arrays or contexts that keep it)", live_bytes=0)
-        self._destroy()
+                "drop the arrays or contexts that keep it)" if self._arrow is None else
+                "cannot close the pool: Arrow uses it (mempool.arrow), and Arrow "
+                "keeps its memory pool until the process ends", live_bytes=0)
+        if not self._destroy():
+            raise PoolBusy(
+                "cannot close the pool: another thread started using it "
+                "(mempool.use() or a pool constructor) while it was closing",
+                live_bytes=0)
 
     def __repr__(self) -> str:
         if self.closed:
@@ -325,10 +331,8 @@ class Pool(_core._PoolBase):
         if code == MP_ECORRUPT:
             self._warn_corruption()
             return
-        self._handler_errors += 1
-        if self._bad_pointer_warned:
+        if not self._claim_warning():   # atomic: once across threads too
             return
-        self._bad_pointer_warned = True
         name = ERROR_NAMES.get(code, str(code))
         warnings.warn(
             f"mempool: numpy gave the pool a pointer it cannot free ({name}, "

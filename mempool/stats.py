@@ -15,7 +15,8 @@ from typing import Any, Dict, Mapping, Optional, Tuple
 from mempool import _core
 from mempool.errors import ERROR_NAMES, format_bytes
 
-__all__ = ["DefragReport", "PoolStats", "SizeClassStats", "STATS_FIELDS", "format_bytes"]
+__all__ = ["ArrowShare", "DefragReport", "PoolStats", "SizeClassStats", "STATS_FIELDS",
+           "format_bytes"]
 
 
 @dataclass(frozen=True)
@@ -41,6 +42,32 @@ class SizeClassStats:
         return self.live_blocks / self.blocks if self.blocks else 0.0
 
 
+@dataclass(frozen=True)
+class ArrowShare:
+    """Arrow's share of a pool (:mod:`mempool.arrow`), counted by the adapter
+    (its blocks are also in the pool's own figures).
+
+    bytes_allocated:       bytes Arrow holds now (its requested sizes).
+    max_memory:            highest bytes_allocated seen.
+    total_bytes_allocated: bytes Arrow ever asked for.
+    num_allocations:       Arrow's allocations (and growing reallocations).
+    frees, reallocs:       its frees and reallocations.
+    refused:               requests the pool refused (capacity, resident
+                           limit): Arrow's OutOfMemory.
+    errors:                pointers Arrow handed back that the pool could
+                           not free or resize (ignored, warned about once).
+    """
+
+    bytes_allocated: int
+    max_memory: int
+    total_bytes_allocated: int
+    num_allocations: int
+    frees: int
+    reallocs: int
+    refused: int
+    errors: int
+
+
 #: ``(name, unit, doc)`` of every scalar figure of a pool's snapshot, in
 #: order: the core's ``MP_STATS_LIST`` (``mempool.h``), the one list of them,
 #: from which PoolStats' fields and their documentation are made.
@@ -56,7 +83,9 @@ _COMPOSITE_DOC = """\
                        unknown.
   errors:              misuse caught by the core, by error name
                        ("MP_EDOUBLEFREE", ...), successes excluded.
-  classes:             one SizeClassStats per small size class."""
+  classes:             one SizeClassStats per small size class.
+  arrow:               Arrow's share (an ArrowShare) once Arrow has used
+                       the pool (mempool.arrow), else None."""
 
 
 def _pool_stats_doc() -> str:
@@ -86,16 +115,40 @@ class _PoolStatsMethods:
             for i, (count, nbytes) in enumerate(
                 zip(raw["free_histogram_count"], raw["free_histogram_bytes"])))
         rss = raw.get("process_rss_bytes")
+        arrow = raw.get("arrow")
         return cls(errors=errors, classes=classes, free_histogram=histogram,
-                   process_rss_bytes=None if rss is None else int(rss), **values)
+                   process_rss_bytes=None if rss is None else int(rss),
+                   arrow=None if arrow is None else ArrowShare(**arrow), **values)
+
+    @property
+    def cached_bytes(self) -> int:
+        """Resident bytes the pool keeps only as a cache, which its decay or
+        :meth:`~mempool.Pool.trim` gives back: free pages awaiting the decay
+        (``dirty_free_bytes``) and the slabs of size classes with no live
+        block."""
+        idle_slabs = sum(c.blocks * c.block_size for c in self.classes if not c.live_blocks)
+        return self.dirty_free_bytes + idle_slabs
 
     @property
     def fragmentation(self) -> float:
-        """1 - live/resident: the share of resident memory not holding live
-        data (0.0 when nothing is resident)."""
-        if self.resident_bytes <= 0:
+        """Share of the resident memory that is stuck: it holds no live data,
+        yet the decay and :meth:`~mempool.Pool.trim` cannot give it back.
+
+        ``(resident - live - cached) / resident`` (see :attr:`cached_bytes`):
+        rounding of live blocks to their size class or granule, and free
+        blocks in slabs that also hold live ones.  Free pages kept as a cache
+        are not fragmentation, so an idle pool (nothing live) reads 0.0, as
+        does an empty one or one with nothing resident.  The denominator is
+        all resident memory, cache included, so that the figure stays
+        steady as a pool empties (a few live bytes in one slab read ~0, not
+        ~1); right after a large free it dips until the decay returns that
+        cache.  An upper bound: a wholly free slab of a class that still
+        has live blocks elsewhere counts as stuck.
+        """
+        if self.resident_bytes <= 0 or self.live_bytes <= 0:
             return 0.0
-        return 1.0 - self.live_bytes / self.resident_bytes
+        stuck = self.resident_bytes - self.live_bytes - self.cached_bytes
+        return min(1.0, max(0.0, stuck / self.resident_bytes))
 
     @property
     def resident_over_live(self) -> Optional[float]:
@@ -139,6 +192,7 @@ class _PoolStatsMethods:
         out["classes"] = [dataclasses.asdict(c) for c in self.classes]
         out["free_histogram"] = [list(row) for row in self.free_histogram]
         out["fragmentation"] = self.fragmentation
+        out["cached_bytes"] = self.cached_bytes
         out["resident_over_live"] = self.resident_over_live
         out["peak_resident_over_peak_live"] = self.peak_resident_over_peak_live
         out["internal_waste_bytes"] = self.internal_waste_bytes
@@ -166,6 +220,7 @@ PoolStats = dataclasses.make_dataclass(
         ("process_rss_bytes", Optional[int], field(default=None)),
         ("errors", Mapping[str, int], field(default_factory=dict)),
         ("classes", Tuple[SizeClassStats, ...], field(default=())),
+        ("arrow", Optional[ArrowShare], field(default=None)),
     ],
     bases=(_PoolStatsMethods,), frozen=True,
     namespace={"__doc__": _pool_stats_doc(), "__module__": __name__})

@@ -219,3 +219,29 @@ def test_nanny_pre_spawn_environ_installs_at_worker_start(tmp_path, monkeypatch)
         assert len({r[:2] for r in results}) == 2
         caps = c.run(lambda: mempool.installed().capacity)
         assert list(caps.values()) == [1 << 30]
+
+
+def test_idle_worker_reports_no_fragmentation():
+    """An idle worker (nothing live, freed pages cached) reports
+    mempool_fragmentation 0, in its metrics and on /metrics; it read 1.0."""
+    import prometheus_client
+    plugin = mdask.MempoolPlugin(decay=float("inf"), guard_interval=None)
+    worker = _FakeWorker(None)
+
+    async def scenario():
+        await plugin.setup(worker)
+        try:
+            a = plugin._pool.ones(8 << 17)       # 8 MiB, then dropped: cached
+            del a
+            plugin._snapshot = None
+            st = plugin.stats()
+            return (st.live_bytes, st.resident_bytes,
+                    worker.metrics["mempool_fragmentation"](worker),
+                    prometheus_client.generate_latest().decode())
+        finally:
+            plugin.teardown(worker)
+
+    live, resident, fragmentation, text = asyncio.run(scenario())
+    assert live == 0 and resident >= 8 << 20
+    assert fragmentation == 0.0
+    assert "\nmempool_fragmentation 0.0\n" in text

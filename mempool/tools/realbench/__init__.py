@@ -8,6 +8,9 @@ medians of wall and CPU time, page faults, peak RSS and RSS after the work,
 with the results' digests checked identical across allocators.  Prints a
 table and the issue-14 targets, writes ``real.json`` and ``real.png``.
 
+``--arrow`` runs the pandas 3 + pyarrow workload under Arrow's own pools
+and mempool instead (:mod:`.arrow`).
+
 ``--record-corpus`` instead records every workload, at its corpus size, as an
 allocation trace (the tuning corpus, ``benches/traces/real/`` of a source
 checkout: :mod:`mempool.tools.corpus`), which ``python -m mempool replay
@@ -149,7 +152,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     from mempool.tools.demo import runner as demo_runner
 
     from . import report, runner, workloads
-    args = build_parser().parse_args(list(sys.argv[1:] if argv is None else argv))
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if "--arrow" in argv:          # the pandas 3 + pyarrow workload (mempool.arrow)
+        from . import arrow
+        return arrow.main(argv)
+    args = build_parser().parse_args(argv)
     console = Console() if sys.stdout.isatty() else Console(width=160)
     try:
         names = _names(args.only, list(workloads.WORKLOADS), "workload(s)")
