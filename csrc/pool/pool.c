@@ -27,7 +27,7 @@ void mp_config_default(mp_config *config) {
         .capacity = 0,
         .small_max = 32768,
         .arena_bytes = (size_t)256 << 20,
-        .huge_min = (size_t)4 << 20, /* numpy's own huge-page threshold */
+        .huge_min = 0, /* no 2 MiB-granule heap: extents earn huge pages */
         .decay_ms = 1000,
         .huge_pages = MP_HUGE_AUTO,
         .background_purge = 1,
@@ -46,7 +46,7 @@ static int config_normalise(mp_config *c) {
     if (c->arena_bytes < MP_CHUNK_SIZE || c->arena_bytes > ((size_t)1 << 40))
         return MP_EINVAL;
     c->arena_bytes = MP_ALIGN_UP(c->arena_bytes, MP_CHUNK_SIZE);
-    if (c->huge_min <= c->small_max)
+    if (c->huge_min != 0 && c->huge_min <= c->small_max)
         c->huge_min = c->small_max + 1;
     if (c->capacity && c->capacity < MP_CHUNK_SIZE)
         return MP_EINVAL;
@@ -175,9 +175,10 @@ int mp_pool_create(const mp_config *config, mp_pool **out) {
         free(pool);
         return pool_error(NULL, MP_ENOMEM);
     }
-    /* Under a tight capacity one heap serves every large block: a second
-     * heap's arena would take address space the first one may need. */
-    pool->use_huge_heap = c.huge_pages != MP_HUGE_OFF &&
+    /* A 2 MiB-granule heap only when huge_min asks for one; under a tight
+     * capacity one heap serves every large block: a second heap's arena
+     * would take address space the first one may need. */
+    pool->use_huge_heap = c.huge_min != 0 && c.huge_pages != MP_HUGE_OFF &&
                           (c.capacity == 0 || c.capacity / 4 >= c.arena_bytes);
     mutex_init(&pool->lock, MP_RANK_POOL, 0);
     purge_init(pool); /* installs acct.on_dirty: the purger acts on reports */
@@ -190,6 +191,9 @@ int mp_pool_create(const mp_config *config, mp_pool **out) {
     pool->heaps[MP_HEAP_MESH].shared = true;
     pool->heaps[MP_HEAP_PAGES].lowest_first = true; /* see heap.c's lru_find */
     pool->heaps[MP_HEAP_MESH].lowest_first = true;
+    /* huge_pages "auto": a large block's whole 2 MiB extents fault as huge
+     * pages wherever it lies (arena_advise_extents). */
+    pool->heaps[MP_HEAP_PAGES].huge_extents = c.huge_pages == MP_HUGE_AUTO;
     mp_small *s = &pool->small;
     s->acct = &pool->acct;
     s->mesh = c.mesh && !pool->config.debug; /* free blocks keep debug mode's fill */

@@ -16,16 +16,25 @@
 
 /* A pool whose heaps we drive by hand: no purger, no decay on its own,
  * arenas of `arena_bytes`. */
-static inline mp_pool *span_pool_arena(size_t arena_bytes)
+static inline mp_pool *span_pool_with(size_t arena_bytes, int huge_pages, size_t huge_min)
 {
     mp_config cfg;
     mp_config_default(&cfg);
     cfg.background_purge = 0;
     cfg.decay_ms = -1;
     cfg.arena_bytes = arena_bytes;
+    cfg.huge_pages = huge_pages;
+    cfg.huge_min = huge_min;
     mp_pool *pool = NULL;
     CHECK(mp_pool_create(&cfg, &pool) == MP_OK);
     return pool;
+}
+
+/* A pool whose page heap advises no huge pages (the layouts below are the
+ * placement's alone: no extent alignment, no whole-extent purges). */
+static inline mp_pool *span_pool_arena(size_t arena_bytes)
+{
+    return span_pool_with(arena_bytes, MP_HUGE_OFF, 0);
 }
 
 /* span_pool_arena with 8 MiB arenas: 2048 granules of 4 KiB. */

@@ -2,9 +2,9 @@
  * test_decay.c - decay.c: when free pages go back.  Pages stay resident for
  * the decay, then go; a steady loop of large temporaries takes no page
  * faults (a kernel counter, not a timing); the dirty bits and purge of a
- * pool's page heap driven by hand; the hole cap gives back a tail; holes
- * never raise the resident peak (the peak rule), oldest first across heaps,
- * and the rule is off with an infinite decay.
+ * pool's page heap driven by hand; holes never raise the resident peak (the
+ * peak rule: oldest first across heaps, whole 2 MiB extents where the heap
+ * earns huge pages), and the rule is off with an infinite decay.
  */
 #define _GNU_SOURCE /* getrusage, sysconf, nanosleep under -std=c11 */
 #include "pool_helpers.h"
@@ -166,43 +166,32 @@ static void test_dirty_and_purge(void)
     mp_pool_destroy(pool);
 }
 
-/* The hole cap: an allocation that touches fresh pages while the heap holds
- * more dirty free granules than 1/8 of what is in use + 16 MiB gives back the
- * excess plus 8 MiB at once, and from the oldest hole only the tail it
- * needs: the hole's head stays resident. */
-static void test_hole_cap_gives_back_a_tail(void)
+/* In a heap whose extents earn huge pages, the peak rule gives back whole
+ * extents where the oldest hole holds them: the tail it needs, extended
+ * down to the extent it starts in. */
+static void test_peak_purge_takes_whole_extents(void)
 {
-    mp_pool *pool = span_pool_arena((size_t)64 << 20); /* 16384 granules */
+    enum { X = 512 };
+    mp_pool *pool = span_pool_with((size_t)64 << 20, MP_HUGE_AUTO, 0);
     mp_heap *heap = &pool->heaps[MP_HEAP_PAGES];
-    pool->acct.over_peak = NULL; /* the cap alone (the peak rule has its own test) */
-    mp_span *hole = span_take(pool, 6000, 1), *sep = span_take(pool, 1, 1), *live = span_take(pool, 1000, 1);
-    CHECK(hole && sep && live);
-    span_give(pool, hole, 100);
-    CHECK_EQ_U(heap->dirty_free_granules, 6000);
-    uint64_t resident = pool->acct.resident;
-    /* No hole holds 7000 granules: fresh pages, so the cap applies.  In use
-     * after: 8001 granules, cap 8001 / 8 + 4096 = 5096; 6000 dirty is 904
-     * over, and 2048 more (8 MiB) go with them. */
+    pool->config.decay_ms = 1000; /* finite: the rule acts */
+    mp_span *y = span_take(pool, 6 * X, 1), *s1 = span_take(pool, 1, 1);
+    CHECK(y && s1 && y->page == 0);
+    span_give(pool, y, 100);
+    uint64_t peak = pool->acct.peak_resident;
+    /* 8 MiB more than the peak, fitting no hole: the rule must give back
+     * 8 MiB of y's 12 (the slack keeps the rest), rounded down to extents. */
     uint32_t clean;
-    mp_span *big = span_take_clean(pool, 7000, 1, &clean);
-    CHECK(big != NULL);
-    CHECK_EQ_U(clean, 7000);
-    uint32_t given = 904 + 2048;
-    CHECK_EQ_U(heap->dirty_free_granules, 6000 - given);
-    CHECK(heap_lru_oldest(heap) == hole && hole->kind == MP_SPAN_FREE);
-    CHECK_EQ_U(hole->dirty, 6000 - given);
-    CHECK_EQ_U(arena_count_dirty(hole->arena, hole->page, 6000 - given), 6000 - given);
-    CHECK_EQ_U(arena_count_dirty(hole->arena, hole->page + 6000 - given, given), 0);
-    CHECK_EQ_U(pool->acct.resident, resident + 7000 * MP_PAGE_SIZE - given * MP_PAGE_SIZE);
-    CHECK_EQ_U(mp_pool_check(pool), 0);
-    /* The hole's resident head serves the next request without a fault. */
-    mp_span *warm = span_take_clean(pool, 3000, 1, &clean);
-    CHECK(warm && span_addr(warm) == span_addr(hole));
-    CHECK_EQ_U(clean, 0);
-    span_give(pool, warm, 200);
-    span_give(pool, big, 200);
-    span_give(pool, live, 200);
-    span_give(pool, sep, 200);
+    mp_span *v = span_take_clean(pool, 8 * X, 1, &clean);
+    CHECK(v != NULL);
+    CHECK_EQ_U(clean, 8 * X);
+    uint32_t kept = (uint32_t)heap->dirty_free_granules;
+    CHECK(kept % X == 0 && kept < 6 * X && kept >= (MP_PEAK_SLACK_BYTES >> MP_PAGE_SHIFT) - X);
+    CHECK_EQ_U(arena_count_dirty(y->arena, 0, kept), kept);
+    CHECK_EQ_U(arena_count_dirty(y->arena, kept, 6 * X - kept), 0);
+    CHECK(pool->acct.peak_resident <= peak + (uint64_t)8 * X * MP_PAGE_SIZE);
+    span_give(pool, v, 300);
+    span_give(pool, s1, 300);
     CHECK_EQ_U(mp_pool_check(pool), 0);
     mp_pool_destroy(pool);
 }
@@ -210,8 +199,7 @@ static void test_hole_cap_gives_back_a_tail(void)
 /* Holes never raise the peak: below the pool's resident peak, fresh pages
  * leave the holes resident; fresh pages that take resident above the peak
  * make the pool give back as many bytes of holes (the oldest hole's tail)
- * beyond MP_PEAK_SLACK_BYTES, and the peak rises only by what is left.
- * Holes stay under the cap's 16 MiB, so only the peak rule acts. */
+ * beyond MP_PEAK_SLACK_BYTES, and the peak rises only by what is left. */
 static void test_holes_never_raise_the_peak(void)
 {
     const uint64_t slack = MP_PEAK_SLACK_BYTES >> MP_PAGE_SHIFT; /* granules */
@@ -292,11 +280,8 @@ static void test_peak_rule_off_with_infinite_decay(void)
 static void test_peak_rule_oldest_across_heaps(void)
 {
     _Static_assert(MP_PEAK_SLACK_BYTES == (uint64_t)8 << 20, "the sizes below assume this slack");
-    mp_pool *pool = span_pool_arena((size_t)64 << 20);
-    if (!pool->use_huge_heap) { /* huge_pages "off" in this environment */
-        mp_pool_destroy(pool);
-        return;
-    }
+    mp_pool *pool = span_pool_with((size_t)64 << 20, MP_HUGE_AUTO, (size_t)4 << 20);
+    CHECK(pool->use_huge_heap); /* huge_min asks for the 2 MiB-granule heap */
     mp_heap *huge = &pool->heaps[MP_HEAP_HUGE], *pages = &pool->heaps[MP_HEAP_PAGES];
     void *h = mp_alloc(pool, (size_t)8 << 20);
     mp_span *p = span_take(pool, 256, 1), *sep = span_take(pool, 1, 1);
@@ -327,7 +312,7 @@ int main(void)
         {"decay", test_decay},
         {"steady_state_faults", test_steady_state_faults},
         {"dirty_and_purge", test_dirty_and_purge},
-        {"hole_cap_gives_back_a_tail", test_hole_cap_gives_back_a_tail},
+        {"peak_purge_whole_extents", test_peak_purge_takes_whole_extents},
         {"holes_never_raise_the_peak", test_holes_never_raise_the_peak},
         {"peak_rule_off_infinite", test_peak_rule_off_with_infinite_decay},
         {"peak_rule_oldest_first", test_peak_rule_oldest_across_heaps},

@@ -4,8 +4,9 @@
  * (split, coalesce, placement, the dirty report, the capacity, the checker
  * naming what it finds broken).  Then inside a whole pool, driven through
  * the internal API (span_helpers.h) so that split, coalesce, boundary tags,
- * good fit, alignment and in-place resizing are checked directly rather
- * than through mp_alloc; the address map finds an arena's chunks and no
+ * good fit, alignment, in-place resizing, resident holes taken before clean
+ * spans and the huge-page advice 2 MiB extents earn are checked directly
+ * rather than through mp_alloc; the address map finds an arena's chunks and no
  * other; and after everything is freed one request as large as the largest
  * free span fits without reserving more.  When pages go back is decay.c's
  * (test_decay.c).
@@ -262,6 +263,89 @@ static void test_resize_in_place(void)
     mp_pool_destroy(pool);
 }
 
+/* Whether extent e of the arena is advised huge pages. */
+static bool extent_huge(const mp_arena *arena, uint32_t e)
+{
+    return bits_count(arena->huge_bits, e, 1) != 0;
+}
+
+/* huge_pages "auto": a block's 2 MiB extents that it covers whole while they
+ * are clean are advised huge pages, those it covers in part base pages; a
+ * block of two extents or more from clean memory starts on an extent (the
+ * gap stays a clean free span that smaller blocks take), and an extent keeps
+ * its advice until a block needs the other. */
+static void test_extents_earn_huge_pages(void)
+{
+    enum { X = 512 }; /* granules per 2 MiB extent */
+    mp_pool *pool = span_pool_with((size_t)64 << 20, MP_HUGE_AUTO, 0);
+    CHECK(!pool->use_huge_heap && pool->heaps[MP_HEAP_PAGES].huge_extents);
+    mp_span *a = span_take(pool, 100, 1); /* part of extent 0: base pages (its advice at creation) */
+    CHECK(a && a->page == 0 && !extent_huge(a->arena, 0));
+    uint64_t madv0 = pool->acct.os.madvise; /* the arena's creation advised base pages */
+    mp_span *b = span_take(pool, 2 * X + 300, 1); /* 4.6 MiB: starts on extent 1 */
+    CHECK(b && b->page == X);
+    CHECK(extent_huge(b->arena, 1) && extent_huge(b->arena, 2) && !extent_huge(b->arena, 3));
+    CHECK_EQ_U(pool->acct.os.madvise, madv0 + 1); /* one call for extents 1-2 */
+    mp_span *c = span_take(pool, 300, 1); /* the gap after a takes it: extent 0, base pages */
+    CHECK(c && c->page == 100 && !extent_huge(c->arena, 0));
+    uint64_t madv1 = pool->acct.os.madvise;
+    CHECK_EQ_U(madv1, madv0 + 1);
+    /* b back and given back whole: a block as long takes its place again and
+     * its extents keep their advice (no call). */
+    span_give(pool, b, 100);
+    mutex_lock(&pool->lock);
+    decay_purge(&pool->heaps[MP_HEAP_PAGES], INT64_MAX / 2, 0, false);
+    mutex_unlock(&pool->lock);
+    mp_span *e = span_take(pool, 2 * X + 300, 1);
+    CHECK(e && e->page == X && extent_huge(e->arena, 1) && extent_huge(e->arena, 2));
+    CHECK_EQ_U(pool->acct.os.madvise, madv1 + 1); /* the purge's own call only */
+    /* Extent 1 reused in part, clean: base pages from now on. */
+    span_give(pool, e, 200);
+    mutex_lock(&pool->lock);
+    decay_purge(&pool->heaps[MP_HEAP_PAGES], INT64_MAX / 2, 0, false);
+    mutex_unlock(&pool->lock);
+    mp_span *f = span_take(pool, X, 1); /* under two extents: not aligned; after c, in part of extent 1 */
+    CHECK(f && f->page == 400 && !extent_huge(f->arena, 1) && extent_huge(f->arena, 2));
+    span_give(pool, f, 300);
+    span_give(pool, c, 300);
+    span_give(pool, a, 300);
+    CHECK_EQ_U(mp_pool_check(pool), 0);
+    mp_pool_destroy(pool);
+}
+
+/* Resident holes are taken before clean spans, even a clean span that fits
+ * better: reusing a hole touches no fresh page. */
+static void test_resident_holes_first(void)
+{
+    mp_pool *pool = span_pool();
+    mp_heap *heap = &pool->heaps[MP_HEAP_PAGES];
+    mp_span *big = span_take(pool, 40, 1), *s1 = span_take(pool, 1, 1);
+    mp_span *small = span_take(pool, 10, 1), *s2 = span_take(pool, 1, 1);
+    CHECK(big && s1 && small && s2);
+    mp_span *t[33];
+    for (int i = 0; i < 33; i++) { /* 33 newer holes push big's out of the LRU window */
+        t[i] = span_take(pool, 1, 1);
+        CHECK(t[i] && span_take(pool, 1, 1));
+    }
+    char *big_at = span_addr(big);
+    span_give(pool, big, 100);
+    span_give(pool, small, 100);
+    mutex_lock(&pool->lock);
+    decay_purge_tail(heap, small, small->npages); /* the 10-granule hole is clean now */
+    mutex_unlock(&pool->lock);
+    CHECK_EQ_U(small->dirty, 0);
+    for (int i = 0; i < 33; i++)
+        span_give(pool, t[i], 110);
+    CHECK_EQ_U(mp_pool_check(pool), 0);
+    uint32_t clean;
+    mp_span *x = span_take_clean(pool, 10, 1, &clean);
+    CHECK(x && span_addr(x) == big_at);
+    CHECK_EQ_U(clean, 0);
+    CHECK_EQ_U(mp_pool_check(pool), 0);
+    mp_trim(pool);
+    mp_pool_destroy(pool);
+}
+
 /* A foreign address is never found in the chunk map; an arena's is. */
 static void test_chunk_map(void)
 {
@@ -291,6 +375,8 @@ int main(void) {
     test_good_fit_reuses_holes();
     test_alignment_in_pool();
     test_resize_in_place();
+    test_extents_earn_huge_pages();
+    test_resident_holes_first();
     test_chunk_map();
     test_full_size_after_free();
     return test_report("test_heap");
