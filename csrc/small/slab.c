@@ -412,12 +412,13 @@ static inline bool slab_stack_holds(const mp_slab *slab, uint32_t idx) {
 /* Blocks came back to slabs: make sure the purger sweeps them a decay
  * later (once per sweep: the common case is one atomic load). */
 static void slab_sweep_schedule(mp_small *s, int64_t now) {
-    if (s->decay_ms <= 0 || s->debug ||
+    int64_t decay_ms = atomic_load_explicit(&s->decay_ms, memory_order_relaxed);
+    if (decay_ms <= 0 || s->debug ||
         atomic_load_explicit(&s->slab_sweep_due_ms, memory_order_relaxed) != 0)
         return;
     mutex_lock(s->heap_lock);
     if (atomic_load_explicit(&s->slab_sweep_due_ms, memory_order_relaxed) == 0) {
-        atomic_store_explicit(&s->slab_sweep_due_ms, now + s->decay_ms, memory_order_relaxed);
+        atomic_store_explicit(&s->slab_sweep_due_ms, now + decay_ms, memory_order_relaxed);
         acct_dirty(s->acct); /* the owner's purger must wake for the sweep */
     }
     mutex_unlock(s->heap_lock);

@@ -194,7 +194,8 @@ typedef struct mp_small {
     mp_mutex *heap_lock; /* the lock that guards `pages` and `acct` (the pool lock) */
     unsigned class_count;
     bool debug;          /* debug mode: slabs filled with MP_FILL_FREED, never purged */
-    int64_t decay_ms;    /* free slab pages go back this long after blocks came back */
+    _Atomic int64_t decay_ms; /* free slab pages go back this long after blocks came
+                                 back (changed on a live pool by mp_pool_set) */
     mp_link reg_link;    /* the registry of live pools (registry.c) */
     mp_list tcaches, tcache_free; /* caches in use; parked for the next thread */
     uint64_t tcache_count;
