@@ -97,8 +97,8 @@ const char *mp_error_name(int code);
       "largest request served by size-classed slabs")                                     \
     X(arena_bytes, size_t, "bytes", (int64_t)256 << 20, (int64_t)2 << 20, (int64_t)1 << 40, \
       MP_SETTING_NO_NONE, 0, "address space reserved per arena (rounded up to 2 MiB)")    \
-    X(huge_min, size_t, "bytes", (int64_t)4 << 20, 0, (int64_t)1 << 46, MP_SETTING_NO_NONE, \
-      0, "requests of this size and up use the huge-page heap (at least small_max + 1)")  \
+    X(huge_min, size_t, "bytes", 0, 1, (int64_t)1 << 46, 0, 0,                           \
+      "requests this large use a heap of 2 MiB granules (> small_max); 0 = none")          \
     X(decay_ms, int64_t, "ms", 1000, 0, (int64_t)365 * 86400 * 1000, -1, 1,              \
       "free pages go back to the OS after this long (0: at once; never: only on trim)")    \
     X(huge_pages, int, "off|on|auto", 2, 0, 2, MP_SETTING_NO_NONE, 0,                    \

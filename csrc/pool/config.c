@@ -227,10 +227,10 @@ int mp_config_get(const mp_config *config, const char *name, int64_t *out) {
 }
 
 /* A checked config made usable: arena_bytes rounded up to whole chunks,
- * huge_min above small_max. */
+ * a huge_min (0: none) above small_max. */
 void config_normalise(mp_config *c) {
     c->arena_bytes = MP_ALIGN_UP(c->arena_bytes, MP_CHUNK_SIZE);
-    if (c->huge_min <= c->small_max)
+    if (c->huge_min != 0 && c->huge_min <= c->small_max)
         c->huge_min = c->small_max + 1;
 }
 
