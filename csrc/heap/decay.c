@@ -1,7 +1,7 @@
 /*
  * decay.c - when the pages of free spans go back to the OS.
  *
- * A free span keeps its resident pages in the heap's dirty LRU (tlsf.c).  A
+ * A free span keeps its resident pages in the heap's dirty LRU (heap.c).  A
  * loop that frees and re-allocates within the decay keeps them: zero page
  * faults.  What stays free past the decay goes back, oldest first, but only
  * beyond what the heap's recent peak demand would need again (hysteresis).
