@@ -30,8 +30,8 @@ ASAN_CFLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -g -O1 \
 TSAN_CFLAGS := -fsanitize=thread -fno-omit-frame-pointer -g -O1 -DMP_CHECK_LEVEL=2
 LDLIBS      := -lpthread -lm
 
-TESTS      := test_base test_map test_heap test_limit test_size_class test_tlsf test_api test_stress test_threads test_fork test_lifecycle test_hardening test_buffer test_mesh
-TSAN_TESTS := test_threads test_fork test_lifecycle test_mesh
+TESTS      := test_base test_map test_heap test_limit test_size_class test_tlsf test_api test_stress test_threads test_fork test_lifecycle test_hardening test_buffer test_mesh test_walk
+TSAN_TESTS := test_threads test_fork test_lifecycle test_mesh test_walk
 
 TBIN := tests/c/bin
 BBIN := benches/c/bin

@@ -22,6 +22,7 @@ __all__ = ["RunTarget", "split_argv", "run_target"]
 RunTarget = Tuple[str, str]   # ("script" | "module" | "code", value)
 
 _USAGE = ("usage: python -m mempool run [--capacity BYTES] [--arrow] [--no-report] "
+          "[--summary] [--history FILE] "
           "(SCRIPT | -m MODULE | -c CODE) [ARGS...]")
 
 
@@ -86,7 +87,7 @@ def split_argv(argv: Sequence[str]) -> Tuple[List[str], Optional[RunTarget], Lis
         if word.startswith("-m") or word.startswith("-c"):   # -mpkg, -c'code'
             kind = "module" if word[1] == "m" else "code"
             return options, (kind, word[2:]), argv[i + 1:]
-        if word == "--capacity":
+        if word in ("--capacity", "--history"):
             options += argv[i:i + 2]
             i += 2
             continue
@@ -144,14 +145,22 @@ def _module_exists(name: str) -> bool:
 
 
 def run_target(kind: str, target: str, args: Sequence[str], capacity: Optional[int] = None,
-               report: bool = True, out: Optional[TextIO] = None, arrow: bool = False) -> int:
+               report: bool = True, out: Optional[TextIO] = None, arrow: bool = False,
+               summary: bool = False, history: Optional[str] = None) -> int:
     """Run a script path, module name or code string (``kind`` "script",
     "module" or "code") as ``__main__`` with a pool installed (``arrow``:
-    Arrow's default pool too); return its exit status.  The report goes to ``out`` (default stderr) even when the
-    program raises or calls sys.exit()."""
+    Arrow's default pool too); return its exit status.  The report goes to
+    ``out`` (default stderr) even when the program raises or calls
+    sys.exit().  ``summary``: also print the pool's memory summary, in this
+    process and in every child process the pool reaches
+    (MEMPOOL_SHOW_STATS=1); ``history``: record the pool's history and write
+    it as a snapshot to that file (children: FILE-<pid>)."""
     import mempool
     if kind == "script" and not os.path.isfile(target):
         print(f"mempool run: no such script: {target}", file=sys.stderr)
+        return 2
+    if history and not os.path.isdir(os.path.dirname(os.path.abspath(history))):
+        print(f"mempool run: --history {history}: no such directory", file=sys.stderr)
         return 2
     if kind == "module" and not _module_exists(target):
         print(f"mempool run: no module named {target!r}", file=sys.stderr)
@@ -160,13 +169,21 @@ def run_target(kind: str, target: str, args: Sequence[str], capacity: Optional[i
     label = {"script": target, "module": f"-m {target}", "code": "-c <code>"}[kind]
     before = _process_snapshot()
     saved_argv, saved_path = sys.argv, list(sys.path)
-    mempool.install(pool, arrow=arrow)
+    from mempool import _exitreport
+    if summary:
+        os.environ[_exitreport.SHOW_STATS_VAR] = "1"
+    if history:
+        os.environ[_exitreport.HISTORY_VAR] = os.path.abspath(history)
+        os.environ[_exitreport.HISTORY_OWNER_VAR] = str(os.getpid())
+    mempool.install(pool, arrow=arrow)   # arms the summary and the history (_exitreport)
     status = 0
     try:
         _execute(kind, target, args)
     except SystemExit as exc:
         status = _exit_status(exc)
     finally:
+        if summary or history:
+            _exitreport.report(out)   # labelled with the program's argv
         mempool.uninstall()
         sys.argv = saved_argv
         sys.path[:] = saved_path

@@ -44,7 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
         "run", help="run a Python script (or -m MODULE, -c CODE) with the pool "
                     "installed and report its memory use at exit",
         usage="python -m mempool run [--capacity BYTES] [--arrow] [--no-report] "
-              "(SCRIPT | -m MODULE | -c CODE) [ARGS...]",
+              "[--summary] [--history FILE] (SCRIPT | -m MODULE | -c CODE) [ARGS...]",
         description="Run SCRIPT, -m MODULE or -c CODE as __main__ (as python "
                     "does) with mempool installed process-wide, then print a "
                     "memory report to stderr.")
@@ -54,6 +54,13 @@ def build_parser() -> argparse.ArgumentParser:
                      help="do not print the report")
     run.add_argument("--arrow", action="store_true",
                      help="Arrow's buffers too (pandas 3 strings, Parquet): needs pyarrow")
+    run.add_argument("--summary", action="store_true",
+                     help="print the pool's memory summary at exit, in this process and "
+                          "in every child the pool reaches (MEMPOOL_SHOW_STATS=1)")
+    run.add_argument("--history", metavar="FILE", default=None,
+                     help="record the pool's history with call sites and write it as a "
+                          "snapshot (docs/snapshot-schema.md) to FILE at exit; child "
+                          "processes write FILE-<pid> (MEMPOOL_HISTORY=FILE)")
     run.add_argument("-m", dest="module", metavar="MODULE",
                      help="run library module MODULE as a script (python -m)")
     run.add_argument("-c", dest="code", metavar="CODE",
@@ -94,7 +101,8 @@ def _run_command(parser: argparse.ArgumentParser, argv: List[str]) -> int:
             print(f"mempool run --arrow: {exc}", file=sys.stderr)
             return 2
     return _run.run_target(target[0], target[1], args, capacity=ns.capacity,
-                           report=not ns.no_report, arrow=ns.arrow)
+                           report=not ns.no_report, arrow=ns.arrow, summary=ns.summary,
+                           history=ns.history)
 
 
 def _importable(name: str) -> bool:

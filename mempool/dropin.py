@@ -13,7 +13,7 @@ import contextlib
 import threading
 from typing import Any, Callable, Iterator, Optional
 
-from mempool import _core, _environ
+from mempool import _core, _environ, _exitreport
 from mempool.pool import Pool
 
 __all__ = ["default_pool", "use", "install", "uninstall", "installed", "handler_name"]
@@ -109,6 +109,7 @@ def install(pool: Optional[Pool] = None, *, arrow: bool = False) -> Pool:
         _environ.export_environ(pool)
         if arrow:
             _install_arrow(pool)
+    _exitreport.arm(pool)   # MEMPOOL_SHOW_STATS / MEMPOOL_HISTORY: a report at exit
     return pool
 
 

@@ -22,6 +22,7 @@ from mempool.errors import (ERROR_NAMES, MP_ECORRUPT, MP_ENOMEM,
                             PoolExhausted, describe_corruption, error_from_code, format_bytes)
 
 if TYPE_CHECKING:  # imported on first use: the dataclasses cost ~5 ms at import
+    from mempool.snapshot import Snapshot
     from mempool.stats import DefragReport, PoolStats
 
 __all__ = ["Pool"]
@@ -252,6 +253,24 @@ class Pool(_core._PoolBase):
         raw["arrow"] = self._arrow.share() if self._arrow is not None else None
         return PoolStats.from_raw(raw)
 
+    def memory_summary(self) -> str:
+        """A table of what the pool holds, for people (``str(pool.stats())``):
+        live, cached, resident and reserved bytes now and at their peaks, by
+        layer, fragmentation, meshing, what went back to the OS, errors."""
+        return self.stats().memory_summary()
+
+    def reset_peak(self) -> None:
+        """Start the peaks (``peak_live_bytes``, ``peak_resident_bytes``) over
+        from the current figures."""
+        self._reset_peak()
+
+    def snapshot(self) -> "Snapshot":
+        """Every segment and block of the pool now, with the history recorded
+        so far (:mod:`mempool.history`): a :class:`mempool.snapshot.Snapshot`,
+        whose ``dump(path)`` writes the JSON of docs/snapshot-schema.md."""
+        from mempool.snapshot import take
+        return take(self)
+
     # -------------------------------------------------- movable buffers --
 
     def buffer(self, nbytes: int) -> "_core.Buffer":
@@ -379,11 +398,26 @@ class Pool(_core._PoolBase):
             if code >= 0 or isinstance(exc, PoolExhausted):
                 raise
             if code == MP_ENOMEM:
-                raise PoolExhausted(size, self.capacity, self.stats().live_bytes,
-                                    resident_limit=self.resident_limit) from exc
+                raise PoolExhausted(size, self.capacity, resident_limit=self.resident_limit,
+                                    **self._exhaustion_facts()) from exc
             raise error_from_code(code, size=size) from exc
         finally:
             _core.set_handler(previous)
+
+    def _exhaustion_facts(self) -> Dict[str, Any]:
+        """What PoolExhausted reports beyond the request: live bytes, the
+        free cache held, the largest hole, each layer's figures, and (with a
+        history recording) the top five call sites holding memory.  Allocates
+        nothing from the pool."""
+        from mempool.snapshot import top_sites
+        st = self.stats()
+        layers = {name: {"live": l.live_bytes, "in_use": l.in_use_bytes, "free": l.free_bytes,
+                         "largest_free": l.largest_free_bytes}
+                  for name, l in st.layers.items()}
+        return {"live_bytes": st.live_bytes,
+                "cached_bytes": st.dirty_free_bytes + st.slab_free_bytes,
+                "largest_free_bytes": st.largest_free_bytes, "layers": layers,
+                "top_sites": top_sites(self, 5)}
 
     # ----------------------------------------------------- constructors --
 
