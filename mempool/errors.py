@@ -85,9 +85,10 @@ class PoolExhausted(MempoolError, MemoryError):
     Attributes: ``requested`` (bytes asked for, or None when unknown),
     ``capacity`` (bytes, None for an unlimited pool), ``resident_limit``
     (bytes or None), ``live_bytes`` (bytes live in the pool when the request
-    failed), ``cached_bytes`` (free memory the pool held, resident: holes and
-    slab blocks), ``largest_free_bytes`` (its largest free span: a request up
-    to that fits without new memory), ``layers`` (``{layer: {"live": ...,
+    failed), ``cached_bytes`` (resident memory the pool held only as a
+    cache: :attr:`mempool.PoolStats.cached_bytes`), ``largest_free_bytes``
+    (its largest free span: a request up to that fits without new memory),
+    ``layers`` (``{layer: {"live": ...,
     "in_use": ..., "free": ..., "largest_free": ...}}`` for "small", "pages",
     "huge", "direct") and ``top_sites`` (with a history recording, the five
     call sites holding the most live bytes: dicts with ``bytes``, ``blocks``,

@@ -415,7 +415,7 @@ class Pool(_core._PoolBase):
                          "largest_free": l.largest_free_bytes}
                   for name, l in st.layers.items()}
         return {"live_bytes": st.live_bytes,
-                "cached_bytes": st.dirty_free_bytes + st.slab_free_bytes,
+                "cached_bytes": st.cached_bytes,
                 "largest_free_bytes": st.largest_free_bytes, "layers": layers,
                 "top_sites": top_sites(self, 5)}
 

@@ -325,8 +325,8 @@ def format_summary(st: PoolStats, title: str = "mempool memory summary") -> str:
                  f"   {st.live_blocks} blocks")
     lines.append(f" {'in blocks (rounded)':<26}{fb(st.allocated_bytes):>14}{'':>14}"
                  f"   +{fb(st.internal_waste_bytes)} rounding")
-    lines.append(f" {'cached free':<26}{fb(st.dirty_free_bytes + st.slab_free_bytes):>14}"
-                 f"{'':>14}   holes kept for reuse")
+    lines.append(f" {'cached':<26}{fb(st.cached_bytes):>14}"
+                 f"{'':>14}   returned by decay/trim")
     lines.append(f" {'resident':<26}{fb(st.resident_bytes):>14}"
                  f"{fb(st.peak_resident_bytes):>14}")
     lines.append(f" {'reserved (address space)':<26}{fb(st.reserved_bytes):>14}{'':>14}"
@@ -350,8 +350,9 @@ def format_summary(st: PoolStats, title: str = "mempool memory summary") -> str:
         lines.append(f" {labels[name]:<16}{fb(l.live_bytes):>10}{fb(l.in_use_bytes):>10}"
                      f"{fb(l.free_bytes):>10}{dirty:>10}{res:>10}{rsv:>10}")
     lines.append(thin)
-    lines.append(f" fragmentation    {st.fragmentation:.1%} of resident holds no live data; "
-                 f"slab holes {fb(st.slab_free_bytes)}")
+    lines.append(f" fragmentation    {st.fragmentation:.1%} of resident is stuck (neither live "
+                 f"nor cache)")
+    lines.append(f"                  slab holes {fb(st.slab_free_bytes)}")
     lines.append(f"                  heaps {fb(st.free_bytes)} free, "
                  f"{fb(st.dirty_free_bytes)} of it resident; largest {fb(st.largest_free_bytes)}")
     if st.mesh_pages_total or st.mesh_calls:
@@ -364,6 +365,11 @@ def format_summary(st: PoolStats, title: str = "mempool memory summary") -> str:
         lines.append(f" movable buffers  {st.buffer_count} ({fb(st.buffer_bytes)}), "
                      f"{st.pinned_buffer_count} pinned; defragment moved "
                      f"{fb(st.defrag_moved_bytes)}")
+    if st.arrow is not None:
+        a = st.arrow
+        lines.append(f" Arrow's share    {fb(a.bytes_allocated)} live (peak {fb(a.max_memory)}), "
+                     f"{a.num_allocations} allocations")
+        lines.append(f"                  {a.refused} refused, {a.errors} bad pointers")
     lines.append(f" given back       {fb(st.released_bytes)}; mmap/munmap/madvise "
                  f"{st.mmap_count}/{st.munmap_count}/{st.madvise_count}")
     lines.append(f" calls            alloc {st.alloc_count} (small {st.small_alloc_count}, "
