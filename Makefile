@@ -36,10 +36,10 @@ LDLIBS      := -lpthread -lm
 # while another thread allocates.  tests/test_layers.py checks the naming.
 UNIT_TESTS  := test_base test_map test_heap test_decay test_sc test_slab test_tc test_mesh \
                test_pool test_purge test_stats test_debug test_buffer test_alloc test_realloc \
-               test_resolve test_config
+               test_resolve test_config test_walk
 WHOLE_TESTS := test_stress test_threads test_fork
 TESTS       := $(UNIT_TESTS) $(WHOLE_TESTS)
-TSAN_TESTS  := test_threads test_fork test_tc test_mesh test_config
+TSAN_TESTS  := test_threads test_fork test_tc test_mesh test_config test_walk
 
 TBIN := tests/c/bin
 BBIN := benches/c/bin

@@ -43,6 +43,8 @@ void decay_purge_tail(mp_heap *heap, mp_span *span, uint32_t n) {
     span->dirty -= dirty;
     heap->dirty_free_granules -= dirty;
     acct_released(heap->acct, (uint64_t)dirty << heap->granule_shift);
+    acct_event(heap->acct, MP_EV_PURGE, span_addr(span) + ((size_t)first << heap->granule_shift),
+               (uint64_t)dirty << heap->granule_shift, 0);
     if (span->dirty == 0) {
         heap_lru_remove(heap, span);
         heap_span_cleaned(heap, span);
