@@ -4,6 +4,35 @@
 from cpython.buffer cimport PyBUF_WRITABLE, PyBuffer_FillInfo
 
 
+cdef void *_buffer_address(mp_pool *pool, mp_buffer handle) noexcept nogil:
+    # Where a buffer's bytes are now (a pin and its unpin).  _life held.
+    cdef void *address = NULL
+    if mp_buffer_pin(pool, handle, &address) == MP_OK:
+        mp_buffer_unpin(pool, handle)
+    return address
+
+
+cdef int _buffer_destroy(HandlerCtx *c, mp_pool *pool, mp_buffer handle,
+                         uint64_t nbytes) noexcept nogil:
+    # mp_buffer_destroy, recorded as a free while a history records (its
+    # lock spans the destroy, as around the handler's frees).  _life held.
+    cdef mp_history *h = _history_of(c)
+    cdef void *address
+    cdef uint64_t size = nbytes
+    cdef int32_t site = MP_STACK_UNKNOWN
+    cdef int code
+    if h == NULL:
+        return mp_buffer_destroy(pool, handle)
+    mp_history_lock(h)
+    address = _buffer_address(pool, handle)
+    code = mp_buffer_destroy(pool, handle)
+    if code == MP_OK:
+        mp_history_take(h, address, &size, &site)
+        mp_history_note_free(h, MP_HIST_FREE, address, size, site)
+    mp_history_unlock(h)
+    return code
+
+
 cdef class Buffer:
     """Bytes in a pool that the pool may move to close holes.
 
@@ -13,6 +42,9 @@ cdef class Buffer:
     :meth:`mempool.Pool.defragment` moves only unpinned buffers.  Content is
     preserved by every move.  Arrays allocated by numpy through the pool's
     handler hold raw pointers and are never moved: only buffers are.
+
+    Threads may share a buffer: its handle, pins and view count change only
+    under the pool's ``_life`` mutex.
     """
 
     cdef _PoolBase _owner
@@ -29,55 +61,42 @@ cdef class Buffer:
 
     @staticmethod
     cdef Buffer _create(_PoolBase owner, size_t nbytes):
-        cdef mp_pool *pool = owner._require()
         cdef mp_buffer handle = 0
-        cdef int code
-        with nogil:
-            code = mp_buffer_create(pool, nbytes, &handle)
+        cdef int code = MP_OK
+        cdef mp_history *h = _history_of(&owner._ctx)
+        # the call site before _life: capturing it may run Python
+        cdef int32_t site = mph_capture(_hist_depth(&owner._ctx)) if h != NULL else 0
+        cdef mp_pool *pool = owner._lock()
+        if pool != NULL:
+            with nogil:
+                code = mp_buffer_create(pool, nbytes, &handle)
+                if code == MP_OK and h != NULL:
+                    # recorded as an allocation, with its call site (under
+                    # _life: no defragment moves it before it is noted)
+                    mp_history_lock(h)
+                    mp_history_note_alloc(h, MP_HIST_ALLOC, _buffer_address(pool, handle),
+                                          nbytes, site)
+                    mp_history_unlock(h)
+        owner._unlock()
+        if pool == NULL:
+            owner._require()
         if code != MP_OK:
             owner._raise(code, size=nbytes)
         cdef Buffer buf = Buffer.__new__(Buffer)
         buf._owner = owner
         buf._handle = handle
         buf.nbytes = nbytes
-        cdef mp_history *h = owner._ctx.history
-        cdef int32_t site
-        if h != NULL:  # recorded as an allocation, with its call site
-            site = mph_capture(owner._ctx.hist_depth)
-            mp_history_lock(h)
-            mp_history_note_alloc(h, MP_HIST_ALLOC, buf._address(pool), nbytes, site)
-            mp_history_unlock(h)
         return buf
 
-    cdef void *_address(self, mp_pool *pool) noexcept:
-        # where the bytes are now (a pin and its unpin)
-        cdef void *address = NULL
-        if mp_buffer_pin(pool, self._handle, &address) == MP_OK:
-            mp_buffer_unpin(pool, self._handle)
-        return address
-
-    cdef int _destroy(self, mp_pool *pool) noexcept:
-        # mp_buffer_destroy, recorded as a free when a history is on (its
-        # lock held throughout: no defragment moves the buffer meanwhile)
-        cdef mp_history *h = self._owner._ctx.history
-        cdef void *address = NULL
-        cdef uint64_t size = self.nbytes
-        cdef int32_t site = MP_STACK_UNKNOWN
-        if h == NULL:
-            return mp_buffer_destroy(pool, self._handle)
-        mp_history_lock(h)
-        address = self._address(pool)
-        cdef int code = mp_buffer_destroy(pool, self._handle)
-        if code == MP_OK:
-            mp_history_take(h, address, &size, &site)
-            mp_history_note_free(h, MP_HIST_FREE, address, size, site)
-        mp_history_unlock(h)
-        return code
-
-    cdef mp_pool *_live(self) except NULL:
+    cdef _check_live(self):
         if self._handle == 0:
             raise ValueError("the buffer has been freed")
-        return self._owner._require()
+        self._owner._require()
+
+    @property
+    def pool(self):
+        """The pool the buffer lives in."""
+        return self._owner
 
     @property
     def pinned(self):
@@ -90,22 +109,34 @@ cdef class Buffer:
         return self._handle == 0
 
     def __getbuffer__(self, Py_buffer *view, int flags):
-        cdef mp_pool *pool = self._live()
         cdef void *address = NULL
-        cdef int code = mp_buffer_pin(pool, self._handle, &address)
+        cdef int code = MP_OK
+        cdef mp_pool *pool = self._owner._lock()
+        cdef bint live = pool != NULL and self._handle != 0
+        if live:
+            code = mp_buffer_pin(pool, self._handle, &address)
+            if code == MP_OK:
+                self._exports += 1
+        self._owner._unlock()
+        if not live:
+            self._check_live()
         if code != MP_OK:
             self._owner._raise(code, size=self.nbytes)
         try:
             PyBuffer_FillInfo(view, self, address, self.nbytes, 0, flags)
         except BaseException:
-            mp_buffer_unpin(pool, self._handle)
+            self._unpin()
             raise
-        self._exports += 1
 
     def __releasebuffer__(self, Py_buffer *view):
+        self._unpin()
+
+    cdef void _unpin(self) noexcept:
+        cdef mp_pool *pool = self._owner._lock()
         self._exports -= 1
-        if self._handle != 0 and self._owner._pool != NULL:
-            mp_buffer_unpin(self._owner._pool, self._handle)
+        if self._handle != 0 and pool != NULL:
+            mp_buffer_unpin(pool, self._handle)
+        self._owner._unlock()
 
     def array(self, shape, dtype=float, offset=0):
         """A numpy view of the buffer (``shape`` and ``dtype`` as in
@@ -131,25 +162,42 @@ cdef class Buffer:
     def free(self):
         """Give the bytes back to the pool now (BufferError while pinned).
         Freeing twice is a no-op."""
-        if self._handle == 0:
+        cdef int code = MP_OK
+        cdef Py_ssize_t exports = 0
+        cdef HandlerCtx *ctx = &self._owner._ctx
+        cdef uint64_t nbytes = self.nbytes
+        cdef mp_pool *pool = self._owner._lock()
+        cdef mp_buffer handle = self._handle
+        if pool != NULL and handle != 0:
+            exports = self._exports
+            if exports == 0:
+                with nogil:
+                    code = _buffer_destroy(ctx, pool, handle, nbytes)
+                if code == MP_OK:
+                    self._handle = 0
+        self._owner._unlock()
+        if handle == 0:
             return
-        if self._exports:
+        if pool == NULL:
+            self._owner._require()
+        if exports:
             raise BufferError(
-                f"buffer of {self.nbytes} bytes is pinned by {self._exports} "
+                f"buffer of {self.nbytes} bytes is pinned by {exports} "
                 "live view(s): drop them before freeing it")
-        cdef mp_pool *pool = self._owner._require()
-        cdef int code = self._destroy(pool)
         if code != MP_OK:
             self._owner._raise(code, size=self.nbytes)
-        self._handle = 0
 
     def __dealloc__(self):
         # Views hold a reference to the buffer, so no pin is left here; the
         # owner (a strong reference) keeps the pool open unless it was
         # destroyed explicitly, in which case the bytes went with it.
-        if self._handle != 0 and self._owner is not None and self._owner._pool != NULL:
-            self._destroy(self._owner._pool)
+        cdef mp_pool *pool
+        if self._handle != 0 and self._owner is not None:
+            pool = self._owner._lock()
+            if pool != NULL:
+                _buffer_destroy(&self._owner._ctx, pool, self._handle, self.nbytes)
             self._handle = 0
+            self._owner._unlock()
 
     def __repr__(self):
         state = "freed" if self._handle == 0 else ("pinned" if self._exports else "movable")
@@ -164,15 +212,23 @@ def _buffer_create(_PoolBase owner, size_t nbytes):
 def _defragment(_PoolBase owner):
     """mp_defragment: compact ``owner``'s unpinned buffers; return the
     mp_defrag_result as a dict."""
-    cdef mp_pool *pool = owner._require()
     cdef mp_defrag_result result
-    cdef int code
-    # the buffers it moves keep their history sites (history.c's bracket)
-    cdef bint bracket = _history_moves(owner, True)
-    with nogil:
-        code = mp_defragment(pool, &result)
-    if bracket:
-        _history_moves(owner, False)
+    cdef int code = MP_OK
+    cdef mp_history *h
+    cdef mp_pool *pool = owner._lock()
+    if pool != NULL:
+        # the buffers it moves keep their history sites: history.c's moves
+        # bracket (its lock) spans the pass, inside _life (the lock order)
+        h = _history_of(&owner._ctx)
+        with nogil:
+            if h != NULL:
+                mp_history_moves_begin(h)
+            code = mp_defragment(pool, &result)
+            if h != NULL:
+                mp_history_moves_end(h)
+    owner._unlock()
+    if pool == NULL:
+        owner._require()
     if code != MP_OK:
         owner._raise(code)
     return {"moved_buffers": result.moved_buffers, "moved_bytes": result.moved_bytes,

@@ -1,4 +1,5 @@
 # cython: language_level=3, boundscheck=False, wraparound=False
+# cython: freethreading_compatible = True
 """Thin glue between the native core (csrc/include/mempool.h) and Python.
 
 It owns two things and no algorithm: the ``mp_pool*`` of each pool object and
@@ -12,8 +13,21 @@ constructors, install/use, reports) lives in the pure-Python modules.
 Lifetime: each ``mem_handler`` capsule holds a strong reference to its pool
 object and numpy keeps the capsule alive in every array it allocated through
 it, so a pool (and its arenas) outlives every array whose data it holds.  The
-pool keeps only a borrowed pointer to its capsule (cleared by the capsule's
-destructor), so there is no reference cycle.
+pool only counts its live capsules (no reference, so no cycle).
+
+Threads (free-threaded CPython included: the module declares it runs without
+the GIL): numpy calls the handler from any thread, GIL or not; the core is
+thread-safe.  What this glue shares between threads it guards itself: the
+count of live capsules and the warned-once flag are atomics; the native pool
+pointer, the trace and history recorders, the handler's bypass flag and
+buffer pins change only under the pool's ``_life`` mutex, which every method
+that reaches the native pool holds around its core calls (never around
+Python code, so a finalizer run by the garbage collector cannot find it held
+by its own thread; call sites are captured before it is taken).  Handler
+calls read the recorder pointers once each, atomically.  Lock order:
+``_life``, then the history's lock, then the core's own locks.  A capsule is made anew
+for each ``_handler_capsule()``: reusing one would need an "incref unless
+dying" that CPython 3.13 does not offer.
 """
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize
 from cpython.pycapsule cimport (PyCapsule_Destructor, PyCapsule_GetContext,
@@ -21,7 +35,10 @@ from cpython.pycapsule cimport (PyCapsule_Destructor, PyCapsule_GetContext,
                                 PyCapsule_New, PyCapsule_SetContext)
 from cpython.ref cimport Py_DECREF, Py_INCREF, PyObject
 from libc.stdint cimport int32_t, int64_t, uint64_t, uintptr_t
+from libc.stdlib cimport free as c_free, malloc as c_malloc
 from libc.string cimport memcpy, memset, strncpy
+
+cimport cython
 
 from mempool._mempool cimport *
 from mempool._tracing cimport *
@@ -50,6 +67,8 @@ cdef extern from "numpy/arrayobject.h":
         unsigned char version
         PyDataMemAllocator allocator
 
+    bint PyArray_Check(object obj)
+    PyObject *PyArray_HANDLER(void *arr)   # borrowed; NULL: no data of its own
     object PyDataMem_SetHandler(object handler)
     object PyDataMem_GetHandler()
     PyObject *PyDataMem_DefaultHandler
@@ -64,6 +83,7 @@ cdef extern from *:
      * on the thread that creates the array. */
     static _Thread_local int mph_fail_code = 0;
     static _Thread_local size_t mph_fail_size = 0;
+    static _Thread_local uintptr_t mph_fail_pool = 0; /* which pool refused */
 
     /* Call owner._on_handler_error(code, addr, size) from inside a numpy
      * handler call, which cannot fail: an exception already in flight (an
@@ -84,10 +104,36 @@ cdef extern from *:
             Py_DECREF(r);
         PyErr_Restore(et, ev, etb);
     }
+
+    /* Atomics for what the glue shares between threads (see the module
+     * doc): a counter, a once-flag and a pointer published to handler calls
+     * that run on other threads without any lock. */
+    static inline Py_ssize_t mph_count_add(Py_ssize_t *c, Py_ssize_t d)
+    { return __atomic_add_fetch(c, d, __ATOMIC_SEQ_CST); }
+    static inline Py_ssize_t mph_count_load(Py_ssize_t *c)
+    { return __atomic_load_n(c, __ATOMIC_SEQ_CST); }
+    static inline int mph_test_and_set(int *flag)
+    { return __atomic_exchange_n(flag, 1, __ATOMIC_SEQ_CST); }
+    static inline void *mph_ptr_load(void **p)
+    { return __atomic_load_n(p, __ATOMIC_ACQUIRE); }
+    static inline void mph_ptr_store(void **p, void *v)
+    { __atomic_store_n(p, v, __ATOMIC_RELEASE); }
+    static inline void mph_int_store(int *p, int v)
+    { __atomic_store_n(p, v, __ATOMIC_RELEASE); }
+    static inline int mph_int_load(int *p)
+    { return __atomic_load_n(p, __ATOMIC_ACQUIRE); }
     """
     int mph_fail_code
     size_t mph_fail_size
+    uintptr_t mph_fail_pool
     void mph_notify(object owner, int code, uintptr_t addr, size_t size)
+    Py_ssize_t mph_count_add(Py_ssize_t *c, Py_ssize_t d) noexcept nogil
+    Py_ssize_t mph_count_load(Py_ssize_t *c) noexcept nogil
+    int mph_test_and_set(int *flag) noexcept nogil
+    void *mph_ptr_load(void **p) noexcept nogil
+    void mph_ptr_store(void **p, void *v) noexcept nogil
+    void mph_int_store(int *p, int v) noexcept nogil
+    int mph_int_load(int *p) noexcept nogil
 
 
 _import_array()
@@ -102,22 +148,48 @@ cdef struct HandlerCtx:
                           # first: ctx can be read as an mp_pool**)
     PyObject *owner    # the pool object (borrowed; capsules keep it alive)
     mp_trace *trace    # non-NULL while recording (mempool.trace): one test
-                       # per call when not recording
+                       # per call when not recording; read once per call
+                       # (_trace_of), set under the pool's _life mutex
     mp_trace *recorder # owned; kept after recording stops, because a
                        # handler call on another thread may still hold it
     bint debug         # the pool is in debug mode: poll corruption reports
-    mp_history *history  # non-NULL while recording a history (mempool.history)
+    mp_history *history  # non-NULL while recording a history (mempool.history);
+                         # read once per call (_history_of), set under _life
     mp_history *hist_rec # owned, as `recorder`; also the pool's observer
-    int hist_depth       # frames per call site
+    int hist_depth       # frames per call site (atomic: _hist_depth)
 
 
 # ---------------------------------------------------------------- handler --
 # numpy may call these without the GIL, hence noexcept nogil.
 
-cdef inline void _note_failure(size_t size) noexcept nogil:
-    global mph_fail_code, mph_fail_size
+cdef inline mp_trace *_trace_of(HandlerCtx *c) noexcept nogil:
+    # One load per call: recording may stop on another thread meanwhile (the
+    # recorder itself stays until the pool dies and ignores late events).
+    return <mp_trace *>mph_ptr_load(<void **>&c.trace)
+
+
+cdef inline mp_history *_history_of(HandlerCtx *c) noexcept nogil:
+    # The same for the history: one load per call; a stopped history's
+    # recorder stays until the pool dies and ignores late events.
+    return <mp_history *>mph_ptr_load(<void **>&c.history)
+
+
+cdef inline int _hist_depth(HandlerCtx *c) noexcept nogil:
+    # frames per call site (set under _life before the history is published)
+    return mph_int_load(&c.hist_depth)
+
+
+cdef inline void _set_bypass(HandlerCtx *c) noexcept nogil:
+    # Under _life: every call through _h_malloc/_h_free while a trace or a
+    # history records (each records there), the core's fast paths otherwise.
+    mph_int_store(&c.head.bypass, c.trace != NULL or c.history != NULL)
+
+
+cdef inline void _note_failure(HandlerCtx *c, size_t size) noexcept nogil:
+    global mph_fail_code, mph_fail_size, mph_fail_pool
     mph_fail_code = mp_last_error()
     mph_fail_size = size
+    mph_fail_pool = <uintptr_t>c.head.pool
 
 
 cdef inline void _poll_corruption(HandlerCtx *c, void *p,
@@ -131,17 +203,18 @@ cdef inline void _poll_corruption(HandlerCtx *c, void *p,
 
 cdef void *_h_malloc(void *ctx, size_t size) noexcept nogil:
     cdef HandlerCtx *c = <HandlerCtx *>ctx
-    cdef mp_history *h = c.history
+    cdef mp_trace *t = _trace_of(c)
+    cdef mp_history *h = _history_of(c)
     # the call site first: reading frames may run Python, never under a lock
-    cdef int32_t site = mph_capture(c.hist_depth) if h != NULL else 0
+    cdef int32_t site = mph_capture(_hist_depth(c)) if h != NULL else 0
     cdef void *p = mp_alloc(c.head.pool, size)
     if p == NULL:
-        _note_failure(size)
+        _note_failure(c, size)
         if h != NULL:
             _hist_failed(c, h, size, site)
     else:
-        if c.trace != NULL:
-            mp_trace_note_alloc(c.trace, MP_TRACE_ALLOC, p, size)
+        if t != NULL:
+            mp_trace_note_alloc(t, MP_TRACE_ALLOC, p, size)
         if h != NULL:
             _hist_made(h, MP_HIST_ALLOC, p, size, site)
     _poll_corruption(c, p, size)
@@ -150,16 +223,17 @@ cdef void *_h_malloc(void *ctx, size_t size) noexcept nogil:
 
 cdef void *_h_calloc(void *ctx, size_t nelem, size_t elsize) noexcept nogil:
     cdef HandlerCtx *c = <HandlerCtx *>ctx
-    cdef mp_history *h = c.history
-    cdef int32_t site = mph_capture(c.hist_depth) if h != NULL else 0
+    cdef mp_trace *t = _trace_of(c)
+    cdef mp_history *h = _history_of(c)
+    cdef int32_t site = mph_capture(_hist_depth(c)) if h != NULL else 0
     cdef void *p = mp_calloc(c.head.pool, nelem, elsize)
     if p == NULL:
-        _note_failure(nelem * elsize)
+        _note_failure(c, nelem * elsize)
         if h != NULL:
             _hist_failed(c, h, nelem * elsize, site)
     else:
-        if c.trace != NULL:
-            mp_trace_note_alloc(c.trace, MP_TRACE_CALLOC, p, nelem * elsize)
+        if t != NULL:
+            mp_trace_note_alloc(t, MP_TRACE_CALLOC, p, nelem * elsize)
         if h != NULL:
             _hist_made(h, MP_HIST_CALLOC, p, nelem * elsize, site)
     _poll_corruption(c, p, nelem * elsize)
@@ -169,8 +243,8 @@ cdef void *_h_calloc(void *ctx, size_t nelem, size_t elsize) noexcept nogil:
 cdef void *_h_realloc(void *ctx, void *ptr, size_t new_size) noexcept nogil:
     # old size 0 = unknown: numpy's idea of the old size is not trusted.
     cdef HandlerCtx *c = <HandlerCtx *>ctx
-    cdef mp_history *h = c.history
-    cdef int32_t site = mph_capture(c.hist_depth) if h != NULL else 0
+    cdef mp_history *h = _history_of(c)
+    cdef int32_t site = mph_capture(_hist_depth(c)) if h != NULL else 0
     cdef uint64_t old_size = 0
     cdef int32_t old_site = MP_STACK_UNKNOWN
     cdef int known = 0
@@ -181,7 +255,7 @@ cdef void *_h_realloc(void *ctx, void *ptr, size_t new_size) noexcept nogil:
     elif h != NULL:
         mp_history_lock(h)
     # While recording, the recorder's lock spans the call (see trace.h).
-    cdef mp_trace *t = c.trace
+    cdef mp_trace *t = _trace_of(c)
     if t != NULL:
         mp_trace_lock(t)
     cdef void *p = mp_realloc(c.head.pool, ptr, 0, new_size)
@@ -198,7 +272,7 @@ cdef void *_h_realloc(void *ctx, void *ptr, size_t new_size) noexcept nogil:
         mp_history_unlock(h)
     cdef int code
     if p == NULL:
-        _note_failure(new_size)
+        _note_failure(c, new_size)
         code = mph_fail_code
         if h != NULL:
             _hist_failed(c, h, new_size, site)
@@ -211,7 +285,7 @@ cdef void *_h_realloc(void *ctx, void *ptr, size_t new_size) noexcept nogil:
 cdef void _h_free(void *ctx, void *ptr, size_t size) noexcept nogil:
     # numpy's size is sometimes wrong (see DESIGN §4): pass 0 = unknown.
     cdef HandlerCtx *c = <HandlerCtx *>ctx
-    cdef mp_history *h = c.history
+    cdef mp_history *h = _history_of(c)
     cdef uint64_t hsize = 0
     cdef int32_t hsite = MP_STACK_UNKNOWN
     cdef int known = 0
@@ -219,7 +293,7 @@ cdef void _h_free(void *ctx, void *ptr, size_t size) noexcept nogil:
         # the history's lock spans the call, as the trace's (history.c)
         mp_history_lock(h)
         known = _hist_take(c, h, ptr, &hsize, &hsite)
-    cdef mp_trace *t = c.trace
+    cdef mp_trace *t = _trace_of(c)
     if t != NULL:
         mp_trace_lock(t)
     cdef int code = mp_free(c.head.pool, ptr, 0)
@@ -234,7 +308,7 @@ cdef void _h_free(void *ctx, void *ptr, size_t size) noexcept nogil:
         mp_history_unlock(h)
         if code != MP_OK and code != MP_ECORRUPT:
             mp_history_note_pool(h, MP_HIST_ERROR, <uintptr_t>ptr, 0, <uint64_t>code,
-                                 mph_capture(c.hist_depth))
+                                 mph_capture(_hist_depth(c)))
     if code != MP_OK:
         _report_bad_pointer(c, code, ptr, size)
 
@@ -261,12 +335,14 @@ cdef inline int _hist_take(HandlerCtx *c, mp_history *h, void *ptr, uint64_t *si
 cdef void _hist_failed(HandlerCtx *c, mp_history *h, size_t size,
                        int32_t site) noexcept nogil:
     # A refused request: PoolExhausted follows (MP_ENOMEM), or a bad argument.
-    cdef mp_config cfg
+    cdef int64_t capacity = 0, limit = 0
     if mph_fail_code != MP_ENOMEM:
         return
-    mp_pool_config(c.head.pool, &cfg)
+    mp_pool_get(c.head.pool, b"capacity", &capacity)
+    mp_pool_get(c.head.pool, b"resident_limit", &limit)
     mp_history_note_pool(h, MP_HIST_EXHAUSTED, 0, size,
-                         cfg.capacity if cfg.capacity else cfg.resident_limit, site)
+                         <uint64_t>(capacity if capacity > 0 else (limit if limit > 0 else 0)),
+                         site)
 
 
 cdef void _report_bad_pointer(HandlerCtx *c, int code, void *ptr,
@@ -279,7 +355,7 @@ cdef void _report_bad_pointer(HandlerCtx *c, int code, void *ptr,
 
 cdef void _capsule_destructor(object capsule) noexcept:
     cdef _PoolBase owner = <_PoolBase>PyCapsule_GetContext(capsule)
-    owner._capsule = NULL
+    mph_count_add(&owner._capsules, -1)
     Py_DECREF(owner)
 
 
@@ -291,13 +367,16 @@ cdef class _PoolBase:
     cdef mp_pool *_pool
     cdef PyDataMem_Handler _handler
     cdef HandlerCtx _ctx
-    cdef PyObject *_capsule
+    cdef Py_ssize_t _capsules   # live capsules (atomic); each holds a reference
+    cdef int _warned            # the bad-pointer warning was given (atomic)
+    cdef cython.pymutex _life   # held around core calls and _pool changes
     cdef bint _opened
     cdef object __weakref__
 
     def __cinit__(self, *args, **kwargs):
         self._pool = NULL
-        self._capsule = NULL
+        self._capsules = 0
+        self._warned = 0
         self._opened = False
         memset(&self._handler, 0, sizeof(self._handler))
         strncpy(self._handler.name, HANDLER_NAME.encode(), 126)
@@ -332,46 +411,39 @@ cdef class _PoolBase:
 
     def _open(self, dict overrides):
         """Create the native pool from the defaults plus ``overrides``
-        (mp_config field names; decay_ms an int)."""
+        ({core setting name: int}); a value the core refuses raises
+        ``self._InvalidSetting`` with the core's reason (mp_config_error)."""
         cdef mp_config cfg
         cdef mp_pool *pool = NULL
         cdef int code
+        cdef int64_t debug = 0
         if self._opened:
             raise RuntimeError("pool already opened")
         mp_config_default(&cfg)
         for key, value in overrides.items():
-            if key == "capacity":
-                cfg.capacity = value
-            elif key == "small_max":
-                cfg.small_max = value
-            elif key == "arena_bytes":
-                cfg.arena_bytes = value
-            elif key == "huge_min":
-                cfg.huge_min = value
-            elif key == "decay_ms":
-                cfg.decay_ms = value
-            elif key == "huge_pages":
-                cfg.huge_pages = value
-            elif key == "background_purge":
-                cfg.background_purge = value
-            elif key == "debug":
-                cfg.debug = value
-            elif key == "retain_arenas":
-                cfg.retain_arenas = value
-            elif key == "resident_limit":
-                cfg.resident_limit = value
-            elif key == "mesh":
-                cfg.mesh = value
-            else:
-                raise TypeError(f"unknown pool setting {key!r}")
+            if mp_config_set(&cfg, (<str>key).encode(), value) != MP_OK:
+                raise self._InvalidSetting(mp_config_error().decode())
         code = mp_pool_create(&cfg, &pool)
         if code != MP_OK:
-            raise self._error_from_code(code, config=overrides)
+            if code == MP_EINVAL:
+                raise self._InvalidSetting(mp_config_error().decode())
+            raise self._error_from_code(code)
         self._pool = pool
         self._ctx.head.pool = pool
         mp_pool_config(pool, &cfg)   # a core built with MP_DEBUG_MODE_ALWAYS forces it
-        self._ctx.debug = cfg.debug != 0
+        mp_config_get(&cfg, b"debug", &debug)
+        self._ctx.debug = debug != 0
         self._opened = True
+
+    cdef mp_pool *_lock(self) noexcept:
+        # Take _life (waiting without the GIL); the native pool, or NULL when
+        # closed (locked either way).  Callers unlock before raising or
+        # running any Python code (see the module doc).
+        self._life.acquire()
+        return self._pool
+
+    cdef void _unlock(self) noexcept nogil:
+        self._life.release()
 
     cdef mp_pool *_require(self) except NULL:
         if self._pool == NULL:
@@ -381,48 +453,85 @@ cdef class _PoolBase:
         return self._pool
 
     @property
+    def _native_id(self):
+        """An id of the native pool (its address; 0 when closed), as
+        take_failure() names the pool that refused."""
+        return <uintptr_t>self._pool
+
+    @property
     def closed(self):
         """True once the pool is closed (or was never opened)."""
         return self._pool == NULL
 
     def _destroy(self):
-        """Destroy the native pool now (callers check that nothing is live)."""
-        if self._pool != NULL:
-            mp_pool_destroy(self._pool)
-            self._pool = NULL
-            self._ctx.head.pool = NULL
+        """Destroy the native pool now (callers check that nothing is live);
+        False, and nothing done, when a handler capsule exists (another
+        thread entered ``use()`` meanwhile)."""
+        cdef mp_pool *pool = self._lock()
+        if pool != NULL and mph_count_load(&self._capsules) > 0:
+            self._unlock()
+            return False
+        self._pool = NULL
+        self._ctx.head.pool = NULL
+        if pool != NULL:
+            with nogil:
+                mp_pool_destroy(pool)
+        self._unlock()
+        return True
 
     def _handler_capsule(self):
-        """The pool's ``mem_handler`` capsule (shared while one is alive)."""
-        self._require()
-        if self._capsule != NULL:
-            return <object>self._capsule
-        cap = PyCapsule_New(&self._handler, "mem_handler",
-                            <PyCapsule_Destructor>_capsule_destructor)
+        """A new ``mem_handler`` capsule of the pool (numpy's handler
+        object); it keeps the pool alive and open while it exists."""
+        cdef mp_pool *pool = self._lock()
+        if pool != NULL:
+            mph_count_add(&self._capsules, 1)   # before the lock goes: close waits
+        self._unlock()
+        if pool == NULL:
+            self._require()
+        try:
+            cap = PyCapsule_New(&self._handler, "mem_handler",
+                                <PyCapsule_Destructor>_capsule_destructor)
+        except BaseException:
+            mph_count_add(&self._capsules, -1)
+            raise
+        Py_INCREF(self)   # the capsule's reference, dropped by its destructor
         PyCapsule_SetContext(cap, <void *>self)
-        Py_INCREF(self)
-        self._capsule = <PyObject *>cap
         return cap
 
     @property
     def _handler_in_use(self):
         """True while some capsule of this pool exists (numpy context, array)."""
-        return self._capsule != NULL
+        return mph_count_load(&self._capsules) > 0
+
+    def _claim_warning(self):
+        """True for the first caller only, across threads: who gives the
+        pool's one bad-pointer warning."""
+        return mph_test_and_set(&self._warned) == 0
 
     def _config_raw(self):
-        """The pool's effective mp_config as a dict."""
+        """The pool's settings as the core holds them: {name: int}, every
+        row of the core's table (after defaults, rounding, changes)."""
         cdef mp_config cfg
-        mp_pool_config(self._require(), &cfg)
-        return cfg  # Cython turns the struct into a dict of its fields
+        cdef mp_pool *pool = self._lock()
+        if pool != NULL:
+            mp_pool_config(pool, &cfg)
+        self._unlock()
+        if pool == NULL:
+            self._require()
+        return _config_dict(&cfg)
 
     def _stats_raw(self):
         """A snapshot of mp_stats as a dict: every figure of stats_fields(),
         and the histogram, errors and classes as lists."""
         cdef mp_stats st
-        cdef int code
-        cdef mp_pool *pool = self._require()
-        with nogil:
-            code = mp_stats_get(pool, &st)
+        cdef int code = MP_OK
+        cdef mp_pool *pool = self._lock()
+        if pool != NULL:
+            with nogil:
+                code = mp_stats_get(pool, &st)
+        self._unlock()
+        if pool == NULL:
+            self._require()
         if code != MP_OK:
             raise self._error_from_code(code)
         cdef const mp_stats_field *fields = mp_stats_fields()
@@ -444,65 +553,85 @@ cdef class _PoolBase:
         raw["layers"] = [st.layers[i] for i in range(MP_LAYER_COUNT)]
         return raw
 
+    cdef size_t _locked_count(self, size_t (*fn)(mp_pool *) noexcept nogil) except? 0:
+        # fn(pool) under _life, without the GIL; PoolClosed when closed
+        cdef size_t n = 0
+        cdef mp_pool *pool = self._lock()
+        if pool != NULL:
+            with nogil:
+                n = fn(pool)
+        self._unlock()
+        if pool == NULL:
+            self._require()
+        return n
+
     def _reset_peak(self):
-        """mp_pool_reset_peak."""
-        cdef mp_pool *pool = self._require()
-        with nogil:
-            mp_pool_reset_peak(pool)
+        """mp_pool_reset_peak: the peaks start over from the figures now."""
+        cdef mp_pool *pool = self._lock()
+        if pool != NULL:
+            with nogil:
+                mp_pool_reset_peak(pool)
+        self._unlock()
+        if pool == NULL:
+            self._require()
 
     def trim(self):
         """Give every free page back to the OS now; return the bytes given."""
-        cdef mp_pool *pool = self._require()
-        cdef size_t n
-        with nogil:
-            n = mp_trim(pool)
-        return n
+        return self._locked_count(mp_trim)
 
     def purge_aged(self):
         """Give back pages free for longer than the decay; return the bytes."""
-        cdef mp_pool *pool = self._require()
-        cdef size_t n
-        with nogil:
-            n = mp_purge_aged(pool)
-        return n
+        return self._locked_count(mp_purge_aged)
 
     def check(self):
         """Walk the pool's structures; return the number of broken invariants."""
-        cdef mp_pool *pool = self._require()
-        cdef size_t n
-        with nogil:
-            n = mp_pool_check(pool)
-        return n
+        return self._locked_count(mp_pool_check)
 
     def check_named(self):
         """Walk the pool's structures; return (the number of broken
         invariants, the texts naming the first of them, at most 8)."""
-        cdef mp_pool *pool = self._require()
         cdef const char *what[8]
-        cdef size_t named = 0, n
-        with nogil:
-            n = mp_pool_check_named(pool, what, 8, &named)
+        cdef size_t named = 0, n = 0
+        cdef mp_pool *pool = self._lock()
+        if pool != NULL:
+            with nogil:
+                n = mp_pool_check_named(pool, what, 8, &named)
+        self._unlock()
+        if pool == NULL:
+            self._require()
         return n, [what[i].decode() for i in range(named)]
 
     def _corruption_reports(self):
         """Take (and clear) the core's pending corruption reports, oldest
         first, as dicts with the fields of mp_corruption_report."""
         cdef mp_corruption_report buf[MP_DEBUG_REPORTS]
-        cdef size_t n = mp_debug_reports(self._require(), buf, MP_DEBUG_REPORTS)
+        cdef size_t n = 0
+        cdef mp_pool *pool = self._lock()
+        if pool != NULL:
+            n = mp_debug_reports(pool, buf, MP_DEBUG_REPORTS)
+        self._unlock()
+        if pool == NULL:
+            self._require()
         return [buf[i] for i in range(n)]
 
-    def _set_resident_limit(self, size_t limit):
-        """mp_pool_set_resident_limit (0: none); MP_EINVAL below the live
-        bytes, raised with the figures."""
-        cdef mp_pool *pool = self._require()
-        cdef int code
-        with nogil:
-            code = mp_pool_set_resident_limit(pool, limit)
+    def _set_setting(self, str name, int64_t value):
+        """mp_pool_set: change a setting of the live pool; a refusal raises
+        ``self._InvalidSetting`` with the core's reason."""
+        cdef bytes key = name.encode()
+        cdef const char *c_key = key
+        cdef int code = MP_OK
+        cdef mp_pool *pool = self._lock()
+        if pool != NULL:
+            with nogil:
+                code = mp_pool_set(pool, c_key, value)
+        self._unlock()
+        if pool == NULL:
+            self._require()
         if code != MP_OK:
-            self._raise(code, resident_limit=limit,
-                        live_bytes=self._stats_raw()["live_bytes"])
+            raise self._InvalidSetting(mp_config_error().decode())
 
     def _raise(self, int code, **context):
+        cdef mp_history *h
         if code == MP_ENOMEM:
             context.setdefault("requested", context.get("size"))
             cfg = self._config_raw()
@@ -511,11 +640,11 @@ cdef class _PoolBase:
             facts = getattr(self, "_exhaustion_facts", None)
             context.update(facts() if facts is not None
                            else {"live_bytes": self._stats_raw()["live_bytes"]})
-            if self._ctx.history != NULL:
-                mp_history_note_pool(self._ctx.history, MP_HIST_EXHAUSTED, 0,
-                                     context.get("size") or 0,
+            h = _history_of(&self._ctx)
+            if h != NULL:
+                mp_history_note_pool(h, MP_HIST_EXHAUSTED, 0, context.get("size") or 0,
                                      cfg["capacity"] or cfg["resident_limit"],
-                                     mph_capture(self._ctx.hist_depth))
+                                     mph_capture(_hist_depth(&self._ctx)))
         raise self._error_from_code(code, **context)
 
 
@@ -558,12 +687,14 @@ def get_handler():
 
 
 def take_failure():
-    """Return ``(code, size)`` of this thread's last failed handler call and
-    forget it; ``(0, 0)`` when none."""
-    global mph_fail_code, mph_fail_size
-    out = (mph_fail_code, mph_fail_size)
+    """Return ``(code, size, pool id)`` of this thread's last failed handler
+    call and forget it; ``(0, 0, 0)`` when none.  The id is the refusing
+    pool's ``_native_id``."""
+    global mph_fail_code, mph_fail_size, mph_fail_pool
+    out = (mph_fail_code, mph_fail_size, mph_fail_pool)
     mph_fail_code = 0
     mph_fail_size = 0
+    mph_fail_pool = 0
     return out
 
 
@@ -585,6 +716,17 @@ def strerror(int code):
     return mp_strerror(code).decode()
 
 
+cdef dict _config_dict(const mp_config *cfg):
+    cdef size_t n = 0, i
+    cdef const mp_setting *rows = mp_settings(&n)
+    cdef int64_t value
+    cdef dict out = {}
+    for i in range(n):
+        mp_config_get(cfg, rows[i].name, &value)
+        out[rows[i].name.decode()] = value
+    return out
+
+
 def stats_fields():
     """``[(name, unit, doc)]`` of every scalar figure of mp_stats, in order,
     from the core's ``MP_STATS_LIST`` (``mp_stats_fields``): the one source
@@ -598,10 +740,54 @@ _STATS_NAMES = tuple(name for name, _, _ in stats_fields())
 
 
 def default_config():
-    """mp_config_default as a dict."""
+    """mp_config_default as {name: int}."""
     cdef mp_config cfg
     mp_config_default(&cfg)
-    return cfg  # Cython turns the struct into a dict of its fields
+    return _config_dict(&cfg)
+
+
+def settings_table():
+    """The core's table of settings (MP_CONFIG_LIST, through mp_settings):
+    one tuple ``(name, unit, default, min, max, none, runtime, doc)`` per
+    setting, in the table's order; ``none`` is None when the setting has no
+    "none" value.  The one source of mempool._settings."""
+    cdef size_t n = 0, i
+    cdef const mp_setting *rows = mp_settings(&n)
+    return [(rows[i].name.decode(), rows[i].unit.decode(), rows[i].default_value,
+             rows[i].min, rows[i].max,
+             None if rows[i].none == MP_SETTING_NO_NONE else rows[i].none,
+             bool(rows[i].runtime), rows[i].doc.decode())
+            for i in range(n)]
+
+
+def check_setting(str name, int64_t value):
+    """mp_setting_check: None when the core accepts ``value`` for the
+    setting ``name``, else its reason (naming the setting, the value and
+    the range)."""
+    if mp_setting_check(name.encode(), value) == MP_OK:
+        return None
+    return mp_config_error().decode()
+
+
+def array_pool(arr):
+    """The pool object whose handler allocated the data of ``arr`` (an
+    ndarray that owns its data), or None (numpy's own handler, another
+    one, or no data of its own).  Reads the handler numpy keeps in the
+    array (PyArray_HANDLER): the capsule's context is the pool."""
+    if not PyArray_Check(arr):
+        raise TypeError(f"expected a numpy array, got {type(arr).__name__}")
+    cdef PyObject *handler = PyArray_HANDLER(<void *>arr)
+    if handler == NULL:
+        return None
+    cdef object capsule = <object>handler
+    if not PyCapsule_IsValid(capsule, "mem_handler"):
+        return None
+    cdef PyDataMem_Handler *h = <PyDataMem_Handler *>PyCapsule_GetPointer(
+        capsule, "mem_handler")
+    if h.allocator.malloc != mp_handler_malloc:
+        return None
+    cdef void *owner = PyCapsule_GetContext(capsule)
+    return None if owner == NULL else <object>owner
 
 
 def process_rss():

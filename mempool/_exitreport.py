@@ -19,9 +19,11 @@ import sys
 from pathlib import Path
 from typing import Any, Optional
 
-SHOW_STATS_VAR = "MEMPOOL_SHOW_STATS"
-HISTORY_VAR = "MEMPOOL_HISTORY"
-HISTORY_OWNER_VAR = "MEMPOOL_HISTORY_PID"   # the pid that writes FILE itself
+from mempool import _settings
+
+SHOW_STATS_VAR = _settings.OPTIONS["show_stats"].env         # MEMPOOL_SHOW_STATS
+HISTORY_VAR = _settings.OPTIONS["history"].env               # MEMPOOL_HISTORY
+HISTORY_OWNER_VAR = _settings.OPTIONS["history_pid"].env     # the pid that writes FILE itself
 
 _pool: Any = None
 _armed_pid: Optional[int] = None
@@ -29,22 +31,19 @@ _done_pid: Optional[int] = None
 _fork_hook = False
 
 
-def _flag(value: str) -> bool:
-    return value.strip().lower() in ("1", "true", "yes", "on")
-
-
 def show_stats() -> bool:
-    """Whether MEMPOOL_SHOW_STATS asks for the summary at exit."""
-    return _flag(os.environ.get(SHOW_STATS_VAR, ""))
+    """Whether MEMPOOL_SHOW_STATS (or run --summary) asks for the summary at
+    exit (a ValueError naming the variable when it is malformed)."""
+    return bool(_settings.option_value("show_stats"))
 
 
 def history_path() -> Optional[Path]:
     """Where this process writes its history at exit (None: nowhere)."""
-    text = os.environ.get(HISTORY_VAR, "").strip()
+    text = (_settings.option_value("history") or "").strip()
     if not text:
         return None
     path = Path(text)
-    if os.environ.get(HISTORY_OWNER_VAR) == str(os.getpid()):
+    if (_settings.option_value("history_pid") or "").strip() == str(os.getpid()):
         return path
     suffix = "".join(path.suffixes)
     stem = path.name[:-len(suffix)] if suffix else path.name

@@ -13,46 +13,81 @@ HISTORY_POOL_EVENT_BYTES = 40
 def _history_start(_PoolBase pool, size_t max_entries, int depth):
     """Start recording ``pool``'s history: events (a ring of
     ``max_entries``) with call sites of ``depth`` frames."""
-    cdef mp_pool *p = pool._require()
-    if pool._ctx.history != NULL:
+    cdef int failed = 0   # 1 already recording, 2 no recorder, 3 bad max_entries
+    cdef mp_history *rec
+    cdef mp_pool *p = pool._lock()
+    if p != NULL:
+        if pool._ctx.history != NULL:
+            failed = 1
+        elif pool._ctx.hist_rec == NULL:
+            pool._ctx.hist_rec = mp_history_create()
+            if pool._ctx.hist_rec == NULL:
+                failed = 2
+            else:
+                mp_pool_observe(p, mp_history_observe, pool._ctx.hist_rec)
+        rec = pool._ctx.hist_rec
+        if failed == 0:
+            with nogil:
+                failed = 3 if mp_history_start(rec, max_entries) != 0 else 0
+        if failed == 0:
+            mph_int_store(&pool._ctx.hist_depth, depth)   # before the pointer
+            mph_ptr_store(<void **>&pool._ctx.history, rec)
+            _set_bypass(&pool._ctx)   # every call through _h_malloc/_h_free
+    pool._unlock()
+    if p == NULL:
+        pool._require()
+    if failed == 1:
         raise RuntimeError("this pool's history is already being recorded")
-    if pool._ctx.hist_rec == NULL:
-        pool._ctx.hist_rec = mp_history_create()
-        if pool._ctx.hist_rec == NULL:
-            raise MemoryError("cannot create the history recorder")
-        mp_pool_observe(p, mp_history_observe, pool._ctx.hist_rec)
-    if mp_history_start(pool._ctx.hist_rec, max_entries) != 0:
+    if failed == 2:
+        raise MemoryError("cannot create the history recorder")
+    if failed == 3:
         raise ValueError(f"max_entries must be at least 1, got {max_entries}")
-    pool._ctx.hist_depth = depth
-    pool._ctx.history = pool._ctx.hist_rec
-    pool._ctx.head.bypass = 1  # every call through _h_malloc/_h_free, which record
 
 
 def _history_stop(_PoolBase pool):
     """Stop recording (the events stay readable)."""
+    pool._lock()
     cdef mp_history *h = pool._ctx.history
-    if h == NULL:
-        return
-    pool._ctx.history = NULL
-    if pool._ctx.trace == NULL:
-        pool._ctx.head.bypass = 0
-    mp_history_stop(h)
+    if h != NULL:
+        mph_ptr_store(<void **>&pool._ctx.history, NULL)
+        _set_bypass(&pool._ctx)   # stays on while a trace records
+        with nogil:
+            mp_history_stop(h)
+    pool._unlock()
 
 
 def _history_recording(_PoolBase pool):
     """True while ``pool``'s history is being recorded."""
-    return pool._ctx.history != NULL
+    return _history_of(&pool._ctx) != NULL
+
+
+cdef mp_history *_history_rec(_PoolBase pool, mp_history_info *info) noexcept:
+    # The pool's history recorder (NULL when none was made) and its figures,
+    # read under _life.
+    pool._lock()
+    cdef mp_history *h = pool._ctx.hist_rec
+    if h != NULL and info != NULL:
+        mp_history_counts(h, info)
+    pool._unlock()
+    return h
 
 
 def _history_info(_PoolBase pool):
     """The history's figures as a dict, or None when none was recorded."""
     cdef mp_history_info info
-    if pool._ctx.hist_rec == NULL:
+    cdef size_t live = 0
+    pool._lock()
+    cdef mp_history *h = pool._ctx.hist_rec
+    if h != NULL:
+        with nogil:
+            mp_history_counts(h, &info)
+            live = mp_history_live_count(h)
+    pool._unlock()
+    if h == NULL:
         return None
-    mp_history_counts(pool._ctx.hist_rec, &info)
     cdef dict out = info
-    out["stack_depth"] = pool._ctx.hist_depth
-    out["live_blocks"] = mp_history_live_count(pool._ctx.hist_rec)
+    out["stack_depth"] = _hist_depth(&pool._ctx)
+    out["live_blocks"] = live
     return out
 
 
@@ -64,18 +99,24 @@ def _history_events(_PoolBase pool):
     """The allocation events held now, oldest first, as little-endian
     columns of bytes: t_ns (u8), op (u1), address (u8), size (u8), stack
     (i4), thread (u4)."""
-    cdef mp_history *h = pool._ctx.hist_rec
     cdef mp_history_info info
-    if h == NULL:
+    if _history_rec(pool, &info) == NULL:
         return None
-    mp_history_counts(h, &info)
     cdef size_t n = info.held + 1024  # events may arrive meanwhile
+    # the columns are made before _life is taken (no Python under it)
     t_ns, op, address = _column(n, 8), _column(n, 1), _column(n, 8)
     size, stack, thread = _column(n, 8), _column(n, 4), _column(n, 4)
-    n = mp_history_copy_events(
-        h, n, <uint64_t *>PyBytes_AS_STRING(t_ns), <uint8_t *>PyBytes_AS_STRING(op),
-        <uint64_t *>PyBytes_AS_STRING(address), <uint64_t *>PyBytes_AS_STRING(size),
-        <int32_t *>PyBytes_AS_STRING(stack), <uint32_t *>PyBytes_AS_STRING(thread))
+    cdef uint64_t *c_t_ns = <uint64_t *>PyBytes_AS_STRING(t_ns)
+    cdef uint8_t *c_op = <uint8_t *>PyBytes_AS_STRING(op)
+    cdef uint64_t *c_address = <uint64_t *>PyBytes_AS_STRING(address)
+    cdef uint64_t *c_size = <uint64_t *>PyBytes_AS_STRING(size)
+    cdef int32_t *c_stack = <int32_t *>PyBytes_AS_STRING(stack)
+    cdef uint32_t *c_thread = <uint32_t *>PyBytes_AS_STRING(thread)
+    pool._lock()
+    cdef mp_history *h = pool._ctx.hist_rec
+    with nogil:
+        n = mp_history_copy_events(h, n, c_t_ns, c_op, c_address, c_size, c_stack, c_thread)
+    pool._unlock()
     return {"count": n, "t_ns": t_ns, "op": op, "address": address, "size": size,
             "stack": stack, "thread": thread}
 
@@ -83,18 +124,24 @@ def _history_events(_PoolBase pool):
 def _history_pool_events(_PoolBase pool):
     """The pool events held now, oldest first, as columns of bytes: t_ns
     (u8), kind (i4), address (u8), size (u8), arg (u8), stack (i4)."""
-    cdef mp_history *h = pool._ctx.hist_rec
     cdef mp_history_info info
-    if h == NULL:
+    if _history_rec(pool, &info) == NULL:
         return None
-    mp_history_counts(h, &info)
     cdef size_t n = info.pool_held + 1024
     t_ns, kind, address = _column(n, 8), _column(n, 4), _column(n, 8)
     size, arg, stack = _column(n, 8), _column(n, 8), _column(n, 4)
-    n = mp_history_copy_pool_events(
-        h, n, <uint64_t *>PyBytes_AS_STRING(t_ns), <int32_t *>PyBytes_AS_STRING(kind),
-        <uint64_t *>PyBytes_AS_STRING(address), <uint64_t *>PyBytes_AS_STRING(size),
-        <uint64_t *>PyBytes_AS_STRING(arg), <int32_t *>PyBytes_AS_STRING(stack))
+    cdef uint64_t *c_t_ns = <uint64_t *>PyBytes_AS_STRING(t_ns)
+    cdef int32_t *c_kind = <int32_t *>PyBytes_AS_STRING(kind)
+    cdef uint64_t *c_address = <uint64_t *>PyBytes_AS_STRING(address)
+    cdef uint64_t *c_size = <uint64_t *>PyBytes_AS_STRING(size)
+    cdef uint64_t *c_arg = <uint64_t *>PyBytes_AS_STRING(arg)
+    cdef int32_t *c_stack = <int32_t *>PyBytes_AS_STRING(stack)
+    pool._lock()
+    cdef mp_history *h = pool._ctx.hist_rec
+    with nogil:
+        n = mp_history_copy_pool_events(h, n, c_t_ns, c_kind, c_address, c_size, c_arg,
+                                        c_stack)
+    pool._unlock()
     return {"count": n, "t_ns": t_ns, "kind": kind, "address": address, "size": size,
             "arg": arg, "stack": stack}
 
@@ -102,55 +149,24 @@ def _history_pool_events(_PoolBase pool):
 def _history_live(_PoolBase pool):
     """The blocks allocated while recording and still live: columns of
     bytes address (u8), size (u8), stack (i4); None without a recording."""
+    cdef size_t n = 0
+    pool._lock()
     cdef mp_history *h = pool._ctx.hist_rec
+    if h != NULL:
+        with nogil:
+            n = mp_history_live_count(h) + 1024
+    pool._unlock()
     if h == NULL:
         return None
-    cdef size_t n = mp_history_live_count(h) + 1024
     address, size, stack = _column(n, 8), _column(n, 8), _column(n, 4)
-    n = mp_history_copy_live(h, n, <uint64_t *>PyBytes_AS_STRING(address),
-                             <uint64_t *>PyBytes_AS_STRING(size),
-                             <int32_t *>PyBytes_AS_STRING(stack))
+    cdef uint64_t *c_address = <uint64_t *>PyBytes_AS_STRING(address)
+    cdef uint64_t *c_size = <uint64_t *>PyBytes_AS_STRING(size)
+    cdef int32_t *c_stack = <int32_t *>PyBytes_AS_STRING(stack)
+    pool._lock()
+    with nogil:
+        n = mp_history_copy_live(h, n, c_address, c_size, c_stack)
+    pool._unlock()
     return {"count": n, "address": address, "size": size, "stack": stack}
-
-
-def _history_moves(_PoolBase pool, bint begin):
-    """Open (begin) or close the bracket around a defragment, so the
-    buffers it moves keep their sites."""
-    cdef mp_history *h = pool._ctx.history
-    if h == NULL:
-        return False
-    if begin:
-        with nogil:
-            mp_history_moves_begin(h)
-    else:
-        mp_history_moves_end(h)
-    return True
-
-
-def _history_note_buffer(_PoolBase pool, bint made, uintptr_t address, uint64_t size):
-    """Record a movable buffer made (with this thread's call site) or freed."""
-    cdef mp_history *h = pool._ctx.history
-    cdef uint64_t old_size = size
-    cdef int32_t site
-    if h == NULL:
-        return
-    if made:
-        site = mph_capture(pool._ctx.hist_depth)
-        _hist_made(h, MP_HIST_ALLOC, <void *>address, size, site)
-        return
-    site = MP_STACK_UNKNOWN
-    mp_history_lock(h)
-    mp_history_take(h, <void *>address, &old_size, &site)
-    mp_history_note_free(h, MP_HIST_FREE, <void *>address, old_size, site)
-    mp_history_unlock(h)
-
-
-def _history_note_pool(_PoolBase pool, int kind, uintptr_t address, uint64_t size,
-                       uint64_t arg):
-    """Record a pool event found in Python (with this thread's call site)."""
-    cdef mp_history *h = pool._ctx.history
-    if h != NULL:
-        mp_history_note_pool(h, kind, address, size, arg, mph_capture(pool._ctx.hist_depth))
 
 
 def capture_stack(int depth):
@@ -229,17 +245,21 @@ def _walk(_PoolBase pool):
     columns of bytes.  Segments: address, size, resident, mesh_owner (u8),
     parent, size_class (i4), block_size, granule (u4), kind, heap (u1).
     Blocks: address, size, requested (u8), segment (u4), state (u1)."""
-    cdef mp_pool *p = pool._require()
     cdef _WalkOut w
     cdef mp_walker walker
-    cdef int rc
+    cdef int rc = 0
     cdef size_t i
     memset(&w, 0, sizeof(w))
     walker.segment = _walk_segment
     walker.block = _walk_block
     walker.ctx = &w
-    with nogil:
-        rc = mp_pool_walk(p, &walker)
+    cdef mp_pool *p = pool._lock()
+    if p != NULL:
+        with nogil:   # the callbacks only copy, into malloc'd arrays
+            rc = mp_pool_walk(p, &walker)
+    pool._unlock()
+    if p == NULL:
+        pool._require()
     try:
         if rc != 0:
             raise MemoryError("out of memory while walking the pool")

@@ -1,4 +1,5 @@
 # cython: language_level=3, boundscheck=False, wraparound=False
+# cython: freethreading_compatible = True
 """Test hooks: the core's C API on a Pool, straight through, errors mapped.
 
 Only the tests use these (``hooks.alloc(pool, n)``...): they reach blocks

@@ -39,7 +39,7 @@ from typing import Any, Dict, Optional
 from distributed.diagnostics.plugin import WorkerPlugin
 
 import mempool
-from mempool import _core, _startup
+from mempool import _core, _settings
 
 __all__ = ["MempoolPlugin", "trim", "snapshot", "worker_pool", "METRICS"]
 
@@ -51,7 +51,9 @@ METRICS = {
     "mempool_resident_bytes": ("resident_bytes", "Pool pages resident in RAM", "gauge"),
     "mempool_reserved_bytes": ("reserved_bytes", "Address space the pool holds", "gauge"),
     "mempool_peak_live_bytes": ("peak_live_bytes", "Highest live bytes seen", "gauge"),
-    "mempool_fragmentation": ("fragmentation", "Pool fragmentation (0 = none)", "gauge"),
+    "mempool_fragmentation": ("fragmentation", "Share of pool resident memory neither live "
+                              "nor cache that decay/trim returns (0 = none; idle pool: 0)",
+                              "gauge"),
     "mempool_released_bytes": ("released_bytes", "Bytes given back to the OS so far", "counter"),
 }
 
@@ -76,29 +78,36 @@ class MempoolPlugin(WorkerPlugin):
     """Put every task of every worker thread on a mempool pool.
 
     ``MempoolPlugin(**pool_settings)`` takes :class:`mempool.Pool`'s keyword
-    arguments (capacity, small_max, huge_pages, decay, debug,
-    background_purge, retain_arenas); an unknown one is a TypeError and a
-    bad value a ValueError/TypeError, raised here in the client before
+    arguments, one per row of the settings table (listed below; sizes and
+    durations may be strings: ``capacity="2GiB"``, ``decay="250ms"``); an
+    unknown one is a TypeError naming the nearest, and a bad value a
+    ValueError/TypeError naming it, raised here in the client before
     anything reaches a worker.  ``guard_fraction`` (default 0.9) and
     ``guard_interval`` (seconds, default 0.1; None turns the guard off) set
-    the trim-before-spill guard.  Register with
+    the trim-before-spill guard.  ``arrow=True`` puts Arrow's buffers
+    (pandas 3 strings, Parquet data: :mod:`mempool.arrow`) in the worker's
+    pool too, and adds the ``mempool_arrow_bytes`` metric.  Register with
     ``client.register_plugin(MempoolPlugin(...))``.
     """
+
+    __doc__ = (__doc__ or "") + "\n    Settings: " + ", ".join(_settings.SETTINGS) + ".\n"
 
     name = "mempool"
 
     def __init__(self, *, guard_fraction: float = 0.9,
-                 guard_interval: Optional[float] = 0.1, **pool_settings: Any) -> None:
+                 guard_interval: Optional[float] = 0.1, arrow: bool = False,
+                 **pool_settings: Any) -> None:
         if not 0 < guard_fraction <= 1:
             raise ValueError(f"MempoolPlugin: guard_fraction must be in (0, 1], "
                              f"got {guard_fraction!r}")
         if guard_interval is not None and not guard_interval > 0:
             raise ValueError(f"MempoolPlugin: guard_interval must be > 0 seconds or "
                              f"None, got {guard_interval!r}")
-        try:
-            _startup.check_pool_settings(pool_settings)
-        except TypeError as exc:
-            raise TypeError(f"MempoolPlugin: {exc}") from None
+        _settings.check(pool_settings, "MempoolPlugin()")
+        if arrow:
+            from mempool.arrow import require_pyarrow
+            require_pyarrow()
+        self.arrow = bool(arrow)
         self.pool_settings = dict(pool_settings)
         self.guard_fraction = guard_fraction
         self.guard_interval = guard_interval
@@ -109,7 +118,7 @@ class MempoolPlugin(WorkerPlugin):
         self._pool = mempool.Pool(**self.pool_settings)
         self._capsule = self._pool._handler_capsule()
         self._default_capsule = _core.get_handler()   # what tasks get after teardown
-        mempool.install(self._pool)
+        mempool.install(self._pool, arrow=getattr(self, "arrow", False))
         self._loop = asyncio.get_running_loop()
         self._previous_factory = self._loop.get_task_factory()
         self._loop.set_task_factory(self._task_factory)
@@ -121,6 +130,10 @@ class MempoolPlugin(WorkerPlugin):
         for name, (attr, _, _) in METRICS.items():
             worker.metrics[name] = self._metric(attr)
         worker.metrics["mempool_guard_trims"] = lambda w: self.guard_trims
+        if getattr(self, "arrow", False):
+            self._metric_names.append("mempool_arrow_bytes")
+            worker.metrics["mempool_arrow_bytes"] = (
+                lambda w: self.stats().arrow.bytes_allocated if self.stats().arrow else 0)
         self._collector = _register_collector(self)
         self._guard = None
         self._threshold = _guard_threshold(worker, self.guard_fraction)

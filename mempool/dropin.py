@@ -10,15 +10,21 @@ afterwards (threads already running keep their handler).  Re-exported by
 from __future__ import annotations
 
 import contextlib
-import threading
-from typing import Any, Callable, Iterator, Optional
+import _thread
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Optional
 
-from mempool import _core, _environ, _exitreport
+import numpy as np
+
+if TYPE_CHECKING:
+    import threading
+
+from mempool import _core, _settings
 from mempool.pool import Pool
 
-__all__ = ["default_pool", "use", "install", "uninstall", "installed", "handler_name"]
+__all__ = ["default_pool", "use", "install", "uninstall", "installed", "handler_name",
+           "pool_of"]
 
-_lock = threading.RLock()
+_lock = _thread.RLock()   # not threading's: install() imports it (import cost)
 _default: Optional[Pool] = None
 # install() state: the pool, its capsule (held so new threads can be given
 # it, and so the pool cannot be closed while installed) and the handler that
@@ -29,13 +35,21 @@ _previous_handler: Any = None
 
 
 def default_pool() -> Pool:
-    """The process-wide pool, created with default settings on first use
-    (and again if it was closed)."""
+    """The process-wide pool: the one ``MEMPOOL_INSTALL=1`` or ``python -m
+    mempool run`` installed, else one created with default settings on
+    first use (and again if it was closed)."""
     global _default
     with _lock:
         if _default is None or _default.closed:
             _default = Pool()
         return _default
+
+
+def _set_default(pool: Pool) -> None:
+    """Make ``pool`` the default pool (the start-up install and ``run``)."""
+    global _default
+    with _lock:
+        _default = pool
 
 
 def _resolve(pool: Optional[Pool]) -> Pool:
@@ -54,8 +68,17 @@ def use(pool: Optional[Pool] = None) -> Iterator[Pool]:
     inside stay valid after the block and are freed through the pool."""
     pool = _resolve(pool)
     previous = _core.set_handler(pool._handler_capsule())
+    _core.take_failure()
     try:
         yield pool
+    except MemoryError as exc:
+        # numpy turns the pool's refusal into a bare MemoryError: say which
+        # pool refused and its figures (a PoolExhausted, so both `except
+        # MemoryError` and `except mempool.PoolExhausted` catch it)
+        refusal = pool._refusal(exc, detail="inside mempool.use()")
+        if refusal is None:
+            raise
+        raise refusal from exc
     finally:
         _core.set_handler(previous)
 
@@ -63,16 +86,22 @@ def use(pool: Optional[Pool] = None) -> Iterator[Pool]:
 def _thread_hook(bootstrap_inner: Callable[[threading.Thread], None]):
     def _bootstrap_inner(self: threading.Thread) -> None:
         capsule = _installed_capsule
-        if capsule is not None:
+        # A thread that inherited its starter's context (free-threaded 3.14+:
+        # sys.flags.thread_inherit_context) keeps a handler chosen there, as
+        # a use() block's; a fresh context has numpy's default.
+        if capsule is not None and handler_name() == "default_allocator":
             _core.set_handler(capsule)
         return bootstrap_inner(self)
     _bootstrap_inner.__mempool_original__ = bootstrap_inner  # type: ignore[attr-defined]
     return _bootstrap_inner
 
 
-def install(pool: Optional[Pool] = None) -> Pool:
+def install(pool: Optional[Pool] = None, *, arrow: bool = False) -> Pool:
     """Make ``pool`` (default: :func:`default_pool`) numpy's handler for the
-    calling thread and for every thread started from now on.
+    calling thread and for every thread started from now on; with
+    ``arrow=True`` also Arrow's default memory pool (pandas 3 strings,
+    Parquet data, ``to_pandas()``: :mod:`mempool.arrow`), at once if pyarrow
+    is imported, else when the program imports it.
 
     New threads start with numpy's default handler (its ContextVar is empty
     in a new thread), so ``threading.Thread._bootstrap_inner`` is wrapped to
@@ -87,7 +116,11 @@ def install(pool: Optional[Pool] = None) -> Pool:
     pool at start-up (see :mod:`mempool._startup`).
     """
     global _installed, _installed_capsule, _previous_handler
+    import threading
     pool = _resolve(pool)
+    if arrow:
+        from mempool.arrow import _install as arrow_install
+        arrow_install.require_pyarrow()   # before anything changes
     with _lock:
         capsule = pool._handler_capsule()
         previous = _core.set_handler(capsule)
@@ -97,17 +130,46 @@ def install(pool: Optional[Pool] = None) -> Pool:
         current = threading.Thread._bootstrap_inner
         if not hasattr(current, "__mempool_original__"):
             threading.Thread._bootstrap_inner = _thread_hook(current)  # type: ignore[method-assign]
+        from mempool import _environ          # on use: not at `import mempool`
         _environ.export_environ(pool)
+        if arrow:
+            _install_arrow(pool)
+    from mempool import _exitreport          # on use, as _environ
     _exitreport.arm(pool)   # MEMPOOL_SHOW_STATS / MEMPOOL_HISTORY: a report at exit
     return pool
+
+
+def _install_arrow(pool: Pool) -> None:
+    """install(arrow=True): Arrow's default pool too, and MEMPOOL_ARROW=1 for
+    processes started from now on."""
+    import os
+
+    from mempool.arrow import _install as arrow_install
+    arrow_install.install_when_imported(pool)
+    os.environ[_ARROW_VAR] = "1"
+
+
+def _uninstall_arrow() -> None:
+    import os
+    import sys
+    os.environ.pop(_ARROW_VAR, None)
+    arrow_install = sys.modules.get("mempool.arrow._install")
+    if arrow_install is not None:
+        arrow_install.uninstall()
+
+
+_ARROW_VAR = _settings.OPTIONS["arrow"].env   # MEMPOOL_ARROW
 
 
 def uninstall() -> Optional[Pool]:
     """Undo :func:`install`: restore the previous handler in the calling
     thread (call it from the thread that installed) and stop giving the pool
     to new threads and new processes (``MEMPOOL_INSTALL`` is removed from
-    ``os.environ``).  Returns the pool that was installed, or None."""
+    ``os.environ``); Arrow's default pool goes back to Arrow's own when
+    ``install(arrow=True)`` made it the pool.  Returns the pool that was
+    installed, or None."""
     global _installed, _installed_capsule, _previous_handler
+    import threading
     with _lock:
         pool = _installed
         if pool is None:
@@ -118,13 +180,35 @@ def uninstall() -> Optional[Pool]:
         original = getattr(current, "__mempool_original__", None)
         if original is not None:
             threading.Thread._bootstrap_inner = original  # type: ignore[method-assign]
+        from mempool import _environ
         _environ.clear_environ()
+        _uninstall_arrow()
     return pool
 
 
 def installed() -> Optional[Pool]:
     """The pool set by :func:`install`, or None."""
     return _installed
+
+
+def pool_of(arr: Any) -> Optional[Pool]:
+    """The pool holding the data of ``arr`` (an array or a view of one,
+    through ``.base``; a :class:`mempool.Buffer`'s arrays too), or None when
+    numpy's own allocator (or another) holds it."""
+    seen = 0
+    while arr is not None and seen < 10_000:   # a .base chain ends; bound it anyway
+        if isinstance(arr, _core.Buffer):
+            return arr.pool
+        if isinstance(arr, memoryview):
+            arr = arr.obj
+            continue
+        if isinstance(arr, np.ndarray):
+            pool = _core.array_pool(arr)
+            if pool is not None:
+                return pool
+        arr = getattr(arr, "base", None)
+        seen += 1
+    return None
 
 
 def handler_name(arr: Any = None) -> Optional[str]:

@@ -24,7 +24,7 @@ __all__ = [
     "MempoolError", "PoolExhausted", "InvalidArgument", "DoubleFree",
     "ForeignPointer", "InteriorPointer", "SizeMismatch", "SizeOverflow",
     "InvalidAlignment", "PoolBusy", "PoolClosed", "HeapCorruption",
-    "HeapCorruptionWarning", "ERROR_NAMES", "ERROR_TEXTS", "CODES",
+    "HeapCorruptionWarning", "SettingWarning", "ERROR_NAMES", "ERROR_TEXTS", "CODES",
     "MP_OK", "MP_ENOMEM", "MP_EBUSY", "MP_ECORRUPT",
     "error_from_code", "format_bytes",
 ]
@@ -85,13 +85,16 @@ class PoolExhausted(MempoolError, MemoryError):
     Attributes: ``requested`` (bytes asked for, or None when unknown),
     ``capacity`` (bytes, None for an unlimited pool), ``resident_limit``
     (bytes or None), ``live_bytes`` (bytes live in the pool when the request
-    failed), ``cached_bytes`` (free memory the pool held, resident: holes and
-    slab blocks), ``largest_free_bytes`` (its largest free span: a request up
-    to that fits without new memory), ``layers`` (``{layer: {"live": ...,
+    failed), ``cached_bytes`` (resident memory the pool held only as a
+    cache: :attr:`mempool.PoolStats.cached_bytes`), ``largest_free_bytes``
+    (its largest free span: a request up to that fits without new memory),
+    ``layers`` (``{layer: {"live": ...,
     "in_use": ..., "free": ..., "largest_free": ...}}`` for "small", "pages",
-    "huge", "direct") and ``top_sites`` (with a history recording, the five
+    "huge", "direct"), ``top_sites`` (with a history recording, the five
     call sites holding the most live bytes: dicts with ``bytes``, ``blocks``,
-    ``site``, ``frames``; else ``[]``).  The message says all of it.
+    ``site``, ``frames``; else ``[]``) and ``pool`` (the pool that refused,
+    when known).  ``what`` replaces the first words of the message (the
+    cause, when it is not the usual one).  The message says all of it.
     """
 
     error_name = "MP_ENOMEM"
@@ -103,7 +106,8 @@ class PoolExhausted(MempoolError, MemoryError):
                  cached_bytes: Optional[int] = None,
                  largest_free_bytes: Optional[int] = None,
                  layers: Optional[Dict[str, Dict[str, int]]] = None,
-                 top_sites: Optional[List[Dict[str, Any]]] = None) -> None:
+                 top_sites: Optional[List[Dict[str, Any]]] = None,
+                 pool: Any = None, what: Optional[str] = None) -> None:
         self.requested = requested
         self.capacity = capacity
         self.live_bytes = live_bytes
@@ -112,11 +116,13 @@ class PoolExhausted(MempoolError, MemoryError):
         self.largest_free_bytes = largest_free_bytes
         self.layers = layers or {}
         self.top_sites = top_sites or []
+        self.pool = pool
         req = "an unknown size" if requested is None else _sized(requested)
-        what = ("the OS refused more memory" if capacity is None
-                else "pool capacity exhausted")
-        if resident_limit is not None:
-            what += " or the resident limit reached"
+        if what is None:
+            what = ("the OS refused more memory" if capacity is None
+                    else "pool capacity exhausted")
+            if resident_limit is not None:
+                what += " or the resident limit reached"
         msg = (f"{what}: requested {req}, capacity {_sized(capacity)}, "
                f"live {_sized(live_bytes)}")
         if resident_limit is not None:
@@ -241,6 +247,13 @@ class HeapCorruptionWarning(RuntimeWarning):
     def __init__(self, message: str, report: Optional[Dict[str, Any]] = None) -> None:
         super().__init__(message)
         self.report = report or {}
+
+
+class SettingWarning(UserWarning):
+    """A ``MEMPOOL_*`` variable that mempool does not read (a typo of one it
+    does, whose name the message gives), seen where mempool reads its
+    settings from the environment: the start-up install, ``python -m
+    mempool run``, Ray's setup hook."""
 
 
 _KIND_TEXT = {1: "canary after the requested size overwritten",

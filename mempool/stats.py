@@ -15,8 +15,8 @@ from typing import Any, Dict, Mapping, Optional, Tuple
 from mempool import _core
 from mempool.errors import ERROR_NAMES, format_bytes
 
-__all__ = ["DefragReport", "LayerStats", "PoolStats", "SizeClassStats", "STATS_FIELDS",
-           "format_bytes", "format_summary", "LAYER_NAMES"]
+__all__ = ["ArrowShare", "DefragReport", "LayerStats", "PoolStats", "SizeClassStats",
+           "STATS_FIELDS", "format_bytes", "format_summary", "LAYER_NAMES"]
 
 
 @dataclass(frozen=True)
@@ -40,6 +40,32 @@ class SizeClassStats:
     def utilisation(self) -> float:
         """Fraction of the class's blocks that are live (0.0 when it has none)."""
         return self.live_blocks / self.blocks if self.blocks else 0.0
+
+
+@dataclass(frozen=True)
+class ArrowShare:
+    """Arrow's share of a pool (:mod:`mempool.arrow`), counted by the adapter
+    (its blocks are also in the pool's own figures).
+
+    bytes_allocated:       bytes Arrow holds now (its requested sizes).
+    max_memory:            highest bytes_allocated seen.
+    total_bytes_allocated: bytes Arrow ever asked for.
+    num_allocations:       Arrow's allocations (and growing reallocations).
+    frees, reallocs:       its frees and reallocations.
+    refused:               requests the pool refused (capacity, resident
+                           limit): Arrow's OutOfMemory.
+    errors:                pointers Arrow handed back that the pool could
+                           not free or resize (ignored, warned about once).
+    """
+
+    bytes_allocated: int
+    max_memory: int
+    total_bytes_allocated: int
+    num_allocations: int
+    frees: int
+    reallocs: int
+    refused: int
+    errors: int
 
 
 @dataclass(frozen=True)
@@ -86,6 +112,8 @@ _COMPOSITE_DOC = """\
   errors:              misuse caught by the core, by error name
                        ("MP_EDOUBLEFREE", ...), successes excluded.
   classes:             one SizeClassStats per small size class.
+  arrow:               Arrow's share (an ArrowShare) once Arrow has used
+                       the pool (mempool.arrow), else None.
   layers:              one LayerStats per layer, by name: "small" (slabs),
                        "pages" (the page heap's large blocks), "huge" (the
                        huge-page heap), "direct" (direct mappings).
@@ -120,19 +148,43 @@ class _PoolStatsMethods:
             for i, (count, nbytes) in enumerate(
                 zip(raw["free_histogram_count"], raw["free_histogram_bytes"])))
         rss = raw.get("process_rss_bytes")
+        arrow = raw.get("arrow")
         layers = {name: LayerStats(**{k: int(v) for k, v in row.items()})
                   for name, row in zip(LAYER_NAMES, raw.get("layers", ()))}
         return cls(errors=errors, classes=classes, free_histogram=histogram,
-                   process_rss_bytes=None if rss is None else int(rss), layers=layers,
+                   process_rss_bytes=None if rss is None else int(rss),
+                   arrow=None if arrow is None else ArrowShare(**arrow), layers=layers,
                    **values)
 
     @property
+    def cached_bytes(self) -> int:
+        """Resident bytes the pool keeps only as a cache, which its decay or
+        :meth:`~mempool.Pool.trim` gives back: free pages awaiting the decay
+        (``dirty_free_bytes``) and the slabs of size classes with no live
+        block."""
+        idle_slabs = sum(c.blocks * c.block_size for c in self.classes if not c.live_blocks)
+        return self.dirty_free_bytes + idle_slabs
+
+    @property
     def fragmentation(self) -> float:
-        """1 - live/resident: the share of resident memory not holding live
-        data (0.0 when nothing is resident)."""
-        if self.resident_bytes <= 0:
+        """Share of the resident memory that is stuck: it holds no live data,
+        yet the decay and :meth:`~mempool.Pool.trim` cannot give it back.
+
+        ``(resident - live - cached) / resident`` (see :attr:`cached_bytes`):
+        rounding of live blocks to their size class or granule, and free
+        blocks in slabs that also hold live ones.  Free pages kept as a cache
+        are not fragmentation, so an idle pool (nothing live) reads 0.0, as
+        does an empty one or one with nothing resident.  The denominator is
+        all resident memory, cache included, so that the figure stays
+        steady as a pool empties (a few live bytes in one slab read ~0, not
+        ~1); right after a large free it dips until the decay returns that
+        cache.  An upper bound: a wholly free slab of a class that still
+        has live blocks elsewhere counts as stuck.
+        """
+        if self.resident_bytes <= 0 or self.live_bytes <= 0:
             return 0.0
-        return 1.0 - self.live_bytes / self.resident_bytes
+        stuck = self.resident_bytes - self.live_bytes - self.cached_bytes
+        return min(1.0, max(0.0, stuck / self.resident_bytes))
 
     @property
     def resident_over_live(self) -> Optional[float]:
@@ -177,6 +229,7 @@ class _PoolStatsMethods:
         out["layers"] = {k: dataclasses.asdict(v) for k, v in self.layers.items()}
         out["free_histogram"] = [list(row) for row in self.free_histogram]
         out["fragmentation"] = self.fragmentation
+        out["cached_bytes"] = self.cached_bytes
         out["resident_over_live"] = self.resident_over_live
         out["peak_resident_over_peak_live"] = self.peak_resident_over_peak_live
         out["internal_waste_bytes"] = self.internal_waste_bytes
@@ -213,6 +266,7 @@ PoolStats = dataclasses.make_dataclass(
         ("process_rss_bytes", Optional[int], field(default=None)),
         ("errors", Mapping[str, int], field(default_factory=dict)),
         ("classes", Tuple[SizeClassStats, ...], field(default=())),
+        ("arrow", Optional[ArrowShare], field(default=None)),
         ("layers", Mapping[str, LayerStats], field(default_factory=dict)),
     ],
     bases=(_PoolStatsMethods,), frozen=True,
@@ -271,8 +325,8 @@ def format_summary(st: PoolStats, title: str = "mempool memory summary") -> str:
                  f"   {st.live_blocks} blocks")
     lines.append(f" {'in blocks (rounded)':<26}{fb(st.allocated_bytes):>14}{'':>14}"
                  f"   +{fb(st.internal_waste_bytes)} rounding")
-    lines.append(f" {'cached free':<26}{fb(st.dirty_free_bytes + st.slab_free_bytes):>14}"
-                 f"{'':>14}   holes kept for reuse")
+    lines.append(f" {'cached':<26}{fb(st.cached_bytes):>14}"
+                 f"{'':>14}   returned by decay/trim")
     lines.append(f" {'resident':<26}{fb(st.resident_bytes):>14}"
                  f"{fb(st.peak_resident_bytes):>14}")
     lines.append(f" {'reserved (address space)':<26}{fb(st.reserved_bytes):>14}{'':>14}"
@@ -296,8 +350,9 @@ def format_summary(st: PoolStats, title: str = "mempool memory summary") -> str:
         lines.append(f" {labels[name]:<16}{fb(l.live_bytes):>10}{fb(l.in_use_bytes):>10}"
                      f"{fb(l.free_bytes):>10}{dirty:>10}{res:>10}{rsv:>10}")
     lines.append(thin)
-    lines.append(f" fragmentation    {st.fragmentation:.1%} of resident holds no live data; "
-                 f"slab holes {fb(st.slab_free_bytes)}")
+    lines.append(f" fragmentation    {st.fragmentation:.1%} of resident is stuck (neither live "
+                 f"nor cache)")
+    lines.append(f"                  slab holes {fb(st.slab_free_bytes)}")
     lines.append(f"                  heaps {fb(st.free_bytes)} free, "
                  f"{fb(st.dirty_free_bytes)} of it resident; largest {fb(st.largest_free_bytes)}")
     if st.mesh_pages_total or st.mesh_calls:
@@ -310,6 +365,11 @@ def format_summary(st: PoolStats, title: str = "mempool memory summary") -> str:
         lines.append(f" movable buffers  {st.buffer_count} ({fb(st.buffer_bytes)}), "
                      f"{st.pinned_buffer_count} pinned; defragment moved "
                      f"{fb(st.defrag_moved_bytes)}")
+    if st.arrow is not None:
+        a = st.arrow
+        lines.append(f" Arrow's share    {fb(a.bytes_allocated)} live (peak {fb(a.max_memory)}), "
+                     f"{a.num_allocations} allocations")
+        lines.append(f"                  {a.refused} refused, {a.errors} bad pointers")
     lines.append(f" given back       {fb(st.released_bytes)}; mmap/munmap/madvise "
                  f"{st.mmap_count}/{st.munmap_count}/{st.madvise_count}")
     lines.append(f" calls            alloc {st.alloc_count} (small {st.small_alloc_count}, "

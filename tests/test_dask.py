@@ -120,7 +120,7 @@ def test_every_task_thread_uses_the_pool_before_and_after_restart_and_on_new_wor
 @pytest.mark.parametrize("kwargs, error, text", [
     ({"capacty": 1 << 30}, TypeError, "capacty=1073741824"),
     ({"capacity": -1}, ValueError, "-1"),
-    ({"decay": "soon"}, TypeError, "'soon'"),
+    ({"decay": "soon"}, ValueError, "'soon'"),      # durations are parsed: "250ms" is one
     ({"huge_pages": "maybe"}, ValueError, "'maybe'"),
     ({"guard_fraction": 1.5}, ValueError, "1.5"),
     ({"guard_interval": 0}, ValueError, "0"),
@@ -128,6 +128,15 @@ def test_every_task_thread_uses_the_pool_before_and_after_restart_and_on_new_wor
 def test_bad_plugin_settings_are_named(kwargs, error, text):
     with pytest.raises(error, match=text):
         mdask.MempoolPlugin(**kwargs)
+
+
+def test_plugin_takes_size_and_duration_strings():
+    plugin = mdask.MempoolPlugin(capacity="2GiB", decay="250ms", resident_limit="auto")
+    assert plugin.pool_settings == {"capacity": "2GiB", "decay": "250ms",
+                                    "resident_limit": "auto"}
+    with pytest.raises(ValueError, match=r"capacity='1M': capacity = 1048576 bytes \(1 MiB\) "
+                                         r"is out of range: at least 2097152"):
+        mdask.MempoolPlugin(capacity="1M")
 
 
 class _FakeMemoryManager:
@@ -202,10 +211,11 @@ def test_nanny_pre_spawn_environ_installs_at_worker_start(tmp_path, monkeypatch)
     distributed.nanny.pre-spawn-environ; the worker's interpreter installs
     the pool at start-up (the .pth), so every task gets it."""
     import dask
-    from test_startup import make_startup_env     # the .pth in a user site
+    from test_startup import make_startup_env     # the shipped .pth, or one in a user site
     env = make_startup_env(tmp_path)
-    monkeypatch.setenv("PYTHONUSERBASE", env["PYTHONUSERBASE"])
-    monkeypatch.setenv("PYTHONPATH", env["PYTHONPATH"])
+    for var in ("PYTHONUSERBASE", "PYTHONPATH"):
+        if var in env:
+            monkeypatch.setenv(var, env[var])
     pre = {**dask.config.get("distributed.nanny.pre-spawn-environ"),
            "MEMPOOL_INSTALL": "1", "MEMPOOL_CAPACITY": "1GiB"}
     with dask.config.set({"distributed.nanny.pre-spawn-environ": pre}), \
@@ -219,6 +229,32 @@ def test_nanny_pre_spawn_environ_installs_at_worker_start(tmp_path, monkeypatch)
         assert len({r[:2] for r in results}) == 2
         caps = c.run(lambda: mempool.installed().capacity)
         assert list(caps.values()) == [1 << 30]
+
+
+def test_idle_worker_reports_no_fragmentation():
+    """An idle worker (nothing live, freed pages cached) reports
+    mempool_fragmentation 0, in its metrics and on /metrics; it read 1.0."""
+    import prometheus_client
+    plugin = mdask.MempoolPlugin(decay=float("inf"), guard_interval=None)
+    worker = _FakeWorker(None)
+
+    async def scenario():
+        await plugin.setup(worker)
+        try:
+            a = plugin._pool.ones(8 << 17)       # 8 MiB, then dropped: cached
+            del a
+            plugin._snapshot = None
+            st = plugin.stats()
+            return (st.live_bytes, st.resident_bytes,
+                    worker.metrics["mempool_fragmentation"](worker),
+                    prometheus_client.generate_latest().decode())
+        finally:
+            plugin.teardown(worker)
+
+    live, resident, fragmentation, text = asyncio.run(scenario())
+    assert live == 0 and resident >= 8 << 20
+    assert fragmentation == 0.0
+    assert "\nmempool_fragmentation 0.0\n" in text
 
 
 def _start_history(dask_worker=None):

@@ -277,11 +277,22 @@ def test_concurrent_alloc_free_keeps_the_pool_consistent(pool):
     assert pool.check() == 0
 
 
-def test_handler_capsule_is_shared_while_alive(pool):
+def test_handler_capsules_keep_the_pool_in_use_while_alive(pool):
+    # A capsule is made per use() / constructor call (sharing one safely
+    # across threads would need an "incref unless dying", which CPython
+    # 3.13 lacks); each keeps the pool in use, and so open, while it lives.
     with mempool.use(pool):
         a = np.empty(10)
         cap = mempool._core.get_handler()
-    assert pool._handler_capsule() is cap
+    other = pool._handler_capsule()
+    assert other is not cap and mempool.handler_name(a) == "mempool"
     del a, cap
     gc.collect()
+    assert pool._handler_in_use
+    with pytest.raises(mempool.PoolBusy, match="data-memory handler"):
+        pool.close()
+    del other
+    gc.collect()
     assert not pool._handler_in_use
+    pool.close()
+    assert pool.closed

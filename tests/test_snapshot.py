@@ -56,7 +56,8 @@ def _make_arrays():
     return made
 
 
-def test_live_blocks_are_exactly_the_arrays_alive_with_their_lines(pool):
+def test_live_blocks_are_exactly_the_arrays_alive_with_their_lines():
+    pool = mempool.Pool(huge_min=4 << 20)   # the 2 MiB-granule heap is opt-in: here too
     with mempool.use(pool), history.record(pool, stacks=8):
         made = _make_arrays()
         snap = pool.snapshot()

@@ -33,7 +33,7 @@ def test_summary_is_a_table_with_the_figures():
 
 
 def test_layers_add_up():
-    pool = mempool.Pool()
+    pool = mempool.Pool(huge_min=4 << 20)   # the 2 MiB-granule heap is opt-in
     with mempool.use(pool):
         small = [np.ones(100) for _ in range(50)]
         large = np.ones(100_000)
@@ -42,7 +42,7 @@ def test_layers_add_up():
         st = pool.stats()
     L = st.layers
     assert L["small"].live_bytes == sum(a.nbytes for a in small)
-    assert L["pages"].live_bytes == large.nbytes
+    assert L["pages"].live_bytes == large.nbytes and L["pages"].blocks == 1
     assert L["huge"].live_bytes == huge.nbytes and L["huge"].blocks == 1
     assert L["direct"].live_bytes == direct.nbytes and L["direct"].blocks == 1
     assert sum(l.live_bytes for l in L.values()) == st.live_bytes
@@ -159,3 +159,14 @@ def test_run_history_to_a_missing_directory_is_a_clear_error(tmp_path):
     r = _run(["-m", "mempool", "run", "--history", str(tmp_path / "no" / "h.json"), "-c",
               "pass"])
     assert r.returncode == 2 and "no such directory" in r.stderr
+
+
+def test_report_variables_are_on_the_settings_table():
+    from mempool import _settings
+    assert _settings.OPTIONS["show_stats"].flag == "--summary"
+    assert _settings.OPTIONS["history"].env == "MEMPOOL_HISTORY"
+    assert not _settings.unknown_variables({"MEMPOOL_SHOW_STATS": "1", "MEMPOOL_HISTORY": "x",
+                                            "MEMPOOL_HISTORY_PID": "1"})
+    r = _run(["-c", "import mempool; mempool.install(mempool.Pool())"],
+             env={"MEMPOOL_SHOW_STATS": "maybe"})
+    assert r.returncode != 0 and "MEMPOOL_SHOW_STATS='maybe'" in r.stderr, r.stderr

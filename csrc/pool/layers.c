@@ -59,6 +59,10 @@ void layers_fill(const mp_pool *pool, mp_stats *out, uint64_t large_live) {
     }
     uint64_t others = huge->live_bytes + direct->live_bytes;
     pages->live_bytes = large_live > others ? large_live - others : 0;
+    const mp_large_counters *lc = &pool->large; /* frees count both kinds */
+    uint64_t large_blocks = lc->large_allocs + lc->direct_allocs - lc->frees;
+    uint64_t other_blocks = huge->blocks + direct->blocks;
+    pages->blocks = large_blocks > other_blocks ? large_blocks - other_blocks : 0;
     pages->in_use_bytes -= pages->in_use_bytes > small->in_use_bytes ? small->in_use_bytes
                                                                      : pages->in_use_bytes;
 }

@@ -1,4 +1,5 @@
 # cython: language_level=3, boundscheck=False, wraparound=False
+# cython: freethreading_compatible = True
 """The replay engine (csrc/tools/replay.c), for the tools: ``ReplayState``.
 
 A tool, so not in the runtime extension ``mempool._core``.  This extension
@@ -8,6 +9,10 @@ function pointers that Cython hands over in the module's ``__pyx_capi__``
 capsule), the same copy of the core every ``Pool`` lives in.  A second copy
 linked in here would be a second allocator, with its own address map and
 pool registry, that knows none of the pools ``mempool.Pool`` makes.
+
+Free-threading: declared safe to import without the GIL.  A ``ReplayState``
+belongs to one thread at a time (each tool run makes its own): ``run``
+works without the GIL on either build, so sharing one was never safe.
 """
 from libc.stdint cimport uint32_t, uint64_t
 

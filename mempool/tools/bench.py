@@ -12,6 +12,8 @@ Three parts, each optional:
 3. the C microbenchmark (``make bench-c``), when the source tree has one.
 
 Everything measured is written to ``bench.json`` in the output folder.
+``--real`` runs the real-library suite instead (:mod:`mempool.tools.realbench`,
+with options of its own).
 """
 
 from __future__ import annotations
@@ -43,6 +45,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m mempool bench",
         description="Run mempool's benchmark suites and the comparison with peer allocators.")
+    p.add_argument("--real", action="store_true",
+                   help="run the real-library suite instead (scikit-learn, pandas, scipy and "
+                        "numpy code under every allocator); it has options of its own: "
+                        "python -m mempool bench --real --help")
     p.add_argument("--quick", action="store_true", help="short runs: finishes in about a minute")
     p.add_argument("--out", type=Path, default=Path("bench-output"),
                    help="output folder (default ./bench-output)")
@@ -183,8 +189,13 @@ def run_c_bench(console: Console, out_dir: Path) -> Dict[str, Any]:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    """Run the selected benchmark parts; 0 when every part that ran succeeded."""
-    args = build_parser().parse_args(list(sys.argv[1:] if argv is None else argv))
+    """Run the selected benchmark parts; 0 when every part that ran succeeded
+    (``--real``: the real-library suite, :mod:`mempool.tools.realbench`)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if "--real" in argv:
+        from mempool.tools import realbench
+        return realbench.main(argv)
+    args = build_parser().parse_args(argv)
     console = Console()
     if not console.is_terminal:
         console = Console(width=140)  # logs and pipes: keep the tables on one line
@@ -196,7 +207,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if unknown:
         print(f"mempool bench: unknown workload(s): {', '.join(unknown)}", file=sys.stderr)
         return 2
-    payload: Dict[str, Any] = {"argv": list(argv or []), "cwd": os.getcwd()}
+    payload: Dict[str, Any] = {"argv": argv, "cwd": os.getcwd()}
     failed = False
     if not args.skip_pytest:
         res = run_pytest_suite(console, out_dir, args.quick, args.keyword)

@@ -26,7 +26,10 @@ from typing import Dict, List, Optional, Sequence
 from . import workloads as wl_mod
 from .runner import ALL_ALLOCATORS, BLAS_VARS, INSTALL_HINT, discover, run_all
 
-__all__ = ["main", "build_parser", "parse_pair"]
+__all__ = ["main", "build_parser", "parse_pair", "describe_workloads", "chosen_allocators"]
+
+#: The rows of ``--quick``: the comparison that matters, in a few seconds.
+QUICK_ALLOCATORS = ("default", "mempool")
 
 
 def parse_pair(text: str) -> tuple:
@@ -49,22 +52,56 @@ def _csv(choices: Sequence[str]):
     return parse
 
 
+def describe_workloads() -> str:
+    """The text of ``--help-workloads``: each workload, what it runs, its
+    steps (default and ``--quick``) and the warm-up left out of the figures."""
+    lines = ["workloads (--workloads NAME,...):"]
+    for name, (cls, steps, quick, warmup) in wl_mod.WORKLOADS.items():
+        per = (f"{cls.ops_per_step} ops per step, figures per op" if cls.ops_per_step > 1
+               else "figures per step")
+        extras = [per, f"{steps} steps ({quick} with --quick); the first {warmup} (at most "
+                       "a quarter of them) are warm-up, left out of the figures"]
+        if cls.has_floor:
+            extras.append("has a floor row")
+        extras.append("BLAS threads: the library's choice" if cls.uses_blas
+                      else "runs with one BLAS thread (it makes no BLAS call)")
+        lines.append(f"  {name}: {cls.description}")
+        lines += [f"      {e}" for e in extras]
+    return "\n".join(lines)
+
+
+class _HelpWorkloads(argparse.Action):
+    """``--help-workloads``: print :func:`describe_workloads` and exit 0."""
+
+    def __init__(self, option_strings, dest, **kwargs):
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, **kwargs)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        print(describe_workloads())
+        parser.exit(0)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The demo's command-line parser."""
     p = argparse.ArgumentParser(
         prog="python -m mempool demo",
         description="Measure mempool against numpy's default allocator and its peers "
                     "on training/inference-style numpy workloads.")
+    p.add_argument("--help-workloads", action=_HelpWorkloads,
+                   help="describe the workloads (steps, warm-up, floor row) and exit")
     p.add_argument("--quick", action="store_true",
-                   help="a few steps and one round: finishes in seconds")
+                   help="a few steps, one round, numpy's default and mempool only (unless "
+                        "--allocators says otherwise): a smoke test of the demo, not a "
+                        "measurement; about 10 s")
     p.add_argument("--steps", type=int, default=None,
                    help="steps per workload (default: per workload, see --help-workloads)")
     p.add_argument("--rounds", type=int, default=None,
                    help="interleaved rounds per allocator (default 3; 1 with --quick)")
     p.add_argument("--batch-range", type=parse_pair, default=wl_mod.DEFAULT_BATCH_RANGE,
                    metavar="LO-HI", help="MLP batch size range (default 32-512)")
-    p.add_argument("--allocators", type=_csv(ALL_ALLOCATORS), default=list(ALL_ALLOCATORS),
-                   help=f"comma-separated subset of {','.join(ALL_ALLOCATORS)}")
+    p.add_argument("--allocators", type=_csv(ALL_ALLOCATORS), default=None,
+                   help=f"comma-separated subset of {','.join(ALL_ALLOCATORS)} (default "
+                        f"all; {','.join(QUICK_ALLOCATORS)} with --quick)")
     p.add_argument("--workloads", type=_csv(tuple(wl_mod.WORKLOADS)),
                    default=list(wl_mod.WORKLOADS),
                    help=f"comma-separated subset of {','.join(wl_mod.WORKLOADS)}")
@@ -89,6 +126,13 @@ def blas_env(threads: Optional[int]) -> Dict[str, str]:
         return {}
     n = str(max(1, threads))
     return {k: n for k in BLAS_VARS}
+
+
+def chosen_allocators(args: argparse.Namespace) -> List[str]:
+    """The rows to run: ``--allocators``, else all (``--quick``: default and mempool)."""
+    if args.allocators is not None:
+        return list(args.allocators)
+    return list(QUICK_ALLOCATORS if args.quick else ALL_ALLOCATORS)
 
 
 def _steps_for(args) -> Dict[str, int]:
@@ -127,10 +171,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     """Run the demo; returns 0 on success, 1 if a child failed or results differ."""
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
+    args.allocators = chosen_allocators(args)
     from rich.console import Console
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     from . import report
+    from .plots import plot as plot_files
 
     console = Console()
     if not console.is_terminal:
@@ -173,7 +219,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
     out_dir = args.out
     out_dir.mkdir(parents=True, exist_ok=True)
-    plots = [] if args.no_plots else report.plot(records, args.workloads, names, out_dir)
+    plots = [] if args.no_plots else plot_files(records, args.workloads, names, out_dir,
+                                                result["summary"])
     payload = {
         "meta": _meta(args, steps, rounds, argv, load_start),
         "definitions": report.DEFINITIONS,

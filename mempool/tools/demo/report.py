@@ -24,6 +24,15 @@ Definitions used throughout (also written into the JSON's ``definitions``):
 * after free: RSS once everything is dropped and the child has slept through
   the pool's decay period (trim() is never called), and its excess over the
   import baseline.
+* noisy round: a round whose median step time is more than 1.5x, or less
+  than 1/1.5 of, the median of the same allocator's per-round medians (this
+  round included; of two rounds, each is compared with the other, so both
+  are flagged when 1.5x apart).  Normal noise on a shared machine is up to
+  ~30%, so 1.5x marks a disturbed round (another process, a frequency drop),
+  not an allocator effect.  Flagged rounds are listed under the table and in
+  the row's ``noisy_rounds`` (``round``: the 0-based index of the records;
+  ``reference_ns``: what the round was compared with).  They stay in the
+  medians, which one outlier among three rounds does not move.
 """
 
 from __future__ import annotations
@@ -39,6 +48,9 @@ from rich.table import Table
 from . import workloads as wl_mod
 
 MB = 1e6
+#: A round is flagged noisy when its median step is off the median of the
+#: allocator's rounds by more than this factor, either way (see DEFINITIONS).
+NOISY_FACTOR = 1.5
 PEER_NAMES = ("glibc-tuned", "jemalloc", "mimalloc", "tcmalloc")
 DEFINITIONS = __doc__
 
@@ -51,6 +63,24 @@ def _median(xs: Sequence[float]) -> Optional[float]:
 def warmup_steps(workload: str, steps: int) -> int:
     """Warm-up steps excluded from steady-state figures (at most a quarter)."""
     return min(wl_mod.WORKLOADS[workload][3], steps // 4)
+
+
+def noisy_rounds(per_round: Dict[Any, float],
+                 factor: float = NOISY_FACTOR) -> List[Dict[str, Any]]:
+    """The rounds of one allocator whose median step time is off the median of
+    its rounds by more than ``factor`` either way (none with fewer than two)."""
+    times = {int(r): t for r, t in per_round.items() if t}
+    if len(times) < 2:
+        return []
+    out = []
+    for r, t in sorted(times.items()):
+        # Two rounds: each against the other (their median would be the mean).
+        ref = (statistics.median(times.values()) if len(times) > 2
+               else next(v for k, v in times.items() if k != r))
+        if not 1 / factor <= t / ref <= factor:
+            out.append({"round": r, "step_ns_per_op": t, "reference_ns": ref,
+                        "ratio": t / ref})
+    return out
 
 
 def _round_figures(rec: Dict[str, Any]) -> Dict[str, Any]:
@@ -135,6 +165,7 @@ def summarize(records: List[Dict[str, Any]], workloads: Sequence[str],
             # Kept so any two rows can be compared round by round (see targets).
             row["step_ns_per_round"] = {str(rnd): f["step_ns_per_op"]
                                         for rnd, f in rounds[a].items()}
+            row["noisy_rounds"] = noisy_rounds(row["step_ns_per_round"])
             row["cpu_ratio_to_default"] = _median(cpu_ratios)
             tables = {rnd: f["size_table_ns"] for rnd, f in rounds[a].items()
                       if f.get("size_table_ns")}
@@ -235,6 +266,23 @@ def _fmt_time(ns: Optional[float], unit: str) -> str:
     return f"{ns:.0f} ns" if unit == "ns" else f"{ns / 1e6:.2f} ms"
 
 
+def noisy_line(rows: Dict[str, Any], unit: str) -> Optional[str]:
+    """A workload's flagged noisy rounds in one sentence (1-based round
+    numbers), for the table and the plot; None when no round is flagged."""
+    parts = []
+    for alloc, row in rows.items():
+        flags = row.get("noisy_rounds") or []
+        if flags:
+            parts.append(f"{alloc} round{'s' if len(flags) > 1 else ''} " + ", ".join(
+                f"{f['round'] + 1} ({_fmt_time(f['step_ns_per_op'], unit)}, "
+                f"{f['ratio']:.2f}x)" for f in flags))
+    if not parts:
+        return None
+    return (f"noisy rounds (median step > {NOISY_FACTOR}x or < 1/{NOISY_FACTOR} the median of "
+            "the allocator's rounds, or of two rounds the other; kept in the medians): "
+            + "; ".join(parts))
+
+
 def _fmt_mb(b: Optional[float]) -> str:
     return "-" if b is None else f"{b / MB:.1f}"
 
@@ -294,9 +342,10 @@ def render(console: Console, result: Dict[str, Any], allocators: Sequence[Any]) 
                 "red" if ratio is not None and ratio > 1.05 else "")
             ratio_txt = _fmt(ratio, ".2f") + "x"
             meaningful = (row["peak_live_bytes"] or 0) >= MB  # tiny live sets: no ratio
+            flagged = row.get("noisy_rounds") or []
             t.add_row(
                 f"[bold]{alloc.name}[/]" if alloc.name == "mempool" else alloc.name,
-                _fmt_time(row["step_ns_per_op"], unit),
+                _fmt_time(row["step_ns_per_op"], unit) + (" [yellow]*[/]" if flagged else ""),
                 f"[{style}]{ratio_txt}[/]" if style else ratio_txt,
                 _fmt(row["cpu_ratio_to_default"], ".2f") + "x",
                 _fmt(faults, ".3f" if per == "op" else (",.1f" if faults < 100 else ",.0f")),
@@ -306,6 +355,9 @@ def render(console: Console, result: Dict[str, Any], allocators: Sequence[Any]) 
                 _fmt_mb(row["rss_after_free"]),
                 _fmt(row["after_free_over_baseline"] / MB, "+.1f"))
         console.print(t)
+        noisy = noisy_line(rows, unit)
+        if noisy:
+            console.print(f"  [yellow]*[/] {noisy}")
         if rows:
             bases = [r["baseline_rss"] for r in rows.values()]
             any_row = next(iter(rows.values()))
@@ -358,59 +410,6 @@ def render(console: Console, result: Dict[str, Any], allocators: Sequence[Any]) 
         tail = (f.get("stderr_tail") or f.get("traceback") or "").strip().splitlines()[-5:]
         for line in tail:
             console.print(f"    {line}", markup=False, highlight=False)
-
-
-def _per_step_median(records: List[Dict[str, Any]], key: str, scale: float) -> List[float]:
-    series = [r[key] for r in records if key in r]
-    n = min(len(s) for s in series)
-    return [statistics.median(s[i] for s in series) / scale for i in range(n)]
-
-
-def plot(records: List[Dict[str, Any]], workloads: Sequence[str],
-         allocators: Sequence[str], out_dir: Path) -> List[Path]:
-    """Write one PNG per workload: RSS and step time over steps, per allocator."""
-    import matplotlib
-    matplotlib.use("Agg")  # files only; never needs a display
-    import matplotlib.pyplot as plt
-
-    paths: List[Path] = []
-    ok = [r for r in records if r.get("status") == "ok"]
-    for wl in workloads:
-        unit = wl_mod.WORKLOADS[wl][0].time_unit
-        fig, (ax_rss, ax_t) = plt.subplots(2, 1, figsize=(10, 8), sharex=True)
-        for alloc in allocators:
-            rs = [r for r in ok if r["workload_name"] == wl and r["allocator"] == alloc]
-            if not rs:
-                continue
-            ops = rs[0].get("ops_per_step", 1)
-            rss = _per_step_median(rs, "step_rss", MB)
-            times = _per_step_median(rs, "step_ns", ops * (1.0 if unit == "ns" else 1e6))
-            lw = 2.2 if alloc == "mempool" else 1.2
-            line, = ax_rss.plot(rss, label=alloc, linewidth=lw)
-            ax_t.plot(times, label=alloc, linewidth=lw, color=line.get_color())
-            if alloc == "mempool" and rs[0].get("pool_steps"):
-                base = statistics.median(r["baseline_rss"] for r in rs) / MB
-                steps_ = rs[0]["pool_steps"]
-                live = [base + s.get("live_bytes", 0) / MB for s in steps_]
-                held = [base + s.get("resident_bytes", 0) / MB for s in steps_]
-                ax_rss.plot(live, "k--", linewidth=1,
-                            label="baseline + pool live (between steps)")
-                ax_rss.plot(held, "k:", linewidth=1, label="baseline + pool resident")
-        ax_rss.set_ylabel("RSS after step (MB)")
-        ax_rss.set_title(f"{wl}: resident memory per step (median over rounds)")
-        ax_rss.legend(fontsize=8)
-        ax_rss.grid(alpha=0.3)
-        ax_t.set_ylabel("ns per op" if unit == "ns" else "step time (ms)")
-        ax_t.set_xlabel("step")
-        ax_t.set_title(f"{wl}: time per step")
-        ax_t.set_yscale("log")
-        ax_t.grid(alpha=0.3, which="both")
-        fig.tight_layout()
-        path = out_dir / f"{wl}.png"
-        fig.savefig(path, dpi=100)
-        plt.close(fig)
-        paths.append(path)
-    return paths
 
 
 def write_json(path: Path, payload: Dict[str, Any]) -> None:
