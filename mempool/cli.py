@@ -116,7 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="run a Python script (or -m MODULE, -c CODE) with the pool "
                         "installed and report its memory use at exit")
     for name, (_, text) in _TOOLS.items():
-        sub.add_parser(name, help=f"{text} (needs {INSTALL_DEMO})", add_help=False)
+        sub.add_parser(name, help=f"{text} (needs the demo extra)", add_help=False)
     for name, (_, text) in _COMMANDS.items():
         sub.add_parser(name, help=text, add_help=False)
     return parser
