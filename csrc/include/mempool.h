@@ -102,7 +102,7 @@ const char *mp_error_name(int code);
     X(decay_ms, int64_t, "ms", 1000, 0, (int64_t)365 * 86400 * 1000, -1, 1,              \
       "free pages go back to the OS after this long (0: at once; never: only on trim)")    \
     X(huge_pages, int, "off|on|auto", 2, 0, 2, MP_SETTING_NO_NONE, 0,                    \
-      "advise transparent huge pages: never, on every arena, or for blocks >= huge_min")  \
+      "transparent huge pages: never, every arena, or (auto) large blocks' whole extents") \
     X(background_purge, int, "flag", 1, 0, 1, MP_SETTING_NO_NONE, 1,                     \
       "a thread gives aged pages back, so idle memory returns without further calls")     \
     X(debug, int, "flag", 0, 0, 1, MP_SETTING_NO_NONE, 0,                                \
@@ -117,7 +117,7 @@ const char *mp_error_name(int code);
 typedef enum mp_huge_pages {
     MP_HUGE_OFF = 0,  /* never advise huge pages */
     MP_HUGE_ON = 1,   /* advise huge pages on every arena */
-    MP_HUGE_AUTO = 2, /* huge pages for the heap of blocks >= huge_min */
+    MP_HUGE_AUTO = 2, /* huge pages for large blocks' whole 2 MiB extents (and the huge_min heap) */
 } mp_huge_pages;
 
 /* A pool's settings (see MP_CONFIG_LIST for each field).  Notes beyond the
