@@ -48,7 +48,8 @@ __version__ = "0.1.0"
 # Loaded on first use, to keep `import mempool` (and `python -m mempool run`,
 # and a start-up install) cheap: mempool.trace (record(): allocation traces;
 # json, gzip) and the stats dataclasses.
-_LAZY = {"trace": "mempool.trace", "PoolStats": "mempool.stats",
+_LAZY = {"trace": "mempool.trace", "history": "mempool.history",
+         "snapshot": "mempool.snapshot", "PoolStats": "mempool.stats",
          "SizeClassStats": "mempool.stats", "DefragReport": "mempool.stats"}
 
 

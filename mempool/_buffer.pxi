@@ -4,6 +4,35 @@
 from cpython.buffer cimport PyBUF_WRITABLE, PyBuffer_FillInfo
 
 
+cdef void *_buffer_address(mp_pool *pool, mp_buffer handle) noexcept nogil:
+    # Where a buffer's bytes are now (a pin and its unpin).  _life held.
+    cdef void *address = NULL
+    if mp_buffer_pin(pool, handle, &address) == MP_OK:
+        mp_buffer_unpin(pool, handle)
+    return address
+
+
+cdef int _buffer_destroy(HandlerCtx *c, mp_pool *pool, mp_buffer handle,
+                         uint64_t nbytes) noexcept nogil:
+    # mp_buffer_destroy, recorded as a free while a history records (its
+    # lock spans the destroy, as around the handler's frees).  _life held.
+    cdef mp_history *h = _history_of(c)
+    cdef void *address
+    cdef uint64_t size = nbytes
+    cdef int32_t site = MP_STACK_UNKNOWN
+    cdef int code
+    if h == NULL:
+        return mp_buffer_destroy(pool, handle)
+    mp_history_lock(h)
+    address = _buffer_address(pool, handle)
+    code = mp_buffer_destroy(pool, handle)
+    if code == MP_OK:
+        mp_history_take(h, address, &size, &site)
+        mp_history_note_free(h, MP_HIST_FREE, address, size, site)
+    mp_history_unlock(h)
+    return code
+
+
 cdef class Buffer:
     """Bytes in a pool that the pool may move to close holes.
 
@@ -34,10 +63,20 @@ cdef class Buffer:
     cdef Buffer _create(_PoolBase owner, size_t nbytes):
         cdef mp_buffer handle = 0
         cdef int code = MP_OK
+        cdef mp_history *h = _history_of(&owner._ctx)
+        # the call site before _life: capturing it may run Python
+        cdef int32_t site = mph_capture(_hist_depth(&owner._ctx)) if h != NULL else 0
         cdef mp_pool *pool = owner._lock()
         if pool != NULL:
             with nogil:
                 code = mp_buffer_create(pool, nbytes, &handle)
+                if code == MP_OK and h != NULL:
+                    # recorded as an allocation, with its call site (under
+                    # _life: no defragment moves it before it is noted)
+                    mp_history_lock(h)
+                    mp_history_note_alloc(h, MP_HIST_ALLOC, _buffer_address(pool, handle),
+                                          nbytes, site)
+                    mp_history_unlock(h)
         owner._unlock()
         if pool == NULL:
             owner._require()
@@ -125,12 +164,15 @@ cdef class Buffer:
         Freeing twice is a no-op."""
         cdef int code = MP_OK
         cdef Py_ssize_t exports = 0
+        cdef HandlerCtx *ctx = &self._owner._ctx
+        cdef uint64_t nbytes = self.nbytes
         cdef mp_pool *pool = self._owner._lock()
         cdef mp_buffer handle = self._handle
         if pool != NULL and handle != 0:
             exports = self._exports
             if exports == 0:
-                code = mp_buffer_destroy(pool, handle)
+                with nogil:
+                    code = _buffer_destroy(ctx, pool, handle, nbytes)
                 if code == MP_OK:
                     self._handle = 0
         self._owner._unlock()
@@ -153,7 +195,7 @@ cdef class Buffer:
         if self._handle != 0 and self._owner is not None:
             pool = self._owner._lock()
             if pool != NULL:
-                mp_buffer_destroy(pool, self._handle)
+                _buffer_destroy(&self._owner._ctx, pool, self._handle, self.nbytes)
             self._handle = 0
             self._owner._unlock()
 
@@ -172,10 +214,18 @@ def _defragment(_PoolBase owner):
     mp_defrag_result as a dict."""
     cdef mp_defrag_result result
     cdef int code = MP_OK
+    cdef mp_history *h
     cdef mp_pool *pool = owner._lock()
     if pool != NULL:
+        # the buffers it moves keep their history sites: history.c's moves
+        # bracket (its lock) spans the pass, inside _life (the lock order)
+        h = _history_of(&owner._ctx)
         with nogil:
+            if h != NULL:
+                mp_history_moves_begin(h)
             code = mp_defragment(pool, &result)
+            if h != NULL:
+                mp_history_moves_end(h)
     owner._unlock()
     if pool == NULL:
         owner._require()

@@ -19,10 +19,13 @@ Threads (free-threaded CPython included: the module declares it runs without
 the GIL): numpy calls the handler from any thread, GIL or not; the core is
 thread-safe.  What this glue shares between threads it guards itself: the
 count of live capsules and the warned-once flag are atomics; the native pool
-pointer, the trace recorder and buffer pins change only under the pool's
-``_life`` mutex, which every method that reaches the native pool holds around
-its core calls (never around Python code, so a finalizer run by the garbage
-collector cannot find it held by its own thread).  A capsule is made anew
+pointer, the trace and history recorders, the handler's bypass flag and
+buffer pins change only under the pool's ``_life`` mutex, which every method
+that reaches the native pool holds around its core calls (never around
+Python code, so a finalizer run by the garbage collector cannot find it held
+by its own thread; call sites are captured before it is taken).  Handler
+calls read the recorder pointers once each, atomically.  Lock order:
+``_life``, then the history's lock, then the core's own locks.  A capsule is made anew
 for each ``_handler_capsule()``: reusing one would need an "incref unless
 dying" that CPython 3.13 does not offer.
 """
@@ -31,7 +34,7 @@ from cpython.pycapsule cimport (PyCapsule_Destructor, PyCapsule_GetContext,
                                 PyCapsule_GetPointer, PyCapsule_IsValid,
                                 PyCapsule_New, PyCapsule_SetContext)
 from cpython.ref cimport Py_DECREF, Py_INCREF, PyObject
-from libc.stdint cimport int64_t, uint64_t, uintptr_t
+from libc.stdint cimport int32_t, int64_t, uint64_t, uintptr_t
 from libc.stdlib cimport free as c_free, malloc as c_malloc
 from libc.string cimport memcpy, memset, strncpy
 
@@ -39,6 +42,14 @@ cimport cython
 
 from mempool._mempool cimport *
 from mempool._tracing cimport *
+
+
+cdef extern from "_stacks.h":
+    # Python call sites for mempool.history (the binding's, not the core's)
+    int32_t mph_capture(int depth) noexcept nogil
+    int mph_stack_frames(int32_t id, int32_t *out, int max) noexcept nogil
+    object mph_frame_info(int32_t id)
+    object mph_table_sizes()
 
 
 cdef extern from "numpy/arrayobject.h":
@@ -60,6 +71,7 @@ cdef extern from "numpy/arrayobject.h":
     PyObject *PyArray_HANDLER(void *arr)   # borrowed; NULL: no data of its own
     object PyDataMem_SetHandler(object handler)
     object PyDataMem_GetHandler()
+    PyObject *PyDataMem_DefaultHandler
     int _import_array() except -1
 
 
@@ -108,6 +120,8 @@ cdef extern from *:
     { __atomic_store_n(p, v, __ATOMIC_RELEASE); }
     static inline void mph_int_store(int *p, int v)
     { __atomic_store_n(p, v, __ATOMIC_RELEASE); }
+    static inline int mph_int_load(int *p)
+    { return __atomic_load_n(p, __ATOMIC_ACQUIRE); }
     """
     int mph_fail_code
     size_t mph_fail_size
@@ -119,6 +133,7 @@ cdef extern from *:
     void *mph_ptr_load(void **p) noexcept nogil
     void mph_ptr_store(void **p, void *v) noexcept nogil
     void mph_int_store(int *p, int v) noexcept nogil
+    int mph_int_load(int *p) noexcept nogil
 
 
 _import_array()
@@ -138,6 +153,10 @@ cdef struct HandlerCtx:
     mp_trace *recorder # owned; kept after recording stops, because a
                        # handler call on another thread may still hold it
     bint debug         # the pool is in debug mode: poll corruption reports
+    mp_history *history  # non-NULL while recording a history (mempool.history);
+                         # read once per call (_history_of), set under _life
+    mp_history *hist_rec # owned, as `recorder`; also the pool's observer
+    int hist_depth       # frames per call site (atomic: _hist_depth)
 
 
 # ---------------------------------------------------------------- handler --
@@ -147,6 +166,23 @@ cdef inline mp_trace *_trace_of(HandlerCtx *c) noexcept nogil:
     # One load per call: recording may stop on another thread meanwhile (the
     # recorder itself stays until the pool dies and ignores late events).
     return <mp_trace *>mph_ptr_load(<void **>&c.trace)
+
+
+cdef inline mp_history *_history_of(HandlerCtx *c) noexcept nogil:
+    # The same for the history: one load per call; a stopped history's
+    # recorder stays until the pool dies and ignores late events.
+    return <mp_history *>mph_ptr_load(<void **>&c.history)
+
+
+cdef inline int _hist_depth(HandlerCtx *c) noexcept nogil:
+    # frames per call site (set under _life before the history is published)
+    return mph_int_load(&c.hist_depth)
+
+
+cdef inline void _set_bypass(HandlerCtx *c) noexcept nogil:
+    # Under _life: every call through _h_malloc/_h_free while a trace or a
+    # history records (each records there), the core's fast paths otherwise.
+    mph_int_store(&c.head.bypass, c.trace != NULL or c.history != NULL)
 
 
 cdef inline void _note_failure(HandlerCtx *c, size_t size) noexcept nogil:
@@ -168,11 +204,19 @@ cdef inline void _poll_corruption(HandlerCtx *c, void *p,
 cdef void *_h_malloc(void *ctx, size_t size) noexcept nogil:
     cdef HandlerCtx *c = <HandlerCtx *>ctx
     cdef mp_trace *t = _trace_of(c)
+    cdef mp_history *h = _history_of(c)
+    # the call site first: reading frames may run Python, never under a lock
+    cdef int32_t site = mph_capture(_hist_depth(c)) if h != NULL else 0
     cdef void *p = mp_alloc(c.head.pool, size)
     if p == NULL:
         _note_failure(c, size)
-    elif t != NULL:
-        mp_trace_note_alloc(t, MP_TRACE_ALLOC, p, size)
+        if h != NULL:
+            _hist_failed(c, h, size, site)
+    else:
+        if t != NULL:
+            mp_trace_note_alloc(t, MP_TRACE_ALLOC, p, size)
+        if h != NULL:
+            _hist_made(h, MP_HIST_ALLOC, p, size, site)
     _poll_corruption(c, p, size)
     return p
 
@@ -180,11 +224,18 @@ cdef void *_h_malloc(void *ctx, size_t size) noexcept nogil:
 cdef void *_h_calloc(void *ctx, size_t nelem, size_t elsize) noexcept nogil:
     cdef HandlerCtx *c = <HandlerCtx *>ctx
     cdef mp_trace *t = _trace_of(c)
+    cdef mp_history *h = _history_of(c)
+    cdef int32_t site = mph_capture(_hist_depth(c)) if h != NULL else 0
     cdef void *p = mp_calloc(c.head.pool, nelem, elsize)
     if p == NULL:
         _note_failure(c, nelem * elsize)
-    elif t != NULL:
-        mp_trace_note_alloc(t, MP_TRACE_CALLOC, p, nelem * elsize)
+        if h != NULL:
+            _hist_failed(c, h, nelem * elsize, site)
+    else:
+        if t != NULL:
+            mp_trace_note_alloc(t, MP_TRACE_CALLOC, p, nelem * elsize)
+        if h != NULL:
+            _hist_made(h, MP_HIST_CALLOC, p, nelem * elsize, site)
     _poll_corruption(c, p, nelem * elsize)
     return p
 
@@ -192,6 +243,17 @@ cdef void *_h_calloc(void *ctx, size_t nelem, size_t elsize) noexcept nogil:
 cdef void *_h_realloc(void *ctx, void *ptr, size_t new_size) noexcept nogil:
     # old size 0 = unknown: numpy's idea of the old size is not trusted.
     cdef HandlerCtx *c = <HandlerCtx *>ctx
+    cdef mp_history *h = _history_of(c)
+    cdef int32_t site = mph_capture(_hist_depth(c)) if h != NULL else 0
+    cdef uint64_t old_size = 0
+    cdef int32_t old_site = MP_STACK_UNKNOWN
+    cdef int known = 0
+    if h != NULL and ptr != NULL:
+        # the history's lock spans the call, as the trace's (history.c)
+        mp_history_lock(h)
+        known = _hist_take(c, h, ptr, &old_size, &old_site)
+    elif h != NULL:
+        mp_history_lock(h)
     # While recording, the recorder's lock spans the call (see trace.h).
     cdef mp_trace *t = _trace_of(c)
     if t != NULL:
@@ -199,10 +261,21 @@ cdef void *_h_realloc(void *ctx, void *ptr, size_t new_size) noexcept nogil:
     cdef void *p = mp_realloc(c.head.pool, ptr, 0, new_size)
     if t != NULL:
         mp_trace_note_realloc(t, ptr, p, new_size)
+    if h != NULL:
+        if p != NULL and ptr != NULL:
+            mp_history_note_free(h, MP_HIST_REALLOC_FREE, ptr, old_size, old_site)
+            mp_history_note_alloc(h, MP_HIST_REALLOC, p, new_size, site)
+        elif p != NULL:
+            mp_history_note_alloc(h, MP_HIST_ALLOC, p, new_size, site)
+        elif known:
+            mp_history_untake(h, ptr, old_size, old_site)
+        mp_history_unlock(h)
     cdef int code
     if p == NULL:
         _note_failure(c, new_size)
         code = mph_fail_code
+        if h != NULL:
+            _hist_failed(c, h, new_size, site)
         if code == MP_EDOUBLEFREE or code == MP_EFOREIGN or code == MP_EINTERIOR:
             _report_bad_pointer(c, code, ptr, 0)
     _poll_corruption(c, p, new_size)
@@ -212,6 +285,14 @@ cdef void *_h_realloc(void *ctx, void *ptr, size_t new_size) noexcept nogil:
 cdef void _h_free(void *ctx, void *ptr, size_t size) noexcept nogil:
     # numpy's size is sometimes wrong (see DESIGN §4): pass 0 = unknown.
     cdef HandlerCtx *c = <HandlerCtx *>ctx
+    cdef mp_history *h = _history_of(c)
+    cdef uint64_t hsize = 0
+    cdef int32_t hsite = MP_STACK_UNKNOWN
+    cdef int known = 0
+    if h != NULL:
+        # the history's lock spans the call, as the trace's (history.c)
+        mp_history_lock(h)
+        known = _hist_take(c, h, ptr, &hsize, &hsite)
     cdef mp_trace *t = _trace_of(c)
     if t != NULL:
         mp_trace_lock(t)
@@ -219,8 +300,49 @@ cdef void _h_free(void *ctx, void *ptr, size_t size) noexcept nogil:
     if t != NULL:
         # MP_ECORRUPT (debug mode): the block was freed all the same
         mp_trace_note_free(t, ptr, code == MP_OK or code == MP_ECORRUPT)
+    if h != NULL:
+        if code == MP_OK or code == MP_ECORRUPT:
+            mp_history_note_free(h, MP_HIST_FREE, ptr, hsize, hsite)
+        elif known:
+            mp_history_untake(h, ptr, hsize, hsite)
+        mp_history_unlock(h)
+        if code != MP_OK and code != MP_ECORRUPT:
+            mp_history_note_pool(h, MP_HIST_ERROR, <uintptr_t>ptr, 0, <uint64_t>code,
+                                 mph_capture(_hist_depth(c)))
     if code != MP_OK:
         _report_bad_pointer(c, code, ptr, size)
+
+
+cdef inline void _hist_made(mp_history *h, int op, void *p, size_t size,
+                            int32_t site) noexcept nogil:
+    mp_history_lock(h)
+    mp_history_note_alloc(h, op, p, size, site)
+    mp_history_unlock(h)
+
+
+cdef inline int _hist_take(HandlerCtx *c, mp_history *h, void *ptr, uint64_t *size,
+                           int32_t *site) noexcept nogil:
+    # ptr's size and site: the history's, or (a block made before recording)
+    # the pool's size and no site.  History lock held.
+    cdef size_t requested = 0
+    if mp_history_take(h, ptr, size, site):
+        return 1
+    if mp_requested_size(c.head.pool, ptr, &requested) == MP_OK:
+        size[0] = requested
+    return 0
+
+
+cdef void _hist_failed(HandlerCtx *c, mp_history *h, size_t size,
+                       int32_t site) noexcept nogil:
+    # A refused request: PoolExhausted follows (MP_ENOMEM), or a bad argument.
+    cdef int64_t capacity = 0, limit = 0
+    if mph_fail_code != MP_ENOMEM:
+        return
+    mp_pool_get(c.head.pool, b"capacity", &capacity)
+    mp_pool_get(c.head.pool, b"resident_limit", &limit)
+    mp_history_note_pool(h, MP_HIST_EXHAUSTED, 0, size,
+                         <uint64_t>(capacity if capacity > 0 else (limit if limit > 0 else 0)),
+                         site)
 
 
 cdef void _report_bad_pointer(HandlerCtx *c, int code, void *ptr,
@@ -273,6 +395,9 @@ cdef class _PoolBase:
         self._ctx.owner = <PyObject *>self
         self._ctx.trace = NULL
         self._ctx.recorder = NULL
+        self._ctx.history = NULL
+        self._ctx.hist_rec = NULL
+        self._ctx.hist_depth = 0
 
     def __dealloc__(self):
         # Reached only when no capsule (hence no array) refers to the pool.
@@ -281,6 +406,8 @@ cdef class _PoolBase:
             self._pool = NULL
         mp_trace_destroy(self._ctx.recorder)
         self._ctx.recorder = NULL
+        mp_history_destroy(self._ctx.hist_rec)  # its pool, the observed, is gone
+        self._ctx.hist_rec = NULL
 
     def _open(self, dict overrides):
         """Create the native pool from the defaults plus ``overrides``
@@ -423,6 +550,7 @@ cdef class _PoolBase:
              st.classes[i].blocks, st.classes[i].live_blocks,
              st.classes[i].live_bytes)
             for i in range(n_classes)]
+        raw["layers"] = [st.layers[i] for i in range(MP_LAYER_COUNT)]
         return raw
 
     cdef size_t _locked_count(self, size_t (*fn)(mp_pool *) noexcept nogil) except? 0:
@@ -436,6 +564,16 @@ cdef class _PoolBase:
         if pool == NULL:
             self._require()
         return n
+
+    def _reset_peak(self):
+        """mp_pool_reset_peak: the peaks start over from the figures now."""
+        cdef mp_pool *pool = self._lock()
+        if pool != NULL:
+            with nogil:
+                mp_pool_reset_peak(pool)
+        self._unlock()
+        if pool == NULL:
+            self._require()
 
     def trim(self):
         """Give every free page back to the OS now; return the bytes given."""
@@ -493,12 +631,20 @@ cdef class _PoolBase:
             raise self._InvalidSetting(mp_config_error().decode())
 
     def _raise(self, int code, **context):
+        cdef mp_history *h
         if code == MP_ENOMEM:
             context.setdefault("requested", context.get("size"))
             cfg = self._config_raw()
             context["capacity"] = cfg["capacity"] or None
             context["resident_limit"] = cfg["resident_limit"] or None
-            context["live_bytes"] = self._stats_raw()["live_bytes"]
+            facts = getattr(self, "_exhaustion_facts", None)
+            context.update(facts() if facts is not None
+                           else {"live_bytes": self._stats_raw()["live_bytes"]})
+            h = _history_of(&self._ctx)
+            if h != NULL:
+                mp_history_note_pool(h, MP_HIST_EXHAUSTED, 0, context.get("size") or 0,
+                                     cfg["capacity"] or cfg["resident_limit"],
+                                     mph_capture(_hist_depth(&self._ctx)))
         raise self._error_from_code(code, **context)
 
 
@@ -667,3 +813,4 @@ def size_class_block(unsigned cls):
 
 include "_trace.pxi"
 include "_buffer.pxi"
+include "_history.pxi"

@@ -1,6 +1,6 @@
 # Extern-only declarations of csrc/include/mempool.h, the public contract of the
 # native core.  Nothing here is implemented: keep it a mirror of the header.
-from libc.stdint cimport int32_t, int64_t, uint32_t, uint64_t, uintptr_t
+from libc.stdint cimport int32_t, int64_t, uint8_t, uint32_t, uint64_t, uintptr_t
 
 
 cdef extern from "mempool.h" nogil:
@@ -97,6 +97,17 @@ cdef extern from "mempool.h" nogil:
         uint64_t live_blocks
         uint64_t live_bytes
 
+    enum: MP_LAYER_COUNT
+    ctypedef struct mp_layer_stats:
+        uint64_t live_bytes
+        uint64_t in_use_bytes
+        uint64_t free_bytes
+        uint64_t dirty_free_bytes
+        uint64_t largest_free_bytes
+        uint64_t resident_bytes
+        uint64_t reserved_bytes
+        uint64_t blocks
+
     # The scalar figures (MP_STATS_LIST) are read through mp_stats_fields'
     # table, not declared here: the list in mempool.h is their one source.
     enum: MP_STATS_COUNT
@@ -106,6 +117,7 @@ cdef extern from "mempool.h" nogil:
         uint64_t errors[MP_ERROR_COUNT]
         uint32_t class_count
         mp_class_stats classes[MP_MAX_CLASSES]
+        mp_layer_stats layers[MP_LAYER_COUNT]
 
     ctypedef struct mp_stats_field:
         const char *name
@@ -116,6 +128,44 @@ cdef extern from "mempool.h" nogil:
     const mp_stats_field *mp_stats_fields()
 
     int mp_stats_get(mp_pool *pool, mp_stats *out)
+    void mp_pool_reset_peak(mp_pool *pool)
+
+    # observing a pool: its events and its layout
+    ctypedef struct mp_event:
+        int kind
+        uintptr_t address
+        uint64_t size
+        uint64_t arg
+    ctypedef void (*mp_observer_fn)(void *ctx, const mp_event *event) noexcept nogil
+    int mp_pool_observe(mp_pool *pool, mp_observer_fn fn, void *ctx)
+    const char *mp_event_name(int kind)
+    enum:
+        MP_EV_LIMIT
+        MP_WALK_STATE_COUNT
+
+    ctypedef struct mp_walk_segment:
+        uintptr_t address
+        uint64_t size
+        uint64_t resident
+        uintptr_t mesh_owner
+        uint32_t index
+        int32_t parent
+        int32_t size_class
+        uint32_t block_size
+        uint32_t granule
+        uint8_t kind
+        uint8_t heap
+    ctypedef struct mp_walk_block:
+        uintptr_t address
+        uint64_t size
+        uint64_t requested
+        uint32_t segment
+        uint8_t state
+    ctypedef struct mp_walker:
+        int (*segment)(void *ctx, const mp_walk_segment *segment) noexcept nogil
+        int (*block)(void *ctx, const mp_walk_block *block) noexcept nogil
+        void *ctx
+    int mp_pool_walk(mp_pool *pool, const mp_walker *walker)
 
     size_t mp_trim(mp_pool *pool)
     size_t mp_purge_aged(mp_pool *pool)

@@ -249,17 +249,30 @@ def run_target(kind: str, target: str, args: Sequence[str],
     if problem is not None:
         print(problem[0], file=sys.stderr)
         return problem[1]
+    options = dict(options or {})
+    summary, history = options.get("show_stats"), options.get("history")
+    if history:
+        if not os.path.isdir(os.path.dirname(os.path.abspath(history))):
+            print(f"mempool run: --history {history}: no such directory", file=sys.stderr)
+            return 2
+        options["history"] = history = os.path.abspath(history)   # the program may chdir
     try:
         pool = _make_pool(settings or {})
-        arrow = _arrow(options or {})
+        arrow = _arrow(options)
     except (TypeError, ValueError) as exc:
         print(f"mempool run: {exc}", file=sys.stderr)
         return 2
-    _settings.set_option_overrides(options or {})
+    _settings.set_option_overrides(options)
     label = {"script": target, "module": f"-m {target}", "code": "-c <code>"}[kind]
     before = _process_snapshot()
     saved_argv, saved_path = sys.argv, list(sys.path)
-    mempool.install(pool, arrow=arrow)
+    from mempool import _exitreport
+    if summary:
+        os.environ[_exitreport.SHOW_STATS_VAR] = "1"
+    if history:
+        os.environ[_exitreport.HISTORY_VAR] = history
+        os.environ[_exitreport.HISTORY_OWNER_VAR] = str(os.getpid())
+    mempool.install(pool, arrow=arrow)   # arms the summary and the history (_exitreport)
     status = 0
     try:
         _execute(kind, target, args)
@@ -268,6 +281,8 @@ def run_target(kind: str, target: str, args: Sequence[str],
     except BaseException as exc:            # the program's error, as python shows it
         status = _report_exception(exc, pool)
     finally:
+        if summary or history:
+            _exitreport.report(out)   # labelled with the program's argv
         mempool.uninstall()
         sys.argv = saved_argv
         sys.path[:] = saved_path

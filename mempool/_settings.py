@@ -28,7 +28,7 @@ from __future__ import annotations
 import math
 import numbers
 import os
-from typing import Any, Callable, Dict, List, Mapping, Optional
+from typing import Any, Callable, Dict, List, Mapping, Optional, Union
 
 from mempool import _core
 from mempool.errors import InvalidArgument
@@ -75,16 +75,18 @@ class Setting:
 
 class Option:
     """A process option: not part of a pool, read from ``MEMPOOL_<KEY>``
-    (``env``) and/or ``python -m mempool run --<key>`` (``flag``).  ``kind``
-    is "flag", "size", "duration", "path" or "text"."""
+    (``env``) and/or ``python -m mempool run --<key>`` (``flag``: True, or
+    the flag's own spelling).  ``kind`` is "flag", "size", "duration",
+    "path" or "text"."""
 
     __slots__ = ("key", "kind", "default", "env", "flag", "doc")
 
-    def __init__(self, key: str, kind: str, default: Any, *, env: bool, flag: bool,
-                 doc: str) -> None:
+    def __init__(self, key: str, kind: str, default: Any, *, env: bool,
+                 flag: Union[bool, str], doc: str) -> None:
         self.key, self.kind, self.default, self.doc = key, kind, default, doc
         self.env = PREFIX + key.upper() if env else None
-        self.flag = "--" + key.replace("_", "-") if flag else None
+        self.flag = flag if isinstance(flag, str) else \
+            "--" + key.replace("_", "-") if flag else None
 
 
 #: Pool settings by Python keyword, in the core's table order.
@@ -103,6 +105,16 @@ OPTIONS: Dict[str, Option] = {o.key: o for o in [
                "(mempool.arrow; needs pyarrow)"),
     Option("arrow_cache", "path", "~/.cache/mempool/arrow", env=True, flag=False,
            doc="where the Arrow adapter built on first use is kept"),
+    Option("show_stats", "flag", False, env=True, flag="--summary",
+           doc="print the pool's memory summary at exit, in this process and in every "
+               "child process the pool reaches, each labelled with its pid"),
+    Option("history", "path", None, env=True, flag="--history",
+           doc="record the pool's history with call sites and write it as a snapshot "
+               "(docs/snapshot-schema.md) to this file at exit; other processes the pool "
+               "reaches write FILE-<pid>"),
+    Option("history_pid", "text", None, env=True, flag=False,
+           doc="set by the process that asked for the history: the pid that writes "
+               "MEMPOOL_HISTORY's file itself"),
     Option("sanitize", "flag", False, env=True, flag=False,
            doc="build time: `setup.py build_ext` builds the extension with ASan + UBSan"),
 ]}

@@ -116,3 +116,35 @@ def read(pool, uintptr_t addr, size_t n):
     """Return the first ``n`` bytes of the live block at ``addr``."""
     _span(pool, addr, n)
     return PyBytes_FromStringAndSize(<char *>addr, n)
+
+
+cdef extern from "numpy/arrayobject.h":
+    ctypedef struct PyDataMemAllocator:
+        void *ctx
+        void *(*malloc)(void *ctx, size_t size) noexcept nogil
+        void (*free)(void *ctx, void *ptr, size_t size) noexcept nogil
+    ctypedef struct PyDataMem_Handler:
+        char name[127]
+        unsigned char version
+        PyDataMemAllocator allocator
+
+from cpython.pycapsule cimport PyCapsule_GetPointer
+
+
+def handler_malloc_nogil(pool, size_t size):
+    """Call the pool's numpy handler malloc with the GIL released (as numpy
+    now and then does); return the address (0 on failure)."""
+    cdef PyDataMem_Handler *h = <PyDataMem_Handler *>PyCapsule_GetPointer(
+        pool._handler_capsule(), "mem_handler")
+    cdef void *p
+    with nogil:
+        p = h.allocator.malloc(h.allocator.ctx, size)
+    return <uintptr_t>p
+
+
+def handler_free_nogil(pool, uintptr_t addr, size_t size):
+    """Call the pool's numpy handler free with the GIL released."""
+    cdef PyDataMem_Handler *h = <PyDataMem_Handler *>PyCapsule_GetPointer(
+        pool._handler_capsule(), "mem_handler")
+    with nogil:
+        h.allocator.free(h.allocator.ctx, <void *>addr, size)

@@ -22,8 +22,7 @@ def _trace_start(_PoolBase pool):
             failed = 3
         if failed == 0:
             mph_ptr_store(<void **>&pool._ctx.trace, pool._ctx.recorder)
-            # every call through _h_malloc/_h_free, which record
-            mph_int_store(&pool._ctx.head.bypass, 1)
+            _set_bypass(&pool._ctx)   # every call through _h_malloc/_h_free
     pool._unlock()
     if p == NULL:
         pool._require()
@@ -45,8 +44,8 @@ def _trace_stop(_PoolBase pool):
     pool._lock()
     cdef mp_trace *t = pool._ctx.trace
     if t != NULL:
-        mph_int_store(&pool._ctx.head.bypass, 0)
         mph_ptr_store(<void **>&pool._ctx.trace, NULL)
+        _set_bypass(&pool._ctx)   # stays on while a history records
         mp_trace_stop(t)
         n = mp_trace_count(t)
         copy = <mp_trace_event *>c_malloc(n * sizeof(mp_trace_event) or 1)

@@ -37,6 +37,10 @@ _TOOLS = {
     "stress": ("mempool.tools.stress",
                "seeded adversarial allocation run under the pool and peers"),
 }
+# Commands that need nothing beyond numpy: command -> (module, help), run as
+# the tools are.
+_COMMANDS = {"view": ("mempool.tools.view", "write an HTML page showing snapshots "
+                                            "(timeline, allocator state, call sites)")}
 # What the `demo` extra of pyproject.toml installs for them.
 DEMO_EXTRA = ("rich", "matplotlib", "psutil")
 INSTALL_DEMO = "pip install 'mempool[demo]' (from a clone of the repository: pip install '.[demo]')"
@@ -112,7 +116,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="run a Python script (or -m MODULE, -c CODE) with the pool "
                         "installed and report its memory use at exit")
     for name, (_, text) in _TOOLS.items():
-        sub.add_parser(name, help=f"{text} (needs {INSTALL_DEMO})", add_help=False)
+        sub.add_parser(name, help=f"{text} (needs the demo extra)", add_help=False)
+    for name, (_, text) in _COMMANDS.items():
+        sub.add_parser(name, help=text, add_help=False)
     return parser
 
 
@@ -217,6 +223,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     try:
         if argv and argv[0] in _TOOLS:
             return _delegate(argv[0], argv[1:])
+        if argv and argv[0] in _COMMANDS:
+            return int(importlib.import_module(_COMMANDS[argv[0]][0]).main(argv[1:]) or 0)
         if argv and argv[0] == "run":   # the program's own arguments must not meet argparse
             return _run_command(argv[1:])
         parser = build_parser()

@@ -41,7 +41,7 @@ from distributed.diagnostics.plugin import WorkerPlugin
 import mempool
 from mempool import _core, _settings
 
-__all__ = ["MempoolPlugin", "trim", "worker_pool", "METRICS"]
+__all__ = ["MempoolPlugin", "trim", "snapshot", "worker_pool", "METRICS"]
 
 logger = logging.getLogger("mempool.dask")
 
@@ -242,3 +242,32 @@ def trim(client: Any) -> Dict[str, int]:
     """Give every worker pool's free pages back now; returns the bytes each
     worker released, by worker address (0 where no pool is installed)."""
     return client.run(_trim_here)
+
+
+def _snapshot_here(dask_worker: Any = None) -> Optional[Dict[str, Any]]:
+    from mempool import snapshot as snapmod
+    pool = worker_pool(dask_worker)
+    if pool is None or pool.closed:
+        return None
+    snapmod._worker_address = getattr(dask_worker, "address", None)
+    return pool.snapshot().as_dict()
+
+
+def snapshot(client: Any, directory: Any = None) -> Dict[str, Any]:
+    """One :class:`mempool.snapshot.Snapshot` per worker, by worker address
+    (labelled with it: ``snap.data["process"]["label"]``), with the history
+    each worker recorded (``mempool.history`` there, or ``MEMPOOL_HISTORY``);
+    workers without a pool are left out.  With ``directory``, each is also
+    written there as ``<host>-<port>.json`` for ``python -m mempool view``."""
+    from pathlib import Path
+
+    from mempool.snapshot import Snapshot
+    raw = client.run(_snapshot_here)
+    snaps = {addr: Snapshot(data) for addr, data in raw.items() if data is not None}
+    if directory is not None:
+        out = Path(directory)
+        out.mkdir(parents=True, exist_ok=True)
+        for addr, snap in snaps.items():
+            name = addr.split("://")[-1].replace(":", "-").replace("/", "_")
+            snap.dump(out / f"{name}.json")
+    return snaps

@@ -134,6 +134,8 @@ def install(pool: Optional[Pool] = None, *, arrow: bool = False) -> Pool:
         _environ.export_environ(pool)
         if arrow:
             _install_arrow(pool)
+    from mempool import _exitreport          # on use, as _environ
+    _exitreport.arm(pool)   # MEMPOOL_SHOW_STATS / MEMPOOL_HISTORY: a report at exit
     return pool
 
 

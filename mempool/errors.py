@@ -16,7 +16,7 @@ allocation failure without the numbers is the question "why?" left open.
 """
 from __future__ import annotations
 
-from typing import Any, Dict, Optional, Type
+from typing import Any, Dict, List, Optional, Type
 
 from mempool import _core
 
@@ -79,14 +79,22 @@ class MempoolError(Exception):
 
 
 class PoolExhausted(MempoolError, MemoryError):
-    """The pool could not satisfy a request: its capacity is used up (or the
-    OS refused more address space).
+    """The pool could not satisfy a request: its capacity is used up, its
+    resident limit reached, or the OS refused more memory.
 
     Attributes: ``requested`` (bytes asked for, or None when unknown),
-    ``capacity`` (bytes, None for an unlimited pool), ``live_bytes`` (bytes
-    live in the pool when the request failed), ``resident_limit``, and
-    ``pool`` (the pool that refused, when known).  ``what`` replaces the
-    first words of the message (the cause, when it is not the usual one).
+    ``capacity`` (bytes, None for an unlimited pool), ``resident_limit``
+    (bytes or None), ``live_bytes`` (bytes live in the pool when the request
+    failed), ``cached_bytes`` (resident memory the pool held only as a
+    cache: :attr:`mempool.PoolStats.cached_bytes`), ``largest_free_bytes``
+    (its largest free span: a request up to that fits without new memory),
+    ``layers`` (``{layer: {"live": ...,
+    "in_use": ..., "free": ..., "largest_free": ...}}`` for "small", "pages",
+    "huge", "direct"), ``top_sites`` (with a history recording, the five
+    call sites holding the most live bytes: dicts with ``bytes``, ``blocks``,
+    ``site``, ``frames``; else ``[]``) and ``pool`` (the pool that refused,
+    when known).  ``what`` replaces the first words of the message (the
+    cause, when it is not the usual one).  The message says all of it.
     """
 
     error_name = "MP_ENOMEM"
@@ -94,12 +102,20 @@ class PoolExhausted(MempoolError, MemoryError):
 
     def __init__(self, requested: Optional[int], capacity: Optional[int],
                  live_bytes: int, *, detail: str = "",
-                 resident_limit: Optional[int] = None, pool: Any = None,
-                 what: Optional[str] = None) -> None:
+                 resident_limit: Optional[int] = None,
+                 cached_bytes: Optional[int] = None,
+                 largest_free_bytes: Optional[int] = None,
+                 layers: Optional[Dict[str, Dict[str, int]]] = None,
+                 top_sites: Optional[List[Dict[str, Any]]] = None,
+                 pool: Any = None, what: Optional[str] = None) -> None:
         self.requested = requested
         self.capacity = capacity
         self.live_bytes = live_bytes
         self.resident_limit = resident_limit
+        self.cached_bytes = cached_bytes
+        self.largest_free_bytes = largest_free_bytes
+        self.layers = layers or {}
+        self.top_sites = top_sites or []
         self.pool = pool
         req = "an unknown size" if requested is None else _sized(requested)
         if what is None:
@@ -113,7 +129,36 @@ class PoolExhausted(MempoolError, MemoryError):
             msg += f", resident limit {_sized(resident_limit)}"
         if detail:
             msg += f" ({detail})"
+        msg += _explain(cached_bytes, largest_free_bytes, self.layers, self.top_sites)
         super().__init__(msg, code=MP_ENOMEM)
+
+
+_LAYER_LABELS = {"small": "small classes", "pages": "page heap", "huge": "huge-page heap",
+                 "direct": "direct maps"}
+
+
+def _explain(cached: Optional[int], largest: Optional[int],
+             layers: Dict[str, Dict[str, int]], sites: List[Dict[str, Any]]) -> str:
+    """The "why" part of PoolExhausted's message."""
+    out = ""
+    if cached is not None:
+        out += f"; the pool holds {format_bytes(cached)} of free cache"
+    if largest is not None:
+        out += f", largest hole {format_bytes(largest)}"
+    parts = []
+    for name, l in layers.items():
+        if l.get("in_use") or l.get("free"):
+            total = l.get("in_use", 0) + l.get("free", 0)
+            share = l.get("free", 0) / total if total else 0.0
+            parts.append(f"{_LAYER_LABELS.get(name, name)} {format_bytes(l.get('live', 0))} "
+                         f"live, {format_bytes(l.get('free', 0))} free ({share:.0%})")
+    if parts:
+        out += "; by layer: " + ", ".join(parts)
+    if sites:
+        out += "; top call sites holding memory: " + ", ".join(
+            f"{format_bytes(s['bytes'])} in {s['blocks']} block(s) from {s['site']}"
+            for s in sites)
+    return out
 
 
 class InvalidArgument(MempoolError, ValueError):
@@ -247,6 +292,9 @@ def _code_classes() -> Dict[int, Type[MempoolError]]:
 
 _CLASSES = _code_classes()
 
+# Context keys that PoolExhausted explains itself (see Pool._exhaustion_facts).
+_EXPLAINED = ("cached_bytes", "largest_free_bytes", "layers", "top_sites")
+
 # Context keys that are byte counts (printed with a unit) vs. plain values.
 _SIZE_KEYS = ("size", "old_size", "new_size", "block_size", "length")
 
@@ -279,10 +327,11 @@ def error_from_code(code: int, **context: Any) -> MempoolError:
     if code == MP_ENOMEM:
         requested = context.get("requested", context.get("size"))
         detail = _describe({k: v for k, v in context.items()
-                            if k not in ("size", "resident_limit")})
+                            if k not in ("size", "resident_limit") + _EXPLAINED})
         return PoolExhausted(requested, context.get("capacity"),
                              int(context.get("live_bytes") or 0), detail=detail,
-                             resident_limit=context.get("resident_limit"))
+                             resident_limit=context.get("resident_limit"),
+                             **{k: context[k] for k in _EXPLAINED if k in context})
     name = ERROR_NAMES.get(code, "MP_UNKNOWN")
     text = ERROR_TEXTS.get(code, f"unknown error code {code}")
     detail = _describe(context)

@@ -22,6 +22,7 @@ from mempool.errors import (CODES, ERROR_NAMES, MP_ECORRUPT, MP_ENOMEM,
                             format_bytes)
 
 if TYPE_CHECKING:  # imported on first use: the dataclasses cost ~5 ms at import
+    from mempool.snapshot import Snapshot
     from mempool.stats import DefragReport, PoolStats
 
 __all__ = ["Pool"]
@@ -177,6 +178,24 @@ class Pool(_core._PoolBase):
         raw["arrow"] = self._arrow.share() if self._arrow is not None else None
         return PoolStats.from_raw(raw)
 
+    def memory_summary(self) -> str:
+        """A table of what the pool holds, for people (``str(pool.stats())``):
+        live, cached, resident and reserved bytes now and at their peaks, by
+        layer, fragmentation, meshing, what went back to the OS, errors."""
+        return self.stats().memory_summary()
+
+    def reset_peak(self) -> None:
+        """Start the peaks (``peak_live_bytes``, ``peak_resident_bytes``) over
+        from the current figures."""
+        self._reset_peak()
+
+    def snapshot(self) -> "Snapshot":
+        """Every segment and block of the pool now, with the history recorded
+        so far (:mod:`mempool.history`): a :class:`mempool.snapshot.Snapshot`,
+        whose ``dump(path)`` writes the JSON of docs/snapshot-schema.md."""
+        from mempool.snapshot import take
+        return take(self)
+
     # -------------------------------------------------- movable buffers --
 
     def buffer(self, nbytes: int) -> "_core.Buffer":
@@ -319,10 +338,25 @@ class Pool(_core._PoolBase):
             cfg = self.config
             what = None if code == MP_ENOMEM else \
                 "request larger than any block a pool can hold (the address space is 48 bits)"
-            return PoolExhausted(size, cfg["capacity"], self.stats().live_bytes, pool=self,
+            return PoolExhausted(size, cfg["capacity"], pool=self,
                                  resident_limit=cfg["resident_limit"], what=what,
-                                 detail=detail)
+                                 detail=detail, **self._exhaustion_facts())
         return error_from_code(code, size=size)
+
+    def _exhaustion_facts(self) -> Dict[str, Any]:
+        """What PoolExhausted reports beyond the request: live bytes, the
+        free cache held, the largest hole, each layer's figures, and (with a
+        history recording) the top five call sites holding memory.  Allocates
+        nothing from the pool."""
+        from mempool.snapshot import top_sites
+        st = self.stats()
+        layers = {name: {"live": l.live_bytes, "in_use": l.in_use_bytes, "free": l.free_bytes,
+                         "largest_free": l.largest_free_bytes}
+                  for name, l in st.layers.items()}
+        return {"live_bytes": st.live_bytes,
+                "cached_bytes": st.cached_bytes,
+                "largest_free_bytes": st.largest_free_bytes, "layers": layers,
+                "top_sites": top_sites(self, 5)}
 
     # ----------------------------------------------------- constructors --
 

@@ -15,8 +15,8 @@ from typing import Any, Dict, Mapping, Optional, Tuple
 from mempool import _core
 from mempool.errors import ERROR_NAMES, format_bytes
 
-__all__ = ["ArrowShare", "DefragReport", "PoolStats", "SizeClassStats", "STATS_FIELDS",
-           "format_bytes"]
+__all__ = ["ArrowShare", "DefragReport", "LayerStats", "PoolStats", "SizeClassStats",
+           "STATS_FIELDS", "format_bytes", "format_summary", "LAYER_NAMES"]
 
 
 @dataclass(frozen=True)
@@ -68,6 +68,34 @@ class ArrowShare:
     errors: int
 
 
+@dataclass(frozen=True)
+class LayerStats:
+    """What one layer of the pool holds (``PoolStats.layers``).
+
+    live_bytes:         requested bytes of its live blocks.
+    in_use_bytes:       bytes its live blocks occupy (small: its slabs' bytes).
+    free_bytes:         free bytes it holds (small: free blocks inside slabs,
+                        cached by threads or not).
+    dirty_free_bytes:   of those, still resident (page and huge heaps).
+    largest_free_bytes: its largest free span.
+    resident_bytes:     its resident pages (the page heap's include the slabs').
+    reserved_bytes:     its address space (the page heap's include the slabs').
+    blocks:             live blocks (not counted for the page heap: 0).
+    """
+
+    live_bytes: int = 0
+    in_use_bytes: int = 0
+    free_bytes: int = 0
+    dirty_free_bytes: int = 0
+    largest_free_bytes: int = 0
+    resident_bytes: int = 0
+    reserved_bytes: int = 0
+    blocks: int = 0
+
+
+#: Names of ``PoolStats.layers``, in order (mempool.h's MP_LAYER_*).
+LAYER_NAMES = ("small", "pages", "huge", "direct")
+
 #: ``(name, unit, doc)`` of every scalar figure of a pool's snapshot, in
 #: order: the core's ``MP_STATS_LIST`` (``mempool.h``), the one list of them,
 #: from which PoolStats' fields and their documentation are made.
@@ -85,7 +113,12 @@ _COMPOSITE_DOC = """\
                        ("MP_EDOUBLEFREE", ...), successes excluded.
   classes:             one SizeClassStats per small size class.
   arrow:               Arrow's share (an ArrowShare) once Arrow has used
-                       the pool (mempool.arrow), else None."""
+                       the pool (mempool.arrow), else None.
+  layers:              one LayerStats per layer, by name: "small" (slabs),
+                       "pages" (the page heap's large blocks), "huge" (the
+                       huge-page heap), "direct" (direct mappings).
+
+``str()`` of a snapshot is its memory_summary(): a table for people."""
 
 
 def _pool_stats_doc() -> str:
@@ -116,9 +149,12 @@ class _PoolStatsMethods:
                 zip(raw["free_histogram_count"], raw["free_histogram_bytes"])))
         rss = raw.get("process_rss_bytes")
         arrow = raw.get("arrow")
+        layers = {name: LayerStats(**{k: int(v) for k, v in row.items()})
+                  for name, row in zip(LAYER_NAMES, raw.get("layers", ()))}
         return cls(errors=errors, classes=classes, free_histogram=histogram,
                    process_rss_bytes=None if rss is None else int(rss),
-                   arrow=None if arrow is None else ArrowShare(**arrow), **values)
+                   arrow=None if arrow is None else ArrowShare(**arrow), layers=layers,
+                   **values)
 
     @property
     def cached_bytes(self) -> int:
@@ -190,6 +226,7 @@ class _PoolStatsMethods:
         out: Dict[str, Any] = dataclasses.asdict(self)
         out["errors"] = dict(self.errors)
         out["classes"] = [dataclasses.asdict(c) for c in self.classes]
+        out["layers"] = {k: dataclasses.asdict(v) for k, v in self.layers.items()}
         out["free_histogram"] = [list(row) for row in self.free_histogram]
         out["fragmentation"] = self.fragmentation
         out["cached_bytes"] = self.cached_bytes
@@ -199,6 +236,15 @@ class _PoolStatsMethods:
         out["largest_free_share"] = self.largest_free_share
         out["live_blocks"] = self.live_blocks
         return out
+
+    def memory_summary(self, title: str = "mempool memory summary") -> str:
+        """A table for people (jemalloc's malloc_stats_print, PyTorch's
+        memory_summary): bytes now and at their peak, by layer, how
+        fragmented, meshing, what went back to the OS, errors caught."""
+        return format_summary(self, title)
+
+    def __str__(self) -> str:
+        return self.memory_summary()
 
     def summary(self) -> str:
         """One line: live, peak, resident, reserved, fragmentation."""
@@ -221,6 +267,7 @@ PoolStats = dataclasses.make_dataclass(
         ("errors", Mapping[str, int], field(default_factory=dict)),
         ("classes", Tuple[SizeClassStats, ...], field(default=())),
         ("arrow", Optional[ArrowShare], field(default=None)),
+        ("layers", Mapping[str, LayerStats], field(default_factory=dict)),
     ],
     bases=(_PoolStatsMethods,), frozen=True,
     namespace={"__doc__": _pool_stats_doc(), "__module__": __name__})
@@ -261,3 +308,75 @@ class DefragReport:
                 f"{format_bytes(self.resident_before)} -> "
                 f"{format_bytes(self.resident_after)} for "
                 f"{format_bytes(self.live_bytes)} live")
+
+
+def _pct(part: float, whole: float) -> str:
+    return f"{part / whole:.1%}" if whole > 0 else "-"
+
+
+def format_summary(st: PoolStats, title: str = "mempool memory summary") -> str:
+    """The text of :meth:`PoolStats.memory_summary`."""
+    fb = format_bytes
+    width = 78
+    rule, thin = "=" * width, "-" * width
+    lines = [rule, f" {title}", rule]
+    lines.append(f" {'':<26}{'now':>14}{'peak':>14}")
+    lines.append(f" {'live (requested)':<26}{fb(st.live_bytes):>14}{fb(st.peak_live_bytes):>14}"
+                 f"   {st.live_blocks} blocks")
+    lines.append(f" {'in blocks (rounded)':<26}{fb(st.allocated_bytes):>14}{'':>14}"
+                 f"   +{fb(st.internal_waste_bytes)} rounding")
+    lines.append(f" {'cached':<26}{fb(st.cached_bytes):>14}"
+                 f"{'':>14}   returned by decay/trim")
+    lines.append(f" {'resident':<26}{fb(st.resident_bytes):>14}"
+                 f"{fb(st.peak_resident_bytes):>14}")
+    lines.append(f" {'reserved (address space)':<26}{fb(st.reserved_bytes):>14}{'':>14}"
+                 f"   {st.arena_count} arenas, {st.direct_count} direct")
+    if st.process_rss_bytes is not None:
+        outside = max(0, st.process_rss_bytes - st.resident_bytes)
+        lines.append(f" {'process RSS':<26}{fb(st.process_rss_bytes):>14}{'':>14}"
+                     f"   +{fb(outside)} outside")
+    lines.append(thin)
+    lines.append(f" {'by layer':<16}{'live':>10}{'in use':>10}{'free':>10}{'free res.':>10}"
+                 f"{'resident':>10}{'reserved':>10}")
+    labels = {"small": "small classes", "pages": "page heap", "huge": "huge-page heap",
+              "direct": "direct maps"}
+    for name in LAYER_NAMES:
+        l = st.layers.get(name)
+        if l is None:
+            continue
+        res = fb(l.resident_bytes) if name != "small" else "(pages)"
+        rsv = fb(l.reserved_bytes) if name != "small" else "(pages)"
+        dirty = fb(l.dirty_free_bytes) if name in ("pages", "huge") else "-"
+        lines.append(f" {labels[name]:<16}{fb(l.live_bytes):>10}{fb(l.in_use_bytes):>10}"
+                     f"{fb(l.free_bytes):>10}{dirty:>10}{res:>10}{rsv:>10}")
+    lines.append(thin)
+    lines.append(f" fragmentation    {st.fragmentation:.1%} of resident is stuck (neither live "
+                 f"nor cache)")
+    lines.append(f"                  slab holes {fb(st.slab_free_bytes)}")
+    lines.append(f"                  heaps {fb(st.free_bytes)} free, "
+                 f"{fb(st.dirty_free_bytes)} of it resident; largest {fb(st.largest_free_bytes)}")
+    if st.mesh_pages_total or st.mesh_calls:
+        lines.append(f" meshing          {st.mesh_pages} pages ({fb(st.mesh_bytes_saved)} "
+                     f"saved), {st.mesh_pages_total} ever, pause <= "
+                     f"{st.mesh_pause_max_ns / 1e3:.0f} us")
+    else:
+        lines.append(" meshing          none")
+    if st.buffer_count:
+        lines.append(f" movable buffers  {st.buffer_count} ({fb(st.buffer_bytes)}), "
+                     f"{st.pinned_buffer_count} pinned; defragment moved "
+                     f"{fb(st.defrag_moved_bytes)}")
+    if st.arrow is not None:
+        a = st.arrow
+        lines.append(f" Arrow's share    {fb(a.bytes_allocated)} live (peak {fb(a.max_memory)}), "
+                     f"{a.num_allocations} allocations")
+        lines.append(f"                  {a.refused} refused, {a.errors} bad pointers")
+    lines.append(f" given back       {fb(st.released_bytes)}; mmap/munmap/madvise "
+                 f"{st.mmap_count}/{st.munmap_count}/{st.madvise_count}")
+    lines.append(f" calls            alloc {st.alloc_count} (small {st.small_alloc_count}, "
+                 f"large {st.large_alloc_count}, direct {st.direct_alloc_count})")
+    lines.append(f"                  free {st.free_count}, realloc {st.realloc_count}")
+    errors = {k: v for k, v in st.errors.items() if v}
+    lines.append(" errors caught    " + (", ".join(f"{k} {v}" for k, v in errors.items())
+                                         if errors else "none"))
+    lines.append(rule)
+    return "\n".join(lines)

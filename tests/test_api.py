@@ -139,7 +139,7 @@ def test_stats_fields_come_from_the_core_list(pool):
     raw = pool._stats_raw()
     assert set(names) <= set(raw)
     assert set(raw) - set(names) == {"free_histogram_count", "free_histogram_bytes",
-                                     "errors", "classes"}
+                                     "errors", "classes", "layers"}
     for name, unit, doc in core:
         assert unit in ("bytes", "calls", "count", "pages", "ns")
         assert f"{name} [{unit}]" in PoolStats.__doc__

@@ -170,6 +170,29 @@ def test_arrow_allocations_are_in_the_trace(adapter_module):
     assert pool.stats().arrow.errors == 0
 
 
+def test_arrow_allocations_are_in_the_history(adapter_module):
+    """While a history records, Arrow's blocks take the handler's full path
+    like numpy's: allocated, live with a site entry, then freed; a trace
+    started and stopped meanwhile leaves the bypass on for the history."""
+    from mempool import history, trace
+    from mempool.history import OPS
+    pool = mempool.Pool()
+    pa_pool = mempool.arrow.memory_pool(pool)
+    with history.record(pool, stacks=4) as rec:
+        with trace.record(pool=pool, use=False):
+            pass
+        arr = pa.array(np.arange(200_000), type=pa.int32(), memory_pool=pa_pool)
+        addr = arr.buffers()[1].address
+        ev = rec.events()
+        assert addr in ev["address"][ev["op"] == OPS.index("alloc")]
+        assert addr in rec.live_sites()["address"]
+        del arr
+        ev = rec.events()
+        assert addr in ev["address"][ev["op"] == OPS.index("free")]
+        assert addr not in rec.live_sites()["address"]
+    assert pool.stats().arrow.errors == 0
+
+
 def test_trim_and_release_unused_give_arrow_pages_back(adapter_module):
     pool = mempool.Pool(decay=60)
     pa_pool = mempool.arrow.memory_pool(pool)

@@ -255,3 +255,31 @@ def test_idle_worker_reports_no_fragmentation():
     assert live == 0 and resident >= 8 << 20
     assert fragmentation == 0.0
     assert "\nmempool_fragmentation 0.0\n" in text
+
+
+def _start_history(dask_worker=None):
+    from mempool import history
+    history.start(mdask.worker_pool(dask_worker), stacks=4)
+    return True
+
+
+def test_snapshot_gathers_one_labelled_snapshot_per_worker(tmp_path):
+    with distributed.LocalCluster(processes=True, n_workers=2, threads_per_worker=1,
+                                  host="127.0.0.1", dashboard_address="127.0.0.1:0",
+                                  worker_dashboard_address="127.0.0.1:0") as cluster, \
+            distributed.Client(cluster, timeout=TIMEOUT) as c:
+        c.wait_for_workers(2, timeout=TIMEOUT)
+        c.register_plugin(mdask.MempoolPlugin())
+        assert all(c.run(_start_history).values())
+        c.gather(c.map(hold, [1 << 20] * 8, pure=False), errors="raise")
+        snaps = mdask.snapshot(c, directory=tmp_path)
+        workers = set(c.scheduler_info()["workers"])
+    assert set(snaps) == workers
+    for addr, snap in snaps.items():
+        assert snap.data["process"]["label"] == addr == snap.data["process"]["worker"]
+        assert snap.history is not None and snap.history["events"]["count"] > 0
+        assert snap.data["stats"]["reserved_bytes"] > 0
+    files = sorted(p.name for p in tmp_path.glob("*.json"))
+    assert len(files) == 2 and all(f.startswith("127.0.0.1-") for f in files)
+    from mempool.snapshot import load
+    assert {load(tmp_path / f).data["process"]["label"] for f in files} == workers

@@ -285,6 +285,85 @@ def test_recording_while_threads_allocate(pool):
     assert pool.stats().live_bytes == 0
 
 
+def test_history_started_and_stopped_while_threads_allocate(pool):
+    """One thread starts and stops the pool's history over and over (ring
+    sizes and stack depths changing), reads its events, snapshots the pool
+    and resets its peak, while others allocate and free arrays and movable
+    buffers and defragment, and a trace records throughout: nothing crashes
+    or hangs, the events held are well-formed, moved buffers keep their
+    content, the trace keeps recording after the history's last stop (the
+    bypass stays on while either records), and a last recording names each
+    array's own line with its snapshot equal to the pool's live bytes."""
+    from mempool import history, trace
+    from mempool.history import ADDING_OPS, OPS
+    stop = threading.Event()
+
+    def toggle():
+        for k in range(60):
+            rec = history.record(pool, max_entries=(1 << 10) << (k % 4), stacks=k % 5)
+            rec.start()
+            if k % 10 == 0:
+                assert pool.snapshot().stats["reserved_bytes"] > 0
+            ev = rec.events()
+            assert ((ev["op"] >= 0) & (ev["op"] < len(OPS))).all()
+            assert (ev["address"] != 0).all()
+            adding = np.isin(ev["op"], list(ADDING_OPS))
+            assert (ev["size"][adding] > 0).all()
+            assert len(ev["op"]) <= rec.max_entries
+            pool.reset_peak()
+            rec.stop()
+            assert not rec.recording
+
+    def allocate(i):
+        with mempool.use(pool):
+            step = 0
+            while not stop.is_set() or step < 100:
+                a = np.ones(10 + (97 * step * i) % 300_000)
+                b = a[::2].copy()
+                if step % 25 == 0:
+                    buf = pool.buffer(1 << 16)
+                    buf.array(1 << 16, np.uint8)[:] = i
+                    pool.defragment()
+                    assert (buf.array(1 << 16, np.uint8) == i).all()
+                    buf.free()
+                del a, b
+                step += 1
+
+    def worker(i, barrier):
+        barrier.wait()
+        try:
+            if i == 0:
+                toggle()
+            else:
+                allocate(i)
+        finally:
+            stop.set()
+
+    with trace.record(pool=pool, use=False):
+        run_threads(worker)
+        gc.collect()
+        before = _core._trace_count(pool)
+        with mempool.use(pool):
+            for _ in range(100):
+                np.ones(8)
+        assert _core._trace_count(pool) - before >= 200    # every alloc and free
+    assert pool.check() == 0
+    assert pool.stats().live_bytes == 0
+
+    with mempool.use(pool), history.record(pool, stacks=2) as rec:
+        kept = [np.ones(n) for n in (10, 5000, 300_000)]
+        line = sys._getframe().f_lineno - 1
+        snap = pool.snapshot()
+    live = snap.live_blocks()
+    assert set(live["address"].tolist()) == {k.__array_interface__["data"][0] for k in kept}
+    assert int(live["requested"].sum()) == snap.stats["live_bytes"] == sum(k.nbytes for k in kept)
+    for site in snap.data["blocks"]["site"][np.isin(snap.blocks["address"], live["address"])]:
+        file, lineno, _ = snap.user_frame(int(site))
+        assert (os.path.basename(file), lineno) == ("test_freethreading.py", line)
+    assert rec.info()["no_gil"] == 0
+    del kept
+
+
 def test_install_from_many_threads_and_new_threads_get_the_pool():
     """install() raced from several threads leaves one consistent install;
     every thread started afterwards allocates from the installed pool."""

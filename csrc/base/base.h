@@ -188,6 +188,9 @@ typedef struct mp_acct {
     size_t capacity; /* reservations stay within it; 0 = unlimited */
     size_t resident_limit; /* resident stays within it; 0 = none (over_limit) */
     uint64_t reserved, resident, peak_resident, released, metadata;
+    /* What the last mp_pool_reset_peak saw: the peak then (reported peaks
+     * restart below it) and the highest resident since (see stats.c). */
+    uint64_t peak_at_reset, resident_since_reset;
     _Atomic int64_t live;       /* published live bytes (threads publish late) */
     _Atomic uint64_t peak_live; /* highest `live` seen */
     mp_os_counts os;
@@ -199,7 +202,20 @@ typedef struct mp_acct {
      * allocation: the owner gives back free resident pages, so that pages
      * it holds for reuse never raise the peak.  Lock held; NULL: none. */
     void (*over_peak)(struct mp_acct *acct, uint64_t excess);
+    /* Something an observer of the pool may want to know happened (an
+     * MP_EV_* of mempool.h: an arena mapped, pages given back...).  Called
+     * under the lock the reporter holds for its figures; NULL: nobody
+     * listens, and reporting costs one load. */
+    void (*on_event)(struct mp_acct *acct, int kind, uintptr_t address, uint64_t size,
+                     uint64_t arg);
 } mp_acct;
+
+/* Report an event (see on_event). */
+static inline void acct_event(mp_acct *a, int kind, const void *address, uint64_t size,
+                              uint64_t arg) {
+    if (MP_UNLIKELY(a->on_event != NULL))
+        a->on_event(a, kind, (uintptr_t)address, size, arg);
+}
 
 /* Bytes turning resident (or, negative, no longer counted).  Lock held. */
 static inline void acct_resident(mp_acct *a, int64_t delta) {
@@ -207,6 +223,8 @@ static inline void acct_resident(mp_acct *a, int64_t delta) {
     a->resident += (uint64_t)delta;
     if (a->resident > a->peak_resident)
         a->peak_resident = a->resident;
+    if (a->resident > a->resident_since_reset)
+        a->resident_since_reset = a->resident;
 }
 /* Resident bytes given back to the OS.  Lock held. */
 static inline void acct_released(mp_acct *a, uint64_t bytes) {
@@ -224,6 +242,7 @@ static inline void acct_dirty(mp_acct *a) {
 static inline bool acct_over_limit(mp_acct *a, uint64_t more) {
     if (MP_LIKELY(a->resident_limit == 0 || a->resident + more <= a->resident_limit))
         return false;
+    acct_event(a, MP_EV_LIMIT, NULL, more, a->resident_limit);
     if (a->over_limit)
         a->over_limit(a);
     return a->resident + more > a->resident_limit;

@@ -1,5 +1,6 @@
 /*
- * error.c - names and texts of the error codes, from the one X-macro list.
+ * error.c - names and texts of the error codes, and names of the pool's
+ * events, each from its one X-macro list.
  */
 #include "base.h"
 
@@ -24,5 +25,17 @@ const char *mp_error_name(int code) {
 #undef MP_ERROR_NAME
     default:
         return "MP_UNKNOWN";
+    }
+}
+
+const char *mp_event_name(int kind) {
+    switch (kind) {
+#define MP_EVENT_NAME(name, value, text) \
+    case (value):                         \
+        return text;
+        MP_EVENT_LIST(MP_EVENT_NAME)
+#undef MP_EVENT_NAME
+    default:
+        return "unknown";
     }
 }

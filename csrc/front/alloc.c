@@ -209,6 +209,7 @@ static void *direct_alloc(mp_pool *pool, size_t size, size_t align, int call) {
     pool_account_large(pool, (int64_t)size, (int64_t)bytes, call,
                        LARGE_DIRECT);
     acct_live(acct, (int64_t)size);
+    acct_event(acct, MP_EV_DIRECT_MAP, base, bytes, size);
     mutex_unlock(&pool->lock);
     if (MP_UNLIKELY(pool->config.debug))
         debug_large_fresh(base, size, call);
@@ -230,6 +231,7 @@ static void direct_free_unlock(mp_pool *pool, mp_direct *d, int call) {
     map_bury(&pool->graves, &d->region);
     map_remove(&d->region);
     os_release(&acct->os, d->region.base, d->region.size);
+    acct_event(acct, MP_EV_DIRECT_UNMAP, d->region.base, d->region.size, 0);
     mutex_unlock(&pool->lock);
     free(d);
 }

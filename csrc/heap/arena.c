@@ -83,6 +83,7 @@ mp_arena *arena_create(const void *owner, mp_acct *acct, unsigned granule_shift,
     os_advise_huge(&acct->os, base, size, huge_advice);
     acct->reserved += size;
     acct->metadata += meta;
+    acct_event(acct, MP_EV_ARENA_MAP, base, size, (uint64_t)1 << granule_shift);
     return arena;
 }
 
@@ -93,6 +94,8 @@ void arena_destroy(mp_arena *arena, mp_acct *acct, map_graves *graves) {
     map_bury(graves, &arena->region);
     map_remove(&arena->region);
     arena_unmap(arena, acct);
+    acct_event(acct, MP_EV_ARENA_UNMAP, arena->region.base, arena->region.size,
+               (uint64_t)1 << arena->region.granule_shift);
     acct->reserved -= arena->region.size;
     acct->metadata -= arena->metadata_bytes;
     free(arena);
@@ -110,6 +113,18 @@ uint32_t arena_mark_dirty(mp_arena *arena, uint32_t page, uint32_t n) {
 uint32_t arena_count_dirty(const mp_arena *arena, uint32_t page, uint32_t n) {
     MP_ASSERT((uint64_t)page + n <= arena->npages, "dirty bits stay inside the arena");
     return bits_count(arena->dirty_bits, page, n);
+}
+
+/* Length of the run of granules from `page` (at most n) that are all dirty
+ * or all clean; which one in *dirty. */
+uint32_t arena_dirty_run(const mp_arena *arena, uint32_t page, uint32_t n, bool *dirty) {
+    MP_ASSERT(n > 0 && (uint64_t)page + n <= arena->npages, "dirty bits stay inside the arena");
+    bool first = bits_test(arena->dirty_bits, page);
+    uint32_t len = 1;
+    while (len < n && bits_test(arena->dirty_bits, page + len) == first)
+        len++;
+    *dirty = first;
+    return len;
 }
 
 /* Mark granules as given back (after the purge itself). */

@@ -1,7 +1,7 @@
 /*
  * decay.c - when the pages of free spans go back to the OS.
  *
- * A free span keeps its resident pages in the heap's dirty LRU (tlsf.c).  A
+ * A free span keeps its resident pages in the heap's dirty LRU (heap.c).  A
  * loop that frees and re-allocates within the decay keeps them: zero page
  * faults.  What stays free past the decay goes back, oldest first, but only
  * beyond what the heap's recent peak demand would need again (hysteresis).
@@ -43,6 +43,8 @@ void decay_purge_tail(mp_heap *heap, mp_span *span, uint32_t n) {
     span->dirty -= dirty;
     heap->dirty_free_granules -= dirty;
     acct_released(heap->acct, (uint64_t)dirty << heap->granule_shift);
+    acct_event(heap->acct, MP_EV_PURGE, span_addr(span) + ((size_t)first << heap->granule_shift),
+               (uint64_t)dirty << heap->granule_shift, 0);
     if (span->dirty == 0) {
         heap_lru_remove(heap, span);
         heap_span_cleaned(heap, span);

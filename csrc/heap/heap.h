@@ -81,6 +81,7 @@ mp_arena *arena_create(const void *owner, mp_acct *acct, unsigned granule_shift,
 void arena_destroy(mp_arena *arena, mp_acct *acct, map_graves *graves);
 uint32_t arena_mark_dirty(mp_arena *arena, uint32_t page, uint32_t n);
 uint32_t arena_count_dirty(const mp_arena *arena, uint32_t page, uint32_t n);
+uint32_t arena_dirty_run(const mp_arena *arena, uint32_t page, uint32_t n, bool *dirty);
 void arena_clear_dirty(mp_arena *arena, uint32_t page, uint32_t n);
 void arena_advise_fresh(mp_arena *arena, mp_os_counts *os, uint32_t page, uint32_t n,
                         uint64_t used);

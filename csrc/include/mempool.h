@@ -102,7 +102,7 @@ const char *mp_error_name(int code);
     X(decay_ms, int64_t, "ms", 1000, 0, (int64_t)365 * 86400 * 1000, -1, 1,              \
       "free pages go back to the OS after this long (0: at once; never: only on trim)")    \
     X(huge_pages, int, "off|on|auto", 2, 0, 2, MP_SETTING_NO_NONE, 0,                    \
-      "advise transparent huge pages: never, on every arena, or for blocks >= huge_min")  \
+      "transparent huge pages: never, every arena, or (auto) large blocks' whole extents") \
     X(background_purge, int, "flag", 1, 0, 1, MP_SETTING_NO_NONE, 1,                     \
       "a thread gives aged pages back, so idle memory returns without further calls")     \
     X(debug, int, "flag", 0, 0, 1, MP_SETTING_NO_NONE, 0,                                \
@@ -117,7 +117,7 @@ const char *mp_error_name(int code);
 typedef enum mp_huge_pages {
     MP_HUGE_OFF = 0,  /* never advise huge pages */
     MP_HUGE_ON = 1,   /* advise huge pages on every arena */
-    MP_HUGE_AUTO = 2, /* huge pages for the heap of blocks >= huge_min */
+    MP_HUGE_AUTO = 2, /* huge pages for large blocks' whole 2 MiB extents (and the huge_min heap) */
 } mp_huge_pages;
 
 /* A pool's settings (see MP_CONFIG_LIST for each field).  Notes beyond the
@@ -258,6 +258,20 @@ typedef struct mp_class_stats {
     uint64_t live_bytes;  /* requested bytes of those blocks */
 } mp_class_stats;
 
+/* One layer of the pool (mp_stats.layers, indexed by MP_LAYER_*). */
+enum { MP_LAYER_SMALL = 0, MP_LAYER_PAGES = 1, MP_LAYER_HUGE = 2, MP_LAYER_DIRECT = 3,
+       MP_LAYER_COUNT = 4 };
+typedef struct mp_layer_stats {
+    uint64_t live_bytes;     /* requested bytes of its live blocks */
+    uint64_t in_use_bytes;   /* bytes its live blocks occupy (SMALL: its slabs) */
+    uint64_t free_bytes;     /* free bytes it holds (SMALL: free blocks in slabs) */
+    uint64_t dirty_free_bytes; /* of those, resident (PAGES and HUGE) */
+    uint64_t largest_free_bytes;
+    uint64_t resident_bytes; /* PAGES: slabs' pages included (SMALL: 0) */
+    uint64_t reserved_bytes; /* address space (SMALL: 0, in PAGES) */
+    uint64_t blocks;         /* live blocks (PAGES: not counted, 0) */
+} mp_layer_stats;
+
 /* X-macro: every scalar figure of mp_stats, in order, as X(name, unit,
  * doc).  One list feeds the struct, the table the core exports
  * (mp_stats_fields: names, offsets, units, docs) and, through that table,
@@ -336,6 +350,9 @@ typedef struct mp_stats {
     /* per size class */
     uint32_t class_count;
     mp_class_stats classes[MP_MAX_CLASSES];
+    /* by layer: small blocks, the page heap's large blocks, the huge-page
+     * heap, direct mappings */
+    mp_layer_stats layers[MP_LAYER_COUNT];
 } mp_stats;
 
 /* One scalar figure of mp_stats: its name, where it is, its unit and what
@@ -352,6 +369,11 @@ const mp_stats_field *mp_stats_fields(void);
 
 /* Fill *out with a consistent snapshot of the counters. */
 int mp_stats_get(mp_pool *pool, mp_stats *out);
+
+/* Start peak_live_bytes and peak_resident_bytes over from the current
+ * figures (what the pool gives back is decided on its own peak, which this
+ * leaves alone).  NULL is a no-op. */
+void mp_pool_reset_peak(mp_pool *pool);
 
 /* ---- maintenance ------------------------------------------------------ */
 /* Give back to the OS every free page now (thread caches of the calling
@@ -458,6 +480,121 @@ typedef struct mp_corruption_report {
  * return how many were moved.  out NULL or max 0: return how many are
  * pending, taking none.  Reports beyond MP_DEBUG_REPORTS are only counted. */
 size_t mp_debug_reports(mp_pool *pool, mp_corruption_report *out, size_t max);
+
+/* ---- observing a pool: its events and its layout --------------------- */
+/*
+ * What the pool does on its own (map and unmap arenas, give pages back, mesh,
+ * move buffers, hit its resident limit) goes to one observer per pool, as it
+ * happens.  X-macro: one list feeds the enum and mp_event_name, the names the
+ * snapshot format uses (docs/snapshot-schema.md).  Fields per kind:
+ *   kind            address        size                  arg
+ *   ARENA_MAP       the arena      bytes reserved        granule bytes
+ *   ARENA_UNMAP     the arena      bytes given back      granule bytes
+ *   DIRECT_MAP      the mapping    bytes mapped          requested bytes
+ *   DIRECT_UNMAP    the mapping    bytes unmapped        0
+ *   PURGE           first byte     resident bytes given back to the OS   0
+ *   MESH            the slab       bytes of its pages freed  the slab now holding its blocks
+ *   MOVE            old address    bytes of the buffer   new address (mp_defragment)
+ *   LIMIT           0              bytes wanted          the resident limit (free pages
+ *                                                        were given back to stay under it)
+ */
+#define MP_EVENT_LIST(X)                                                      \
+    X(MP_EV_ARENA_MAP, 1, "arena_map")                                        \
+    X(MP_EV_ARENA_UNMAP, 2, "arena_unmap")                                    \
+    X(MP_EV_DIRECT_MAP, 3, "direct_map")                                      \
+    X(MP_EV_DIRECT_UNMAP, 4, "direct_unmap")                                  \
+    X(MP_EV_PURGE, 5, "purge")                                                \
+    X(MP_EV_MESH, 6, "mesh")                                                  \
+    X(MP_EV_MOVE, 7, "move")                                                  \
+    X(MP_EV_LIMIT, 8, "limit")
+
+typedef enum mp_event_kind {
+#define MP_EVENT_ENUM(name, value, text) name = (value),
+    MP_EVENT_LIST(MP_EVENT_ENUM)
+#undef MP_EVENT_ENUM
+} mp_event_kind;
+
+typedef struct mp_event {
+    int kind; /* an mp_event_kind */
+    uintptr_t address;
+    uint64_t size;
+    uint64_t arg;
+} mp_event;
+
+/* Called as the event happens, often with the pool's locks held and from
+ * any thread (the background purger too): it must not call into the pool,
+ * allocate from it or block. */
+typedef void (*mp_observer_fn)(void *ctx, const mp_event *event);
+
+/* Install the pool's observer (fn NULL: none); it replaces the one before.
+ * ctx must stay valid until another observer is installed or the pool is
+ * destroyed. */
+int mp_pool_observe(mp_pool *pool, mp_observer_fn fn, void *ctx);
+
+/* The snapshot name of an event kind ("purge"); "unknown" for none. */
+const char *mp_event_name(int kind);
+
+/*
+ * mp_pool_walk reports the pool's layout: every segment (an arena, a slab
+ * inside an arena, a direct mapping) and every block of it, in address order
+ * within a segment.  Adjacent blocks of one segment in the same state, other
+ * than LIVE, BUFFER and PINNED, are reported as one run.  The enums' values
+ * are the indexes of the snapshot format's name lists.
+ */
+typedef enum mp_walk_state {
+    MP_WALK_LIVE = 0,     /* handed out */
+    MP_WALK_CACHED = 1,   /* a free small block in a thread's cache */
+    MP_WALK_FREE = 2,     /* free and resident */
+    MP_WALK_RELEASED = 3, /* free, pages given back to the OS */
+    MP_WALK_MESHED = 4,   /* free, in a slab mapped onto another's pages */
+    MP_WALK_BUFFER = 5,   /* a movable buffer nobody pins */
+    MP_WALK_PINNED = 6,   /* a pinned movable buffer */
+    MP_WALK_UNUSED = 7,   /* the end of a slab that holds no whole block */
+    MP_WALK_STATE_COUNT = 8
+} mp_walk_state;
+
+enum { MP_SEG_ARENA = 0, MP_SEG_SLAB = 1, MP_SEG_DIRECT = 2 };
+enum { MP_WALK_HEAP_PAGE = 0, MP_WALK_HEAP_HUGE = 1, MP_WALK_HEAP_MESH = 2,
+       MP_WALK_HEAP_DIRECT = 3 };
+
+typedef struct mp_walk_segment {
+    uintptr_t address;
+    uint64_t size;
+    uint64_t resident;     /* bytes of it counted resident */
+    uintptr_t mesh_owner;  /* a meshed slab: the slab whose pages hold its
+                              blocks (itself for a group's owner); 0 */
+    uint32_t index;        /* 0, 1, 2... in the order reported */
+    int32_t parent;        /* a slab: its arena's index; -1 */
+    int32_t size_class;    /* a slab: its class; -1 */
+    uint32_t block_size;   /* a slab: bytes per block; 0 */
+    uint32_t granule;      /* bytes */
+    uint8_t kind;          /* MP_SEG_* */
+    uint8_t heap;          /* MP_WALK_HEAP_* */
+} mp_walk_segment;
+
+typedef struct mp_walk_block {
+    uintptr_t address;
+    uint64_t size;      /* bytes it occupies */
+    uint64_t requested; /* LIVE, BUFFER, PINNED: bytes asked for; else 0 */
+    uint32_t segment;   /* index of its segment */
+    uint8_t state;      /* an mp_walk_state */
+} mp_walk_block;
+
+/* Callbacks of a walk: a nonzero return stops it.  A segment is reported
+ * before its blocks; a slab's segment comes between blocks of its arena. */
+typedef struct mp_walker {
+    int (*segment)(void *ctx, const mp_walk_segment *segment);
+    int (*block)(void *ctx, const mp_walk_block *block);
+    void *ctx;
+} mp_walker;
+
+/* Walk the pool (see above).  Holds every lock of the pool for the whole
+ * walk: other threads' calls wait, except small allocations and frees served
+ * by their own thread cache, which run on (a block one of them hands out or
+ * takes back meanwhile is reported in either state).  The callbacks run with
+ * those locks held: they must not call into this pool.  Returns MP_OK, or
+ * the first nonzero callback return. */
+int mp_pool_walk(mp_pool *pool, const mp_walker *walker);
 
 /* ---- size classes (exposed for tests and reports) --------------------- */
 /* Number of small size classes for a given small_max. */

@@ -200,6 +200,8 @@ static bool buffer_move_to_hole(mp_buffer_slot *slot) {
     mp_asan_live(span_addr(moved), slot->nbytes, span_bytes(moved));
     memcpy(span_addr(moved), span_addr(old), slot->nbytes);
     MP_POISON(span_addr(old), span_bytes(old));
+    acct_event(heap->acct, MP_EV_MOVE, span_addr(old), slot->nbytes,
+               (uint64_t)(uintptr_t)span_addr(moved));
     moved->requested = old->requested;
     moved->movable = 1;
     old->movable = 0;
@@ -221,6 +223,7 @@ static bool buffer_slide(mp_buffer_slot *slot) {
     MP_UNPOISON(to, (size_t)(from - to) + slot->nbytes);
     memmove(to, from, slot->nbytes);
     mp_asan_live(to, slot->nbytes, bytes);
+    acct_event(moved->arena->heap->acct, MP_EV_MOVE, from, slot->nbytes, (uint64_t)(uintptr_t)to);
     MP_POISON(to + bytes, (size_t)(from - to)); /* the free granules after it */
     slot->span = moved;
     return true;

@@ -199,3 +199,35 @@ void mp_pool_destroy(mp_pool *pool) {
     debug_destroy(pool);
     free(pool);
 }
+
+/* The acct's event report, passed on to the pool's observer. */
+static void pool_on_event(mp_acct *acct, int kind, uintptr_t address, uint64_t size,
+                          uint64_t arg) {
+    mp_pool *pool = MP_CONTAINER(acct, mp_pool, acct);
+    mp_event ev = {.kind = kind, .address = address, .size = size, .arg = arg};
+    pool->observer(pool->observer_ctx, &ev);
+}
+
+/* Every report is made under the pool lock (mesh.c's and slab.c's under it
+ * too, nested in a class lock), so swapping the observer under it is safe. */
+int mp_pool_observe(mp_pool *pool, mp_observer_fn fn, void *ctx) {
+    if (pool == NULL)
+        return pool_error(pool, MP_EINVAL);
+    mutex_lock(&pool->lock);
+    pool->observer = fn;
+    pool->observer_ctx = ctx;
+    pool->acct.on_event = fn ? pool_on_event : NULL;
+    mutex_unlock(&pool->lock);
+    return MP_OK;
+}
+
+void mp_pool_reset_peak(mp_pool *pool) {
+    mp_stats st;
+    if (pool == NULL || mp_stats_get(pool, &st) != MP_OK)
+        return;
+    mutex_lock(&pool->lock);
+    pool->acct.peak_at_reset = pool->acct.peak_resident;
+    pool->acct.resident_since_reset = pool->acct.resident;
+    atomic_store_explicit(&pool->acct.peak_live, st.live_bytes, memory_order_relaxed);
+    mutex_unlock(&pool->lock);
+}

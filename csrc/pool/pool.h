@@ -13,6 +13,8 @@
  *   check.c   mp_pool_check: every invariant, counted and named
  *   debug.c   debug mode: canaries, fill patterns, corruption reports
  *   buffer.c  movable buffers and their compaction (mp_defragment)
+ *   walk.c    mp_pool_walk: every segment and block, for snapshots
+ *   layers.c  mp_stats.layers: the figures by layer
  *
  * Lock order (ranks, base.h): registry -> class[i] (ascending i) -> pool ->
  * debug ring -> map.  Checked builds abort on a lock taken out of order.
@@ -85,6 +87,8 @@ struct mp_pool {
     bool use_huge_heap;
     struct mp_debug *dbg; /* debug mode: the corruption reports (debug.c) */
     mp_buffer_table buffers; /* lock held */
+    mp_observer_fn observer; /* mp_pool_observe (lock held) */
+    void *observer_ctx;
 };
 
 _Static_assert(offsetof(struct mp_pool, small) == 0, "the fast paths key caches on the pool's address");
@@ -144,6 +148,9 @@ int debug_large_freed(mp_pool *pool, char *ptr, uint64_t requested, uint64_t byt
 void debug_resized(mp_pool *pool, char *ptr, uint64_t old_req, uint64_t new_req,
                    uint64_t bytes, int cls);
 size_t debug_check_pool(mp_pool *pool);
+
+/* ---- layers.c ------------------------------------------------------------ */
+void layers_fill(const mp_pool *pool, mp_stats *out, uint64_t large_live); /* lock held */
 
 /* ---- buffer.c ------------------------------------------------------------ */
 void buffer_table_destroy(mp_pool *pool); /* pool teardown: the table only */

@@ -11,7 +11,7 @@
 
 /* ---- background purge -------------------------------------------------- */
 
-/* Give back what aged past the decay in both heaps.  Lock held. */
+/* Give back what aged past the decay in every heap.  Lock held. */
 static size_t purge_aged_locked(mp_pool *pool, int64_t now) {
     if (pool->config.decay_ms < 0)
         return 0;
@@ -143,7 +143,7 @@ static void purge_cond_init(mp_pool *pool) {
 }
 
 /* Resident memory would pass the pool's limit (a lower layer's report):
- * give back every free page of both heaps now, whatever its age.  Lock
+ * give back every free page of every heap now, whatever its age.  Lock
  * held, so the slabs' free pages (class locks first) wait for the purger. */
 static void purge_over_limit(mp_acct *acct) {
     mp_pool *pool = MP_CONTAINER(acct, mp_pool, acct);
@@ -152,7 +152,7 @@ static void purge_over_limit(mp_acct *acct) {
 }
 
 /* The heap whose oldest dirty free span has been free longest, or NULL when
- * neither holds one.  Lock held. */
+ * none holds one.  Lock held. */
 static mp_heap *heap_with_oldest(mp_pool *pool) {
     mp_heap *best = NULL;
     int64_t best_at = INT64_MAX;
@@ -168,7 +168,7 @@ static mp_heap *heap_with_oldest(mp_pool *pool) {
 
 /* Fresh pages took resident `excess` bytes above its peak (a lower layer's
  * report): the free resident pages the pool held for reuse would raise the
- * peak by that much, so give back as many, oldest first across both heaps,
+ * peak by that much, so give back as many, oldest first across the heaps,
  * keeping MP_PEAK_SLACK_BYTES (pool.h).  Below the peak the holes stay (a
  * loop reuses them without faults).  Not with an infinite decay, which
  * keeps every page until trim.  Lock held. */

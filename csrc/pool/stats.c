@@ -93,11 +93,23 @@ static void stats_peak_live(mp_pool *pool, mp_stats *out) {
     out->peak_live_bytes = peak;
 }
 
+/* The resident peak since the last mp_pool_reset_peak.  The peak rule keeps
+ * its own peak (acct.peak_resident: never lowered by a reset, it decides
+ * what is given back); it only grows, so once it passed its value at the
+ * reset it is the answer, else the highest resident seen since the reset,
+ * capped by it (acct_resident counts growth before the rule corrects it). */
+static uint64_t stats_peak_resident(const mp_acct *a) {
+    if (a->peak_resident > a->peak_at_reset)
+        return a->peak_resident;
+    return a->resident_since_reset < a->peak_resident ? a->resident_since_reset
+                                                      : a->peak_resident;
+}
+
 /* The pool's accounting (mp_acct) and its OS calls. */
 static void stats_acct(const mp_acct *acct, mp_stats *out) {
     out->reserved_bytes = acct->reserved;
     out->resident_bytes = acct->resident;
-    out->peak_resident_bytes = acct->peak_resident;
+    out->peak_resident_bytes = stats_peak_resident(acct);
     out->released_bytes = acct->released;
     out->metadata_bytes = acct->metadata;
     out->mmap_count = atomic_load(&acct->os.mmap);
@@ -158,6 +170,7 @@ int mp_stats_get(mp_pool *pool, mp_stats *out) {
     stats_acct(&pool->acct, out);
     stats_heaps(pool, out);
     stats_buffers_mesh(pool, out);
+    layers_fill(pool, out, (uint64_t)(pool->large.live_bytes > 0 ? pool->large.live_bytes : 0));
     mutex_unlock(&pool->lock);
     stats_errors(pool, out);
     return MP_OK;

@@ -87,6 +87,8 @@ static void account_mesh(mp_small *s, mp_slab *src, mp_slab *owner, uint64_t occ
     uint32_t dirty = arena_count_dirty(span->arena, span->page, span->npages);
     arena_clear_dirty(span->arena, span->page, span->npages);
     acct_released(s->acct, (uint64_t)dirty << MP_PAGE_SHIFT);
+    acct_event(s->acct, MP_EV_MESH, src->start, (uint64_t)dirty << MP_PAGE_SHIFT,
+               (uint64_t)(uintptr_t)owner->start);
     s->pages->unbacked += span->npages;
     while (occ && owner->purged_pages) {
         unsigned i = (unsigned)__builtin_ctzll(occ);

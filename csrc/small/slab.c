@@ -172,6 +172,7 @@ static mp_slab *slab_create(mp_small *s, unsigned cls) {
                               memory_order_release);
     map_tag_pages(slab->start, span->npages, s->pages->owner, slab);
     s->acct->metadata += meta;
+    s->slab_bytes += span_bytes(span);
     mutex_unlock(s->heap_lock);
     ctr_add(&c->slabs, 1);
     ctr_add(&c->blocks, n);
@@ -191,6 +192,7 @@ static void slab_destroy(mp_small *s, mp_slab *slab) {
                               memory_order_relaxed);
     heap_free(s->pages, span, os_now_ms());
     s->acct->metadata -= meta;
+    s->slab_bytes -= span_bytes(span);
     mutex_unlock(s->heap_lock);
     ctr_add(&c->slabs, -1);
     ctr_add(&c->blocks, -(int64_t)slab->nblocks);
@@ -294,6 +296,8 @@ static size_t slab_purge_pages(mp_small *s, mp_slab *slab) {
         arena_clear_dirty(span->arena, span->page + p, run);
         bits_set(slab->purged, p, run);
         slab->purged_pages += run;
+        acct_event(s->acct, MP_EV_PURGE, slab->start + ((size_t)p << MP_PAGE_SHIFT),
+                   (uint64_t)run << MP_PAGE_SHIFT, 0);
         given += (size_t)run << MP_PAGE_SHIFT;
         p += run;
     }

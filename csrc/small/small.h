@@ -202,6 +202,7 @@ typedef struct mp_small {
     /* the counts no live cache holds (heap_lock held): those of caches that
      * went away, and of calls whose thread could get no cache */
     mp_counters uncached;
+    uint64_t slab_bytes; /* bytes of the spans slabs take (heap_lock held) */
     /* small calls in flight of threads that could get no cache (heap_lock
      * held): they write block states unseen in any cache (tc_cacheless) */
     uint32_t cacheless_calls;
@@ -243,6 +244,13 @@ void partial_push(mp_class *c, mp_slab *slab);
 void partial_remove(mp_class *c, mp_slab *slab);
 void partial_claim(mp_small *s, mp_slab *slab, mp_tcache *tc);
 void partial_disown(mp_small *s, mp_tcache *tc);
+
+/* ---- census.c ---------------------------------------------------------------- */
+/* One block (or the unused end) of a slab, for a walk: an mp_walk_state,
+ * where, how long, the requested size of a live block. */
+typedef int (*census_fn)(void *ctx, int state, const char *address, uint64_t size,
+                         uint64_t requested);
+int census_slab(const mp_slab *slab, census_fn fn, void *ctx);
 
 /* ---- mesh.c ------------------------------------------------------------------ */
 size_t mesh_run(mp_small *s, size_t max_pages);

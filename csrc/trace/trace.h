@@ -1,9 +1,12 @@
 /*
- * trace.h - the allocation-event recorder (trace.c) and the record format
- * a replay reads (tools/tools.h).  Beside the core, not in it: it knows
- * nothing of pools and includes no header of the core.  It is a runtime
- * feature (mempool.trace.record), compiled into mempool._core with the
- * binding that calls it; the replay engine is a tool, compiled elsewhere.
+ * trace.h - the runtime's recorders: the allocation-event recorder (trace.c)
+ * and the record format a replay reads (tools/tools.h); the allocation
+ * history of mempool.history (history.c, over addrmap.c).  Beside the core,
+ * not in it: they know no pool's insides and include only the public header
+ * (the history is a pool's observer, mp_event).  Runtime features
+ * (mempool.trace.record, mempool.history.record), compiled into mempool._core
+ * with the binding that calls them; the replay engine is a tool, compiled
+ * elsewhere.
  *
  * The recorder records allocation events (alloc/calloc/realloc/free).
  *
@@ -28,6 +31,8 @@
 
 #include <stddef.h>
 #include <stdint.h>
+
+#include "../include/mempool.h" /* mp_event: the history observes a pool */
 
 #ifdef __cplusplus
 extern "C" {
@@ -94,6 +99,115 @@ size_t mp_trace_copy(mp_trace *t, size_t first, mp_trace_event *out,
 /* Counters: frees/reallocs of unknown pointers skipped, and events lost
  * because the recorder itself ran out of memory. */
 void mp_trace_counters(mp_trace *t, uint64_t *skipped, uint64_t *lost);
+
+/* ---- address map (addrmap.c) ----------------------------------------------
+ * Live block address -> (requested size, call site) for the history, and
+ * -> block id (in `site`) for the trace recorder.  Not thread-safe: the
+ * owner's lock guards it. */
+typedef struct addrmap_slot {
+    uintptr_t key; /* 0 = empty (a NULL pointer is never a live block) */
+    uint64_t size;
+    int32_t site;
+} addrmap_slot;
+
+typedef struct addrmap {
+    addrmap_slot *slots;
+    size_t cap, used; /* cap is a power of two */
+} addrmap;
+
+int addrmap_init(addrmap *m);
+void addrmap_free(addrmap *m);
+void addrmap_clear(addrmap *m);
+int addrmap_put(addrmap *m, uintptr_t key, uint64_t size, int32_t site);
+int addrmap_take(addrmap *m, uintptr_t key, addrmap_slot *out);
+
+/* ---- history (history.c) ---------------------------------------------------
+ * The allocation history of one pool (mempool.history): allocation events
+ * with the call site the caller passes as a stack id, the pool's own events
+ * (install mp_history_observe with mp_pool_observe), and the site of every
+ * block allocated while recording.  Both event buffers are rings of at most
+ * max_entries entries: beyond that the oldest are overwritten and counted.
+ *
+ * Ops of allocation events: the values are the indexes of the snapshot
+ * format's `ops` list (docs/snapshot-schema.md). */
+enum {
+    MP_HIST_ALLOC = 0,        /* + a block */
+    MP_HIST_CALLOC = 1,       /* + a zeroed block */
+    MP_HIST_REALLOC = 2,      /* + the block a realloc returned */
+    MP_HIST_FREE = 3,         /* - a block */
+    MP_HIST_REALLOC_FREE = 4, /* - the block a realloc replaced (just before its REALLOC) */
+    MP_HIST_MOVE = 5,         /* + a buffer at the address defragment moved it to */
+    MP_HIST_MOVE_FREE = 6,    /* - its old address (just before its MOVE) */
+    MP_HIST_OP_COUNT = 7
+};
+/* Pool events the binding adds to the core's MP_EVENT_LIST kinds. */
+enum {
+    MP_HIST_EXHAUSTED = 9, /* size = request, arg = capacity or limit */
+    MP_HIST_ERROR = 10,    /* address = pointer, arg = error code */
+};
+/* Stack ids that are not stacks. */
+enum { MP_STACK_UNKNOWN = -1, MP_STACK_NO_GIL = -2 };
+
+typedef struct mp_history mp_history;
+
+typedef struct mp_history_info {
+    uint64_t recorded;     /* allocation events since start, dropped included */
+    uint64_t held;         /* events the ring holds now */
+    uint64_t dropped;      /* overwritten by the ring, or lost for want of memory */
+    uint64_t no_gil;       /* events of threads without the GIL (no stack) */
+    uint64_t pool_held, pool_dropped; /* the same for pool events */
+    uint64_t max_entries;
+    uint64_t t0_unix_ns;   /* wall clock when recording started */
+    uint64_t now_t_ns;     /* now, on the recording's clock */
+    int active;
+} mp_history_info;
+
+/* A new, inactive recorder; NULL when out of memory. */
+mp_history *mp_history_create(void);
+/* Free it (the pool it observed must not report to it any more). */
+void mp_history_destroy(mp_history *h);
+/* Forget every event and live block, restart the clock, record; -1 when
+ * max_entries is 0.  Rings grow as events come. */
+int mp_history_start(mp_history *h, size_t max_entries);
+/* Stop recording (events stay readable; notes are ignored). */
+void mp_history_stop(mp_history *h);
+/* Whether recording. */
+int mp_history_active(mp_history *h);
+
+/* The lock ordering allocation events; held by the caller across a free or
+ * realloc of the pool and the notes that record it. */
+void mp_history_lock(mp_history *h);
+void mp_history_unlock(mp_history *h);
+/* With the lock held: record a block made (alloc, calloc, realloc, move). */
+void mp_history_note_alloc(mp_history *h, int op, const void *ptr, uint64_t size, int32_t stack);
+/* With the lock held: take ptr's live entry (1) or say it has none (0). */
+int mp_history_take(mp_history *h, const void *ptr, uint64_t *size, int32_t *stack);
+/* With the lock held: put back an entry taken for a free that failed. */
+void mp_history_untake(mp_history *h, const void *ptr, uint64_t size, int32_t stack);
+/* With the lock held: record a block removed (free, realloc_free). */
+void mp_history_note_free(mp_history *h, int op, const void *ptr, uint64_t size, int32_t stack);
+/* Any lock state: record a pool event (an MP_EV_* or MP_HIST_* kind). */
+void mp_history_note_pool(mp_history *h, int kind, uintptr_t address, uint64_t size, uint64_t arg,
+                          int32_t stack);
+/* Bracket a call of mp_defragment (takes and releases the lock): the
+ * buffers it moves keep their sites and are recorded move_free + move. */
+void mp_history_moves_begin(mp_history *h);
+void mp_history_moves_end(mp_history *h);
+/* The pool's observer (an mp_observer_fn; ctx = the recorder). */
+void mp_history_observe(void *ctx, const mp_event *event);
+
+/* Reading, at any time: figures, events oldest first into columns (up to
+ * max; returns how many), the live blocks' (address, size, site). */
+void mp_history_counts(mp_history *h, mp_history_info *out);
+size_t mp_history_copy_events(mp_history *h, size_t max, uint64_t *t_ns, uint8_t *op,
+                              uint64_t *address, uint64_t *size, int32_t *stack,
+                              uint32_t *thread);
+size_t mp_history_copy_pool_events(mp_history *h, size_t max, uint64_t *t_ns, int32_t *kind,
+                                   uint64_t *address, uint64_t *size, uint64_t *arg,
+                                   int32_t *stack);
+size_t mp_history_live_count(mp_history *h);
+size_t mp_history_copy_live(mp_history *h, size_t max, uint64_t *address, uint64_t *size,
+                            int32_t *stack);
 
 #ifdef __cplusplus
 }

@@ -4,5 +4,7 @@ demo|bench|replay|stress``).
 
 They need the ``demo`` extra (``pip install 'mempool[demo]'``: rich,
 matplotlib, psutil), and the real-library suite the ``real`` extra; the
-runtime package (``import mempool``) never imports this subpackage.
+snapshot viewer (``python -m mempool view``, :mod:`mempool.tools.view`) needs
+only numpy.  The runtime package (``import mempool``) never imports this
+subpackage.
 """

@@ -1,5 +1,7 @@
 /*
- * test_lifecycle.c - pools and threads that come and go in awkward orders.
+ * test_tc.c - tc.c: thread caches, with pools and threads that come and go
+ * in awkward orders (and the registry of live pools, registry.c, that the
+ * caches key on: it is what tells an exiting thread which pools still live).
  *
  * Thread caches are keyed by pool, and pools and threads have independent
  * lifetimes, which is where allocators usually break:
@@ -568,5 +570,5 @@ int main(void)
         printf("  %-28s %s\n", tests[i].name, test_failures == before ? "ok" : "FAIL");
         fflush(stdout);
     }
-    return test_report("test_lifecycle");
+    return test_report("test_tc");
 }
