@@ -118,6 +118,24 @@ small_push(mp_pool *pool, mp_tcache *tc, mp_tcache_bin *bin, unsigned cls, void 
         tc_publish(&pool->small, tc);
 }
 
+/* Free a small block of a thread that could get no cache: straight to its
+ * slab, the call counted in flight (tc_cacheless) until its counters agree. */
+static MP_COLD int small_free_cacheless(mp_pool *pool, mp_slab *slab, void *ptr, uint32_t idx,
+                                        uint32_t state, int call) {
+    int rc = MP_OK;
+    tc_cacheless(&pool->small, 1);
+    atomic_store_explicit(&slab->state[idx], MP_BLOCK_FREE, memory_order_relaxed);
+    if (MP_UNLIKELY(pool->config.debug))
+        rc = debug_small_freed(pool, slab, ptr, state);
+    MP_POISON(ptr, slab->block_size);
+    mp_tcache_entry entry = {.ptr = ptr, .state = &slab->state[idx]};
+    slab_return(&pool->small, slab->cls, &entry, 1);
+    small_count_free(tc_counters_take(&pool->small, NULL), slab->cls, state, call);
+    tc_counters_put(&pool->small, NULL, -(int64_t)state);
+    tc_cacheless(&pool->small, -1);
+    return rc;
+}
+
 /* Free a small block into this thread's cache.  MP_OK, or in debug mode
  * MP_ECORRUPT when its canary was broken (the block is freed all the same). */
 static inline __attribute__((always_inline)) int small_free(mp_pool *pool, mp_slab *slab, void *ptr, size_t size, int call) {
@@ -125,6 +143,12 @@ static inline __attribute__((always_inline)) int small_free(mp_pool *pool, mp_sl
     int rc = slab_locate(slab, ptr, size, &idx, &state);
     if (MP_UNLIKELY(rc != MP_OK))
         return pool_error(pool, rc);
+    /* The cache before the state word: a thread writes block states without
+     * a lock only once mp_pool_check can see it (its cache listed), or the
+     * checker would take a first free's block for lost. */
+    mp_tcache *tc = tc_get(&pool->small);
+    if (MP_UNLIKELY(tc == NULL))
+        return small_free_cacheless(pool, slab, ptr, idx, state, call);
     /* A plain store, not a compare-exchange: a locked instruction would cost
      * a third of the pair.  Any double free ordered after the first free is
      * still caught; two threads freeing one block at the same instant is a
@@ -133,16 +157,7 @@ static inline __attribute__((always_inline)) int small_free(mp_pool *pool, mp_sl
     if (MP_UNLIKELY(pool->config.debug))
         rc = debug_small_freed(pool, slab, ptr, state);
     MP_POISON(ptr, slab->block_size);
-    mp_tcache *tc = tc_get(&pool->small);
     unsigned cls = slab->cls;
-    if (MP_UNLIKELY(tc == NULL)) {
-        /* No cache could be made: hand the block straight to its slab. */
-        mp_tcache_entry entry = {.ptr = ptr, .state = &slab->state[idx]};
-        slab_return(&pool->small, cls, &entry, 1);
-        small_count_free(tc_counters_take(&pool->small, NULL), cls, state, call);
-        tc_counters_put(&pool->small, NULL, -(int64_t)state);
-        return rc;
-    }
     mp_tcache_bin *bin = &tc->bins[cls];
     if (MP_UNLIKELY(bin->top == bin->end))
         tc_flush_bin(&pool->small, tc, cls, bin->cap / 2);

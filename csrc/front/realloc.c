@@ -39,20 +39,28 @@ static void *realloc_small(mp_pool *pool, mp_slab *slab, void *ptr, size_t old_s
     }
     if (new_size > pool_small_limit(pool) || sc_of(new_size + pool_pad(pool)) != slab->cls)
         return realloc_move(pool, ptr, state, new_size);
-    if (!atomic_compare_exchange_strong_explicit(&slab->state[idx], &state, (uint32_t)new_size,
-                                                 memory_order_relaxed, memory_order_relaxed)) {
+    /* The cache before the state word, as small_free does (alloc.c). */
+    mp_tcache *tc = tc_get(&pool->small);
+    if (MP_UNLIKELY(tc == NULL))
+        tc_cacheless(&pool->small, 1);
+    bool resized = atomic_compare_exchange_strong_explicit(
+        &slab->state[idx], &state, (uint32_t)new_size, memory_order_relaxed, memory_order_relaxed);
+    if (resized) {
+        if (MP_UNLIKELY(pool->config.debug))
+            debug_resized(pool, ptr, state, new_size, slab->block_size, slab->cls);
+        mp_asan_live(ptr, new_size, slab->block_size);
+        int64_t delta = (int64_t)new_size - (int64_t)state;
+        mp_counters *ctr = tc_counters_take(&pool->small, tc);
+        ctr_add(&ctr->class_live_bytes[slab->cls], delta);
+        ctr_add(&ctr->realloc_count, 1);
+        tc_counters_put(&pool->small, tc, delta);
+    }
+    if (MP_UNLIKELY(tc == NULL))
+        tc_cacheless(&pool->small, -1);
+    if (!resized) {
         pool_error(pool, MP_EDOUBLEFREE);
         return NULL;
     }
-    if (MP_UNLIKELY(pool->config.debug))
-        debug_resized(pool, ptr, state, new_size, slab->block_size, slab->cls);
-    mp_asan_live(ptr, new_size, slab->block_size);
-    int64_t delta = (int64_t)new_size - (int64_t)state;
-    mp_tcache *tc = tc_get(&pool->small);
-    mp_counters *ctr = tc_counters_take(&pool->small, tc);
-    ctr_add(&ctr->class_live_bytes[slab->cls], delta);
-    ctr_add(&ctr->realloc_count, 1);
-    tc_counters_put(&pool->small, tc, delta);
     return ptr;
 }
 

@@ -7,7 +7,9 @@
  * heaps' physical walk, the slabs' block states, and the counters kept on the
  * fast path.  The counter cross-checks are exact when no other thread is
  * allocating meanwhile: other threads' caches change without a lock, so
- * those cross-checks run only when the caller is the only thread with one.
+ * those cross-checks run only when the caller is the only thread with one
+ * (a thread takes its cache before it writes a block state; one that could
+ * get none is counted in flight meanwhile: tc_cacheless).
  */
 #include "pool.h"
 
@@ -103,8 +105,9 @@ static void check_large(const mp_pool *pool, mp_check_log *log) {
 static void check_caches(const mp_pool *pool, class_tally *tally, mp_check_log *log) {
     const mp_small *s = &pool->small;
     /* Other threads' caches change without any lock: their counters can be
-     * cross-checked only when the caller is the only thread with a cache. */
-    bool exclusive = true;
+     * cross-checked only when the caller is the only thread with a cache and
+     * no thread without one is midway through a call (tc_cacheless). */
+    bool exclusive = s->cacheless_calls == 0;
     LIST_FOREACH(tc, &s->tcaches, const mp_tcache, link)
         exclusive &= pthread_equal(tc->owner, pthread_self()) != 0;
     uint64_t caches = 0;

@@ -17,8 +17,8 @@
  * owner.  A cache that is parked (its thread exited, or it left a slot)
  * bumps its gen: its slabs are anyone's from then on.  Meshing pools own
  * nothing: the mesher pairs slabs of the class's partial list.  Every
- * function here but partial_disown runs under the class lock of the slab's
- * class.
+ * function here but partial_disown (which takes every class lock itself)
+ * runs under the class lock of the slab's class.
  */
 #include "small.h"
 
@@ -67,22 +67,26 @@ void partial_claim(mp_small *s, mp_slab *slab, mp_tcache *tc) {
     slab->owner_gen = tc ? atomic_load_explicit(&tc->gen, memory_order_relaxed) : 0;
 }
 
-/* A cache being parked gives up its slabs: its gen moves on first (so a
- * full slab of its that gets a block back from now on goes to the class's
- * partial list), then its partial slabs move there, class by class (other
- * threads' flushes may be adding to its lists until the gen moved).  Takes
- * each class lock in turn: call with no class lock held. */
+/* A cache being parked gives up its slabs: its gen moves on (so a full slab
+ * of its that gets a block back from now on goes to the class's partial
+ * list) and its partial slabs move there, all under every class lock at
+ * once.  Were the gen moved first and the classes then taken in turn, a
+ * thread holding the locks of the later classes (mp_pool_check, the fork
+ * handler) would see their slabs still in the owner's lists of a cache no
+ * longer live; holding them all, anyone holding any class lock sees the
+ * slabs before or after, never half moved.  Parking is a thread's exit: its
+ * cost (every lock at once, a move per owned slab) is paid rarely.  Call
+ * with no class lock held. */
 void partial_disown(mp_small *s, mp_tcache *tc) {
+    slab_lock_all(s);
     atomic_fetch_add_explicit(&tc->gen, 1, memory_order_relaxed);
     for (unsigned cls = 0; cls < s->class_count; cls++) {
         mp_class *c = &s->classes[cls];
-        mutex_lock(&c->lock);
         mp_slab *slab;
         while ((slab = LIST_ENTRY(tc->owned[cls].head, mp_slab, own_link)) != NULL) {
             partial_remove(c, slab);
             partial_push(c, slab); /* the gen moved: the class's list */
         }
-        mutex_unlock(&c->lock);
     }
+    slab_unlock_all(s);
 }
-

@@ -203,6 +203,9 @@ typedef struct mp_small {
      * went away, and of calls whose thread could get no cache */
     mp_counters uncached;
     uint64_t slab_bytes; /* bytes of the spans slabs take (heap_lock held) */
+    /* small calls in flight of threads that could get no cache (heap_lock
+     * held): they write block states unseen in any cache (tc_cacheless) */
+    uint32_t cacheless_calls;
     /* when slabs first got free blocks back since the last slab sweep (0:
      * none): the purger gives their whole free pages back a decay later */
     _Atomic int64_t slab_sweep_due_ms;
@@ -293,6 +296,7 @@ void tc_publish(mp_small *s, mp_tcache *tc);
 void tc_release_all(mp_small *s);
 void tc_reclaim_foreign(mp_small *s);
 void tc_fold(mp_counters *into, mp_counters *from);
+void tc_cacheless(mp_small *s, int delta);
 
 /* ---- registry.c ------------------------------------------------------------------ */
 void registry_add(mp_small *s);

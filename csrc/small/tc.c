@@ -149,6 +149,17 @@ void tc_fold(mp_counters *into, mp_counters *from) {
     }
 }
 
+/* Count a small call of a thread with no cache in (delta 1, before it
+ * writes a block state) or out (-1, once its counters agree), under
+ * heap_lock: mp_pool_check, which holds that lock, then sees every thread
+ * that changes block states unlocked, cached or not. */
+void tc_cacheless(mp_small *s, int delta) {
+    mutex_lock(s->heap_lock);
+    MP_ASSERT(delta > 0 || s->cacheless_calls > 0, "a cacheless call ends once it began");
+    s->cacheless_calls += (uint32_t)delta;
+    mutex_unlock(s->heap_lock);
+}
+
 /* Empty a cache into its pool, give up its slabs and park it. */
 void tc_release(mp_small *s, mp_tcache *tc) {
     for (unsigned cls = 0; cls < s->class_count; cls++)
@@ -185,6 +196,7 @@ void tc_release_all(mp_small *s) {
  * and the slabs repaired from the block states (slab_repair_after_fork). */
 void tc_reclaim_foreign(mp_small *s) {
     pthread_t self = pthread_self();
+    s->cacheless_calls = 0; /* calls of threads that stopped mid-way: none survive */
     mp_link *l = s->tcaches.head;
     while (l) {
         mp_tcache *tc = LIST_ENTRY(l, mp_tcache, link);

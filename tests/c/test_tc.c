@@ -13,7 +13,9 @@
  *   - mp_trim from one thread while another's cache holds free blocks;
  *   - two threads allocating side by side (per-thread slabs: no cache line
  *     of block states is written by both), then one exits (its slabs are
- *     anyone's again).
+ *     anyone's again);
+ *   - what a thread's exit and a thread's first free change, seen by a thread
+ *     holding the locks mp_pool_check holds, stopped half way through.
  * ASan turns any use of a destroyed pool's memory into a report.
  */
 #define _GNU_SOURCE /* pthread barriers under -std=c11 */
@@ -21,6 +23,7 @@
 #include "test.h"
 
 #include <pthread.h>
+#include <time.h>
 
 #define MiB ((size_t)1 << 20)
 
@@ -67,25 +70,46 @@ static void stepper_start(stepper *s)
     CHECK(pthread_create(&s->th, NULL, stepper_main, s) == 0);
 }
 
-/* Run fn(arg) on the stepper thread and wait until it is done. */
-static void stepper_run(stepper *s, void (*fn)(void *), void *arg)
+/* Have the stepper thread start fn(arg); returns without waiting. */
+static void stepper_post(stepper *s, void (*fn)(void *), void *arg)
 {
     pthread_mutex_lock(&s->lock);
     s->step = fn;
     s->arg = arg;
     pthread_cond_broadcast(&s->cond);
+    pthread_mutex_unlock(&s->lock);
+}
+
+/* Wait until the step posted last is done. */
+static void stepper_wait(stepper *s)
+{
+    pthread_mutex_lock(&s->lock);
     while (s->step)
         pthread_cond_wait(&s->cond, &s->lock);
     pthread_mutex_unlock(&s->lock);
 }
 
-/* Let the stepper thread exit (its thread caches are torn down) and join it. */
-static void stepper_stop(stepper *s)
+/* Run fn(arg) on the stepper thread and wait until it is done. */
+static void stepper_run(stepper *s, void (*fn)(void *), void *arg)
+{
+    stepper_post(s, fn, arg);
+    stepper_wait(s);
+}
+
+/* Tell the stepper thread to exit (its thread caches are torn down then);
+ * returns without waiting. */
+static void stepper_release(stepper *s)
 {
     pthread_mutex_lock(&s->lock);
     s->quit = 1;
     pthread_cond_broadcast(&s->cond);
     pthread_mutex_unlock(&s->lock);
+}
+
+/* Let the stepper thread exit and join it. */
+static void stepper_stop(stepper *s)
+{
+    stepper_release(s);
     pthread_join(s->th, NULL);
     pthread_mutex_destroy(&s->lock);
     pthread_cond_destroy(&s->cond);
@@ -430,6 +454,105 @@ static void test_threads_own_their_slabs(void)
     mp_pool_destroy(pool);
 }
 
+/* Wait up to 200 ms for the 32-bit value at *word to differ from `was`;
+ * whether it did.  (A stopped thread gets this long to go as far as it
+ * can: a test that must see nothing happen waits it out, and passes.) */
+static bool changes_soon(const _Atomic uint32_t *word, uint32_t was)
+{
+    for (int i = 0; i < 200; i++) {
+        if (atomic_load_explicit(word, memory_order_relaxed) != was)
+            return true;
+        struct timespec ts = {0, 1000000};
+        nanosleep(&ts, NULL);
+    }
+    return atomic_load_explicit(word, memory_order_relaxed) != was;
+}
+
+/* Step: two blocks of one slab, one freed and the cache flushed (mp_trim),
+ * so the slab has a free block and stays this thread's, in its lists. */
+static void step_own_partial_slab(void *arg)
+{
+    work *w = arg;
+    w->blocks[0] = mp_alloc(w->pool, w->size);
+    w->blocks[1] = mp_alloc(w->pool, w->size);
+    CHECK(w->blocks[0] && w->blocks[1]);
+    CHECK_ERR(mp_free(w->pool, w->blocks[1], w->size), MP_OK);
+    mp_trim(w->pool);
+}
+
+/* A thread exits while another holds one class lock (as mp_pool_check
+ * does, all of them): its slabs of that class must still be its own then,
+ * not listed as a cache's that is no longer live. */
+static void test_exit_gives_slabs_up_at_once(void)
+{
+    mp_pool *pool = NULL;
+    CHECK_ERR(mp_pool_create(NULL, &pool), MP_OK);
+    stepper t;
+    stepper_start(&t);
+    work w = {.pool = pool, .size = 200};
+    stepper_run(&t, step_own_partial_slab, &w);
+    mp_slab *slab = slab_at(pool, w.blocks[0]);
+    CHECK(slab != NULL && slab == slab_at(pool, w.blocks[1]));
+    if (slab == NULL) {
+        stepper_stop(&t);
+        mp_pool_destroy(pool);
+        return;
+    }
+    mp_class *c = &pool->small.classes[slab->cls];
+    mutex_lock(&c->lock);
+    mp_tcache *tc = partial_owner(slab);
+    CHECK_MSG(tc != NULL && slab->in_partial == LISTED_OWNED,
+              "a slab with a free block is its thread's and listed (listed %u)", slab->in_partial);
+    if (tc != NULL) {
+        stepper_release(&t); /* the exit gives its slabs up, up to our lock */
+        bool moved = changes_soon(&tc->gen, slab->owner_gen);
+        CHECK_MSG(!moved || slab->in_partial != LISTED_OWNED || partial_owner(slab) != NULL,
+                  "an exiting thread's gen moved while its slab was still in its lists");
+    }
+    mutex_unlock(&c->lock);
+    stepper_stop(&t);
+    CHECK_EQ_U(mp_pool_check(pool), 0);
+    CHECK_ERR(mp_free(pool, w.blocks[0], w.size), MP_OK);
+    CHECK_EQ_U(mp_pool_check(pool), 0);
+    mp_pool_destroy(pool);
+}
+
+/* A thread's first call is a free (of a block another thread made) while
+ * another holds the pool lock (as mp_pool_check does): once the block is
+ * marked free, the freeing thread is there to see, a listed cache or a
+ * cacheless call in flight; else the checker takes the block for lost. */
+static void test_first_free_is_seen(void)
+{
+    mp_pool *pool = NULL;
+    CHECK_ERR(mp_pool_create(NULL, &pool), MP_OK);
+    mp_small *s = &pool->small;
+    work w = {.pool = pool, .size = 200};
+    w.blocks[0] = mp_alloc(pool, w.size);
+    mp_slab *slab = slab_at(pool, w.blocks[0]);
+    CHECK(slab != NULL);
+    if (slab == NULL) {
+        mp_pool_destroy(pool);
+        return;
+    }
+    _Atomic uint32_t *state =
+        &slab->state[sc_index((uint64_t)((char *)w.blocks[0] - slab->start), slab->magic)];
+    stepper t;
+    stepper_start(&t);
+    mutex_lock(s->heap_lock);
+    stepper_post(&t, step_free_first, &w); /* its first call: it has no cache */
+    bool freed = changes_soon(state, (uint32_t)w.size);
+    bool seen = s->cacheless_calls > 0;
+    LIST_FOREACH(tc, &s->tcaches, const mp_tcache, link)
+        seen |= pthread_equal(tc->owner, t.th) != 0;
+    CHECK_MSG(!freed || seen, "a block was marked free by a thread the checker cannot see");
+    mutex_unlock(s->heap_lock);
+    stepper_wait(&t);
+    CHECK_ERR(w.rc, MP_OK);
+    stepper_stop(&t);
+    CHECK_EQ_U(mp_pool_check(pool), 0);
+    mp_pool_destroy(pool);
+}
+
 int main(void)
 {
     struct { const char *name; void (*fn)(void); } tests[] = {
@@ -438,6 +561,8 @@ int main(void)
         {"cross_thread_double_free", test_cross_thread_double_free},
         {"trim_with_foreign_caches", test_trim_with_foreign_caches},
         {"threads_own_their_slabs", test_threads_own_their_slabs},
+        {"exit_gives_slabs_up_at_once", test_exit_gives_slabs_up_at_once},
+        {"first_free_is_seen", test_first_free_is_seen},
     };
     for (size_t i = 0; i < sizeof tests / sizeof *tests; i++) {
         unsigned long before = test_failures;

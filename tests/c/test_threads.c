@@ -19,6 +19,7 @@
 #include "test.h"
 
 #include <pthread.h>
+#include <sched.h>
 #include <time.h>
 
 #define KiB ((size_t)1 << 10)
@@ -139,14 +140,26 @@ static void *worker(void *arg)
     return NULL;
 }
 
+/* Run mp_pool_check now; a failure names what broke (the first few).
+ * Returns the number of violations. */
+static size_t check_pool_now(const char *when)
+{
+    const char *what[8];
+    size_t named = 0;
+    size_t bad = mp_pool_check_named(pool, what, 8, &named);
+    if (!CHECK_MSG(bad == 0, "mp_pool_check %s: %zu violations", when, bad))
+        for (size_t k = 0; k < named; k++)
+            fprintf(stderr, "  violation: %s\n", what[k]);
+    return bad;
+}
+
 /* Runs the pool's own checks while the workers hammer it. */
 static void *observer(void *arg)
 {
     int nworkers = (int)(intptr_t)arg;
     unsigned rounds = 0;
     while (atomic_load(&workers_done) < nworkers) {
-        size_t bad = mp_pool_check(pool);
-        CHECK_MSG(bad == 0, "mp_pool_check during the run: %zu violations", bad);
+        check_pool_now("during the run");
         mp_stats s;
         CHECK_ERR(mp_stats_get(pool, &s), MP_OK);
         if (rounds % 16 == 15) { /* give pages back under the workers' feet */
@@ -159,6 +172,83 @@ static void *observer(void *arg)
     }
     printf("observer: %u concurrent checks\n", rounds);
     return NULL;
+}
+
+/* Churn: short-lived threads that own slabs of every class exit while the
+ * pool is checked back to back (a thread's exit gives its slabs up: the
+ * checker must never see that half done), and blocks are freed by threads
+ * whose first call that is (a free before its thread has a cache: the
+ * checker must not take that thread for absent). */
+static mp_stats churn_classes;
+static atomic_int churn_done;
+static _Atomic uint64_t churn_checks;
+
+/* A churner: two blocks of every class, one freed (its slab stays partial
+ * and owned), one handed back through *arg for main to free; it exits once
+ * the checker has started a round meanwhile (so its exit meets checks). */
+static void *churner(void *arg)
+{
+    uint8_t **keep = arg;
+    uint64_t checks = atomic_load(&churn_checks);
+    for (unsigned c = 0; c < churn_classes.class_count && c < MP_MAX_CLASSES; c++) {
+        size_t size = (size_t)churn_classes.classes[c].block_size;
+        uint8_t *a = mp_alloc(pool, size), *b = mp_alloc(pool, size);
+        CHECK_MSG(a && b, "churner: mp_alloc(%zu): %s", size, mp_error_name(mp_last_error()));
+        if (a)
+            CHECK_ERR(mp_free(pool, a, size), MP_OK);
+        keep[c] = b;
+    }
+    while (atomic_load(&churn_checks) < checks + 2)
+        sched_yield();
+    return NULL;
+}
+
+/* Checks the pool without a pause until the churn is over; returns how
+ * many checks ran. */
+static void *churn_observer(void *arg)
+{
+    (void)arg;
+    uintptr_t rounds = 0;
+    while (!atomic_load(&churn_done)) {
+        check_pool_now("while threads exit");
+        atomic_fetch_add(&churn_checks, 1);
+        rounds++;
+    }
+    return (void *)rounds;
+}
+
+/* An heir: frees the blocks a churner left in *arg (its first calls). */
+static void *heir(void *arg)
+{
+    uint8_t **keep = arg;
+    for (unsigned c = 0; c < MP_MAX_CLASSES; c++)
+        if (keep[c])
+            CHECK_ERR(mp_free(pool, keep[c], 0), MP_OK);
+    return NULL;
+}
+
+/* Run `nthreads` churners one after another, each followed by its heir,
+ * under a busy checker. */
+static void churn(int nthreads)
+{
+    CHECK_ERR(mp_stats_get(pool, &churn_classes), MP_OK);
+    atomic_store(&churn_done, 0);
+    pthread_t obs;
+    CHECK(pthread_create(&obs, NULL, churn_observer, NULL) == 0);
+    uint8_t *keep[MP_MAX_CLASSES];
+    for (int t = 0; t < nthreads; t++) {
+        memset(keep, 0, sizeof keep);
+        pthread_t th;
+        CHECK(pthread_create(&th, NULL, churner, keep) == 0);
+        pthread_join(th, NULL);
+        CHECK(pthread_create(&th, NULL, heir, keep) == 0);
+        pthread_join(th, NULL);
+    }
+    atomic_store(&churn_done, 1);
+    void *rounds;
+    pthread_join(obs, &rounds);
+    printf("churn: %d threads exited under %zu back-to-back checks\n", nthreads,
+           (size_t)(uintptr_t)rounds);
 }
 
 int main(int argc, char **argv)
@@ -201,6 +291,7 @@ int main(int argc, char **argv)
     }
     while (queue_pop(&it))
         check_and_free(it, 0);
+    churn(4 * nthreads);
 
     mp_stats s;
     CHECK_ERR(mp_stats_get(pool, &s), MP_OK);
