@@ -30,8 +30,16 @@ ASAN_CFLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -g -O1 \
 TSAN_CFLAGS := -fsanitize=thread -fno-omit-frame-pointer -g -O1 -DMP_CHECK_LEVEL=2
 LDLIBS      := -lpthread -lm
 
-TESTS      := test_base test_map test_heap test_limit test_size_class test_tlsf test_api test_stress test_threads test_fork test_lifecycle test_hardening test_buffer test_mesh
-TSAN_TESTS := test_threads test_fork test_lifecycle test_mesh
+# One test per module of the core, bottom up (test_X.c tests csrc/*/X.c;
+# test_base.c the base layer's small files), then the whole-core scenarios:
+# a random walk against a model, threads freeing each other's blocks, fork
+# while another thread allocates.  tests/test_layers.py checks the naming.
+UNIT_TESTS  := test_base test_map test_heap test_decay test_sc test_slab test_tc test_mesh \
+               test_pool test_purge test_stats test_debug test_buffer test_alloc test_realloc \
+               test_resolve test_config
+WHOLE_TESTS := test_stress test_threads test_fork
+TESTS       := $(UNIT_TESTS) $(WHOLE_TESTS)
+TSAN_TESTS  := test_threads test_fork test_tc test_mesh test_config
 
 TBIN := tests/c/bin
 BBIN := benches/c/bin
@@ -86,15 +94,17 @@ $(BBIN)/pair_count: benches/c/pair_count.c $(CORE_SRC) $(CORE_HDR)
 	@mkdir -p $(@D)
 	$(CC) $(BASE_CFLAGS) $(REL_CFLAGS) $< $(CORE_SRC) -o $@ $(LDLIBS)
 
-$(TBIN)/asan/%: tests/c/%.c tests/c/test.h $(CORE_SRC) $(CORE_HDR)
+TEST_HDR := $(wildcard tests/c/*.h)
+
+$(TBIN)/asan/%: tests/c/%.c $(TEST_HDR) $(CORE_SRC) $(CORE_HDR)
 	@mkdir -p $(@D)
 	$(CC) $(BASE_CFLAGS) $(ASAN_CFLAGS) $< $(CORE_SRC) -o $@ $(LDLIBS)
 
-$(TBIN)/tsan/%: tests/c/%.c tests/c/test.h $(CORE_SRC) $(CORE_HDR)
+$(TBIN)/tsan/%: tests/c/%.c $(TEST_HDR) $(CORE_SRC) $(CORE_HDR)
 	@mkdir -p $(@D)
 	$(CC) $(BASE_CFLAGS) $(TSAN_CFLAGS) $< $(CORE_SRC) -o $@ $(LDLIBS)
 
-$(TBIN)/%: tests/c/%.c tests/c/test.h $(CORE_SRC) $(CORE_HDR)
+$(TBIN)/%: tests/c/%.c $(TEST_HDR) $(CORE_SRC) $(CORE_HDR)
 	@mkdir -p $(@D)
 	$(CC) $(BASE_CFLAGS) $(OPT_CFLAGS) $< $(CORE_SRC) -o $@ $(LDLIBS)
 

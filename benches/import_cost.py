@@ -5,11 +5,13 @@ source trees compared in one run, interleaved, each import in a fresh process.
 
 Each TREE is a checkout with its extensions built in place (``setup.py
 build_ext --inplace``); it is put first on ``PYTHONPATH``, so the same
-interpreter imports each tree's package.  Prints, per tree, the median and
-quartiles over the rounds of the cumulative microseconds of ``mempool`` and
-of ``mempool._core``, and the ratio of the medians to the first tree's.
-Timings swing with the machine's load: read the ratio, and the load average
-printed with it.
+interpreter imports each tree's package.  numpy is imported first, so the
+figures are mempool's own.  Prints, per tree, the median and quartiles over
+the rounds of the cumulative microseconds of ``mempool`` and of
+``mempool._core``, the ratio of the medians to the first tree's, and the
+modules ``import mempool`` adds.  Timings swing with the machine's load:
+read the ratio, and the load average printed with it; ``--callgrind`` also
+counts the instructions of the import (valgrind; deterministic).
 """
 from __future__ import annotations
 
@@ -22,12 +24,18 @@ from pathlib import Path
 from typing import Dict, List
 
 
+def _code(tree: Path, body: str, imports_mempool: bool = True) -> str:
+    """numpy first, then ``body``; checks it imported this tree's mempool."""
+    check = f"; assert mempool.__file__.startswith({str(tree)!r})" if imports_mempool else ""
+    return "import numpy, sys; before = set(sys.modules); " + body + check
+
+
 def import_times(tree: Path) -> Dict[str, int]:
-    """Cumulative microseconds per module of one ``import mempool``."""
+    """Cumulative microseconds per module of one ``import mempool`` (numpy
+    already imported)."""
     env = dict(os.environ, PYTHONPATH=str(tree))
     proc = subprocess.run([sys.executable, "-X", "importtime", "-c",
-                           "import mempool; assert mempool.__file__.startswith("
-                           f"{str(tree)!r})"],
+                           _code(tree, "import mempool")],
                           env=env, cwd="/", capture_output=True, text=True, check=True)
     out = {}
     for line in proc.stderr.splitlines():
@@ -38,11 +46,31 @@ def import_times(tree: Path) -> Dict[str, int]:
     return out
 
 
+def added_modules(tree: Path) -> int:
+    """How many modules ``import mempool`` adds to those numpy brought."""
+    env = dict(os.environ, PYTHONPATH=str(tree))
+    out = subprocess.run([sys.executable, "-c", _code(
+        tree, "import mempool; print(len(set(sys.modules) - before))")],
+        env=env, cwd="/", capture_output=True, text=True, check=True).stdout
+    return int(out.split()[-1])
+
+
+def instructions(tree: Path, body: str, imports_mempool: bool = True) -> int:
+    """callgrind's instruction count of a python -c run of ``body``."""
+    env = dict(os.environ, PYTHONPATH=str(tree))
+    proc = subprocess.run(["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null",
+                           sys.executable, "-c", _code(tree, body, imports_mempool)],
+                          env=env, cwd="/", capture_output=True, text=True, check=True)
+    return int(proc.stderr.split("Collected : ")[1].split()[0])
+
+
 def main(argv: List[str] | None = None) -> int:
     """Measure each tree ``--rounds`` times, interleaved; print the table."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("trees", nargs="+", type=Path)
     ap.add_argument("--rounds", type=int, default=20)
+    ap.add_argument("--callgrind", action="store_true",
+                    help="also count the import's instructions under valgrind")
     args = ap.parse_args(argv)
     trees = [t.resolve() for t in args.trees]
     samples: Dict[Path, Dict[str, List[int]]] = {t: {"mempool": [], "mempool._core": []}
@@ -61,7 +89,11 @@ def main(argv: List[str] | None = None) -> int:
             med = statistics.median(values)
             cells.append(f"{mod} {med:.0f} us (IQR {q[0]:.0f}-{q[2]:.0f}, "
                          f"x{med / base[mod]:.3f})")
-        print(f"{tree}: " + "; ".join(cells))
+        print(f"{tree}: " + "; ".join(cells) + f"; {added_modules(tree)} modules added")
+        if args.callgrind:
+            # the import alone: numpy + mempool minus numpy's own run
+            n = instructions(tree, "import mempool") - instructions(tree, "pass", False)
+            print(f"  callgrind: import mempool = {n / 1e6:.2f} M instructions")
     return 0
 
 

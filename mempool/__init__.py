@@ -23,22 +23,23 @@ from __future__ import annotations
 
 from mempool import _core
 from mempool.dropin import (default_pool, handler_name, install, installed,
-                            uninstall, use)
+                            pool_of, uninstall, use)
 from mempool.errors import (DoubleFree, ForeignPointer, HeapCorruption,
                             HeapCorruptionWarning, InteriorPointer,
                             InvalidAlignment, InvalidArgument, MempoolError,
-                            PoolBusy, PoolClosed, PoolExhausted, SizeMismatch,
-                            SizeOverflow, error_from_code)
+                            PoolBusy, PoolClosed, PoolExhausted, SettingWarning,
+                            SizeMismatch, SizeOverflow, error_from_code)
 from mempool.pool import Pool
 
 Buffer = _core.Buffer
 
 __all__ = [
     "Pool", "Buffer", "DefragReport", "PoolStats", "SizeClassStats", "default_pool", "use", "install",
-    "uninstall", "installed", "handler_name", "MempoolError", "PoolExhausted",
+    "uninstall", "installed", "handler_name", "pool_of", "MempoolError", "PoolExhausted",
     "InvalidArgument", "DoubleFree", "ForeignPointer", "InteriorPointer",
     "SizeMismatch", "SizeOverflow", "InvalidAlignment", "PoolBusy",
-    "PoolClosed", "HeapCorruption", "HeapCorruptionWarning", "error_from_code",
+    "PoolClosed", "HeapCorruption", "HeapCorruptionWarning", "SettingWarning",
+    "error_from_code",
 ]
 
 __version__ = "0.1.0"

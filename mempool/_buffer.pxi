@@ -55,6 +55,11 @@ cdef class Buffer:
         self._owner._require()
 
     @property
+    def pool(self):
+        """The pool the buffer lives in."""
+        return self._owner
+
+    @property
     def pinned(self):
         """True while a view (memoryview or array) of the buffer is alive."""
         return self._exports > 0

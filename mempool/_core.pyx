@@ -28,6 +28,7 @@ dying" that CPython 3.13 does not offer.
 """
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize
 from cpython.pycapsule cimport (PyCapsule_Destructor, PyCapsule_GetContext,
+                                PyCapsule_GetPointer, PyCapsule_IsValid,
                                 PyCapsule_New, PyCapsule_SetContext)
 from cpython.ref cimport Py_DECREF, Py_INCREF, PyObject
 from libc.stdint cimport int64_t, uint64_t, uintptr_t
@@ -55,6 +56,8 @@ cdef extern from "numpy/arrayobject.h":
         unsigned char version
         PyDataMemAllocator allocator
 
+    bint PyArray_Check(object obj)
+    PyObject *PyArray_HANDLER(void *arr)   # borrowed; NULL: no data of its own
     object PyDataMem_SetHandler(object handler)
     object PyDataMem_GetHandler()
     int _import_array() except -1
@@ -68,6 +71,7 @@ cdef extern from *:
      * on the thread that creates the array. */
     static _Thread_local int mph_fail_code = 0;
     static _Thread_local size_t mph_fail_size = 0;
+    static _Thread_local uintptr_t mph_fail_pool = 0; /* which pool refused */
 
     /* Call owner._on_handler_error(code, addr, size) from inside a numpy
      * handler call, which cannot fail: an exception already in flight (an
@@ -107,6 +111,7 @@ cdef extern from *:
     """
     int mph_fail_code
     size_t mph_fail_size
+    uintptr_t mph_fail_pool
     void mph_notify(object owner, int code, uintptr_t addr, size_t size)
     Py_ssize_t mph_count_add(Py_ssize_t *c, Py_ssize_t d) noexcept nogil
     Py_ssize_t mph_count_load(Py_ssize_t *c) noexcept nogil
@@ -144,10 +149,11 @@ cdef inline mp_trace *_trace_of(HandlerCtx *c) noexcept nogil:
     return <mp_trace *>mph_ptr_load(<void **>&c.trace)
 
 
-cdef inline void _note_failure(size_t size) noexcept nogil:
-    global mph_fail_code, mph_fail_size
+cdef inline void _note_failure(HandlerCtx *c, size_t size) noexcept nogil:
+    global mph_fail_code, mph_fail_size, mph_fail_pool
     mph_fail_code = mp_last_error()
     mph_fail_size = size
+    mph_fail_pool = <uintptr_t>c.head.pool
 
 
 cdef inline void _poll_corruption(HandlerCtx *c, void *p,
@@ -164,7 +170,7 @@ cdef void *_h_malloc(void *ctx, size_t size) noexcept nogil:
     cdef mp_trace *t = _trace_of(c)
     cdef void *p = mp_alloc(c.head.pool, size)
     if p == NULL:
-        _note_failure(size)
+        _note_failure(c, size)
     elif t != NULL:
         mp_trace_note_alloc(t, MP_TRACE_ALLOC, p, size)
     _poll_corruption(c, p, size)
@@ -176,7 +182,7 @@ cdef void *_h_calloc(void *ctx, size_t nelem, size_t elsize) noexcept nogil:
     cdef mp_trace *t = _trace_of(c)
     cdef void *p = mp_calloc(c.head.pool, nelem, elsize)
     if p == NULL:
-        _note_failure(nelem * elsize)
+        _note_failure(c, nelem * elsize)
     elif t != NULL:
         mp_trace_note_alloc(t, MP_TRACE_CALLOC, p, nelem * elsize)
     _poll_corruption(c, p, nelem * elsize)
@@ -195,7 +201,7 @@ cdef void *_h_realloc(void *ctx, void *ptr, size_t new_size) noexcept nogil:
         mp_trace_note_realloc(t, ptr, p, new_size)
     cdef int code
     if p == NULL:
-        _note_failure(new_size)
+        _note_failure(c, new_size)
         code = mph_fail_code
         if code == MP_EDOUBLEFREE or code == MP_EFOREIGN or code == MP_EINTERIOR:
             _report_bad_pointer(c, code, ptr, 0)
@@ -278,45 +284,28 @@ cdef class _PoolBase:
 
     def _open(self, dict overrides):
         """Create the native pool from the defaults plus ``overrides``
-        (mp_config field names; decay_ms an int)."""
+        ({core setting name: int}); a value the core refuses raises
+        ``self._InvalidSetting`` with the core's reason (mp_config_error)."""
         cdef mp_config cfg
         cdef mp_pool *pool = NULL
         cdef int code
+        cdef int64_t debug = 0
         if self._opened:
             raise RuntimeError("pool already opened")
         mp_config_default(&cfg)
         for key, value in overrides.items():
-            if key == "capacity":
-                cfg.capacity = value
-            elif key == "small_max":
-                cfg.small_max = value
-            elif key == "arena_bytes":
-                cfg.arena_bytes = value
-            elif key == "huge_min":
-                cfg.huge_min = value
-            elif key == "decay_ms":
-                cfg.decay_ms = value
-            elif key == "huge_pages":
-                cfg.huge_pages = value
-            elif key == "background_purge":
-                cfg.background_purge = value
-            elif key == "debug":
-                cfg.debug = value
-            elif key == "retain_arenas":
-                cfg.retain_arenas = value
-            elif key == "resident_limit":
-                cfg.resident_limit = value
-            elif key == "mesh":
-                cfg.mesh = value
-            else:
-                raise TypeError(f"unknown pool setting {key!r}")
+            if mp_config_set(&cfg, (<str>key).encode(), value) != MP_OK:
+                raise self._InvalidSetting(mp_config_error().decode())
         code = mp_pool_create(&cfg, &pool)
         if code != MP_OK:
-            raise self._error_from_code(code, config=overrides)
+            if code == MP_EINVAL:
+                raise self._InvalidSetting(mp_config_error().decode())
+            raise self._error_from_code(code)
         self._pool = pool
         self._ctx.head.pool = pool
         mp_pool_config(pool, &cfg)   # a core built with MP_DEBUG_MODE_ALWAYS forces it
-        self._ctx.debug = cfg.debug != 0
+        mp_config_get(&cfg, b"debug", &debug)
+        self._ctx.debug = debug != 0
         self._opened = True
 
     cdef mp_pool *_lock(self) noexcept:
@@ -335,6 +324,12 @@ cdef class _PoolBase:
                 "the pool is closed" if self._opened
                 else "the pool was never opened (Pool.__init__ not called)")
         return self._pool
+
+    @property
+    def _native_id(self):
+        """An id of the native pool (its address; 0 when closed), as
+        take_failure() names the pool that refused."""
+        return <uintptr_t>self._pool
 
     @property
     def closed(self):
@@ -387,7 +382,8 @@ cdef class _PoolBase:
         return mph_test_and_set(&self._warned) == 0
 
     def _config_raw(self):
-        """The pool's effective mp_config as a dict."""
+        """The pool's settings as the core holds them: {name: int}, every
+        row of the core's table (after defaults, rounding, changes)."""
         cdef mp_config cfg
         cdef mp_pool *pool = self._lock()
         if pool != NULL:
@@ -395,7 +391,7 @@ cdef class _PoolBase:
         self._unlock()
         if pool == NULL:
             self._require()
-        return cfg  # Cython turns the struct into a dict of its fields
+        return _config_dict(&cfg)
 
     def _stats_raw(self):
         """A snapshot of mp_stats as a dict: every figure of stats_fields(),
@@ -480,20 +476,21 @@ cdef class _PoolBase:
             self._require()
         return [buf[i] for i in range(n)]
 
-    def _set_resident_limit(self, size_t limit):
-        """mp_pool_set_resident_limit (0: none); MP_EINVAL below the live
-        bytes, raised with the figures."""
+    def _set_setting(self, str name, int64_t value):
+        """mp_pool_set: change a setting of the live pool; a refusal raises
+        ``self._InvalidSetting`` with the core's reason."""
+        cdef bytes key = name.encode()
+        cdef const char *c_key = key
         cdef int code = MP_OK
         cdef mp_pool *pool = self._lock()
         if pool != NULL:
             with nogil:
-                code = mp_pool_set_resident_limit(pool, limit)
+                code = mp_pool_set(pool, c_key, value)
         self._unlock()
         if pool == NULL:
             self._require()
         if code != MP_OK:
-            self._raise(code, resident_limit=limit,
-                        live_bytes=self._stats_raw()["live_bytes"])
+            raise self._InvalidSetting(mp_config_error().decode())
 
     def _raise(self, int code, **context):
         if code == MP_ENOMEM:
@@ -544,12 +541,14 @@ def get_handler():
 
 
 def take_failure():
-    """Return ``(code, size)`` of this thread's last failed handler call and
-    forget it; ``(0, 0)`` when none."""
-    global mph_fail_code, mph_fail_size
-    out = (mph_fail_code, mph_fail_size)
+    """Return ``(code, size, pool id)`` of this thread's last failed handler
+    call and forget it; ``(0, 0, 0)`` when none.  The id is the refusing
+    pool's ``_native_id``."""
+    global mph_fail_code, mph_fail_size, mph_fail_pool
+    out = (mph_fail_code, mph_fail_size, mph_fail_pool)
     mph_fail_code = 0
     mph_fail_size = 0
+    mph_fail_pool = 0
     return out
 
 
@@ -571,6 +570,17 @@ def strerror(int code):
     return mp_strerror(code).decode()
 
 
+cdef dict _config_dict(const mp_config *cfg):
+    cdef size_t n = 0, i
+    cdef const mp_setting *rows = mp_settings(&n)
+    cdef int64_t value
+    cdef dict out = {}
+    for i in range(n):
+        mp_config_get(cfg, rows[i].name, &value)
+        out[rows[i].name.decode()] = value
+    return out
+
+
 def stats_fields():
     """``[(name, unit, doc)]`` of every scalar figure of mp_stats, in order,
     from the core's ``MP_STATS_LIST`` (``mp_stats_fields``): the one source
@@ -584,10 +594,54 @@ _STATS_NAMES = tuple(name for name, _, _ in stats_fields())
 
 
 def default_config():
-    """mp_config_default as a dict."""
+    """mp_config_default as {name: int}."""
     cdef mp_config cfg
     mp_config_default(&cfg)
-    return cfg  # Cython turns the struct into a dict of its fields
+    return _config_dict(&cfg)
+
+
+def settings_table():
+    """The core's table of settings (MP_CONFIG_LIST, through mp_settings):
+    one tuple ``(name, unit, default, min, max, none, runtime, doc)`` per
+    setting, in the table's order; ``none`` is None when the setting has no
+    "none" value.  The one source of mempool._settings."""
+    cdef size_t n = 0, i
+    cdef const mp_setting *rows = mp_settings(&n)
+    return [(rows[i].name.decode(), rows[i].unit.decode(), rows[i].default_value,
+             rows[i].min, rows[i].max,
+             None if rows[i].none == MP_SETTING_NO_NONE else rows[i].none,
+             bool(rows[i].runtime), rows[i].doc.decode())
+            for i in range(n)]
+
+
+def check_setting(str name, int64_t value):
+    """mp_setting_check: None when the core accepts ``value`` for the
+    setting ``name``, else its reason (naming the setting, the value and
+    the range)."""
+    if mp_setting_check(name.encode(), value) == MP_OK:
+        return None
+    return mp_config_error().decode()
+
+
+def array_pool(arr):
+    """The pool object whose handler allocated the data of ``arr`` (an
+    ndarray that owns its data), or None (numpy's own handler, another
+    one, or no data of its own).  Reads the handler numpy keeps in the
+    array (PyArray_HANDLER): the capsule's context is the pool."""
+    if not PyArray_Check(arr):
+        raise TypeError(f"expected a numpy array, got {type(arr).__name__}")
+    cdef PyObject *handler = PyArray_HANDLER(<void *>arr)
+    if handler == NULL:
+        return None
+    cdef object capsule = <object>handler
+    if not PyCapsule_IsValid(capsule, "mem_handler"):
+        return None
+    cdef PyDataMem_Handler *h = <PyDataMem_Handler *>PyCapsule_GetPointer(
+        capsule, "mem_handler")
+    if h.allocator.malloc != mp_handler_malloc:
+        return None
+    cdef void *owner = PyCapsule_GetContext(capsule)
+    return None if owner == NULL else <object>owner
 
 
 def process_rss():

@@ -2,12 +2,12 @@
 :func:`mempool.install` exports them so processes started later install an
 equal pool at start-up (:mod:`mempool._startup` reads them), and
 :func:`mempool.uninstall` clears them; and the start-up ``.pth`` line that
-reads them.  Imports nothing of the package (the build hook in
-build_support/ loads this file on its own).
+reads them.  The variables' names and texts come from the settings table
+(:mod:`mempool._settings`).  Imports nothing of the package at load (the
+build hook in build_support/ loads this file on its own for PTH_LINE).
 """
 from __future__ import annotations
 
-import math
 import os
 from typing import Any, Dict, Mapping, Optional
 
@@ -30,99 +30,58 @@ PTH_LINE = (
     "else (sys.meta_path.remove(self), __import__('mempool._startup', "
     "fromlist=['_']).install_from_environ(), None)[-1]})())\n")
 
-# Pool keyword -> environment variable.  MEMPOOL_DEBUG is also read by
-# Pool(debug=None) itself.
-SETTINGS: Dict[str, str] = {
-    "capacity": "MEMPOOL_CAPACITY",
-    "small_max": "MEMPOOL_SMALL_MAX",
-    "huge_pages": "MEMPOOL_HUGE_PAGES",
-    "decay": "MEMPOOL_DECAY",
-    "debug": "MEMPOOL_DEBUG",
-    "background_purge": "MEMPOOL_BACKGROUND_PURGE",
-    "retain_arenas": "MEMPOOL_RETAIN_ARENAS",
-    "resident_limit": "MEMPOOL_RESIDENT_LIMIT",
-    "mesh": "MEMPOOL_MESH",
-}
-
-
-_UNITS = {"": 1, "b": 1, "k": 1 << 10, "kb": 1 << 10, "kib": 1 << 10,
-          "m": 1 << 20, "mb": 1 << 20, "mib": 1 << 20,
-          "g": 1 << 30, "gb": 1 << 30, "gib": 1 << 30,
-          "t": 1 << 40, "tb": 1 << 40, "tib": 1 << 40}
-
 
 class StartupConfigError(ValueError):
     """A ``MEMPOOL_*`` variable holds a value the pool cannot take."""
 
 
-def _bad(var: str, value: str, expected: str) -> StartupConfigError:
-    return StartupConfigError(f"{var}={value!r}: expected {expected}")
-
-
-def parse_bytes(var: str, value: str) -> int:
-    """``"536870912"``, ``"512MiB"``, ``"1.5G"`` -> bytes (binary units);
-    anything else is a :class:`StartupConfigError` naming ``var`` and ``value``."""
-    text = value.strip().lower().replace("_", "")
-    number = text.rstrip("kmgtib")
-    unit = text[len(number):].strip()
-    number = number.strip()
-    if unit not in _UNITS or not number:
-        raise _bad(var, value, "a number of bytes, optionally with a unit "
-                               "(K, M, G, T, KiB, MiB, GiB, TiB)")
-    try:
-        amount = float(number) if "." in number or "e" in number else int(number)
-    except ValueError:
-        raise _bad(var, value, "a number of bytes") from None
-    total = amount * _UNITS[unit]
-    if isinstance(total, float) and (math.isnan(total) or math.isinf(total)):
-        raise _bad(var, value, "a finite number of bytes")
-    if total < 0:
-        raise _bad(var, value, "a non-negative number of bytes")
-    return int(total)
-
-
-def environ_from_settings(settings: Mapping[str, Any]) -> Dict[str, str]:
+def environ_from_settings(settings: Mapping[str, Any],
+                          where: str = "environ_from_settings()") -> Dict[str, str]:
     """``MEMPOOL_*`` values for Pool keyword arguments (the inverse of
-    :func:`settings_from_environ`); an unknown keyword is a TypeError naming it."""
+    :func:`mempool._startup.settings_from_environ`), each value checked; an
+    unknown keyword is a TypeError naming the nearest known one (``where``
+    names the caller).  None values are left out."""
+    from mempool import _settings
+    _settings.check(settings, where)
     out: Dict[str, str] = {}
     for key, value in settings.items():
-        if key not in SETTINGS:
-            raise TypeError(f"unknown mempool pool setting {key!r}={value!r}; "
-                            f"known: {', '.join(sorted(SETTINGS))}")
-        if value is None:
-            continue
-        if isinstance(value, bool):
-            text = "1" if value else "0"
-        elif key == "decay" and math.isinf(float(value)):
-            text = "inf"
-        else:
-            text = str(value)
-        out[SETTINGS[key]] = text
+        s = _settings.SETTINGS[key]
+        text = _settings.to_text(s, value)
+        if text is not None:
+            out[s.env] = text
     return out
 
 
 def pool_settings(pool: Any) -> Dict[str, Any]:
-    """The settable keyword arguments that rebuild a pool like ``pool``."""
-    cfg = pool.config
-    return {"capacity": cfg["capacity"], "small_max": cfg["small_max"],
-            "huge_pages": cfg["huge_pages"], "decay": cfg["decay"],
-            "debug": cfg["debug"], "background_purge": cfg["background_purge"],
-            "retain_arenas": cfg["retain_arenas"], "resident_limit": cfg["resident_limit"],
-            "mesh": cfg["mesh"]}
+    """The keyword arguments that rebuild a pool like ``pool``: its config,
+    except that a value given as a word (``resident_limit="auto"``) stays
+    that word, to be resolved again where the pool is rebuilt."""
+    from mempool._settings import _WORDS
+    settings = dict(pool.config)
+    for key, value in pool._requested.items():
+        if isinstance(value, str) and value.strip().lower() in _WORDS.get(key, ()):
+            settings[key] = value.strip().lower()
+    return settings
 
 
 # Values of the variables before export_environ(), for clear_environ().
 _saved: Optional[Dict[str, Optional[str]]] = None
+# The pool whose settings are exported (a weak reference), for reexport().
+_exported: Any = None
 
 
 def export_environ(pool: Any) -> None:
     """Set ``MEMPOOL_INSTALL=1`` and the settings of ``pool`` in os.environ,
     so processes started from now on install an equal pool at start-up."""
-    global _saved
+    global _saved, _exported
+    import weakref
+    _exported = weakref.ref(pool)
+    from mempool._settings import SETTINGS
     values = environ_from_settings(pool_settings(pool))
+    names = [s.env for s in SETTINGS.values()]
     if _saved is None:
-        _saved = {var: os.environ.get(var) for var in SETTINGS.values()}
-    for var in SETTINGS.values():   # a setting the pool leaves unset must not linger
+        _saved = {var: os.environ.get(var) for var in names}
+    for var in names:               # a setting the pool leaves unset must not linger
         if var in values:
             os.environ[var] = values[var]
         else:
@@ -133,7 +92,8 @@ def export_environ(pool: Any) -> None:
 def clear_environ() -> None:
     """Remove ``MEMPOOL_INSTALL`` from os.environ and put the settings
     variables back to what they were before :func:`export_environ`."""
-    global _saved
+    global _saved, _exported
+    _exported = None
     os.environ.pop(INSTALL_VAR, None)
     if _saved is not None:
         for var, old in _saved.items():
@@ -142,6 +102,13 @@ def clear_environ() -> None:
             else:
                 os.environ[var] = old
         _saved = None
+
+
+def reexport(pool: Any) -> None:
+    """Export ``pool``'s settings again if they are the ones exported (a
+    setting changed on the installed pool)."""
+    if _exported is not None and _exported() is pool:
+        export_environ(pool)
 
 
 def pth_text() -> str:

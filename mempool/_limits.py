@@ -111,11 +111,11 @@ def resolve_resident_limit(value: Any, *, cgroup_root: str = "/sys/fs/cgroup",
             found = [x for x in (cgroup_memory_limit(cgroup_root, proc_cgroup),
                                  dask_memory_limit()) if x is not None]
             return min(found) if found else None
-        from mempool._environ import parse_bytes
+        from mempool._units import parse_size
         try:
-            value = parse_bytes("resident_limit", value)
+            value = parse_size(value)
         except ValueError as exc:
-            raise ValueError(f"{exc}, or 'auto'") from None
+            raise ValueError(f"resident_limit={value!r}: {exc}, or 'auto'") from None
     elif isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise TypeError(f"resident_limit must be a number of bytes, a size string "
                         f"('512MiB'), 'auto' or None, got {value!r}")

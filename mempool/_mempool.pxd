@@ -24,31 +24,36 @@ cdef extern from "mempool.h" nogil:
     const char *mp_strerror(int code)
     const char *mp_error_name(int code)
 
-    ctypedef enum mp_huge_pages:
-        MP_HUGE_OFF
-        MP_HUGE_ON
-        MP_HUGE_AUTO
-
+    # The fields come from MP_CONFIG_LIST (mempool.h): the glue sets and
+    # reads them by name (mp_config_set/get), so nothing here lists them.
     ctypedef struct mp_config:
-        size_t capacity
-        size_t small_max
-        size_t arena_bytes
-        size_t huge_min
-        int64_t decay_ms
-        int huge_pages
-        int background_purge
-        int debug
-        unsigned retain_arenas
-        size_t resident_limit
-        int mesh
+        pass
 
+    ctypedef struct mp_setting:
+        const char *name
+        const char *unit
+        const char *doc
+        int64_t default_value
+        int64_t min
+        int64_t max
+        int64_t none
+        int runtime
+
+    const mp_setting *mp_settings(size_t *count)
+    int mp_config_check(const mp_config *config)
+    int mp_setting_check(const char *name, int64_t value)
+    int mp_config_set(mp_config *config, const char *name, int64_t value)
+    int mp_config_get(const mp_config *config, const char *name, int64_t *out)
+    const char *mp_config_error()
+    int64_t MP_SETTING_NO_NONE
     void mp_config_default(mp_config *config)
 
     ctypedef struct mp_pool:
         pass
 
     int mp_pool_create(const mp_config *config, mp_pool **out)
-    int mp_pool_set_resident_limit(mp_pool *pool, size_t resident_limit)
+    int mp_pool_set(mp_pool *pool, const char *name, int64_t value)
+    int mp_pool_get(const mp_pool *pool, const char *name, int64_t *out)
 
     # debug mode
     enum: MP_DEBUG_REPORTS

@@ -15,19 +15,18 @@ import resource
 import runpy
 import sys
 import types
-from typing import Dict, List, Optional, Sequence, TextIO, Tuple
+import zipfile
+from typing import Any, Dict, List, Mapping, Optional, Sequence, TextIO, Tuple
 
 __all__ = ["RunTarget", "split_argv", "run_target"]
 
 RunTarget = Tuple[str, str]   # ("script" | "module" | "code", value)
 
-_USAGE = ("usage: python -m mempool run [--capacity BYTES] [--arrow] [--no-report] "
-          "(SCRIPT | -m MODULE | -c CODE) [ARGS...]")
+_USAGE = "usage: python -m mempool run [SETTINGS] (SCRIPT | -m MODULE | -c CODE) [ARGS...]"
 
 
-class RunUsageError(ValueError):
-    """The ``run`` command line cannot be understood."""
-
+class UsageError(Exception):
+    """A command line that cannot be understood: one line, exit status 2."""
 
 
 def _process_snapshot() -> Dict[str, int]:
@@ -70,9 +69,16 @@ def format_report(stats, before: Dict[str, int], after: Dict[str, int],
     return "\n".join(lines)
 
 
-def split_argv(argv: Sequence[str]) -> Tuple[List[str], Optional[RunTarget], List[str]]:
-    """``(run options, target, program args)`` from the words after ``run``.
-    ``target`` is None when only run's options (or ``-h``) were given."""
+def split_argv(argv: Sequence[str], parser: Any
+               ) -> Tuple[List[str], Optional[RunTarget], List[str]]:
+    """``(run options, target, program args)`` from the words after ``run``:
+    run's options come first, then ``-m MODULE``, ``-c CODE`` or the script;
+    every word after that is the program's.  ``target`` is None when only
+    run's options (or ``-h``) were given.  An option run does not know is a
+    UsageError naming the nearest one (``parser``: run's argparse parser,
+    from mempool.cli, which says which options take a value)."""
+    import difflib
+    known = parser._option_string_actions          # flag -> argparse action
     argv = list(argv)
     options: List[str] = []
     i = 0
@@ -80,19 +86,22 @@ def split_argv(argv: Sequence[str]) -> Tuple[List[str], Optional[RunTarget], Lis
         word = argv[i]
         if word in ("-m", "-c"):
             if i + 1 >= len(argv):
-                raise RunUsageError(f"argument {word} needs a value\n{_USAGE}")
+                raise UsageError(f"mempool run: argument {word} needs a value ({_USAGE})")
             kind = "module" if word == "-m" else "code"
             return options, (kind, argv[i + 1]), argv[i + 2:]
         if word.startswith("-m") or word.startswith("-c"):   # -mpkg, -c'code'
             kind = "module" if word[1] == "m" else "code"
             return options, (kind, word[2:]), argv[i + 1:]
-        if word == "--capacity":
-            options += argv[i:i + 2]
-            i += 2
-            continue
         if word.startswith("-") and word != "-":
-            options.append(word)
-            i += 1
+            flag = word.split("=", 1)[0]
+            if flag not in known:
+                near = difflib.get_close_matches(flag, list(known), n=1)
+                raise UsageError(f"mempool run: unknown option {flag}"
+                                 + (f" (did you mean {near[0]}?)" if near else "")
+                                 + " (see python -m mempool run --help)")
+            takes_value = known[flag].nargs != 0 and "=" not in word
+            options += argv[i:i + 2] if takes_value else [word]
+            i += 2 if takes_value else 1
             continue
         return options, ("script", word), argv[i + 1:]
     return options, None, []
@@ -111,8 +120,10 @@ def _exit_status(exc: SystemExit) -> int:
 def _execute(kind: str, target: str, args: Sequence[str]) -> None:
     if kind == "script":
         sys.argv = [target, *args]
-        # as `python script.py` does: the script's directory comes first
-        sys.path.insert(0, os.path.dirname(os.path.abspath(target)))
+        if os.path.isfile(target) and not zipfile.is_zipfile(target):
+            # as `python script.py` does: the script's directory comes first
+            # (a directory or zip file run_path puts there itself)
+            sys.path.insert(0, os.path.dirname(os.path.abspath(target)))
         runpy.run_path(target, run_name="__main__")
     elif kind == "module":
         sys.argv = [target, *args]          # run_module puts the file path in argv[0]
@@ -143,20 +154,108 @@ def _module_exists(name: str) -> bool:
         sys.path.pop(0)
 
 
-def run_target(kind: str, target: str, args: Sequence[str], capacity: Optional[int] = None,
-               report: bool = True, out: Optional[TextIO] = None, arrow: bool = False) -> int:
-    """Run a script path, module name or code string (``kind`` "script",
-    "module" or "code") as ``__main__`` with a pool installed (``arrow``:
-    Arrow's default pool too); return its exit status.  The report goes to ``out`` (default stderr) even when the
-    program raises or calls sys.exit()."""
-    import mempool
-    if kind == "script" and not os.path.isfile(target):
-        print(f"mempool run: no such script: {target}", file=sys.stderr)
-        return 2
+def _target_error(kind: str, target: str) -> Optional[Tuple[str, int]]:
+    """(message, exit status) when the target cannot be run, as python
+    says it; None when it can."""
+    if kind == "script":
+        if os.path.isdir(target):
+            if not os.path.isfile(os.path.join(target, "__main__.py")):
+                return (f"mempool run: {target} is a directory without a __main__.py "
+                        f"(python runs a directory through its __main__.py)", 2)
+        elif not os.path.exists(target):
+            return f"mempool run: no such file: {target}", 2
+        elif not os.path.isfile(target):
+            return f"mempool run: not a file: {target}", 2
     if kind == "module" and not _module_exists(target):
-        print(f"mempool run: no module named {target!r}", file=sys.stderr)
-        return 1
-    pool = mempool.default_pool() if capacity is None else mempool.Pool(capacity)
+        return f"mempool run: no module named {target!r}", 1
+    return None
+
+
+# Frames of the machinery between `python -m mempool run` and the program.
+_MACHINERY = {runpy.__file__, __file__, "<frozen runpy>"}
+
+
+def _user_traceback(tb: Optional[types.TracebackType]) -> Optional[types.TracebackType]:
+    """``tb`` without the frames of runpy and of run itself, so the program's
+    error shows as plain python shows it."""
+    cli = sys.modules.get("mempool.cli")
+    machinery = _MACHINERY | {getattr(cli, "__file__", None)}
+    while tb is not None and tb.tb_frame.f_code.co_filename in machinery:
+        tb = tb.tb_next
+    return tb
+
+
+def _report_exception(exc: BaseException, pool: Any) -> int:
+    """Print the program's uncaught exception as python would (through
+    sys.excepthook, the program's own if it set one); return the exit
+    status python would give."""
+    if isinstance(exc, MemoryError):        # the pool's figures, when it refused
+        refusal = pool._refusal(exc, detail="under python -m mempool run")
+        if refusal is not None and hasattr(exc, "add_note"):
+            exc.add_note(f"mempool: {refusal}")
+    tb = _user_traceback(exc.__traceback__)
+    try:
+        sys.excepthook(type(exc), exc.with_traceback(tb), tb)
+    except Exception:                       # a broken hook: as python, the default
+        sys.__excepthook__(type(exc), exc, tb)
+    return 130 if isinstance(exc, KeyboardInterrupt) else 1
+
+
+def _make_pool(settings: Mapping[str, Any]) -> Any:
+    """The pool run installs: ``MEMPOOL_*`` settings with run's flags over
+    them (the start-up pool when MEMPOOL_INSTALL=1 made one and no flag
+    changes it).  Made the default pool."""
+    import mempool
+    from mempool import _startup, dropin
+    merged = {**_startup.settings_from_environ(), **settings}
+    if not settings and mempool.installed() is not None:
+        pool = mempool.installed()
+    else:
+        pool = mempool.Pool(**merged)
+    dropin._set_default(pool)
+    return pool
+
+
+def _arrow(options: Mapping[str, Any]) -> bool:
+    """Whether run puts Arrow's buffers in the pool too: --arrow (an error
+    without pyarrow), else MEMPOOL_ARROW (ignored, with a line, without)."""
+    from mempool import _startup
+    if options.get("arrow") is None:
+        return _startup.arrow_from_environ(warn_missing=True)
+    if options["arrow"]:
+        from mempool.arrow import ArrowAdapterError, require_pyarrow
+        try:
+            require_pyarrow()
+        except ArrowAdapterError as exc:
+            raise ValueError(f"--arrow: {exc}") from None
+    return bool(options["arrow"])
+
+
+def run_target(kind: str, target: str, args: Sequence[str],
+               settings: Optional[Mapping[str, Any]] = None, report: bool = True,
+               out: Optional[TextIO] = None, options: Optional[Mapping[str, Any]] = None) -> int:
+    """Run a script path (or directory / zip with ``__main__.py``), module
+    name or code string (``kind`` "script", "module" or "code") as
+    ``__main__`` with a pool installed: the ``MEMPOOL_*`` settings with
+    ``settings`` (Pool keyword arguments) over them.  ``options`` are the
+    process options run's flags gave.  Returns the exit status python would
+    give; the report goes to ``out`` (default stderr) even when the program
+    raises or calls sys.exit().  An uncaught exception is printed as python
+    prints it, without run's own frames.  A bad setting or target is one
+    line on stderr and status 2."""
+    import mempool
+    from mempool import _settings
+    problem = _target_error(kind, target)
+    if problem is not None:
+        print(problem[0], file=sys.stderr)
+        return problem[1]
+    try:
+        pool = _make_pool(settings or {})
+        arrow = _arrow(options or {})
+    except (TypeError, ValueError) as exc:
+        print(f"mempool run: {exc}", file=sys.stderr)
+        return 2
+    _settings.set_option_overrides(options or {})
     label = {"script": target, "module": f"-m {target}", "code": "-c <code>"}[kind]
     before = _process_snapshot()
     saved_argv, saved_path = sys.argv, list(sys.path)
@@ -166,6 +265,8 @@ def run_target(kind: str, target: str, args: Sequence[str], capacity: Optional[i
         _execute(kind, target, args)
     except SystemExit as exc:
         status = _exit_status(exc)
+    except BaseException as exc:            # the program's error, as python shows it
+        status = _report_exception(exc, pool)
     finally:
         mempool.uninstall()
         sys.argv = saved_argv

@@ -17,140 +17,92 @@ subprocesses started from then on install an equal pool at their start.
 from __future__ import annotations
 
 import importlib.util
-import math
 import os
 import sys
 from typing import Any, Dict, Mapping, Optional
 
 # re-exported: the start-up install and mempool.dask/mempool.ray use them here
-from mempool._environ import (INSTALL_VAR, PTH_LINE, PTH_NAME, SETTINGS,  # noqa: F401
-                              StartupConfigError, _bad, clear_environ, environ_from_settings,
-                              export_environ, parse_bytes, pool_settings, pth_text)
+from mempool._environ import (INSTALL_VAR, PTH_LINE, PTH_NAME,  # noqa: F401
+                              StartupConfigError, clear_environ, environ_from_settings,
+                              export_environ, pool_settings, pth_text)
 
-__all__ = ["PTH_NAME", "PTH_LINE", "INSTALL_VAR", "SETTINGS", "settings_from_environ",
+__all__ = ["PTH_NAME", "PTH_LINE", "INSTALL_VAR", "settings_from_environ",
            "environ_from_settings", "export_environ", "clear_environ",
-           "install_from_environ", "enabled"]
-
-_TRUE = ("1", "true", "yes", "on")
-_FALSE = ("0", "false", "no", "off")
-
-def _parse_flag(var: str, value: str) -> bool:
-    text = value.strip().lower()
-    if text in _TRUE:
-        return True
-    if text in _FALSE:
-        return False
-    raise _bad(var, value, "one of 1/0, true/false, yes/no, on/off")
-
-
-def _parse_decay(var: str, value: str) -> float:
-    text = value.strip().lower()
-    if text in ("inf", "infinity", "never"):
-        return math.inf
-    try:
-        seconds = float(text)
-    except ValueError:
-        raise _bad(var, value, "a number of seconds or 'inf'") from None
-    if math.isnan(seconds) or seconds < 0:
-        raise _bad(var, value, "a number of seconds >= 0 or 'inf'")
-    return seconds
-
-
-def _parse_huge_pages(var: str, value: str) -> str:
-    text = value.strip().lower()
-    if text not in ("auto", "on", "off"):
-        raise _bad(var, value, "'auto', 'on' or 'off'")
-    return text
-
-
-def _parse_count(var: str, value: str) -> int:
-    try:
-        count = int(value.strip())
-    except ValueError:
-        raise _bad(var, value, "a whole number") from None
-    if count < 0:
-        raise _bad(var, value, "a whole number >= 0")
-    return count
-
-
-def _parse_limit(var: str, value: str) -> Any:
-    if value.strip().lower() == "auto":
-        return "auto"   # resolved by the Pool (cgroup, Dask worker)
-    return parse_bytes(var, value)
-
-
-_PARSERS = {
-    "capacity": parse_bytes, "small_max": parse_bytes, "huge_pages": _parse_huge_pages,
-    "decay": _parse_decay, "debug": _parse_flag, "background_purge": _parse_flag,
-    "retain_arenas": _parse_count,
-    "resident_limit": _parse_limit,
-    "mesh": _parse_flag,
-}
+           "install_from_environ", "install_pool", "enabled"]
 
 
 def enabled(environ: Optional[Mapping[str, str]] = None) -> bool:
-    """Whether ``MEMPOOL_INSTALL`` asks for the pool (set, and not "0")."""
-    env = os.environ if environ is None else environ
-    value = env.get(INSTALL_VAR, "").strip().lower()
-    if value in ("",) + _FALSE:
-        return False
-    if value in _TRUE:
-        return True
-    raise _bad(INSTALL_VAR, env[INSTALL_VAR], "1 (install) or 0/unset")
-
-
-def arrow_from_environ(environ: Optional[Mapping[str, str]] = None) -> bool:
-    """Whether ``MEMPOOL_ARROW`` asks for Arrow's buffers in the pool too
-    (:func:`mempool.install` with ``arrow=True``)."""
-    env = os.environ if environ is None else environ
-    value = env.get("MEMPOOL_ARROW", "")
-    return bool(value.strip()) and _parse_flag("MEMPOOL_ARROW", value)
-
-
-def check_pool_settings(settings: Mapping[str, Any]) -> None:
-    """Validate Pool keyword arguments as ``Pool(**settings)`` would, without
-    making a pool: an unknown keyword is a TypeError naming it; a bad value
-    the Pool's own ValueError/TypeError naming it."""
-    unknown = sorted(set(settings) - set(SETTINGS))
-    if unknown:
-        shown = ", ".join(f"{k}={settings[k]!r}" for k in unknown)
-        raise TypeError(f"unknown mempool pool setting(s) {shown}; "
-                        f"known: {', '.join(sorted(SETTINGS))}")
-    from mempool.pool import _config_overrides  # the Pool's own validation
-    _config_overrides(settings.get("capacity"), settings.get("small_max"),
-                      settings.get("huge_pages", "auto"), settings.get("decay"),
-                      settings.get("debug", False), settings.get("background_purge", True),
-                      settings.get("retain_arenas"), settings.get("resident_limit"),
-                      settings.get("mesh", False))
-
-
-def settings_from_environ(environ: Optional[Mapping[str, str]] = None) -> Dict[str, Any]:
-    """The Pool keyword arguments the ``MEMPOOL_*`` variables ask for (only
-    those set and non-empty).  Every variable is parsed, and checked by
-    building the configuration, before anything happens, so a malformed one
-    is a :class:`StartupConfigError` naming it and its value."""
-    env = os.environ if environ is None else environ
-    settings: Dict[str, Any] = {}
-    for key, var in SETTINGS.items():
-        raw = env.get(var, "")
-        if raw.strip():
-            settings[key] = _PARSERS[key](var, raw)
+    """Whether ``MEMPOOL_INSTALL`` asks for the pool (set, and true)."""
+    from mempool import _settings
     try:
-        check_pool_settings(settings)
+        return bool(_settings.option_value("install", environ))
+    except ValueError as exc:
+        raise StartupConfigError(str(exc)) from None
+
+
+def arrow_from_environ(environ: Optional[Mapping[str, str]] = None, *,
+                       warn_missing: bool = False) -> bool:
+    """Whether the ``arrow`` process option (``MEMPOOL_ARROW``) asks for
+    Arrow's buffers in the pool too (:func:`mempool.install` with
+    ``arrow=True``); a malformed value is a StartupConfigError.  Without
+    pyarrow it is False, with a line on stderr when ``warn_missing``."""
+    from mempool import _settings
+    try:
+        arrow = bool(_settings.option_value("arrow", environ))
+    except ValueError as exc:
+        raise StartupConfigError(str(exc)) from None
+    if arrow and importlib.util.find_spec("pyarrow") is None:
+        if warn_missing:
+            print(f"mempool: {_settings.OPTIONS['arrow'].env}=1 ignored: pyarrow is not "
+                  f"installed (pip install 'mempool[arrow]')", file=sys.stderr)
+        return False
+    return arrow
+
+
+def settings_from_environ(environ: Optional[Mapping[str, str]] = None, *,
+                          warn: bool = True) -> Dict[str, Any]:
+    """The Pool keyword arguments the ``MEMPOOL_*`` variables ask for (only
+    those set and non-empty).  Every variable is parsed, and checked by the
+    core's table, before anything happens, so a malformed one is a
+    :class:`StartupConfigError` naming it and its value.  A ``MEMPOOL_*``
+    variable mempool does not read gets a SettingWarning naming the nearest
+    known one (``warn``)."""
+    from mempool import _settings
+    env = os.environ if environ is None else environ
+    if warn:
+        _settings.warn_unknown_variables(env)
+    settings: Dict[str, Any] = {}
+    try:
+        for key, s in _settings.SETTINGS.items():
+            raw = env.get(s.env, "")
+            if raw.strip():
+                settings[key] = value = _settings.from_text(s, raw)
+                if not (isinstance(value, str) and value in _settings._WORDS.get(key, ())):
+                    _settings.to_core(s, value, s.env, raw)
     except (TypeError, ValueError) as exc:
-        shown = ", ".join(f"{SETTINGS[k]}={env[SETTINGS[k]]!r}" for k in settings)
-        raise StartupConfigError(f"{exc} (from {shown})") from None
+        raise StartupConfigError(str(exc)) from None
     return settings
+
+
+def install_pool(settings: Mapping[str, Any], arrow: bool = False) -> Any:
+    """Make a pool of ``settings``, make it the default pool
+    (:func:`mempool.default_pool`) and install it (``arrow``: Arrow's
+    buffers too); the start-up install and Ray's setup hook come here."""
+    import mempool
+    from mempool import dropin
+    pool = mempool.Pool(**settings)
+    dropin._set_default(pool)
+    return mempool.install(pool, arrow=arrow)
 
 
 def install_from_environ() -> Optional[Any]:
     """What the ``.pth`` line calls when ``MEMPOOL_INSTALL`` is set: install
     a pool built from the ``MEMPOOL_*`` settings and return it.
 
-    A malformed variable installs nothing: the error, naming the variable
-    and its value, goes to stderr and the program runs with numpy's
-    default allocator (raising here would only make ``site`` print a
-    traceback and carry on anyway)."""
+    A malformed variable, or settings the pool refuses, install nothing:
+    the error, naming the variable(s) and value(s), goes to stderr and the
+    program runs with numpy's default allocator (raising here would only
+    make ``site`` print "Error in sitecustomize" and carry on anyway)."""
     try:
         if not enabled():
             return None
@@ -158,14 +110,13 @@ def install_from_environ() -> Optional[Any]:
         import mempool
         if mempool.installed() is not None:   # already done (two .pth files)
             return mempool.installed()
-        arrow = arrow_from_environ()
-        if arrow and importlib.util.find_spec("pyarrow") is None:
-            print("mempool: MEMPOOL_ARROW=1 ignored: pyarrow is not installed "
-                  "(pip install 'mempool[arrow]')", file=sys.stderr)
-            arrow = False
-        pool = mempool.Pool(**settings)
-        return mempool.install(pool, arrow=arrow)
+        try:
+            return install_pool(settings, arrow=arrow_from_environ(warn_missing=True))
+        except (TypeError, ValueError, MemoryError) as exc:
+            from mempool import _settings
+            shown = ", ".join(f"{_settings.SETTINGS[k].env}={os.environ[_settings.SETTINGS[k].env]!r}"
+                              for k in settings)
+            raise StartupConfigError(f"{exc} (from {shown or 'the defaults'})") from None
     except StartupConfigError as exc:
         print(f"mempool: not installed at start-up: {exc}", file=sys.stderr)
         return None
-

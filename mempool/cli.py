@@ -1,13 +1,19 @@
 """Command line: ``python -m mempool {run,demo,bench,replay,stress} ...``.
 
-``run SCRIPT [ARGS...]`` (or ``run -m MODULE``, ``run -c CODE``, as
-``python`` accepts them; :mod:`mempool._run`) runs a program unchanged with
-the default pool installed (every numpy array of the process, new threads
-included) and prints a memory report to stderr when it ends.  ``demo``,
-``bench``, ``replay`` and ``stress`` are tools (:mod:`mempool.tools`): each
-hands its arguments to the ``main(argv)`` of its module, which needs the
-``demo`` extra (``pip install 'mempool[demo]'``); without it they say what to
-install.
+``run [SETTINGS] SCRIPT [ARGS...]`` (or ``run -m MODULE``, ``run -c CODE``,
+as ``python`` accepts them; :mod:`mempool._run`) runs a program unchanged
+with a pool installed (every numpy array of the process, new threads
+included) and prints a memory report to stderr when it ends.  Its flags are
+derived from the settings table: one per pool setting (``--capacity 2GiB``,
+``--decay 250ms``, ``--resident-limit auto``, ``--mesh``, ...) over the
+``MEMPOOL_*`` variables, and one per process option (``--no-report``).
+
+``demo``, ``bench``, ``replay`` and ``stress`` are tools
+(:mod:`mempool.tools`): each hands its arguments to the ``main(argv)`` of its
+module, which needs the ``demo`` extra (``pip install 'mempool[demo]'``);
+without it ``--help`` says what to install and the tool exits 2.
+
+Errors of the command line are one line on stderr and exit status 2.
 """
 from __future__ import annotations
 
@@ -15,9 +21,11 @@ import argparse
 import importlib
 import importlib.util
 import sys
-from typing import List, Optional, Sequence, TextIO
+from typing import Any, Dict, List, Optional, Sequence, TextIO
 
-__all__ = ["main", "build_parser", "run_script"]
+from mempool._run import UsageError
+
+__all__ = ["main", "build_parser", "run_script", "UsageError"]
 
 # The tools: command -> (module, help).  Each module's main(argv) owns its
 # whole argument list (including --help).
@@ -31,36 +39,78 @@ _TOOLS = {
 }
 # What the `demo` extra of pyproject.toml installs for them.
 DEMO_EXTRA = ("rich", "matplotlib", "psutil")
-INSTALL_DEMO = "pip install 'mempool[demo]'"
+INSTALL_DEMO = "pip install 'mempool[demo]' (from a clone of the repository: pip install '.[demo]')"
+_RUN_USAGE = "python -m mempool run [SETTINGS] (SCRIPT | -m MODULE | -c CODE) [ARGS...]"
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The argparse parser of ``python -m mempool`` (subcommands listed)."""
-    parser = argparse.ArgumentParser(
-        prog="python -m mempool",
-        description="mempool: a pool allocator for numpy arrays.")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    run = sub.add_parser(
-        "run", help="run a Python script (or -m MODULE, -c CODE) with the pool "
-                    "installed and report its memory use at exit",
-        usage="python -m mempool run [--capacity BYTES] [--arrow] [--no-report] "
-              "(SCRIPT | -m MODULE | -c CODE) [ARGS...]",
-        description="Run SCRIPT, -m MODULE or -c CODE as __main__ (as python "
-                    "does) with mempool installed process-wide, then print a "
-                    "memory report to stderr.")
-    run.add_argument("--capacity", type=int, default=None,
-                     help="pool capacity in bytes (default: unlimited)")
-    run.add_argument("--no-report", action="store_true",
-                     help="do not print the report")
-    run.add_argument("--arrow", action="store_true",
-                     help="Arrow's buffers too (pandas 3 strings, Parquet): needs pyarrow")
+class _Parser(argparse.ArgumentParser):
+    """argparse that raises :class:`UsageError` instead of printing usage
+    and exiting, so every command-line error is one line."""
+
+    def error(self, message: str) -> Any:  # type: ignore[override]
+        raise UsageError(f"{self.prog}: {message} (see {self.prog} --help)")
+
+
+def _metavar(unit: str) -> str:
+    return {"bytes": "SIZE", "ms": "DURATION", "count": "N"}.get(unit, unit.upper())
+
+
+def _run_parser() -> argparse.ArgumentParser:
+    """``run``'s options: one per pool setting and per process option with
+    a flag, from the settings tables."""
+    from mempool import _settings
+    run = _Parser(
+        prog="python -m mempool run", usage=_RUN_USAGE, allow_abbrev=False,
+        description="Run SCRIPT, a directory or zip with __main__.py, -m MODULE or -c CODE "
+                    "as __main__ (as python does) with a pool installed process-wide, then "
+                    "print a memory report to stderr.  Settings: a flag over its MEMPOOL_* "
+                    "variable over the default; sizes as 2GiB, 512MiB, 512MB (10^6 bytes), "
+                    "durations as 1.5s, 250ms or inf.  Exit status: the program's.")
+    pool = run.add_argument_group("pool settings (each also a MEMPOOL_* variable)")
+    for s in _settings.SETTINGS.values():
+        text = f"{s.doc} ({s.env}; default {_settings._default_text(s)})"
+        if s.unit == "flag":
+            pool.add_argument(s.flag, dest=s.key, action=argparse.BooleanOptionalAction,
+                              default=None, help=text)
+        else:
+            words = "".join("|" + w for w in _settings._WORDS.get(s.key, ()))
+            pool.add_argument(s.flag, dest=s.key, default=None, help=text,
+                              metavar=s.choices and "{" + ",".join(s.choices) + "}"
+                              or _metavar(s.unit) + words)
+    process = run.add_argument_group("process options")
+    for o in _settings.OPTIONS.values():
+        if o.flag is None:
+            continue
+        dest = "option_" + o.key
+        if o.kind == "flag":
+            process.add_argument(o.flag, dest=dest, action=argparse.BooleanOptionalAction,
+                                 default=None, help=f"{o.doc} (default {o.default})")
+        else:
+            process.add_argument(o.flag, dest=dest, default=None, metavar=o.kind.upper(),
+                                 help=o.doc)
+    run.epilog = ("Variables without a flag: " + "; ".join(
+        f"{o.env} ({o.doc})" for o in _settings.OPTIONS.values() if o.env and not o.flag) + ".")
     run.add_argument("-m", dest="module", metavar="MODULE",
                      help="run library module MODULE as a script (python -m)")
     run.add_argument("-c", dest="code", metavar="CODE",
                      help="run the program passed in as a string (python -c)")
-    run.add_argument("script", nargs="?", help="path of the Python script")
-    run.add_argument("args", nargs=argparse.REMAINDER,
-                     help="arguments passed to the script")
+    run.add_argument("script", nargs="?", help="path of the Python script (or a directory "
+                                               "or zip file with a __main__.py)")
+    run.add_argument("args", nargs=argparse.REMAINDER, help="arguments passed to the program")
+    return run
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argparse parser of ``python -m mempool`` (subcommands listed)."""
+    import mempool
+    parser = _Parser(prog="python -m mempool",
+                     description="mempool: a pool allocator for numpy arrays.")
+    parser.add_argument("--version", action="version",
+                        version=f"mempool {mempool.__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.add_parser("run", add_help=False,
+                   help="run a Python script (or -m MODULE, -c CODE) with the pool "
+                        "installed and report its memory use at exit")
     for name, (_, text) in _TOOLS.items():
         sub.add_parser(name, help=f"{text} (needs {INSTALL_DEMO})", add_help=False)
     return parser
@@ -72,29 +122,57 @@ def run_script(script: str, args: Sequence[str], capacity: Optional[int] = None,
     status.  The report goes to ``out`` (default stderr) even when the
     script raises or calls sys.exit()."""
     from mempool import _run
-    return _run.run_target("script", script, args, capacity, report, out)
+    settings = {} if capacity is None else {"capacity": capacity}
+    return _run.run_target("script", script, args, settings, report, out)
 
 
-def _run_command(parser: argparse.ArgumentParser, argv: List[str]) -> int:
-    from mempool import _run
-    try:
-        options, target, args = _run.split_argv(argv)
-    except _run.RunUsageError as exc:
-        print(f"mempool run: {exc}", file=sys.stderr)
-        return 2
-    ns = parser.parse_args(["run", *options])   # --help, --capacity checks
-    if target is None:
-        parser.parse_args(["run", "--help"])
-        return 2
-    if ns.arrow:
-        from mempool.arrow import ArrowAdapterError, require_pyarrow
+def _run_settings(ns: argparse.Namespace) -> Dict[str, Any]:
+    """The pool settings run's flags give, each checked (a UsageError
+    naming the flag when one is bad)."""
+    from mempool import _settings
+    out: Dict[str, Any] = {}
+    for key, s in _settings.SETTINGS.items():
+        value = getattr(ns, key)
+        if value is None:
+            continue
         try:
-            require_pyarrow()
-        except ArrowAdapterError as exc:
-            print(f"mempool run --arrow: {exc}", file=sys.stderr)
-            return 2
-    return _run.run_target(target[0], target[1], args, capacity=ns.capacity,
-                           report=not ns.no_report, arrow=ns.arrow)
+            if isinstance(value, str):
+                value = _settings.from_text(s, value, s.flag)
+            if not (isinstance(value, str) and value in _settings._WORDS.get(key, ())):
+                _settings.to_core(s, value, s.flag, getattr(ns, key))
+        except (TypeError, ValueError) as exc:
+            raise UsageError(f"mempool run: {exc}") from None
+        out[key] = value
+    return out
+
+
+def _run_options(ns: argparse.Namespace) -> Dict[str, Any]:
+    from mempool import _settings
+    out: Dict[str, Any] = {}
+    for o in _settings.OPTIONS.values():
+        value = getattr(ns, "option_" + o.key, None) if o.flag else None
+        if isinstance(value, str):
+            try:
+                value = _settings.option_from_text(o, value, o.flag)
+            except ValueError as exc:
+                raise UsageError(f"mempool run: {exc}") from None
+        out[o.key] = value
+    return out
+
+
+def _run_command(argv: List[str]) -> int:
+    from mempool import _run
+    parser = _run_parser()
+    options, target, args = _run.split_argv(argv, parser)
+    ns = parser.parse_args(options)                  # --help exits 0 here
+    if target is None:
+        raise UsageError("mempool run: nothing to run: give SCRIPT, -m MODULE or -c CODE "
+                         "(see python -m mempool run --help)")
+    settings = _run_settings(ns)
+    process = _run_options(ns)
+    report = process.pop("report", None)
+    return _run.run_target(target[0], target[1], args, settings,
+                           report=True if report is None else report, options=process)
 
 
 def _importable(name: str) -> bool:
@@ -114,8 +192,13 @@ def _delegate(name: str, argv: List[str]) -> int:
         module_name = "mempool.tools.realbench"
     missing = _missing_extra()
     if missing:
-        print(f"python -m mempool {name} needs the demo extra (missing: "
-              f"{', '.join(missing)}); install it with: {INSTALL_DEMO}", file=sys.stderr)
+        need = (f"python -m mempool {name} needs the demo extra (missing: "
+                f"{', '.join(missing)}); install it with: {INSTALL_DEMO}")
+        if "-h" in argv or "--help" in argv:
+            print(f"usage: python -m mempool {name} [OPTIONS]\n\n{_TOOLS[name][1]}.\n\n"
+                  f"{need}\n(its options are listed once the extra is installed)")
+            return 0
+        print(need, file=sys.stderr)
         return 2
     try:
         module = importlib.import_module(module_name)
@@ -131,13 +214,17 @@ def _delegate(name: str, argv: List[str]) -> int:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Entry point of ``python -m mempool``; returns the exit status."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv and argv[0] in _TOOLS:
-        return _delegate(argv[0], argv[1:])
-    parser = build_parser()
-    if argv and argv[0] == "run":   # the program's own arguments must not meet argparse
-        return _run_command(parser, argv[1:])
-    ns = parser.parse_args(argv)
-    if ns.command is None:
-        parser.print_help()
+    try:
+        if argv and argv[0] in _TOOLS:
+            return _delegate(argv[0], argv[1:])
+        if argv and argv[0] == "run":   # the program's own arguments must not meet argparse
+            return _run_command(argv[1:])
+        parser = build_parser()
+        ns = parser.parse_args(argv)
+        if ns.command is None:
+            parser.print_help()
+            return 2
+        return 2  # not reached: "run" and the tools are handled above
+    except UsageError as exc:
+        print(exc, file=sys.stderr)
         return 2
-    return 2  # not reached: "run" and the tools are handled above

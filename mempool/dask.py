@@ -39,7 +39,7 @@ from typing import Any, Dict, Optional
 from distributed.diagnostics.plugin import WorkerPlugin
 
 import mempool
-from mempool import _core, _startup
+from mempool import _core, _settings
 
 __all__ = ["MempoolPlugin", "trim", "worker_pool", "METRICS"]
 
@@ -78,9 +78,10 @@ class MempoolPlugin(WorkerPlugin):
     """Put every task of every worker thread on a mempool pool.
 
     ``MempoolPlugin(**pool_settings)`` takes :class:`mempool.Pool`'s keyword
-    arguments (capacity, small_max, huge_pages, decay, debug,
-    background_purge, retain_arenas); an unknown one is a TypeError and a
-    bad value a ValueError/TypeError, raised here in the client before
+    arguments, one per row of the settings table (listed below; sizes and
+    durations may be strings: ``capacity="2GiB"``, ``decay="250ms"``); an
+    unknown one is a TypeError naming the nearest, and a bad value a
+    ValueError/TypeError naming it, raised here in the client before
     anything reaches a worker.  ``guard_fraction`` (default 0.9) and
     ``guard_interval`` (seconds, default 0.1; None turns the guard off) set
     the trim-before-spill guard.  ``arrow=True`` puts Arrow's buffers
@@ -88,6 +89,8 @@ class MempoolPlugin(WorkerPlugin):
     pool too, and adds the ``mempool_arrow_bytes`` metric.  Register with
     ``client.register_plugin(MempoolPlugin(...))``.
     """
+
+    __doc__ = (__doc__ or "") + "\n    Settings: " + ", ".join(_settings.SETTINGS) + ".\n"
 
     name = "mempool"
 
@@ -100,10 +103,7 @@ class MempoolPlugin(WorkerPlugin):
         if guard_interval is not None and not guard_interval > 0:
             raise ValueError(f"MempoolPlugin: guard_interval must be > 0 seconds or "
                              f"None, got {guard_interval!r}")
-        try:
-            _startup.check_pool_settings(pool_settings)
-        except TypeError as exc:
-            raise TypeError(f"MempoolPlugin: {exc}") from None
+        _settings.check(pool_settings, "MempoolPlugin()")
         if arrow:
             from mempool.arrow import require_pyarrow
             require_pyarrow()

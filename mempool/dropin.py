@@ -10,15 +10,21 @@ afterwards (threads already running keep their handler).  Re-exported by
 from __future__ import annotations
 
 import contextlib
-import threading
-from typing import Any, Callable, Iterator, Optional
+import _thread
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Optional
 
-from mempool import _core, _environ
+import numpy as np
+
+if TYPE_CHECKING:
+    import threading
+
+from mempool import _core, _settings
 from mempool.pool import Pool
 
-__all__ = ["default_pool", "use", "install", "uninstall", "installed", "handler_name"]
+__all__ = ["default_pool", "use", "install", "uninstall", "installed", "handler_name",
+           "pool_of"]
 
-_lock = threading.RLock()
+_lock = _thread.RLock()   # not threading's: install() imports it (import cost)
 _default: Optional[Pool] = None
 # install() state: the pool, its capsule (held so new threads can be given
 # it, and so the pool cannot be closed while installed) and the handler that
@@ -29,13 +35,21 @@ _previous_handler: Any = None
 
 
 def default_pool() -> Pool:
-    """The process-wide pool, created with default settings on first use
-    (and again if it was closed)."""
+    """The process-wide pool: the one ``MEMPOOL_INSTALL=1`` or ``python -m
+    mempool run`` installed, else one created with default settings on
+    first use (and again if it was closed)."""
     global _default
     with _lock:
         if _default is None or _default.closed:
             _default = Pool()
         return _default
+
+
+def _set_default(pool: Pool) -> None:
+    """Make ``pool`` the default pool (the start-up install and ``run``)."""
+    global _default
+    with _lock:
+        _default = pool
 
 
 def _resolve(pool: Optional[Pool]) -> Pool:
@@ -54,8 +68,17 @@ def use(pool: Optional[Pool] = None) -> Iterator[Pool]:
     inside stay valid after the block and are freed through the pool."""
     pool = _resolve(pool)
     previous = _core.set_handler(pool._handler_capsule())
+    _core.take_failure()
     try:
         yield pool
+    except MemoryError as exc:
+        # numpy turns the pool's refusal into a bare MemoryError: say which
+        # pool refused and its figures (a PoolExhausted, so both `except
+        # MemoryError` and `except mempool.PoolExhausted` catch it)
+        refusal = pool._refusal(exc, detail="inside mempool.use()")
+        if refusal is None:
+            raise
+        raise refusal from exc
     finally:
         _core.set_handler(previous)
 
@@ -93,6 +116,7 @@ def install(pool: Optional[Pool] = None, *, arrow: bool = False) -> Pool:
     pool at start-up (see :mod:`mempool._startup`).
     """
     global _installed, _installed_capsule, _previous_handler
+    import threading
     pool = _resolve(pool)
     if arrow:
         from mempool.arrow import _install as arrow_install
@@ -106,6 +130,7 @@ def install(pool: Optional[Pool] = None, *, arrow: bool = False) -> Pool:
         current = threading.Thread._bootstrap_inner
         if not hasattr(current, "__mempool_original__"):
             threading.Thread._bootstrap_inner = _thread_hook(current)  # type: ignore[method-assign]
+        from mempool import _environ          # on use: not at `import mempool`
         _environ.export_environ(pool)
         if arrow:
             _install_arrow(pool)
@@ -131,7 +156,7 @@ def _uninstall_arrow() -> None:
         arrow_install.uninstall()
 
 
-_ARROW_VAR = "MEMPOOL_ARROW"
+_ARROW_VAR = _settings.OPTIONS["arrow"].env   # MEMPOOL_ARROW
 
 
 def uninstall() -> Optional[Pool]:
@@ -142,6 +167,7 @@ def uninstall() -> Optional[Pool]:
     ``install(arrow=True)`` made it the pool.  Returns the pool that was
     installed, or None."""
     global _installed, _installed_capsule, _previous_handler
+    import threading
     with _lock:
         pool = _installed
         if pool is None:
@@ -152,6 +178,7 @@ def uninstall() -> Optional[Pool]:
         original = getattr(current, "__mempool_original__", None)
         if original is not None:
             threading.Thread._bootstrap_inner = original  # type: ignore[method-assign]
+        from mempool import _environ
         _environ.clear_environ()
         _uninstall_arrow()
     return pool
@@ -160,6 +187,26 @@ def uninstall() -> Optional[Pool]:
 def installed() -> Optional[Pool]:
     """The pool set by :func:`install`, or None."""
     return _installed
+
+
+def pool_of(arr: Any) -> Optional[Pool]:
+    """The pool holding the data of ``arr`` (an array or a view of one,
+    through ``.base``; a :class:`mempool.Buffer`'s arrays too), or None when
+    numpy's own allocator (or another) holds it."""
+    seen = 0
+    while arr is not None and seen < 10_000:   # a .base chain ends; bound it anyway
+        if isinstance(arr, _core.Buffer):
+            return arr.pool
+        if isinstance(arr, memoryview):
+            arr = arr.obj
+            continue
+        if isinstance(arr, np.ndarray):
+            pool = _core.array_pool(arr)
+            if pool is not None:
+                return pool
+        arr = getattr(arr, "base", None)
+        seen += 1
+    return None
 
 
 def handler_name(arr: Any = None) -> Optional[str]:

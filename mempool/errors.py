@@ -24,7 +24,7 @@ __all__ = [
     "MempoolError", "PoolExhausted", "InvalidArgument", "DoubleFree",
     "ForeignPointer", "InteriorPointer", "SizeMismatch", "SizeOverflow",
     "InvalidAlignment", "PoolBusy", "PoolClosed", "HeapCorruption",
-    "HeapCorruptionWarning", "ERROR_NAMES", "ERROR_TEXTS", "CODES",
+    "HeapCorruptionWarning", "SettingWarning", "ERROR_NAMES", "ERROR_TEXTS", "CODES",
     "MP_OK", "MP_ENOMEM", "MP_EBUSY", "MP_ECORRUPT",
     "error_from_code", "format_bytes",
 ]
@@ -84,7 +84,9 @@ class PoolExhausted(MempoolError, MemoryError):
 
     Attributes: ``requested`` (bytes asked for, or None when unknown),
     ``capacity`` (bytes, None for an unlimited pool), ``live_bytes`` (bytes
-    live in the pool when the request failed).
+    live in the pool when the request failed), ``resident_limit``, and
+    ``pool`` (the pool that refused, when known).  ``what`` replaces the
+    first words of the message (the cause, when it is not the usual one).
     """
 
     error_name = "MP_ENOMEM"
@@ -92,16 +94,19 @@ class PoolExhausted(MempoolError, MemoryError):
 
     def __init__(self, requested: Optional[int], capacity: Optional[int],
                  live_bytes: int, *, detail: str = "",
-                 resident_limit: Optional[int] = None) -> None:
+                 resident_limit: Optional[int] = None, pool: Any = None,
+                 what: Optional[str] = None) -> None:
         self.requested = requested
         self.capacity = capacity
         self.live_bytes = live_bytes
         self.resident_limit = resident_limit
+        self.pool = pool
         req = "an unknown size" if requested is None else _sized(requested)
-        what = ("the OS refused more memory" if capacity is None
-                else "pool capacity exhausted")
-        if resident_limit is not None:
-            what += " or the resident limit reached"
+        if what is None:
+            what = ("the OS refused more memory" if capacity is None
+                    else "pool capacity exhausted")
+            if resident_limit is not None:
+                what += " or the resident limit reached"
         msg = (f"{what}: requested {req}, capacity {_sized(capacity)}, "
                f"live {_sized(live_bytes)}")
         if resident_limit is not None:
@@ -197,6 +202,13 @@ class HeapCorruptionWarning(RuntimeWarning):
     def __init__(self, message: str, report: Optional[Dict[str, Any]] = None) -> None:
         super().__init__(message)
         self.report = report or {}
+
+
+class SettingWarning(UserWarning):
+    """A ``MEMPOOL_*`` variable that mempool does not read (a typo of one it
+    does, whose name the message gives), seen where mempool reads its
+    settings from the environment: the start-up install, ``python -m
+    mempool run``, Ray's setup hook."""
 
 
 _KIND_TEXT = {1: "canary after the requested size overwritten",

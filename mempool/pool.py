@@ -8,29 +8,27 @@ keeps the pool object alive, so an array never outlives the memory under it.
 """
 from __future__ import annotations
 
-import math
 import numbers
-import os
+import sys
 import warnings
 from typing import TYPE_CHECKING, Any, Callable, Dict, Optional
 
 import numpy as np
 
-from mempool import _core
-from mempool.errors import (ERROR_NAMES, MP_ECORRUPT, MP_ENOMEM,
-                            HeapCorruptionWarning, InvalidArgument, PoolBusy, PoolClosed,
-                            PoolExhausted, describe_corruption, error_from_code, format_bytes)
+from mempool import _core, _settings
+from mempool.errors import (CODES, ERROR_NAMES, MP_ECORRUPT, MP_ENOMEM,
+                            HeapCorruptionWarning, InvalidArgument, MempoolError, PoolBusy,
+                            PoolClosed, PoolExhausted, describe_corruption, error_from_code,
+                            format_bytes)
 
 if TYPE_CHECKING:  # imported on first use: the dataclasses cost ~5 ms at import
     from mempool.stats import DefragReport, PoolStats
 
 __all__ = ["Pool"]
 
+MP_ESIZE = CODES["MP_ESIZE"]
+
 _SIZE_MAX = 2 ** 64 - 1
-_SMALL_MAX_LIMIT = 65536          # mempool.h: small_max <= 65536
-_CHUNK = 2 << 20                  # mempool.h: a resident limit holds at least one chunk
-_HUGE_PAGES = {"off": 0, "on": 1, "auto": 2, False: 0, True: 1}
-_HUGE_PAGE_NAMES = {0: "off", 1: "on", 2: "auto"}
 
 
 def _byte_count(name: str, value: Any, minimum: int, maximum: int) -> int:
@@ -43,134 +41,71 @@ def _byte_count(name: str, value: Any, minimum: int, maximum: int) -> int:
     return value
 
 
-def _flag(name: str, value: Any) -> int:
-    if isinstance(value, (bool, np.bool_)) or value in (0, 1):
-        return int(bool(value))
-    raise TypeError(f"{name} must be True or False, got {value!r}")
+class _SettingProperty:
+    """``pool.<setting>``: reads the pool's setting (in its Python form);
+    sets it through the core (mp_pool_set) when the table says it may
+    change at run time, and otherwise says it is fixed at creation."""
+
+    def __init__(self, setting: _settings.Setting) -> None:
+        self.setting = setting
+        self.__doc__ = (f"{setting.doc} ({setting.unit}; "
+                        f"{'settable' if setting.runtime else 'fixed when the pool is made'}).")
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    def __get__(self, pool: Any, owner: Any = None) -> Any:
+        if pool is None:
+            return self
+        return _settings.to_python(self.setting, pool._config_raw()[self.setting.name])
+
+    def __set__(self, pool: Any, value: Any) -> None:
+        s = self.setting
+        if not s.runtime:
+            raise AttributeError(f"{s.key} is fixed when the pool is made: make a new "
+                                 f"Pool({s.key}=...) (settable at run time: "
+                                 f"{', '.join(k for k, r in _settings.SETTINGS.items() if r.runtime)})")
+        pool._set_setting(s.name, _settings.to_core(s, value))
+        pool._requested[s.key] = value
+        environ = sys.modules.get("mempool._environ")   # loaded once install() exported
+        if environ is not None:   # installed: processes started later get the new value
+            environ.reexport(pool)
 
 
-def _decay_ms(value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"decay must be a number of seconds (or None), got {value!r}")
-    seconds = float(value)
-    if math.isnan(seconds) or seconds < 0:
-        raise ValueError(f"decay must be >= 0 seconds (math.inf: give pages "
-                         f"back only on trim()), got {value!r}")
-    if math.isinf(seconds):
-        return -1
-    return int(round(seconds * 1000))
+class _Signature:
+    """``Pool.__signature__``: one keyword argument per setting, so help()
+    and inspect.signature(Pool) list them all; built on first use (inspect
+    would add milliseconds to ``import mempool``)."""
 
-
-def _debug_default(debug: Any) -> Any:
-    """``debug=None`` means: on when the environment has MEMPOOL_DEBUG=1."""
-    if debug is not None:
-        return debug
-    return os.environ.get("MEMPOOL_DEBUG", "").strip().lower() in (
-        "1", "true", "yes", "on")
-
-
-def _resident_limit(value: Any) -> int:
-    """Bytes for ``resident_limit`` (0: none), resolved as
-    :func:`mempool._limits.resolve_resident_limit` says; the core needs at
-    least one 2 MiB chunk."""
-    from mempool._limits import resolve_resident_limit
-    limit = resolve_resident_limit(value)
-    if limit is None:
-        return 0
-    if isinstance(value, str) and value.strip().lower() == "auto":
-        # The cgroup (or Dask) limit covers the whole process: leave room
-        # for what it holds outside the pool now (interpreter, libraries).
-        limit -= min(limit // 2, _core.process_rss())
-    if limit < _CHUNK:
-        raise ValueError(f"resident_limit must be at least {_CHUNK} bytes (2 MiB), "
-                         f"got {value!r} ({limit} bytes)")
-    return limit
-
-
-def _config_overrides(capacity, small_max, huge_pages, decay, debug,
-                      background_purge, retain_arenas=None,
-                      resident_limit=None, mesh=False) -> Dict[str, int]:
-    cfg: Dict[str, int] = {}
-    if _flag("mesh", mesh):
-        cfg["mesh"] = 1
-    if resident_limit is not None:
-        cfg["resident_limit"] = _resident_limit(resident_limit)
-    if capacity is not None:
-        cfg["capacity"] = _byte_count("capacity", capacity, 1, _SIZE_MAX)
-    if small_max is not None:
-        cfg["small_max"] = _byte_count("small_max", small_max, 1, _SMALL_MAX_LIMIT)
-    try:
-        cfg["huge_pages"] = _HUGE_PAGES[huge_pages]
-    except (KeyError, TypeError):
-        raise ValueError(f"huge_pages must be 'auto', 'on' or 'off' "
-                         f"(or True/False), got {huge_pages!r}") from None
-    if decay is not None:
-        cfg["decay_ms"] = _decay_ms(decay)
-    cfg["debug"] = _flag("debug", _debug_default(debug))
-    cfg["background_purge"] = _flag("background_purge", background_purge)
-    if retain_arenas is not None:
-        if isinstance(retain_arenas, bool) or not isinstance(retain_arenas, numbers.Integral):
-            raise TypeError(f"retain_arenas must be an int, got {retain_arenas!r}")
-        if not 0 <= retain_arenas < 2**32:
-            raise ValueError(f"retain_arenas must be between 0 and {2**32 - 1}, "
-                             f"got {retain_arenas!r}")
-        cfg["retain_arenas"] = int(retain_arenas)
-    return cfg
+    def __get__(self, obj: Any, owner: Any = None) -> Any:
+        import inspect
+        P = inspect.Parameter
+        params = [P("capacity", P.POSITIONAL_OR_KEYWORD, default=None)]
+        params += [P(k, P.KEYWORD_ONLY, default=None) for k in _settings.SETTINGS
+                   if k != "capacity"]
+        return inspect.Signature(params)
 
 
 class Pool(_core._PoolBase):
     """A memory pool for numpy arrays.
 
-    Parameters
-    ----------
-    capacity : int or None
-        Most bytes of address space the pool may reserve; None = unlimited.
-        A request that does not fit raises :class:`mempool.PoolExhausted`.
-    small_max : int or None
-        Largest request (bytes, <= 65536) served by size-classed slabs;
-        None = the core's default.
-    huge_pages : "auto", "on" or "off"
-        Whether to advise transparent huge pages: "auto" does it for the
-        heap of large blocks only.
-    decay : float or None
-        Seconds a free page stays resident before it goes back to the OS;
-        0 = at once, ``math.inf`` = only on :meth:`trim`; None = default.
-    debug : bool or None
-        Debug mode: fill fresh (0xAB) and freed (0xDF) memory, put a canary
-        after each block's requested size (checked on free, realloc and
-        :meth:`check`), and check on reuse that a freed small block was not
-        written to.  Findings are counted in ``stats().errors["MP_ECORRUPT"]``
-        and issued as :class:`mempool.errors.HeapCorruptionWarning` naming the
-        block.  None (the default): on when the environment variable
-        ``MEMPOOL_DEBUG=1`` is set.
-    background_purge : bool
-        Let a background thread give aged pages back, so idle memory
-        returns without further calls.
-    retain_arenas : int or None
-        Arenas (256 MiB of address space each) every heap keeps mapped when
-        they are wholly free, so a loop does not map and unmap one every
-        step; their pages still go back to the OS.  None = 1; :meth:`trim`
-        releases them all.
-    resident_limit : int, str or None
-        Most bytes the pool keeps resident: before it would pass them, the
-        pool gives back every free page it holds, and a request that still
-        does not fit raises :class:`mempool.PoolExhausted` (never an OOM kill
-        caused by the pool's cache).  Bytes, a size (``"512MiB"``), or
-        ``"auto"``: the cgroup memory limit (v1 or v2) or the Dask worker's
-        ``memory_limit``, whichever is smaller, less what the process holds
-        outside the pool when the limit is set (no limit when neither
-        applies).  None = no limit.  Settable later (:attr:`resident_limit`).
-    mesh : bool
-        Compaction without moving (Mesh, PLDI 2019): slab memory is backed by
-        a memfd, and the background purger (at most once per decay period)
-        and :meth:`trim` merge slabs of a size class whose live blocks do not
-        overlap onto one physical page, so arrays scattered over many pages
-        stop pinning a page each; no pointer changes.  A thread writing into
-        a slab being meshed waits for the copy (a few microseconds) in a
-        SIGSEGV handler that passes every other fault on to the handler
-        installed before it; a system call writing into that slab at that
-        moment (``read()`` into the array) fails with EFAULT.  Off in debug
-        mode.  See "Meshing" in the README.
+    ``Pool(capacity=None, *, small_max=None, arena_bytes=None, ...)`` takes
+    one keyword argument per row of the core's settings table (README
+    "Settings"; ``inspect.signature(Pool)`` lists them, ``pool.config``
+    shows the values in use).  None means the default.  Sizes are ints or
+    strings (``"2GiB"``, ``"512MB"``), durations seconds or strings
+    (``"250ms"``, ``math.inf``: never); ``resident_limit="auto"`` is the
+    cgroup or Dask limit, less what the process holds outside the pool when
+    the pool is made.  ``debug=None`` follows ``MEMPOOL_DEBUG``.  A wrong
+    type is a TypeError, a value out of range an
+    :class:`mempool.InvalidArgument` (a ValueError) naming the setting, the
+    value and the allowed range.
+
+    Each setting is also an attribute: ``pool.decay = 0.25`` changes a
+    setting the table marks as changeable at run time (decay,
+    background_purge, retain_arenas, resident_limit); the others are fixed
+    when the pool is made.  A pool takes no other attribute, so a typo
+    (``pool.resident_limt = ...``) is an AttributeError, not a no-op.
 
     Arrays allocated by the pool keep it alive.  :meth:`close` frees the pool
     at once (only when nothing is live); otherwise it is freed when the last
@@ -181,67 +116,57 @@ class Pool(_core._PoolBase):
     counted in ``stats().errors``, and reported by a ``RuntimeWarning`` issued
     at once from inside the handler (it takes the GIL with PyGILState_Ensure),
     once per pool; if warnings are errors it goes to ``sys.unraisablehook``.
+    Meshing (``mesh=True``) and debug mode: see the README's sections.
     """
+
+    __slots__ = ("_arrow", "_requested")
 
     # How _core raises: it imports no Python module of the package.
     _error_from_code = staticmethod(error_from_code)
     _PoolClosed = PoolClosed
-    _arrow: Any = None   # mempool.arrow's adapter, once Arrow has used the pool
+    _InvalidSetting = InvalidArgument
 
-    def __init__(self, capacity: Optional[int] = None, *,
-                 small_max: Optional[int] = None, huge_pages: Any = "auto",
-                 decay: Optional[float] = None, debug: Optional[bool] = None,
-                 background_purge: bool = True,
-                 retain_arenas: Optional[int] = None,
-                 resident_limit: Any = None, mesh: bool = False) -> None:
-        self._open(_config_overrides(capacity, small_max, huge_pages, decay,
-                                     debug, background_purge, retain_arenas,
-                                     resident_limit, mesh))
+    __signature__ = _Signature()   # (capacity=None, *, <one keyword per setting>)
+
+    def __init__(self, capacity: Any = None, **settings: Any) -> None:
+        """Make a pool: ``capacity`` and one keyword per setting (each
+        optional, None: the default; ``inspect.signature(Pool)`` lists them,
+        and each attribute of the same name says what it does).  An unknown
+        keyword is a TypeError naming the nearest setting."""
+        self._setup({"capacity": capacity, **settings})
+
+    def _setup(self, settings: Dict[str, Any]) -> None:
+        """__init__'s body: check every setting, then make the native pool."""
+        self._arrow: Any = None  # mempool.arrow's adapter, once Arrow has used the pool
+        self._requested = {k: v for k, v in settings.items() if v is not None}
+        self._open(_settings.resolve(settings))
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        try:
+            super().__setattr__(name, value)
+        except AttributeError:
+            if hasattr(type(self), name):
+                raise
+            import difflib
+            near = difflib.get_close_matches(name, _settings.SETTINGS, n=1)
+            raise AttributeError(
+                f"mempool.Pool has no setting or attribute {name!r}"
+                + (f" (did you mean {near[0]!r}?)" if near else "")) from None
 
     # ------------------------------------------------------------ state --
 
+    for _key, _row in _settings.SETTINGS.items():
+        locals()[_key] = _SettingProperty(_row)
+    del _key, _row
+
     @property
     def config(self) -> Dict[str, Any]:
-        """The settings the pool runs with, after defaults and rounding."""
+        """The settings the pool runs with (after defaults, rounding and
+        changes), one per row of the settings table, in Python form: sizes
+        in bytes (None: unlimited / no limit), decay in seconds (math.inf:
+        only on trim()), flags as bools, huge_pages as its word."""
         raw = self._config_raw()
-        decay_ms = raw["decay_ms"]
-        return {
-            "capacity": raw["capacity"] or None,
-            "small_max": raw["small_max"],
-            "arena_bytes": raw["arena_bytes"],
-            "huge_min": raw["huge_min"],
-            "decay": math.inf if decay_ms < 0 else decay_ms / 1000.0,
-            "huge_pages": _HUGE_PAGE_NAMES.get(raw["huge_pages"], raw["huge_pages"]),
-            "background_purge": bool(raw["background_purge"]),
-            "retain_arenas": raw["retain_arenas"],
-            "resident_limit": raw["resident_limit"] or None,
-            "debug": bool(raw["debug"]),
-            "mesh": bool(raw["mesh"]),
-        }
-
-    @property
-    def resident_limit(self) -> Optional[int]:
-        """The resident limit in bytes, or None.  Set it to bytes, a size
-        string, ``"auto"`` or None; a limit below the live bytes is an
-        :class:`mempool.InvalidArgument` (a ValueError) with the figures, and
-        cached pages over a new limit go back at once."""
-        return self._config_raw()["resident_limit"] or None
-
-    @resident_limit.setter
-    def resident_limit(self, value: Any) -> None:
-        limit = _resident_limit(value) if value is not None else 0
-        live = self.stats().live_bytes
-        if limit and limit < live:
-            raise InvalidArgument(
-                f"resident_limit {format_bytes(limit)} is below the "
-                f"{format_bytes(live)} live in the pool (live memory cannot be "
-                f"given back); nothing changed")
-        self._set_resident_limit(limit)
-
-    @property
-    def capacity(self) -> Optional[int]:
-        """Capacity in bytes, or None when unlimited."""
-        return self._config_raw()["capacity"] or None
+        return {k: _settings.to_python(s, raw[s.name]) for k, s in _settings.SETTINGS.items()}
 
     def stats(self) -> PoolStats:
         """A consistent snapshot of the pool's counters (see PoolStats), with
@@ -375,15 +300,29 @@ class Pool(_core._PoolBase):
         try:
             return make(*args, **kwargs)
         except MemoryError as exc:
-            code, size = _core.take_failure()
-            if code >= 0 or isinstance(exc, PoolExhausted):
+            refusal = self._refusal(exc)
+            if refusal is None:
                 raise
-            if code == MP_ENOMEM:
-                raise PoolExhausted(size, self.capacity, self.stats().live_bytes,
-                                    resident_limit=self.resident_limit) from exc
-            raise error_from_code(code, size=size) from exc
+            raise refusal from exc
         finally:
             _core.set_handler(previous)
+
+    def _refusal(self, exc: BaseException, detail: str = "") -> Optional[MempoolError]:
+        """The pool's own error for the MemoryError numpy raised when this
+        pool refused its request (None when the pool did not refuse one):
+        a :class:`PoolExhausted` with the figures when out of capacity, of
+        the resident limit or of address space, the core's error otherwise."""
+        code, size, native = _core.take_failure()
+        if code >= 0 or native != self._native_id or isinstance(exc, MempoolError):
+            return None
+        if code in (MP_ENOMEM, MP_ESIZE):      # ESIZE: larger than any block can be
+            cfg = self.config
+            what = None if code == MP_ENOMEM else \
+                "request larger than any block a pool can hold (the address space is 48 bits)"
+            return PoolExhausted(size, cfg["capacity"], self.stats().live_bytes, pool=self,
+                                 resident_limit=cfg["resident_limit"], what=what,
+                                 detail=detail)
+        return error_from_code(code, size=size)
 
     # ----------------------------------------------------- constructors --
 

@@ -44,20 +44,22 @@ def setup() -> mempool.Pool:
     current = mempool.installed()
     if current is not None:
         return current
-    return mempool.install(mempool.Pool(**settings), arrow=_startup.arrow_from_environ())
+    return _startup.install_pool(settings, arrow=_startup.arrow_from_environ(warn_missing=True))
 
 
 def runtime_env(*, arrow: bool = False, **pool_settings: Any) -> Dict[str, Any]:
     """A Ray ``runtime_env`` dict that installs mempool with these Pool
-    settings in every worker through :func:`setup`; merge it with your own.
-    ``arrow=True`` puts Arrow's buffers in the workers' pools too
-    (``MEMPOOL_ARROW=1``, :mod:`mempool.arrow`).  An unknown setting is a
-    TypeError and a bad value a ValueError or TypeError naming it, raised
-    here on the driver."""
-    env_vars = _startup.environ_from_settings(pool_settings)
-    _startup.settings_from_environ(env_vars)      # validate on the driver
+    settings (one keyword per row of the settings table, as ``Pool``'s;
+    sizes and durations may be strings) in every worker through
+    :func:`setup`; merge it with your own.  ``arrow=True`` puts Arrow's
+    buffers in the workers' pools too (``MEMPOOL_ARROW=1``,
+    :mod:`mempool.arrow`).  An unknown setting is a TypeError naming the
+    nearest, and a bad value (``capacity=1``: below the 2 MiB minimum) a
+    ValueError or TypeError naming it, raised here on the driver."""
+    env_vars = _startup.environ_from_settings(pool_settings, "runtime_env()")  # checks each
     if arrow:
-        env_vars["MEMPOOL_ARROW"] = "1"
+        from mempool._settings import OPTIONS
+        env_vars[OPTIONS["arrow"].env] = "1"
     return {"worker_process_setup_hook": "mempool.ray.setup", "env_vars": env_vars}
 
 

@@ -5,6 +5,7 @@ recorded; after the test each one still open must pass ``pool.check() == 0``.
 numpy's handler must also be back to the default: a test that leaves
 mempool installed would silently change the tests after it.
 """
+import functools
 import gc
 import os
 import weakref
@@ -37,6 +38,7 @@ def _pool_health(monkeypatch):
     created = []
     original_init = mempool.Pool.__init__
 
+    @functools.wraps(original_init)      # the signature stays Pool's
     def recording_init(self, *args, **kwargs):
         original_init(self, *args, **kwargs)
         created.append(weakref.ref(self))

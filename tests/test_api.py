@@ -50,21 +50,23 @@ def test_decay_infinite_means_trim_only():
 
 @pytest.mark.parametrize("kwargs, exc", [
     ({"capacity": -1}, ValueError),
-    ({"capacity": 0}, ValueError),
+    ({"capacity": 1 << 20}, ValueError),     # below the 2 MiB minimum
     ({"capacity": 2 ** 64}, ValueError),
-    ({"capacity": "1000"}, TypeError),
+    ({"capacity": "1000"}, ValueError),      # a size string: 1000 bytes, below the minimum
+    ({"capacity": "12x"}, ValueError),
     ({"capacity": 1.5e9}, TypeError),
     ({"capacity": True}, TypeError),
     ({"small_max": 0}, ValueError),
     ({"small_max": 1 << 20}, ValueError),
-    ({"small_max": "big"}, TypeError),
+    ({"small_max": "big"}, ValueError),
     ({"huge_pages": "maybe"}, ValueError),
     ({"huge_pages": 7}, ValueError),
     ({"decay": -1.0}, ValueError),
     ({"decay": float("nan")}, ValueError),
-    ({"decay": "1s"}, TypeError),
+    ({"decay": "soon"}, ValueError),
     ({"debug": "yes"}, TypeError),
     ({"background_purge": 2}, TypeError),
+    ({"retain_arenas": -1}, ValueError),
 ])
 def test_bad_settings_name_the_value(kwargs, exc):
     (key, value), = kwargs.items()

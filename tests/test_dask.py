@@ -120,7 +120,7 @@ def test_every_task_thread_uses_the_pool_before_and_after_restart_and_on_new_wor
 @pytest.mark.parametrize("kwargs, error, text", [
     ({"capacty": 1 << 30}, TypeError, "capacty=1073741824"),
     ({"capacity": -1}, ValueError, "-1"),
-    ({"decay": "soon"}, TypeError, "'soon'"),
+    ({"decay": "soon"}, ValueError, "'soon'"),      # durations are parsed: "250ms" is one
     ({"huge_pages": "maybe"}, ValueError, "'maybe'"),
     ({"guard_fraction": 1.5}, ValueError, "1.5"),
     ({"guard_interval": 0}, ValueError, "0"),
@@ -128,6 +128,15 @@ def test_every_task_thread_uses_the_pool_before_and_after_restart_and_on_new_wor
 def test_bad_plugin_settings_are_named(kwargs, error, text):
     with pytest.raises(error, match=text):
         mdask.MempoolPlugin(**kwargs)
+
+
+def test_plugin_takes_size_and_duration_strings():
+    plugin = mdask.MempoolPlugin(capacity="2GiB", decay="250ms", resident_limit="auto")
+    assert plugin.pool_settings == {"capacity": "2GiB", "decay": "250ms",
+                                    "resident_limit": "auto"}
+    with pytest.raises(ValueError, match=r"capacity='1M': capacity = 1048576 bytes \(1 MiB\) "
+                                         r"is out of range: at least 2097152"):
+        mdask.MempoolPlugin(capacity="1M")
 
 
 class _FakeMemoryManager:
@@ -202,10 +211,11 @@ def test_nanny_pre_spawn_environ_installs_at_worker_start(tmp_path, monkeypatch)
     distributed.nanny.pre-spawn-environ; the worker's interpreter installs
     the pool at start-up (the .pth), so every task gets it."""
     import dask
-    from test_startup import make_startup_env     # the .pth in a user site
+    from test_startup import make_startup_env     # the shipped .pth, or one in a user site
     env = make_startup_env(tmp_path)
-    monkeypatch.setenv("PYTHONUSERBASE", env["PYTHONUSERBASE"])
-    monkeypatch.setenv("PYTHONPATH", env["PYTHONPATH"])
+    for var in ("PYTHONUSERBASE", "PYTHONPATH"):
+        if var in env:
+            monkeypatch.setenv(var, env[var])
     pre = {**dask.config.get("distributed.nanny.pre-spawn-environ"),
            "MEMPOOL_INSTALL": "1", "MEMPOOL_CAPACITY": "1GiB"}
     with dask.config.set({"distributed.nanny.pre-spawn-environ": pre}), \

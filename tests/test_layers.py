@@ -74,3 +74,24 @@ def test_a_symbol_without_its_file_prefix_is_caught(tree):
     bits.write_text(bits.read_text() + "\nint stray_counter;\n")
     proc = run(tree)
     assert proc.returncode == 1 and "'stray_counter'" in proc.stderr
+
+
+def _make_list(name):
+    """The words of a Makefile variable, continuation lines joined."""
+    text = (ROOT / "Makefile").read_text().replace("\\\n", " ")
+    line = next(l for l in text.splitlines() if l.split(":=")[0].strip() == name)
+    return line.split(":=", 1)[1].split()
+
+
+def test_one_c_test_per_module_and_every_test_run():
+    # tests/c/test_X.c tests the core's module X (csrc/*/X.c, or a layer
+    # folder's small files together), or is one of the whole-core scenarios;
+    # and `make test-c` runs every one of them.
+    modules = {p.stem for p in (ROOT / "csrc").glob("*/*.c")}
+    layers = {p.name for p in (ROOT / "csrc").iterdir() if p.is_dir()}
+    units, whole = _make_list("UNIT_TESTS"), _make_list("WHOLE_TESTS")
+    files = sorted(p.stem for p in (ROOT / "tests" / "c").glob("test_*.c"))
+    assert sorted(units + whole) == files, "make test-c and tests/c/ disagree"
+    for name in units:
+        assert name[len("test_"):] in modules | layers, f"{name}.c names no module"
+    assert len(whole) <= 3

@@ -40,7 +40,7 @@ def test_mesh_is_off_by_default_and_settable():
     assert Pool().config["mesh"] is False
     assert Pool(mesh=True).config["mesh"] is True
     assert Pool(mesh=True, debug=True).config["mesh"] is False  # fill patterns need private pages
-    with pytest.raises(TypeError, match="mesh must be True or False"):
+    with pytest.raises(TypeError, match="mesh='yes': expected True or False"):
         Pool(mesh="yes")
 
 

@@ -20,8 +20,9 @@ def test_runtime_env_carries_the_settings():
 
 
 @pytest.mark.parametrize("kwargs, error, text", [
-    ({"capacty": 5}, TypeError, "'capacty'=5"),
-    ({"capacity": -1}, ValueError, "MEMPOOL_CAPACITY='-1'"),
+    ({"capacty": 5}, TypeError, r"capacty=5 \(did you mean 'capacity'\?\)"),
+    ({"capacity": -1}, ValueError, r"capacity = \d+ \(-1\) is out of range"),
+    ({"capacity": 1}, ValueError, r"capacity = 1 bytes is out of range: at least 2097152"),
     ({"huge_pages": "maybe"}, ValueError, "'maybe'"),
 ])
 def test_runtime_env_rejects_bad_settings(kwargs, error, text):

@@ -48,7 +48,7 @@ def test_live_memory_beyond_the_limit_is_pool_exhausted_with_the_figures():
 def test_limit_below_live_is_refused_and_nothing_changes():
     pool = Pool(resident_limit="64MiB")
     a = pool.empty(40 * MiB, np.uint8)
-    with pytest.raises(InvalidArgument, match=r"16.0 MiB is below the 40.0 MiB live"):
+    with pytest.raises(InvalidArgument, match=r"16 MiB\) is below the 41943040 bytes \(40 MiB\) live"):
         pool.resident_limit = 16 * MiB
     assert pool.resident_limit == 64 * MiB
     pool.resident_limit = "48MiB"
@@ -89,9 +89,12 @@ WORKLOAD = textwrap.dedent("""
     limit = None if sys.argv[2] == "none" else "auto"
     pool = mempool.Pool(resident_limit=limit, decay=math.inf, background_purge=False)
     with mempool.use(pool):
-        cache = [np.ones(1 << 20, np.uint8) for _ in range(300)]   # 300 MiB, page heap
-        del cache                                                 # ... kept (decay inf)
-        live = [np.ones(100 << 20, np.uint8) for _ in range(4)]   # 400 MiB live, huge heap
+        cache, pins = [], []
+        for _ in range(300):                      # 300 MiB of 1 MiB blocks, each pinned
+            cache.append(np.ones(1 << 20, np.uint8))
+            pins.append(np.ones(40 << 10, np.uint8))              # by a live 40 KiB one
+        del cache                                 # 1 MiB holes, kept (decay inf)
+        live = [np.ones(100 << 20, np.uint8) for _ in range(4)]   # 400 MiB live: no hole fits
         total = sum(int(a.sum()) for a in live)
     print("done", total, pool.resident_limit, pool.stats().peak_resident_bytes)
 """)

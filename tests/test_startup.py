@@ -11,20 +11,39 @@ import pytest
 
 import mempool
 from mempool import _startup
+from mempool._units import parse_size
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
+def _shipped_pth_is_current():
+    """Whether this interpreter's site-packages holds the start-up .pth that
+    `pip install .` / `pip install -e .` ships, with the current line (the
+    README's setup: every interpreter started here then runs it)."""
+    for d in site.getsitepackages():
+        path = os.path.join(d, _startup.PTH_NAME)
+        if os.path.exists(path):
+            with open(path) as f:
+                return f.read() == _startup.pth_text()
+    return False
+
+
 def make_startup_env(tmp_path):
-    """An environment whose interpreters run the shipped .pth line at start:
-    it sits in a user site directory (PYTHONUSERBASE), and PYTHONPATH puts
-    this tree's mempool first.  No MEMPOOL_* variable is inherited."""
+    """An environment whose interpreters run the shipped .pth line at start,
+    with PYTHONPATH putting this tree's mempool first and no MEMPOOL_*
+    variable inherited.  The .pth is the one pip installed into this
+    interpreter's site-packages when it is current (so a venv, where user
+    site directories are off, runs these tests too); otherwise a copy in a
+    user site directory (PYTHONUSERBASE)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MEMPOOL_")}
+    env["PYTHONPATH"] = ROOT + os.pathsep + env.get("PYTHONPATH", "")
+    if _shipped_pth_is_current():
+        return env
     probe = subprocess.run([sys.executable, "-c", "import site; print(site.ENABLE_USER_SITE)"],
                            capture_output=True, text=True, timeout=60)
     if probe.stdout.strip() != "True":
-        pytest.skip("user site directories are disabled here (a venv without "
-                    "system site packages), so a test .pth cannot be placed")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MEMPOOL_")}
+        pytest.skip("mempool is not pip-installed here and user site directories are "
+                    "disabled (a venv), so no start-up .pth can be placed")
     env["PYTHONUSERBASE"] = str(tmp_path / "userbase")
     env["PYTHONPATH"] = ROOT + os.pathsep + env.get("PYTHONPATH", "")
     usersite = subprocess.run([sys.executable, "-c", "import site; print(site.getusersitepackages())"],
@@ -98,8 +117,29 @@ def test_settings_reach_the_start_up_pool(startup_env):
     assert res.stdout.split() == [str(512 << 20), "inf", "off", "False", "2", "False"]
 
 
+def test_default_pool_is_the_start_up_pool(startup_env):
+    res = _python(startup_env, """
+        import mempool, numpy as np
+        a = np.ones(1000)
+        print(mempool.default_pool() is mempool.installed(), mempool.pool_of(a) is
+              mempool.default_pool(), mempool.default_pool().stats().live_bytes >= a.nbytes)
+    """, MEMPOOL_INSTALL="1")
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.split() == ["True", "True", "True"]    # was a second, empty pool
+
+
+def test_unknown_variable_warns_at_start_up(startup_env):
+    res = _python(startup_env, "import mempool; print(mempool.installed().decay)",
+                  MEMPOOL_INSTALL="1", MEMPOOL_DECY="5")
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.split() == ["1.0"]
+    assert "MEMPOOL_DECY is not a mempool setting; did you mean MEMPOOL_DECAY?" in res.stderr
+
+
 @pytest.mark.parametrize("var, value", [
-    ("MEMPOOL_CAPACITY", "12x"), ("MEMPOOL_CAPACITY", "-5"), ("MEMPOOL_CAPACITY", "0"),
+    # "0" was refused too; it is now "unlimited", as the core's table says
+    ("MEMPOOL_CAPACITY", "12x"), ("MEMPOOL_CAPACITY", "-5"), ("MEMPOOL_CAPACITY", "1M"),
+    ("MEMPOOL_DECAY", "abc"), ("MEMPOOL_RESIDENT_LIMIT", "1k"),
     ("MEMPOOL_SMALL_MAX", "1MiB"), ("MEMPOOL_DECAY", "soon"), ("MEMPOOL_DECAY", "-1"),
     ("MEMPOOL_HUGE_PAGES", "maybe"), ("MEMPOOL_BACKGROUND_PURGE", "2"),
     ("MEMPOOL_RETAIN_ARENAS", "1.5"), ("MEMPOOL_DEBUG", "sure"), ("MEMPOOL_INSTALL", "yes please"),
@@ -194,13 +234,13 @@ def test_install_exports_and_uninstall_restores_the_environment(pool, monkeypatc
     (" 2 GiB ", 2 << 30), ("1_000", 1000),
 ])
 def test_parse_bytes(text, expected):
-    assert _startup.parse_bytes("X", text) == expected
+    assert parse_size(text) == expected
 
 
-@pytest.mark.parametrize("text", ["", "abc", "12x", "-1", "nan", "inf", "1e400G", "0x10"])
+@pytest.mark.parametrize("text", ["", "abc", "12x", "-1", "nan", "inf", "0x10", "1.5"])
 def test_parse_bytes_rejects(text):
-    with pytest.raises(ValueError, match=f"X={text!r}"):
-        _startup.parse_bytes("X", text)
+    with pytest.raises(ValueError, match="expected a"):
+        parse_size(text)
 
 
 def test_environ_round_trip_and_unknown_setting():
@@ -209,7 +249,7 @@ def test_environ_round_trip_and_unknown_setting():
     assert env == {"MEMPOOL_CAPACITY": str(1 << 30), "MEMPOOL_DECAY": "inf",
                    "MEMPOOL_HUGE_PAGES": "on", "MEMPOOL_DEBUG": "1"}
     assert _startup.settings_from_environ(env) == settings
-    with pytest.raises(TypeError, match="'capacty'=5"):
+    with pytest.raises(TypeError, match="capacty=5"):
         _startup.environ_from_settings({"capacty": 5})
 
 

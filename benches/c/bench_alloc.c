@@ -1,12 +1,17 @@
 /*
  * bench_alloc.c - ns per alloc+free pair: the pool vs whatever malloc is.
  *
- *   bench_alloc [SCALE]     SCALE (default 1.0) multiplies the pair counts
+ *   bench_alloc [SCALE [WORKLOAD [THREADS [pool|malloc]]]]
+ *                           SCALE (default 1.0) multiplies the pair counts;
+ *                           the others pick one run (benches/c/c2c.py)
  *
  * Workloads (each with 1 and 2 threads, each for "pool" = mp_alloc/mp_free
  * on one default-config pool, and "malloc" = malloc/free, which LD_PRELOAD
  * turns into jemalloc, mimalloc or tcmalloc):
  *   small   replace a random one of 256 live blocks, 16-256 B
+ *   nep49   the same with 16-512 B through the NEP 49 entry points numpy
+ *           calls (mp_handler_malloc / mp_handler_free, as the binding
+ *           installs them; malloc/free for the peers)
  *   medium  replace a random one of 64 live blocks, 1-32 KiB
  *   large   alloc 1-64 MiB, write every page, free (numpy's temporaries)
  *   drift   a working set of 64 blocks (4-256 KiB) whose sizes grow 1% per
@@ -14,7 +19,10 @@
  * Each line printed is
  *   RESULT <workload> <threads> <pool|malloc> <ns per pair per thread> <faults per pair>
  * Each thread times itself and counts its own page faults (RUSAGE_THREAD)
- * over its timed part.
+ * over its timed part.  BENCH_CPU_TIME=1 in the environment times each
+ * thread's own CPU time instead of the monotonic clock: on a loaded machine
+ * it leaves out the time the thread waited for a core (it still counts what
+ * other processes did to the caches).
  * Warm-up runs before timing.  No assertions: benches/c/run_bench.sh
  * interleaves runs, takes medians and prints the comparison.
  */
@@ -34,21 +42,36 @@
 #define KiB ((size_t)1 << 10)
 #define MiB ((size_t)1 << 20)
 
-enum { USE_MALLOC = 0, USE_POOL = 1 };
+enum { USE_MALLOC = 0, USE_POOL = 1, USE_HANDLER = 2 };
 
 static mp_pool *g_pool;
+static mp_handler_head g_head; /* the NEP 49 context, as a binding fills it */
 static double g_scale = 1.0;
 
-/* Allocate from the pool or from malloc (one predictable branch). */
+/* The binding's full functions behind the NEP 49 entry points. */
+static void *full_malloc(void *ctx, size_t n) { return mp_alloc(((mp_handler_head *)ctx)->pool, n); }
+static void full_free(void *ctx, void *p, size_t n)
+{
+    (void)n;
+    mp_free(((mp_handler_head *)ctx)->pool, p, 0);
+}
+
+/* Allocate from the pool, its NEP 49 entry point or malloc (predictable
+ * branches). */
 static inline void *b_alloc(int use, size_t n)
 {
+    if (use == USE_HANDLER)
+        return mp_handler_malloc(&g_head, n);
     return use == USE_POOL ? mp_alloc(g_pool, n) : malloc(n);
 }
 
-/* Free to the pool (with the size, as numpy does) or to free(). */
+/* Free to the pool (with the size, as numpy does), its NEP 49 entry point
+ * or free(). */
 static inline void b_free(int use, void *p, size_t n)
 {
-    if (use == USE_POOL)
+    if (use == USE_HANDLER)
+        mp_handler_free(&g_head, p, n);
+    else if (use == USE_POOL)
         mp_free(g_pool, p, n);
     else
         free(p);
@@ -63,11 +86,13 @@ static inline uint64_t rnd(uint64_t *s)
     return *s * 0x2545F4914F6CDD1Dull;
 }
 
-/* Nanoseconds on the monotonic clock. */
+static clockid_t g_clock = CLOCK_MONOTONIC;
+
+/* Nanoseconds on the monotonic clock (or of the thread's CPU time). */
 static uint64_t now_ns(void)
 {
     struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
+    clock_gettime(g_clock, &ts);
     return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
@@ -221,6 +246,8 @@ static void *worker(void *arg)
     double sc = g_scale;
     if (strcmp(j->workload, "small") == 0)
         j->pairs = run_replace(j, 256, 16, 256, (uint64_t)(2000000 * sc));
+    else if (strcmp(j->workload, "nep49") == 0)
+        j->pairs = run_replace(j, 256, 16, 512, (uint64_t)(2000000 * sc));
     else if (strcmp(j->workload, "medium") == 0)
         j->pairs = run_replace(j, 64, 1 * KiB, 32 * KiB, (uint64_t)(400000 * sc));
     else if (strcmp(j->workload, "large") == 0)
@@ -241,7 +268,8 @@ static void bench(const char *workload, int nthreads, int use)
     pthread_t th[2];
     job jobs[2];
     for (int t = 0; t < nthreads; t++) {
-        jobs[t] = (job){.workload = workload, .use = use, .tid = (unsigned)t,
+        int how = use == USE_POOL && strcmp(workload, "nep49") == 0 ? USE_HANDLER : use;
+        jobs[t] = (job){.workload = workload, .use = how, .tid = (unsigned)t,
                         .start = &start, .warm = &warm};
         pthread_create(&th[t], NULL, worker, &jobs[t]);
     }
@@ -266,15 +294,24 @@ int main(int argc, char **argv)
         g_scale = atof(argv[1]);
     if (g_scale <= 0)
         g_scale = 1.0;
+    const char *cpu = getenv("BENCH_CPU_TIME");
+    if (cpu && strcmp(cpu, "1") == 0)
+        g_clock = CLOCK_THREAD_CPUTIME_ID;
     if (mp_pool_create(NULL, &g_pool) != MP_OK) {
         fprintf(stderr, "bench_alloc: mp_pool_create failed\n");
         return 1;
     }
-    const char *workloads[] = {"small", "medium", "large", "drift"};
-    for (int w = 0; w < 4; w++)
+    g_head = (mp_handler_head){.pool = g_pool, .malloc_full = full_malloc, .free_full = full_free};
+    const char *workloads[] = {"small", "nep49", "medium", "large", "drift"};
+    const char *only = argc > 2 ? argv[2] : NULL;
+    int only_nt = argc > 3 ? atoi(argv[3]) : 0;
+    int only_use = argc > 4 ? strcmp(argv[4], "malloc") != 0 : -1;
+    for (int w = 0; w < 5; w++)
         for (int nt = 1; nt <= 2; nt++)
             for (int use = 0; use < 2; use++) /* malloc first, then the pool */
-                bench(workloads[w], nt, use);
+                if ((!only || strcmp(only, workloads[w]) == 0) && (!only_nt || only_nt == nt) &&
+                    (only_use < 0 || only_use == use))
+                    bench(workloads[w], nt, use);
     mp_stats s;
     mp_stats_get(g_pool, &s);
     printf("POOL peak_resident_mib %.1f resident_mib %.1f mmap %" PRIu64 " madvise %" PRIu64

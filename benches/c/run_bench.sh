@@ -87,7 +87,7 @@ for c in cols:
     hdr += " | %9s %6s" % (c, "x")
 print(hdr)
 print("-" * len(hdr))
-for wl in ("small", "medium", "large", "drift"):
+for wl in ("small", "nep49", "medium", "large", "drift"):
     for th in (1, 2):
         g = med(wl, th, "glibc", 0)
         line = "%-8s %3d" % (wl, th)
@@ -101,7 +101,7 @@ print("page faults per pair (median)")
 hdr = "%-8s %3s" % ("workload", "thr") + "".join(" | %9s" % c for c in cols)
 print(hdr)
 print("-" * len(hdr))
-for wl in ("small", "medium", "large", "drift"):
+for wl in ("small", "nep49", "medium", "large", "drift"):
     for th in (1, 2):
         line = "%-8s %3d" % (wl, th)
         for c in cols:
@@ -121,6 +121,11 @@ for th in (1, 2):
     print("  small, %d thr: pool %.1f ns vs glibc %.1f ns -> at least as fast: %s" % (th, p, g, verdict(p <= g)))
     if m:
         print("  small, %d thr: pool / mimalloc = %.2f -> within 1.25x: %s" % (th, p / m, verdict(p <= 1.25 * m)))
+    if th == 2:
+        for wl in ("small", "nep49"):
+            one, two = med(wl, 1, "pool", 0), med(wl, 2, "pool", 0)
+            print("  %s: a thread's pair on 2 threads / alone = %.2f -> within 1.1x: %s"
+                  % (wl, two / one, verdict(two <= 1.1 * one)))
     pl, gl = med("large", th, "pool", 0), med("large", th, "glibc", 0)
     pf = med("large", th, "pool", 1)
     print("  large, %d thr: pool %.3f faults/pair -> zero faults after warm-up: %s" % (th, pf, verdict(pf == 0)))

@@ -44,6 +44,8 @@
 /* Debug mode's fill patterns: fresh memory and freed memory look different. */
 #define MP_FILL_FRESH 0xAB
 #define MP_FILL_FREED 0xDF
+/* What two threads must not both write to run at full speed. */
+#define MP_CACHE_LINE 64
 
 _Static_assert(MP_MIN_ALIGN >= 16, "numpy needs 16-byte alignment");
 _Static_assert((MP_CHUNK_SIZE % MP_HUGE_SIZE) == 0, "chunks hold huge pages");

@@ -54,7 +54,7 @@ void *os_reserve(mp_os_counts *os, size_t size, size_t align) {
         count(&os->munmap);
         munmap(aligned + size, tail);
     }
-    /* ASan: nothing in a new region is a live block yet (sanitize.h). */
+    /* ASan: nothing in a new region is a live block yet (base.h, MP_POISON). */
     MP_POISON(aligned, size);
     MP_ROOT_ADD(aligned, size);
     return aligned;

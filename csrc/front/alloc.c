@@ -27,7 +27,7 @@ static MP_COLD bool small_refill(mp_pool *pool, mp_tcache *tc, unsigned cls) {
     mp_tcache_bin *bin = &tc->bins[cls];
     uint32_t want = bin->cap / 2 ? bin->cap / 2 : 1;
     MP_ASSERT(bin->top == bin->entries, "a bin is refilled only when empty");
-    uint32_t got = slab_refill(&pool->small, cls, bin->entries, want);
+    uint32_t got = slab_refill(&pool->small, tc, cls, bin->entries, want);
     bin->top = bin->entries + got;
     return got > 0;
 }

@@ -12,10 +12,13 @@
 #include <stdlib.h>
 
 /* Bytes of bookkeeping for an arena of `npages` granules: the arena, a
- * span descriptor per granule, and two bitmaps (dirty, base-page advice). */
-static size_t arena_metadata_size(uint32_t npages, size_t *bits_words) {
+ * span descriptor per granule, two bitmaps of a bit per granule (dirty,
+ * base-page advice) and one of a bit per 2 MiB extent (huge advice). */
+static size_t arena_metadata_size(uint32_t npages, size_t *bits_words, size_t *extent_words) {
     *bits_words = ((size_t)npages + 63) / 64;
-    return sizeof(mp_arena) + (size_t)npages * sizeof(mp_span) + 2 * *bits_words * 8;
+    *extent_words = (((size_t)npages >> (MP_HUGE_SHIFT - MP_PAGE_SHIFT)) + 64) / 64;
+    return sizeof(mp_arena) + (size_t)npages * sizeof(mp_span) +
+           (2 * *bits_words + *extent_words) * 8;
 }
 
 /* Give an arena's address space (and a shared arena's file) back. */
@@ -45,8 +48,8 @@ mp_arena *arena_create(const void *owner, mp_acct *acct, unsigned granule_shift,
     size_t npages = size >> granule_shift;
     if (npages > UINT32_MAX)
         return NULL;
-    size_t bits_words;
-    size_t meta = arena_metadata_size((uint32_t)npages, &bits_words);
+    size_t bits_words, extent_words;
+    size_t meta = arena_metadata_size((uint32_t)npages, &bits_words, &extent_words);
     /* calloc of this size is an untouched zero mapping: the descriptors cost
      * memory only for the granules that become span heads. */
     mp_arena *arena = calloc(1, meta);
@@ -66,6 +69,7 @@ mp_arena *arena_create(const void *owner, mp_acct *acct, unsigned granule_shift,
     arena->spans = (mp_span *)(arena + 1);
     arena->dirty_bits = (uint64_t *)(arena->spans + npages);
     arena->small_bits = arena->dirty_bits + bits_words;
+    arena->huge_bits = arena->small_bits + bits_words;
     arena->huge = huge_advice == 1 && granule_shift == MP_HUGE_SHIFT;
     arena->metadata_bytes = meta;
     arena->fd = fd;
@@ -145,4 +149,48 @@ void arena_advise_fresh(mp_arena *arena, mp_os_counts *os, uint32_t page, uint32
     else
         bits_clear(arena->small_bits, last, 1);
     os_advise_huge(os, base + ((size_t)last << shift), (size_t)granule, !tail_small);
+}
+
+/* Page-size advice for granules [page, page+n) of a base-page arena about to
+ * turn resident (heap.huge_extents): every 2 MiB extent they touch that is
+ * still wholly clean (so its first fault decides its page size) is advised
+ * huge pages when the range covers it whole, base pages when only in part
+ * (a huge page there would make resident what no block uses, as the tail
+ * of a 4.6 MiB block would).  So a large block's interior faults 2 MiB at a
+ * time and its ends 4 KiB at a time, whatever else shares their extents,
+ * and resident memory stays what the dirty bits say.  Extents keep their
+ * advice until it must change, so a reused layout costs no call. */
+void arena_advise_extents(mp_arena *arena, mp_os_counts *os, uint32_t page, uint32_t n) {
+    MP_ASSERT(n > 0 && (uint64_t)page + n <= arena->npages, "advice stays inside the arena");
+    unsigned shift = MP_HUGE_SHIFT - arena->region.granule_shift;
+    uint32_t per = 1u << shift, end = page + n;
+    uint32_t run_first = 0, run_len = 0;
+    int run_huge = -1;
+    for (uint32_t e = page >> shift; e <= (end - 1) >> shift; e++) {
+        uint32_t first = e << shift;
+        int want = -1; /* -1: leave it (resident already, or the arena's end) */
+        if (first + per <= arena->npages && arena_count_dirty(arena, first, per) == 0) {
+            want = page <= first && end >= first + per;
+            bool is_huge = bits_count(arena->huge_bits, e, 1) != 0;
+            if (want == (int)is_huge)
+                want = -1;
+            else if (want)
+                bits_set(arena->huge_bits, e, 1);
+            else
+                bits_clear(arena->huge_bits, e, 1);
+        }
+        if (want == run_huge && want >= 0 && run_first + run_len == e) {
+            run_len++;
+            continue;
+        }
+        if (run_huge >= 0)
+            os_advise_huge(os, arena->region.base + ((size_t)run_first << MP_HUGE_SHIFT),
+                           (size_t)run_len << MP_HUGE_SHIFT, run_huge);
+        run_huge = want;
+        run_first = e;
+        run_len = 1;
+    }
+    if (run_huge >= 0)
+        os_advise_huge(os, arena->region.base + ((size_t)run_first << MP_HUGE_SHIFT),
+                       (size_t)run_len << MP_HUGE_SHIFT, run_huge);
 }

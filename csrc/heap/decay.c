@@ -1,12 +1,12 @@
 /*
  * decay.c - when the pages of free spans go back to the OS.
  *
- * A free span keeps its resident pages in the heap's dirty LRU (tlsf.c).  A
+ * A free span keeps its resident pages in the heap's dirty LRU (heap.c).  A
  * loop that frees and re-allocates within the decay keeps them: zero page
  * faults.  What stays free past the decay goes back, oldest first, but only
- * beyond what the heap's recent peak demand would need again (hysteresis);
- * and an allocation that has to touch fresh pages while the heap holds more
- * resident holes than a cap gives the oldest back at once.
+ * beyond what the heap's recent peak demand would need again (hysteresis).
+ * Holes are never given back for touching fresh pages below the peak: the
+ * owner gives them back when fresh pages would raise it (acct.over_peak).
  *
  * One-way: decay uses the heap (heap.c), which never calls here.  Every
  * function here runs under the owner's lock (the pool lock).
@@ -15,19 +15,25 @@
 
 #include <limits.h>
 
-/* Dirty free granules a heap may hold while it touches fresh pages: 1/8 of
- * what is in use plus 16 MiB. */
-static uint64_t dirty_cap(const mp_heap *heap) {
-    uint64_t in_use = heap_in_use(heap);
-    return (in_use >> 3) + (((uint64_t)16 << 20) >> heap->granule_shift);
-}
-
 /* Give back the resident granules among the last `n` of the free span
  * `span`; its head stays resident (a carve takes a span's first granules),
- * and a span left with none leaves the LRU. */
+ * and a span left with none leaves the LRU for the clean index. */
 void decay_purge_tail(mp_heap *heap, mp_span *span, uint32_t n) {
     MP_ASSERT(span->kind == MP_SPAN_FREE && n <= span->npages, "only free granules are purged");
     uint32_t first = span->npages - n;
+    /* In a heap whose extents earn huge pages, the purge takes the whole
+     * extent it starts in when the span holds it: a clean extent can be
+     * faulted again as one huge page, a part of one only in base pages. */
+    if (heap->huge_extents) {
+        unsigned shift = MP_HUGE_SHIFT - heap->granule_shift;
+        uint32_t abs = span->page + first;
+        uint32_t down = abs & ~((1u << shift) - 1);
+        if (down >= span->page)
+            first = down - span->page;
+        else
+            first = 0;
+        n = span->npages - first;
+    }
     uint32_t dirty = arena_count_dirty(span->arena, span->page + first, n);
     if (dirty == 0)
         return;
@@ -37,8 +43,10 @@ void decay_purge_tail(mp_heap *heap, mp_span *span, uint32_t n) {
     span->dirty -= dirty;
     heap->dirty_free_granules -= dirty;
     acct_released(heap->acct, (uint64_t)dirty << heap->granule_shift);
-    if (span->dirty == 0)
+    if (span->dirty == 0) {
         heap_lru_remove(heap, span);
+        heap_span_cleaned(heap, span);
+    }
 }
 
 /* Give back every resident granule of one free span (it leaves the LRU). */
@@ -66,31 +74,10 @@ uint64_t decay_purge_oldest(mp_heap *heap, uint64_t max_granules) {
     return dirty;
 }
 
-/* What the cap gives back beyond the excess, so that the next allocations
- * do not find the heap over the cap again at once. */
-#define CAP_SLACK_BYTES ((uint64_t)8 << 20)
-
-/* Called when an allocation had to touch fresh pages: the resident holes
- * could not serve it, so holding more of them than dirty_cap only grows the
- * footprint.  Give back the excess (plus CAP_SLACK_BYTES) at once, oldest
- * holes first, without waiting for the decay.  A steady loop is served
- * from its holes and rarely touches fresh pages, so it rarely gets here.
- * The cap's size trades peak resident against re-faulted holes: the README
- * ("Holes cost no resident memory") has the measurements behind 1/8 +
- * 16 MiB and the tail purge. */
-void decay_cap_dirty(mp_heap *heap) {
-    uint64_t cap = dirty_cap(heap);
-    if (heap->dirty_free_granules <= cap)
-        return;
-    uint64_t want = heap->dirty_free_granules - cap + (CAP_SLACK_BYTES >> heap->granule_shift);
-    uint64_t got;
-    while (want > 0 && (got = decay_purge_oldest(heap, want)) != 0)
-        want = got >= want ? 0 : want - got;
-}
-
-/* heap_alloc with the hole cap: an allocation that had to touch fresh
- * pages applies decay_cap_dirty, and reports to the owner when resident
- * passed its peak (acct_after_growth).  What the layers above call. */
+/* heap_alloc with the owner's reports: an allocation that had to touch
+ * fresh pages reports when resident passed its peak (acct_after_growth: the
+ * owner then gives held holes back), and near the resident limit the owner
+ * gives cached pages back first.  What the layers above call. */
 mp_span *decay_alloc(mp_heap *heap, size_t npages, size_t align_pages, uint32_t *clean_out) {
     mp_acct *acct = heap->acct;
     uint64_t peak = acct->peak_resident;
@@ -101,7 +88,6 @@ mp_span *decay_alloc(mp_heap *heap, size_t npages, size_t align_pages, uint32_t 
     mp_span *span = heap_alloc(heap, npages, align_pages, clean_out);
     if (span == NULL || *clean_out == 0)
         return span;
-    decay_cap_dirty(heap);
     acct_after_growth(acct, peak);
     /* Still over (live memory fills the limit): the request fails and its
      * fresh granules go back, as if it had never been made. */

@@ -1,10 +1,9 @@
 /*
  * heap.c - a two-level segregated fit heap of spans over a pool's arenas.
  *
- * Free spans sit in one of FL x SL lists (first level: power of two of the
- * length, second level: 32 linear subdivisions) with a bitmap per level, so
- * finding a span that fits is a couple of bit scans: O(1) good fit, worst
- * waste 1/32.  A freed span merges at once with free physical neighbours,
+ * Free spans sit in one of two TLSF indexes (sizes.c): those that hold
+ * resident granules, searched first (reusing them faults no page), and clean
+ * ones.  A freed span merges at once with free physical neighbours,
  * found through the boundary tag `prev_npages` and the descriptor array.
  *
  * Free spans that still hold resident granules are also kept in an LRU by
@@ -21,72 +20,29 @@
 /* Index of the highest set bit (x != 0). */
 static inline unsigned fls32(uint64_t x) { return 63u - (unsigned)__builtin_clzll(x); }
 
-/* The list a span of n granules belongs to. */
-static void mapping_insert(uint64_t n, unsigned *fl, unsigned *sl) {
-    if (n < MP_SL_COUNT) {
-        *fl = 0;
-        *sl = (unsigned)n;
-    } else {
-        unsigned f = fls32(n);
-        *sl = (unsigned)(n >> (f - MP_SL_LOG2)) ^ MP_SL_COUNT;
-        *fl = f - MP_SL_LOG2 + 1;
-    }
-}
-
-/* The first list whose every span holds n granules (n rounded up). */
-static void mapping_search(uint64_t n, unsigned *fl, unsigned *sl) {
-    if (n >= MP_SL_COUNT)
-        n += ((uint64_t)1 << (fls32(n) - MP_SL_LOG2)) - 1;
-    mapping_insert(n, fl, sl);
-}
-
-/* Put a free span into its size list. */
-static void sizes_insert(mp_heap *heap, mp_span *span) {
-    unsigned fl, sl;
-    mapping_insert(span->npages, &fl, &sl);
+/* Put a free span into its size list, in the index its dirty count says. */
+static void heap_sizes_insert(mp_heap *heap, mp_span *span) {
     MP_ASSERT(span->page + span->npages >= span->arena->npages ||
                   span->arena->spans[span->page + span->npages].kind != MP_SPAN_FREE,
               "a free span never has a free successor (coalesced at once)");
-    list_push_front(&heap->lists[fl][sl], &span->free_link);
-    heap->fl_bitmap |= 1u << fl;
-    heap->sl_bitmap[fl] |= 1u << sl;
+    span->sizes_set = span->dirty ? MP_SIZES_DIRTY : MP_SIZES_CLEAN;
+    sizes_insert(&heap->sizes[span->sizes_set], span);
 }
 
 /* Take a free span out of its size list. */
-static void sizes_remove(mp_heap *heap, mp_span *span) {
-    unsigned fl, sl;
-    mapping_insert(span->npages, &fl, &sl);
+static void heap_sizes_remove(mp_heap *heap, mp_span *span) {
     MP_ASSERT(span->kind == MP_SPAN_FREE, "only free spans are in the size lists");
-    list_remove(&heap->lists[fl][sl], &span->free_link);
-    if (heap->lists[fl][sl].head == NULL) {
-        heap->sl_bitmap[fl] &= ~(1u << sl);
-        if (heap->sl_bitmap[fl] == 0)
-            heap->fl_bitmap &= ~(1u << fl);
-    }
+    sizes_remove(&heap->sizes[span->sizes_set], span);
 }
 
-/* A free span of at least n granules, or NULL: bitmap search, then a scan of
- * n's own list, which the rounded search skips. */
-static mp_span *sizes_find(mp_heap *heap, uint64_t n) {
-    unsigned fl, sl;
-    mapping_search(n, &fl, &sl);
-    if (fl < MP_FL_COUNT) {
-        uint32_t sl_map = heap->sl_bitmap[fl] & (~0u << sl);
-        if (sl_map == 0) {
-            uint32_t fl_map = fl + 1 < MP_FL_COUNT ? heap->fl_bitmap & (~0u << (fl + 1)) : 0;
-            if (fl_map) {
-                fl = (unsigned)__builtin_ctz(fl_map);
-                sl_map = heap->sl_bitmap[fl];
-            }
-        }
-        if (sl_map)
-            return LIST_ENTRY(heap->lists[fl][__builtin_ctz(sl_map)].head, mp_span, free_link);
-    }
-    mapping_insert(n, &fl, &sl);
-    for (mp_link *l = heap->lists[fl][sl].head; l; l = l->next)
-        if (LIST_ENTRY(l, mp_span, free_link)->npages >= n)
-            return LIST_ENTRY(l, mp_span, free_link);
-    return NULL;
+/* A free span that gave back its last resident granule moves to the clean
+ * index (its dirty count is already 0). */
+void heap_span_cleaned(mp_heap *heap, mp_span *span) {
+    MP_ASSERT(span->kind == MP_SPAN_FREE && span->dirty == 0, "only a clean free span moves");
+    if (span->sizes_set == MP_SIZES_CLEAN)
+        return;
+    heap_sizes_remove(heap, span);
+    heap_sizes_insert(heap, span);
 }
 
 /* ---- dirty LRU -------------------------------------------------------- */
@@ -115,7 +71,7 @@ void heap_lru_remove(mp_heap *heap, mp_span *span) {
  * (`at_tail`: as the newest) when it holds dirty granules. */
 static void free_insert(mp_heap *heap, mp_span *span, mp_span *lru_after, bool at_tail) {
     span->kind = MP_SPAN_FREE;
-    sizes_insert(heap, span);
+    heap_sizes_insert(heap, span);
     heap->free_granules += span->npages;
     heap->dirty_free_granules += span->dirty;
     heap->free_spans++;
@@ -128,7 +84,7 @@ static void free_insert(mp_heap *heap, mp_span *span, mp_span *lru_after, bool a
  * span's place and keep its age. */
 static mp_span *free_take(mp_heap *heap, mp_span *span) {
     mp_span *lru_pred = span->in_lru ? LIST_ENTRY(span->lru_link.prev, mp_span, lru_link) : NULL;
-    sizes_remove(heap, span);
+    heap_sizes_remove(heap, span);
     heap_lru_remove(heap, span);
     heap->free_granules -= span->npages;
     heap->dirty_free_granules -= span->dirty;
@@ -171,6 +127,8 @@ static void span_absorb_next(mp_span *span, mp_span *next) {
 
 /* Account granules turning resident (mark dirty); returns how many were clean. */
 uint32_t heap_touch(mp_heap *heap, mp_arena *arena, uint32_t page, uint32_t n) {
+    if (heap->huge_extents && n > 0)
+        arena_advise_extents(arena, &heap->acct->os, page, n);
     uint32_t clean = arena_mark_dirty(arena, page, n);
     acct_resident(heap->acct, (int64_t)clean << heap->granule_shift);
     return clean;
@@ -272,16 +230,26 @@ mp_span *heap_alloc(mp_heap *heap, size_t npages, size_t align_pages, uint32_t *
         return NULL;
     mp_span *span = lru_find(heap, search);
     if (span == NULL)
-        span = sizes_find(heap, search);
+        span = sizes_find(&heap->sizes[MP_SIZES_DIRTY], search);
+    if (span == NULL)
+        span = sizes_find(&heap->sizes[MP_SIZES_CLEAN], search);
     if (span == NULL) {
         mp_arena *arena = arena_create(heap->owner, heap->acct, heap->granule_shift,
                                        heap->huge_advice, heap->arena_bytes, search, heap->shared);
         if (arena == NULL)
             return NULL;
         heap_add_arena(heap, arena);
-        span = sizes_find(heap, search);
+        span = sizes_find(&heap->sizes[MP_SIZES_CLEAN], search);
         MP_ASSERT(span != NULL, "a new arena holds the span it was made for");
     }
+    /* A block of two extents or more (numpy's own huge-page threshold, 4 MiB)
+     * taken from clean memory starts on an extent, so that its extents fault
+     * as huge pages (arena_advise_extents); the granules skipped stay a clean
+     * free span for smaller blocks. */
+    uint32_t per_extent = 1u << (MP_HUGE_SHIFT - heap->granule_shift);
+    if (heap->huge_extents && align_pages <= 1 && npages >= 2 * per_extent && span->dirty == 0 &&
+        span->npages >= npages + per_extent - 1)
+        align_pages = per_extent;
     return span_carve(heap, span, npages, align_pages, clean_out);
 }
 
@@ -298,16 +266,19 @@ mp_span *heap_alloc_from(mp_heap *heap, mp_span *free_span, size_t npages, uint3
  * compaction can afford and allocation never pays. */
 mp_span *heap_lowest_fit(const mp_heap *heap, size_t npages) {
     unsigned fl0, sl0;
-    mapping_insert(npages, &fl0, &sl0);
+    sizes_class(npages, &fl0, &sl0);
     mp_span *best = NULL;
-    for (unsigned fl = fl0; fl < MP_FL_COUNT; fl++) {
-        uint32_t sl_map = heap->sl_bitmap[fl] & (fl == fl0 ? ~0u << sl0 : ~0u);
-        while (sl_map) {
-            unsigned sl = (unsigned)__builtin_ctz(sl_map);
-            sl_map &= sl_map - 1;
-            LIST_FOREACH(s, &heap->lists[fl][sl], mp_span, free_link)
-                if (s->npages >= npages && (best == NULL || span_before(s, best)))
-                    best = s;
+    for (unsigned set = 0; set < 2; set++) {
+        const mp_sizes *z = &heap->sizes[set];
+        for (unsigned fl = fl0; fl < MP_FL_COUNT; fl++) {
+            uint32_t sl_map = z->sl_bitmap[fl] & (fl == fl0 ? ~0u << sl0 : ~0u);
+            while (sl_map) {
+                unsigned sl = (unsigned)__builtin_ctz(sl_map);
+                sl_map &= sl_map - 1;
+                LIST_FOREACH(s, &z->lists[fl][sl], mp_span, free_link)
+                    if (s->npages >= npages && (best == NULL || span_before(s, best)))
+                        best = s;
+            }
         }
     }
     return best;
@@ -354,11 +325,12 @@ mp_span *heap_slide_down(mp_heap *heap, mp_span *span, int64_t now_ms) {
 /* Add the heap's free spans to a histogram by size: bin i counts spans of
  * [4 KiB << i, 4 KiB << (i + 1)) bytes, the last bin everything larger. */
 void heap_free_histogram(const mp_heap *heap, uint64_t *count, uint64_t *bytes) {
+    for (unsigned set = 0; set < 2; set++)
     for (unsigned fl = 0; fl < MP_FL_COUNT; fl++) {
-        if (!(heap->fl_bitmap >> fl & 1))
+        if (!(heap->sizes[set].fl_bitmap >> fl & 1))
             continue;
         for (unsigned sl = 0; sl < MP_SL_COUNT; sl++)
-            LIST_FOREACH(s, &heap->lists[fl][sl], const mp_span, free_link) {
+            LIST_FOREACH(s, &heap->sizes[set].lists[fl][sl], const mp_span, free_link) {
                 uint64_t size = span_bytes(s);
                 unsigned bin = fls32(size >> MP_PAGE_SHIFT);
                 if (bin >= MP_FREE_BINS)
@@ -476,14 +448,17 @@ void heap_shrink_in_place(mp_heap *heap, mp_span *span, size_t npages, int64_t n
 
 /* Bytes of the largest free span (scans only the highest non-empty list). */
 uint64_t heap_largest_free(const mp_heap *heap) {
-    if (heap->fl_bitmap == 0)
-        return 0;
-    unsigned fl = 31u - (unsigned)__builtin_clz(heap->fl_bitmap);
-    unsigned sl = 31u - (unsigned)__builtin_clz(heap->sl_bitmap[fl]);
     uint64_t best = 0;
-    LIST_FOREACH(s, &heap->lists[fl][sl], const mp_span, free_link)
-        if (s->npages > best)
-            best = s->npages;
+    for (unsigned set = 0; set < 2; set++) {
+        const mp_sizes *z = &heap->sizes[set];
+        if (z->fl_bitmap == 0)
+            continue;
+        unsigned fl = 31u - (unsigned)__builtin_clz(z->fl_bitmap);
+        unsigned sl = 31u - (unsigned)__builtin_clz(z->sl_bitmap[fl]);
+        LIST_FOREACH(s, &z->lists[fl][sl], const mp_span, free_link)
+            if (s->npages > best)
+                best = s->npages;
+    }
     return best << heap->granule_shift;
 }
 
@@ -546,22 +521,10 @@ size_t heap_check(const mp_heap *heap, mp_check_log *log) {
     bad += check_fail(log, free_granules != heap->free_granules, "heap: free granule count");
     bad += check_fail(log, dirty_free != heap->dirty_free_granules, "heap: dirty free granule count");
     uint64_t listed = 0;
-    for (unsigned fl = 0; fl < MP_FL_COUNT; fl++) {
-        bad += check_fail(log, ((heap->fl_bitmap >> fl) & 1) != (heap->sl_bitmap[fl] != 0),
-                          "heap: first-level bitmap disagrees with the second level");
-        for (unsigned sl = 0; sl < MP_SL_COUNT; sl++) {
-            const mp_list *list = &heap->lists[fl][sl];
-            bad += check_fail(log, ((heap->sl_bitmap[fl] >> sl) & 1) != (list->head != NULL),
-                              "heap: second-level bitmap disagrees with its list");
-            LIST_FOREACH(s, list, const mp_span, free_link) {
-                unsigned f, l;
-                mapping_insert(s->npages, &f, &l);
-                bad += check_fail(log, s->kind != MP_SPAN_FREE || f != fl || l != sl,
-                                  "heap: a size list holds a span that does not belong there");
-                if (++listed > free_spans + 1)
-                    return bad + check_fail(log, 1, "heap: a size list has a cycle");
-            }
-        }
+    for (unsigned set = 0; set < 2; set++) {
+        bad += sizes_check(&heap->sizes[set], set, log, &listed, free_spans + 1);
+        if (listed > free_spans + 1)
+            return bad;
     }
     bad += check_fail(log, listed != free_spans, "heap: the size lists do not hold every free span");
     uint64_t in_lru = 0;

@@ -1,7 +1,7 @@
 /*
  * heap.h - the page-heap layer: arenas of granules (arena.c), a TLSF good-fit
- * heap of spans over them (heap.c), and the decay policy that decides when
- * free spans' pages go back (decay.c).
+ * heap of spans over them (heap.c, its indexes in sizes.c), and the decay
+ * policy that decides when free spans' pages go back (decay.c).
  *
  * One-way inside the layer: decay.c uses heap.c, heap.c uses arena.c, and
  * arena.c knows no heap.  Upward, the layer only reports: figures in the
@@ -51,6 +51,7 @@ typedef struct mp_span {
     uint32_t dirty;       /* FREE: granules that may be resident */
     uint8_t kind;
     uint8_t in_lru;
+    uint8_t sizes_set; /* FREE: the index it is in (MP_SIZES_DIRTY/CLEAN) */
     uint8_t movable; /* LARGE: a movable buffer's span (not a block) */
 } mp_span;
 
@@ -64,6 +65,7 @@ struct mp_arena {
     mp_span *spans;
     uint64_t *dirty_bits; /* bit set = granule may be resident */
     uint64_t *small_bits; /* bit set = advised base pages (huge arenas) */
+    uint64_t *huge_bits;  /* bit set = 2 MiB extent advised huge pages (extent arenas) */
     bool huge;            /* advised huge pages at creation */
     uint64_t dirty_count;
     size_t metadata_bytes;
@@ -82,6 +84,7 @@ uint32_t arena_count_dirty(const mp_arena *arena, uint32_t page, uint32_t n);
 void arena_clear_dirty(mp_arena *arena, uint32_t page, uint32_t n);
 void arena_advise_fresh(mp_arena *arena, mp_os_counts *os, uint32_t page, uint32_t n,
                         uint64_t used);
+void arena_advise_extents(mp_arena *arena, mp_os_counts *os, uint32_t page, uint32_t n);
 
 /* Give back the pages of [addr, addr+size) in `arena` (an identity-mapped
  * range): a shared arena's must leave its file, not only the page tables. */
@@ -123,6 +126,18 @@ static inline bool span_before(const mp_span *a, const mp_span *b) {
 #define MP_SL_LOG2 5
 #define MP_SL_COUNT (1u << MP_SL_LOG2)
 
+/* One TLSF index of free spans: a list per (first level, second level) size
+ * class and a bitmap per level. */
+typedef struct mp_sizes {
+    uint32_t fl_bitmap;
+    uint32_t sl_bitmap[MP_FL_COUNT];
+    mp_list lists[MP_FL_COUNT][MP_SL_COUNT];
+} mp_sizes;
+
+/* The heap's two indexes: free spans that hold resident granules, searched
+ * first (reusing them touches no fresh page), and clean ones. */
+enum { MP_SIZES_DIRTY = 0, MP_SIZES_CLEAN = 1 };
+
 typedef struct mp_heap {
     const void *owner;   /* the identity its arenas' regions carry (map.h) */
     mp_acct *acct;       /* the owner's figures: reserved, resident, released */
@@ -133,9 +148,11 @@ typedef struct mp_heap {
     int huge_advice;     /* 1: MADV_HUGEPAGE, 0: MADV_NOHUGEPAGE */
     bool lowest_first;   /* resident reuse: lowest address (else smallest fit) */
     bool shared;         /* arenas are memfd-backed (the mesh heap: slabs only) */
-    uint32_t fl_bitmap;
-    uint32_t sl_bitmap[MP_FL_COUNT];
-    mp_list lists[MP_FL_COUNT][MP_SL_COUNT];
+    /* Base-page granules whose 2 MiB extents earn huge pages: an extent
+     * handed out whole while clean is advised huge, one handed out in part
+     * base pages (arena_advise_extents). */
+    bool huge_extents;
+    mp_sizes sizes[2]; /* MP_SIZES_DIRTY, MP_SIZES_CLEAN */
     mp_list arenas;
     size_t arena_count;
     mp_list lru; /* free spans with dirty granules, oldest first */
@@ -164,6 +181,14 @@ static inline mp_span *heap_lru_oldest(const mp_heap *heap) {
     return LIST_ENTRY(heap->lru.head, mp_span, lru_link);
 }
 
+/* ---- one TLSF index (sizes.c) ------------------------------------------- */
+void sizes_class(uint64_t n, unsigned *fl, unsigned *sl);
+void sizes_insert(mp_sizes *z, mp_span *span);
+void sizes_remove(mp_sizes *z, mp_span *span);
+mp_span *sizes_find(mp_sizes *z, uint64_t n);
+size_t sizes_check(const mp_sizes *z, unsigned set, mp_check_log *log, uint64_t *listed,
+                   uint64_t limit);
+
 void heap_init(mp_heap *heap, const void *owner, mp_acct *acct, map_graves *graves,
                unsigned granule_shift, int huge_advice, size_t arena_bytes,
                unsigned retain_arenas);
@@ -174,6 +199,7 @@ void heap_free(mp_heap *heap, mp_span *span, int64_t now_ms);
 bool heap_grow_in_place(mp_heap *heap, mp_span *span, size_t npages, uint32_t *clean_out);
 void heap_shrink_in_place(mp_heap *heap, mp_span *span, size_t npages, int64_t now_ms);
 void heap_lru_remove(mp_heap *heap, mp_span *span);
+void heap_span_cleaned(mp_heap *heap, mp_span *span);
 void heap_release_arena(mp_heap *heap, mp_arena *arena);
 uint64_t heap_largest_free(const mp_heap *heap);
 size_t heap_check(const mp_heap *heap, mp_check_log *log);
@@ -184,7 +210,6 @@ uint32_t heap_touch(mp_heap *heap, mp_arena *arena, uint32_t page, uint32_t n);
 
 /* ---- when pages go back (decay.c) ---------------------------------------------- */
 mp_span *decay_alloc(mp_heap *heap, size_t npages, size_t align_pages, uint32_t *clean_out);
-void decay_cap_dirty(mp_heap *heap);
 uint64_t decay_purge_oldest(mp_heap *heap, uint64_t max_granules);
 size_t decay_purge(mp_heap *heap, int64_t now_ms, int64_t decay_ms, bool release_arenas);
 int64_t decay_next_deadline(const mp_heap *heap, int64_t decay_ms);

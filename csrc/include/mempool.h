@@ -61,51 +61,129 @@ const char *mp_strerror(int code);
 const char *mp_error_name(int code);
 
 /* ---- configuration ---------------------------------------------------- */
+/*
+ * Every setting of a pool, once.  From this list come the mp_config struct,
+ * mp_config_default, the core's validation (mp_config_check), the table
+ * exported to bindings (mp_settings) and the setter of live pools
+ * (mp_pool_set); the Python package derives from that table Pool's keyword
+ * arguments and properties, the MEMPOOL_* variables, `python -m mempool run`'s
+ * flags, the Dask and Ray helpers' arguments and the README's settings table.
+ *
+ *   X(name, type, unit, default, min, max, none, runtime, doc)
+ *
+ *   name     the mp_config field.  Python spells it the same, less a "_ms"
+ *            suffix (Python speaks seconds); MEMPOOL_<NAME>, run --<name>.
+ *   type     its C type in mp_config
+ *   unit     "bytes", "ms", "count", "flag" (0/1), or the words of a choice
+ *            separated by '|' (the value is the word's index)
+ *   default  the value a pool gets when nobody says otherwise
+ *   min, max the values the core accepts ...
+ *   none     ... and this one outside them, meaning "no limit" / "never"
+ *            (MP_SETTING_NO_NONE: there is none)
+ *   runtime  1: mp_pool_set may change it on a live pool (mp_pool_set says
+ *            what the change does to the pool)
+ *   doc      one line; shown by Python's help, the CLI and the README
+ *
+ * Adding a setting: one line here, then use config->name where the core
+ * needs it (and, when runtime is 1, what a change must do in mp_pool_set's
+ * switch, config.c).  Everything else follows; see "Adding a setting" in
+ * the README.  The order is the struct's layout: append new settings.
+ */
+#define MP_SETTING_NO_NONE INT64_MIN
+#define MP_CONFIG_LIST(X)                                                                \
+    X(capacity, size_t, "bytes", 0, (int64_t)2 << 20, INT64_MAX, 0, 0,                   \
+      "most bytes of address space the pool may reserve; 0 = unlimited")                  \
+    X(small_max, size_t, "bytes", 32768, 64, 65536, MP_SETTING_NO_NONE, 0,               \
+      "largest request served by size-classed slabs")                                     \
+    X(arena_bytes, size_t, "bytes", (int64_t)256 << 20, (int64_t)2 << 20, (int64_t)1 << 40, \
+      MP_SETTING_NO_NONE, 0, "address space reserved per arena (rounded up to 2 MiB)")    \
+    X(huge_min, size_t, "bytes", 0, 1, (int64_t)1 << 46, 0, 0,                           \
+      "requests this large use a heap of 2 MiB granules (> small_max); 0 = none")          \
+    X(decay_ms, int64_t, "ms", 1000, 0, (int64_t)365 * 86400 * 1000, -1, 1,              \
+      "free pages go back to the OS after this long (0: at once; never: only on trim)")    \
+    X(huge_pages, int, "off|on|auto", 2, 0, 2, MP_SETTING_NO_NONE, 0,                    \
+      "advise transparent huge pages: never, on every arena, or for blocks >= huge_min")  \
+    X(background_purge, int, "flag", 1, 0, 1, MP_SETTING_NO_NONE, 1,                     \
+      "a thread gives aged pages back, so idle memory returns without further calls")     \
+    X(debug, int, "flag", 0, 0, 1, MP_SETTING_NO_NONE, 0,                                \
+      "fill patterns, tail canaries and write-after-free checks (debug mode)")            \
+    X(retain_arenas, unsigned, "count", 1, 0, UINT32_MAX, MP_SETTING_NO_NONE, 1,         \
+      "wholly free arenas each heap keeps mapped, so a loop does not map and unmap")      \
+    X(resident_limit, size_t, "bytes", 0, (int64_t)2 << 20, INT64_MAX, 0, 1,             \
+      "free pages go back before resident memory would pass this; 0 = no limit")          \
+    X(mesh, int, "flag", 0, 0, 1, MP_SETTING_NO_NONE, 0,                                 \
+      "mesh slabs whose live blocks do not overlap onto one physical page")
+
 typedef enum mp_huge_pages {
     MP_HUGE_OFF = 0,  /* never advise huge pages */
     MP_HUGE_ON = 1,   /* advise huge pages on every arena */
     MP_HUGE_AUTO = 2, /* huge pages for the heap of blocks >= huge_min */
 } mp_huge_pages;
 
+/* A pool's settings (see MP_CONFIG_LIST for each field).  Notes beyond the
+ * one-line docs: resident_limit: before resident memory would pass it, the
+ * pool gives back every free page it holds, and a request still over it gets
+ * MP_ENOMEM, so the pool's cache never causes an OOM kill.  mesh: slabs live
+ * in memfd-backed arenas and the purger and mp_trim mesh them (Mesh, PLDI
+ * 2019); see "Meshing" in the README.  debug: see "debug mode" below. */
 typedef struct mp_config {
-    size_t capacity;     /* limit on reserved bytes; 0 = unlimited */
-    size_t small_max;    /* largest request served by slabs (<= 65536) */
-    size_t arena_bytes;  /* address space reserved per arena (2 MiB mult.) */
-    size_t huge_min;     /* requests >= this use the huge-page heap */
-    int64_t decay_ms;    /* free pages go back after this long; 0 = at once,
-                            < 0 = only on mp_trim */
-    int huge_pages;      /* an mp_huge_pages value */
-    int background_purge; /* 1: a thread gives pages back when they age, so
-                             idle memory returns without further calls */
-    int debug;           /* 1: fill patterns, tail canaries, write-after-
-                            free checks (see "debug mode" below) */
-    unsigned retain_arenas; /* arenas each heap keeps mapped when they are
-                               wholly free (mp_trim releases them all), so a
-                               loop does not map and unmap every step */
-    size_t resident_limit; /* 0 = none.  Before resident memory would pass
-                              it, the pool gives back every free page it
-                              holds; a request still over it gets MP_ENOMEM,
-                              so the pool's cache never causes an OOM kill */
-    int mesh;            /* 1: slabs live in memfd-backed arenas and the
-                            purger and mp_trim mesh slabs whose live blocks
-                            do not overlap onto one physical page (Mesh,
-                            PLDI 2019): scattered survivors stop pinning a
-                            page each.  See "Meshing" in the README */
+#define MP_CONFIG_FIELD(name, type, unit, def, min, max, none, runtime, doc) type name;
+    MP_CONFIG_LIST(MP_CONFIG_FIELD)
+#undef MP_CONFIG_FIELD
 } mp_config;
+
+/* One row of MP_CONFIG_LIST, for bindings (values as int64_t). */
+typedef struct mp_setting {
+    const char *name, *unit, *doc;
+    int64_t default_value, min, max, none;
+    int runtime;
+} mp_setting;
+
+/* The table: a pointer to its rows (static), their number in *count. */
+const mp_setting *mp_settings(size_t *count);
 
 /* Fill `config` with the defaults (the measured choices, see README). */
 void mp_config_default(mp_config *config);
 
+/* MP_OK when every field is within its range (or its none value), else
+ * MP_EINVAL with the reason in mp_config_error(). */
+int mp_config_check(const mp_config *config);
+
+/* Whether `value` is valid for the setting `name`: MP_OK, or MP_EINVAL with
+ * the reason in mp_config_error() (an unknown name is one). */
+int mp_setting_check(const char *name, int64_t value);
+
+/* Set the field `name` of `config` to `value` after mp_setting_check (MP_OK,
+ * or MP_EINVAL and nothing changed); read it, widened, with mp_config_get.
+ * Bindings fill a config by name and need no copy of the struct. */
+int mp_config_set(mp_config *config, const char *name, int64_t value);
+int mp_config_get(const mp_config *config, const char *name, int64_t *out);
+
+/* Why the last mp_config_check, mp_setting_check, mp_config_set/get,
+ * mp_pool_create or mp_pool_set/get of this thread refused a value: one
+ * line naming the setting, the value and what is allowed ("" if none did). */
+const char *mp_config_error(void);
+
 /* ---- pool lifetime ---------------------------------------------------- */
 typedef struct mp_pool mp_pool;
 
-/* Change the resident limit of a live pool (0 = none); MP_EINVAL when it is
- * below the live bytes (those cannot be given back).  Cached free pages over
- * it are given back at once. */
+/* Change a setting of a live pool (a row with runtime 1), like jemalloc's
+ * mallctl: MP_EINVAL, with the reason in mp_config_error(), for an unknown
+ * name, a setting fixed at creation or a value out of range.  The pool acts
+ * on the change at once: a shorter decay gives back what aged past it, a
+ * resident limit gives back cached pages over it (and is refused below the
+ * live bytes, which cannot be given back), background_purge starts or idles
+ * the purger, retain_arenas applies at the next purge. */
+int mp_pool_set(mp_pool *pool, const char *name, int64_t value);
+
+/* A setting of a live pool, in *out (MP_EINVAL for an unknown name). */
+int mp_pool_get(const mp_pool *pool, const char *name, int64_t *out);
+
+/* mp_pool_set(pool, "resident_limit", resident_limit). */
 int mp_pool_set_resident_limit(mp_pool *pool, size_t resident_limit);
 
 /* Create a pool; *out is set only on MP_OK.  NULL config = defaults.
- * Returns MP_EINVAL for an inconsistent config. */
+ * Returns MP_EINVAL for a setting out of range (mp_config_error() names it). */
 int mp_pool_create(const mp_config *config, mp_pool **out);
 
 /* Give every byte of the pool back to the OS.  Blocks still live are freed
@@ -299,7 +377,8 @@ size_t mp_pool_check(mp_pool *pool);
  * found go to what[], their number to *named.  Returns the count. */
 size_t mp_pool_check_named(mp_pool *pool, const char **what, size_t max, size_t *named);
 
-/* The configuration the pool runs with (after defaults and rounding). */
+/* The configuration the pool runs with (after defaults, rounding and
+ * mp_pool_set changes). */
 void mp_pool_config(const mp_pool *pool, mp_config *out);
 
 /* ---- movable buffers and compaction ----------------------------------- */

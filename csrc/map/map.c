@@ -76,7 +76,7 @@ void map_tag_pages(const void *base, size_t npages, const void *owner, void *tag
     for (size_t i = 0; i < npages; i++, addr += MP_PAGE_SIZE) {
         map_leaf *leaf = map_leaf_of(addr);
         MP_ASSERT(leaf != NULL, "pages are tagged only inside a region in the map");
-        map_page *page = &leaf->pages[(addr >> MP_PAGE_SHIFT) & (((size_t)1 << MAP_PAGE_BITS) - 1)];
+        map_page *page = map_page_of(leaf, addr);
         if (tag) {
             atomic_store_explicit(&page->tag, tag, memory_order_relaxed);
             atomic_store_explicit(&page->owner, owner, memory_order_release);

@@ -67,6 +67,17 @@ static inline mp_region *map_lookup(const void *ptr) {
                                 memory_order_acquire);
 }
 
+/* The entry of the page at addr in its leaf.  Skewed: unskewed, the entries
+ * of pages 1 MiB apart share one set of a 64-set L1 cache, and the pages that
+ * start an arena or chunk (where first slabs sit) all share set 0 with every
+ * 4 KiB-aligned header (CPython's obmalloc pools): every free then missed
+ * L1 and evicted the interpreter's own lines.  Xoring the index's low bits
+ * with its 1 MiB range number spreads those entries over the sets. */
+static inline map_page *map_page_of(map_leaf *leaf, uintptr_t addr) {
+    size_t p = (addr >> MP_PAGE_SHIFT) & (((size_t)1 << MAP_PAGE_BITS) - 1);
+    return &leaf->pages[p ^ ((p >> 6) & 0xFC)];
+}
+
 /* The tag `owner` put on ptr's page, or NULL (another owner's page, an
  * untagged one, an address outside the map): two dependent loads, no lock.
  * The owner's acquire load makes what the tagger wrote before tagging
@@ -76,7 +87,7 @@ static inline void *map_page_tag(const void *ptr, const void *owner) {
     map_leaf *leaf = map_leaf_of(addr);
     if (MP_UNLIKELY(leaf == NULL))
         return NULL;
-    map_page *page = &leaf->pages[(addr >> MP_PAGE_SHIFT) & (((size_t)1 << MAP_PAGE_BITS) - 1)];
+    map_page *page = map_page_of(leaf, addr);
     if (MP_UNLIKELY(atomic_load_explicit(&page->owner, memory_order_acquire) != owner))
         return NULL;
     return atomic_load_explicit(&page->tag, memory_order_relaxed);

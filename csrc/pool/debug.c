@@ -12,7 +12,7 @@
  * split and purged (zeros), so their content is not checked on reuse.
  *
  * Under ASan the checks unpoison what they read or write; the callers then
- * re-poison (sanitize.h), so nothing here changes what ASan sees afterwards.
+ * re-poison (base.h's MP_POISON), so nothing here changes what ASan sees.
  * Findings go to pool_error(MP_ECORRUPT) and the report ring; never to a
  * stream.
  */

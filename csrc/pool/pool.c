@@ -1,7 +1,8 @@
 /*
- * pool.c - a pool's lifetime: configuration, creation and destruction, its
- * error counters and large-block accounting, and the fork protocol.  The
- * allocation paths are the front layer's (front/); the purger is purge.c.
+ * pool.c - a pool's lifetime: creation and destruction, its error counters
+ * and large-block accounting, and the fork protocol.  The allocation paths
+ * are the front layer's (front/); the purger is purge.c; the settings
+ * config.c.
  */
 #include "pool.h"
 
@@ -18,43 +19,6 @@ MP_COLD int pool_error(const mp_pool *pool, int code) {
         atomic_fetch_add_explicit(&((mp_pool *)pool)->errors[-code], 1, memory_order_relaxed);
     tls_last_error = code;
     return code;
-}
-
-/* ---- configuration and lifetime -------------------------------------- */
-
-void mp_config_default(mp_config *config) {
-    *config = (mp_config){
-        .capacity = 0,
-        .small_max = 32768,
-        .arena_bytes = (size_t)256 << 20,
-        .huge_min = (size_t)4 << 20, /* numpy's own huge-page threshold */
-        .decay_ms = 1000,
-        .huge_pages = MP_HUGE_AUTO,
-        .background_purge = 1,
-        .debug = 0,
-        .retain_arenas = 1,
-        .mesh = 0,
-    };
-}
-
-/* Check and normalise a config; MP_EINVAL when it cannot work. */
-static int config_normalise(mp_config *c) {
-    if (c->small_max < MP_MIN_ALIGN || c->small_max > MP_SMALL_MAX_LIMIT)
-        return MP_EINVAL;
-    if (c->huge_pages < MP_HUGE_OFF || c->huge_pages > MP_HUGE_AUTO)
-        return MP_EINVAL;
-    if (c->arena_bytes < MP_CHUNK_SIZE || c->arena_bytes > ((size_t)1 << 40))
-        return MP_EINVAL;
-    c->arena_bytes = MP_ALIGN_UP(c->arena_bytes, MP_CHUNK_SIZE);
-    if (c->huge_min <= c->small_max)
-        c->huge_min = c->small_max + 1;
-    if (c->capacity && c->capacity < MP_CHUNK_SIZE)
-        return MP_EINVAL;
-    if (c->resident_limit && c->resident_limit < MP_CHUNK_SIZE)
-        return MP_EINVAL;
-    if (c->mesh != 0 && c->mesh != 1)
-        return MP_EINVAL;
-    return MP_OK;
 }
 
 /* ---- locks and fork ------------------------------------------------------ */
@@ -162,9 +126,10 @@ int mp_pool_create(const mp_config *config, mp_pool **out) {
         c = *config;
     else
         mp_config_default(&c);
-    int rc = config_normalise(&c);
+    int rc = mp_config_check(&c); /* mp_config_error() says why */
     if (rc != MP_OK)
         return pool_error(NULL, rc);
+    config_normalise(&c);
     mp_pool *pool = calloc(1, sizeof *pool);
     if (pool == NULL)
         return pool_error(NULL, MP_ENOMEM);
@@ -175,9 +140,10 @@ int mp_pool_create(const mp_config *config, mp_pool **out) {
         free(pool);
         return pool_error(NULL, MP_ENOMEM);
     }
-    /* Under a tight capacity one heap serves every large block: a second
-     * heap's arena would take address space the first one may need. */
-    pool->use_huge_heap = c.huge_pages != MP_HUGE_OFF &&
+    /* A 2 MiB-granule heap only when huge_min asks for one; under a tight
+     * capacity one heap serves every large block: a second heap's arena
+     * would take address space the first one may need. */
+    pool->use_huge_heap = c.huge_min != 0 && c.huge_pages != MP_HUGE_OFF &&
                           (c.capacity == 0 || c.capacity / 4 >= c.arena_bytes);
     mutex_init(&pool->lock, MP_RANK_POOL, 0);
     purge_init(pool); /* installs acct.on_dirty: the purger acts on reports */
@@ -190,6 +156,9 @@ int mp_pool_create(const mp_config *config, mp_pool **out) {
     pool->heaps[MP_HEAP_MESH].shared = true;
     pool->heaps[MP_HEAP_PAGES].lowest_first = true; /* see heap.c's lru_find */
     pool->heaps[MP_HEAP_MESH].lowest_first = true;
+    /* huge_pages "auto": a large block's whole 2 MiB extents fault as huge
+     * pages wherever it lies (arena_advise_extents). */
+    pool->heaps[MP_HEAP_PAGES].huge_extents = c.huge_pages == MP_HUGE_AUTO;
     mp_small *s = &pool->small;
     s->acct = &pool->acct;
     s->mesh = c.mesh && !pool->config.debug; /* free blocks keep debug mode's fill */
@@ -230,24 +199,3 @@ void mp_pool_destroy(mp_pool *pool) {
     debug_destroy(pool);
     free(pool);
 }
-
-int mp_pool_set_resident_limit(mp_pool *pool, size_t resident_limit) {
-    if (pool == NULL || (resident_limit && resident_limit < MP_CHUNK_SIZE))
-        return pool_error(pool, MP_EINVAL);
-    mp_stats st;
-    mp_stats_get(pool, &st);
-    if (resident_limit && resident_limit < st.live_bytes)
-        return pool_error(pool, MP_EINVAL); /* live bytes cannot be given back */
-    mutex_lock(&pool->lock);
-    pool->config.resident_limit = resident_limit;
-    pool->acct.resident_limit = resident_limit;
-    acct_over_limit(&pool->acct, 0); /* cached pages over it go back now */
-    mutex_unlock(&pool->lock);
-    return MP_OK;
-}
-
-void mp_pool_config(const mp_pool *pool, mp_config *out) {
-    if (pool && out)
-        *out = pool->config;
-}
-

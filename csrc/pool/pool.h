@@ -1,7 +1,9 @@
 /*
  * pool.h - the pool layer: struct mp_pool and what acts on a whole pool.
  *
- *   pool.c    creation, configuration, destruction, the error counters,
+ *   config.c  the settings table exported, defaults, checks that name what
+ *             is wrong, mp_pool_set / mp_pool_get on a live pool
+ *   pool.c    creation, destruction, the error counters,
  *             large-block accounting, and the fork protocol: prepare takes
  *             every lock in rank order through each layer's hook, the child
  *             re-makes them and repairs the caches of vanished threads
@@ -99,6 +101,14 @@ static inline size_t pool_pad(const mp_pool *pool) {
 static inline size_t pool_small_limit(const mp_pool *pool) {
     return pool->config.small_max - pool_pad(pool);
 }
+
+/* The pool's decay, read without the pool lock (mp_pool_set changes it). */
+static inline int64_t pool_decay_ms(const mp_pool *pool) {
+    return __atomic_load_n(&pool->config.decay_ms, __ATOMIC_RELAXED);
+}
+
+/* ---- config.c ----------------------------------------------------------- */
+void config_normalise(mp_config *c); /* after mp_config_check */
 
 /* ---- pool.c ------------------------------------------------------------- */
 enum { CALL_ALLOC, CALL_CALLOC, CALL_INTERNAL }; /* which counters a call feeds */

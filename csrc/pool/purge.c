@@ -11,7 +11,7 @@
 
 /* ---- background purge -------------------------------------------------- */
 
-/* Give back what aged past the decay in both heaps.  Lock held. */
+/* Give back what aged past the decay in every heap.  Lock held. */
 static size_t purge_aged_locked(mp_pool *pool, int64_t now) {
     if (pool->config.decay_ms < 0)
         return 0;
@@ -24,9 +24,8 @@ static size_t purge_aged_locked(mp_pool *pool, int64_t now) {
 size_t mp_purge_aged(mp_pool *pool) {
     if (pool == NULL)
         return 0;
-    int64_t now = os_now_ms();
-    size_t given = pool->config.decay_ms < 0
-                       ? 0 : slab_purge_free_pages(&pool->small, now, pool->config.decay_ms, NULL);
+    int64_t now = os_now_ms(), decay_ms = pool_decay_ms(pool); /* no lock held */
+    size_t given = decay_ms < 0 ? 0 : slab_purge_free_pages(&pool->small, now, decay_ms, NULL);
     mutex_lock(&pool->lock);
     given += purge_aged_locked(pool, now);
     mutex_unlock(&pool->lock);
@@ -44,11 +43,12 @@ static int64_t purge_mesh(mp_pool *pool, int64_t now) {
     if (!s->mesh)
         return INT64_MAX;
     int64_t last = atomic_load_explicit(&s->mesh_last_ms, memory_order_relaxed);
-    if (last != 0 && now - last < pool->config.decay_ms)
-        return last + pool->config.decay_ms;
+    int64_t decay_ms = pool_decay_ms(pool);
+    if (last != 0 && now - last < decay_ms)
+        return last + decay_ms;
     atomic_store_explicit(&s->mesh_last_ms, now, memory_order_relaxed);
     size_t pages = mesh_run(s, MESH_PAGES_PER_CALL);
-    return pages >= MESH_PAGES_PER_CALL ? now + pool->config.decay_ms : INT64_MAX;
+    return pages >= MESH_PAGES_PER_CALL ? now + decay_ms : INT64_MAX;
 }
 
 /* When the purger next has work: the slab sweep's due time or the earliest
@@ -71,6 +71,12 @@ static void *purger_main(void *arg) {
     _Atomic int64_t *sweep_due = &pool->small.slab_sweep_due_ms;
     mutex_lock(&pool->lock);
     while (!pool->stopping) {
+        if (!pool->config.background_purge) { /* turned off (mp_pool_set): idle */
+            pool->purger_waiting = true;
+            pthread_cond_wait(&pool->purge_cond, &pool->lock.m);
+            pool->purger_waiting = false;
+            continue;
+        }
         int64_t now = os_now_ms();
         purge_aged_locked(pool, now);
         int64_t sweep = atomic_load_explicit(sweep_due, memory_order_relaxed);
@@ -79,7 +85,7 @@ static void *purger_main(void *arg) {
             atomic_store_explicit(sweep_due, 0, memory_order_relaxed);
             mutex_unlock(&pool->lock);
             int64_t next;
-            slab_purge_free_pages(&pool->small, now, pool->config.decay_ms, &next);
+            slab_purge_free_pages(&pool->small, now, pool_decay_ms(pool), &next);
             int64_t mesh_next = purge_mesh(pool, now);
             if (mesh_next < next)
                 next = mesh_next;
@@ -153,7 +159,7 @@ static void purge_cond_init(mp_pool *pool) {
 }
 
 /* Resident memory would pass the pool's limit (a lower layer's report):
- * give back every free page of both heaps now, whatever its age.  Lock
+ * give back every free page of every heap now, whatever its age.  Lock
  * held, so the slabs' free pages (class locks first) wait for the purger. */
 static void purge_over_limit(mp_acct *acct) {
     mp_pool *pool = MP_CONTAINER(acct, mp_pool, acct);
@@ -162,7 +168,7 @@ static void purge_over_limit(mp_acct *acct) {
 }
 
 /* The heap whose oldest dirty free span has been free longest, or NULL when
- * neither holds one.  Lock held. */
+ * none holds one.  Lock held. */
 static mp_heap *heap_with_oldest(mp_pool *pool) {
     mp_heap *best = NULL;
     int64_t best_at = INT64_MAX;
@@ -178,7 +184,7 @@ static mp_heap *heap_with_oldest(mp_pool *pool) {
 
 /* Fresh pages took resident `excess` bytes above its peak (a lower layer's
  * report): the free resident pages the pool held for reuse would raise the
- * peak by that much, so give back as many, oldest first across both heaps,
+ * peak by that much, so give back as many, oldest first across the heaps,
  * keeping MP_PEAK_SLACK_BYTES (pool.h).  Below the peak the holes stay (a
  * loop reuses them without faults).  Not with an infinite decay, which
  * keeps every page until trim.  Lock held. */

@@ -137,13 +137,13 @@ static bool mesh_pair(mp_small *s, mp_class *c, mp_slab *src, uint64_t occ, mp_s
     account_mesh(s, src, dst, occ);
     if (dst->mesh_owner == NULL) { /* a single slab starts a group */
         if (dst->in_partial)
-            slab_partial_remove(c, dst);
+            partial_remove(c, dst);
         dst->mesh_owner = dst;
         list_push_front(&c->groups, &dst->link);
         dst->in_groups = 1;
     }
     if (src->in_partial)
-        slab_partial_remove(c, src);
+        partial_remove(c, src);
     src->mesh_owner = dst;
     src->mesh_next = dst->mesh_next;
     dst->mesh_next = src;
@@ -161,7 +161,7 @@ static void dissolve(mp_small *s, mp_class *c, mp_slab *owner) {
     if (owner->nfree == owner->nblocks)
         slab_release_empty(s, owner);
     else if (owner->nfree > 0)
-        slab_partial_push(c, owner);
+        partial_push(c, owner);
 }
 
 /* Map a member (not the owner) back onto its own file pages and take it

@@ -7,8 +7,10 @@
  * live block from a free one without trusting the caller.
  *
  * Each class has a lock and a list of slabs with free blocks.  Threads do not
- * come here per block: their caches (tcache.c) refill and flush in batches.
+ * come here per block: their caches (tc.c) refill and flush in batches.
  * Invariant per slab: nblocks == live + nfree + (blocks sitting in caches).
+ *
+ * Per-thread slabs (partial.c): a cache refills from slabs it owns first.
  *
  * Slabs of a class grow: the first is the fewest pages holding 2 blocks
  * and 2 pages (8 KiB up to 4 KiB blocks), each next one twice the one before, up to
@@ -107,31 +109,21 @@ void slab_reinit_locks(mp_small *s) {
 /* Words of a slab's purged-page bitmap. */
 static size_t purged_words(uint32_t pages) { return (pages + 63) / 64; }
 
+/* Bytes before a slab's state words: the descriptor and the purged-page
+ * bitmap, padded so the states start a cache line. */
+static size_t slab_states_offset(uint32_t pages) {
+    return MP_ALIGN_UP(sizeof(mp_slab) + purged_words(pages) * sizeof(uint64_t), MP_CACHE_LINE);
+}
+
 /* Bytes of a slab's out-of-band bookkeeping: the descriptor, the purged-page
  * bitmap, one state word and one stack entry per block (in that order, so
- * every array stays aligned). */
+ * every array stays aligned), in whole cache lines. */
 static size_t slab_meta_bytes(uint32_t nblocks, uint32_t pages) {
-    return sizeof(mp_slab) + purged_words(pages) * sizeof(uint64_t) +
-           (size_t)nblocks * (sizeof(uint32_t) + sizeof(uint16_t));
+    return MP_ALIGN_UP(slab_states_offset(pages) +
+                           (size_t)nblocks * (sizeof(uint32_t) + sizeof(uint16_t)),
+                       MP_CACHE_LINE);
 }
 
-/* Link a slab into its class's partial list. */
-static void partial_push(mp_class *c, mp_slab *slab) {
-    MP_ASSERT(!slab->in_partial, "a slab is in its class's partial list once");
-    list_push_front(&c->partial, &slab->link);
-    slab->in_partial = 1;
-}
-
-/* Unlink a slab from its class's partial list. */
-static void partial_remove(mp_class *c, mp_slab *slab) {
-    MP_ASSERT(slab->in_partial, "only a listed slab leaves the partial list");
-    list_remove(&c->partial, &slab->link);
-    slab->in_partial = 0;
-}
-
-/* partial_push and partial_remove for mesh.c. */
-void slab_partial_push(mp_class *c, mp_slab *slab) { partial_push(c, slab); }
-void slab_partial_remove(mp_class *c, mp_slab *slab) { partial_remove(c, slab); }
 
 /* A new slab with every block free, or NULL when memory is refused.
  * Class lock held; takes the pool lock for the span. */
@@ -141,7 +133,7 @@ static mp_slab *slab_create(mp_small *s, unsigned cls) {
     uint32_t pages = c->slab_pages[held < c->slab_steps ? held : c->slab_steps - 1];
     uint32_t n = (uint32_t)(((size_t)pages << MP_PAGE_SHIFT) / c->block_size);
     size_t meta = slab_meta_bytes(n, pages);
-    mp_slab *slab = malloc(meta);
+    mp_slab *slab = aligned_alloc(MP_CACHE_LINE, meta);
     if (slab == NULL)
         return NULL;
     mutex_lock(s->heap_lock);
@@ -155,7 +147,7 @@ static mp_slab *slab_create(mp_small *s, unsigned cls) {
     memset(slab, 0, sizeof *slab);
     slab->purged = (uint64_t *)(slab + 1);
     memset(slab->purged, 0, purged_words(pages) * sizeof(uint64_t));
-    slab->state = (_Atomic uint32_t *)(slab->purged + purged_words(pages));
+    slab->state = (_Atomic uint32_t *)((char *)slab + slab_states_offset(pages));
     slab->free_stack = (uint16_t *)(slab->state + n);
     slab->start = span_addr(span);
     slab->span = span;
@@ -211,6 +203,7 @@ void slab_release_empty(mp_small *s, mp_slab *slab) {
     mp_class *c = &s->classes[slab->cls];
     if (slab->in_partial)
         partial_remove(c, slab);
+    slab->owner = NULL;
     if (c->spare == NULL)
         c->spare = slab;
     else
@@ -327,7 +320,12 @@ size_t slab_purge_free_pages(mp_small *s, int64_t now_ms, int64_t decay_ms,
         mp_class *c = &s->classes[cls];
         mutex_lock(&c->lock);
         mp_link *l = c->partial.head;
-        for (;;) { /* the partial list, then the spare */
+        int list = 0;
+        for (;;) { /* the partial list, the owned list, then the spare */
+            if (l == NULL && list == 0) {
+                l = c->owned.head;
+                list = 1;
+            }
             mp_slab *slab = l ? LIST_ENTRY(l, mp_slab, link) : c->spare;
             if (slab == NULL)
                 break;
@@ -346,25 +344,45 @@ size_t slab_purge_free_pages(mp_small *s, int64_t now_ms, int64_t decay_ms,
     return given;
 }
 
-/* Move up to `want` free blocks of class `cls` into `out`, from slabs that
- * exist or else one new slab; returns how many (0 only when no memory could
- * be had). */
-uint32_t slab_refill(mp_small *s, unsigned cls, mp_tcache_entry *out, uint32_t want) {
+/* The slab `tc` refills from next: one it owns, else one it claims (no live
+ * cache's, the spare or, when nothing was had yet, a new one); when memory
+ * is refused, another cache's.  NULL: nothing (more) to be had.  Class
+ * lock held. */
+static mp_slab *refill_source(mp_small *s, mp_class *c, unsigned cls, mp_tcache *tc, uint32_t had) {
+    mp_slab *slab = LIST_ENTRY(tc->owned[cls].head, mp_slab, own_link);
+    if (slab)
+        return slab;
+    slab = LIST_ENTRY(c->partial.head, mp_slab, link);
+    if (slab) {
+        partial_remove(c, slab);
+    } else {
+        slab = c->spare;
+        c->spare = NULL;
+        /* Once some blocks were had, a short refill beats a new slab: a
+         * small first slab then gives the cache what it holds rather than
+         * pulling in the next, twice longer, slab at once. */
+        if (slab == NULL && had > 0)
+            return NULL;
+        if (slab == NULL && (slab = slab_create(s, cls)) == NULL)
+            return LIST_ENTRY(c->owned.head, mp_slab, link); /* memory refused */
+    }
+    partial_claim(s, slab, tc);
+    partial_push(c, slab);
+    return slab;
+}
+
+/* Move up to `want` free blocks of class `cls` into `out` (tc's bin), from
+ * the slabs refill_source picks; returns how many (0 only when no memory
+ * could be had). */
+uint32_t slab_refill(mp_small *s, mp_tcache *tc, unsigned cls, mp_tcache_entry *out,
+                     uint32_t want) {
     mp_class *c = &s->classes[cls];
     uint32_t n = 0;
     mutex_lock(&c->lock);
     while (n < want) {
-        mp_slab *slab = LIST_ENTRY(c->partial.head, mp_slab, link);
-        if (slab == NULL) {
-            slab = c->spare;
-            c->spare = NULL;
-            /* Once some blocks were had, a short refill beats a new slab:
-             * a small first slab then gives the cache what it holds rather
-             * than pulling in the next, twice longer, slab at once. */
-            if (slab == NULL && (n > 0 || (slab = slab_create(s, cls)) == NULL))
-                break;
-            partial_push(c, slab);
-        }
+        mp_slab *slab = refill_source(s, c, cls, tc, n);
+        if (slab == NULL)
+            break;
         while (n < want && slab->nfree > 0) {
             uint32_t idx = slab->free_stack[--slab->nfree];
             MP_ASSERT(atomic_load_explicit(&slab->state[idx], memory_order_relaxed) ==
@@ -394,12 +412,13 @@ static inline bool slab_stack_holds(const mp_slab *slab, uint32_t idx) {
 /* Blocks came back to slabs: make sure the purger sweeps them a decay
  * later (once per sweep: the common case is one atomic load). */
 static void slab_sweep_schedule(mp_small *s, int64_t now) {
-    if (s->decay_ms <= 0 || s->debug ||
+    int64_t decay_ms = atomic_load_explicit(&s->decay_ms, memory_order_relaxed);
+    if (decay_ms <= 0 || s->debug ||
         atomic_load_explicit(&s->slab_sweep_due_ms, memory_order_relaxed) != 0)
         return;
     mutex_lock(s->heap_lock);
     if (atomic_load_explicit(&s->slab_sweep_due_ms, memory_order_relaxed) == 0) {
-        atomic_store_explicit(&s->slab_sweep_due_ms, now + s->decay_ms, memory_order_relaxed);
+        atomic_store_explicit(&s->slab_sweep_due_ms, now + decay_ms, memory_order_relaxed);
         acct_dirty(s->acct); /* the owner's purger must wake for the sweep */
     }
     mutex_unlock(s->heap_lock);
@@ -494,6 +513,10 @@ size_t slab_check(const mp_small *s, const mp_slab *slab, mp_check_log *log,
     bool should_be_partial = slab->nfree > 0 && slab != c->spare && slab->mesh_owner == NULL;
     bad += check_fail(log, should_be_partial != (slab->in_partial != 0),
                       "slab: in the partial list iff it has free blocks and is not the spare");
+    bad += check_fail(log, slab->in_partial == LISTED_OWNED && partial_owner(slab) == NULL,
+                      "slab: in an owner's list, but no live cache owns it");
+    bad += check_fail(log, slab->in_partial == LISTED_PARTIAL && slab->owner != NULL,
+                      "slab: in its class's partial list, but owned");
     bad += check_fail(log, slab == c->spare && slab->nfree != slab->nblocks,
                       "slab: the spare is not empty");
     return bad;

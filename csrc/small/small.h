@@ -73,21 +73,37 @@ static inline int64_t ctr_class_live(const mp_counters *c, unsigned cls) {
 }
 
 /* ---- slabs and classes ---------------------------------------------------- */
+/* A slab's descriptor, its purged-page bitmap, its block states and its
+ * free stack are one allocation of whole cache lines (slab.c), so no two
+ * slabs share a line.  Inside it, what every free reads (the first line)
+ * is apart from what the class lock's holders write (the second), and the
+ * state words, which the threads allocating and freeing the slab's blocks
+ * write, start a line of their own. */
 struct mp_slab {
-    /* What a free reads, first: the block arithmetic and the states. */
+    /* Read by every free; written once, when the slab is made. */
     char *start;
     _Atomic uint32_t *state;  /* per block: MP_BLOCK_FREE or requested size */
     uint32_t block_size, magic;
-    uint32_t nblocks, nfree;  /* nfree = entries in free_stack */
+    uint32_t nblocks;
     uint16_t cls;
-    uint8_t in_partial;
-    uint8_t in_groups;        /* a meshed group's owner, in its class's groups */
-    mp_link link; /* class partial list */
     mp_span *span;
     uint16_t *free_stack;     /* indices of free blocks not in a thread cache */
     uint64_t *purged;         /* per page: given back while only free blocks
                                  of the stack covered it (class lock) */
+    /* Written under the class lock (refill, return, purge, meshing). */
+    _Alignas(MP_CACHE_LINE) uint32_t nfree; /* nfree = entries in free_stack */
+    uint8_t in_partial;       /* in a partial list: its class's, or its owner's */
+    uint8_t in_groups;        /* a meshed group's owner, in its class's groups */
     uint32_t purged_pages;
+    mp_link link;             /* its class's partial (or owned) list */
+    /* The thread cache that refills from this slab (NULL: any may).  An
+     * owned slab with free blocks is also in its owner's list for its class
+     * (own_link), so a thread takes its blocks from its own slabs and two
+     * threads' blocks share no state line.  Stale once the owner's gen moved
+     * past owner_gen (its thread went away). */
+    mp_tcache *owner;
+    uint32_t owner_gen;
+    mp_link own_link;
     int64_t returned_ms;      /* last time blocks came back to the stack */
     /* Meshing (mesh.c): the slab whose file pages hold this one's blocks
      * (itself for a group's owner), NULL when not meshed; the owner links
@@ -111,7 +127,9 @@ typedef struct mp_class {
      * back start small again. */
     uint32_t slab_steps;
     uint32_t slab_pages[MP_SLAB_STEPS];
-    mp_list partial;  /* slabs with nfree > 0 (not meshed) */
+    mp_list partial;  /* slabs with nfree > 0 no live thread cache owns (not meshed) */
+    mp_list owned;    /* slabs with nfree > 0 a thread cache owns: each is
+                         also in its owner's `owned` list for the class */
     mp_list groups;   /* owners of meshed groups (mesh.c): not allocated from */
     mp_slab *spare;   /* one empty slab kept so a loop does not thrash */
     mp_counter slabs, blocks; /* written under the class lock, read by stats */
@@ -140,16 +158,23 @@ static inline uint32_t tc_bin_count(const mp_tcache_bin *bin) {
     return (uint32_t)(bin->top - bin->entries);
 }
 
+/* One allocation of whole cache lines (tc_create): no other thread's data
+ * shares a line with it. */
 struct mp_tcache {
     struct mp_small *small;
     pthread_t owner;
     mp_link link;           /* the pool's list of caches in use, or of parked ones */
     int64_t unpublished;    /* live delta not yet in acct->live */
+    /* Bumped when the cache is parked (partial_disown): the slabs it owned
+     * are anyone's from then on (read under class locks). */
+    _Atomic uint32_t gen;
     mp_counters counters;
-    /* 16-aligned (calloc's alignment for the cache, so it holds): at 8 mod
+    /* 16-aligned (the cache is cache-line aligned, so it holds): at 8 mod
      * 16, where the counters' size leaves them, gcc spends a register move
      * on mp_alloc's fast path (a code-generation effect: make count-c) */
     _Alignas(16) mp_tcache_bin bins[MP_MAX_CLASSES];
+    /* Per class, the partial slabs this cache owns (class lock). */
+    mp_list owned[MP_MAX_CLASSES];
 };
 
 /* ---- the layer's state -------------------------------------------------------- */
@@ -169,7 +194,8 @@ typedef struct mp_small {
     mp_mutex *heap_lock; /* the lock that guards `pages` and `acct` (the pool lock) */
     unsigned class_count;
     bool debug;          /* debug mode: slabs filled with MP_FILL_FREED, never purged */
-    int64_t decay_ms;    /* free slab pages go back this long after blocks came back */
+    _Atomic int64_t decay_ms; /* free slab pages go back this long after blocks came
+                                 back (changed on a live pool by mp_pool_set) */
     mp_link reg_link;    /* the registry of live pools (registry.c) */
     mp_list tcaches, tcache_free; /* caches in use; parked for the next thread */
     uint64_t tcache_count;
@@ -192,7 +218,8 @@ typedef struct mp_small {
 /* ---- slab.c ------------------------------------------------------------------ */
 void slab_classes_init(mp_small *s, size_t small_max);
 void slab_classes_destroy(mp_small *s);
-uint32_t slab_refill(mp_small *s, unsigned cls, mp_tcache_entry *out, uint32_t want);
+uint32_t slab_refill(mp_small *s, mp_tcache *tc, unsigned cls, mp_tcache_entry *out,
+                     uint32_t want);
 void slab_return(mp_small *s, unsigned cls, const mp_tcache_entry *blocks, uint32_t n);
 void slab_drop_spares(mp_small *s);
 size_t slab_purge_free_pages(mp_small *s, int64_t now_ms, int64_t decay_ms,
@@ -201,12 +228,18 @@ void slab_repair_after_fork(mp_small *s);
 size_t slab_check(const mp_small *s, const mp_slab *slab, mp_check_log *log,
                   uint64_t *live_blocks, uint64_t *live_bytes, uint64_t *cached);
 void slab_lock_all(mp_small *s);
-void slab_partial_push(mp_class *c, mp_slab *slab);
-void slab_partial_remove(mp_class *c, mp_slab *slab);
 void slab_release_empty(mp_small *s, mp_slab *slab);
 uint32_t slab_occupancy(const mp_slab *slab, uint64_t *bits);
 void slab_unlock_all(mp_small *s);
 void slab_reinit_locks(mp_small *s);
+
+/* ---- partial.c --------------------------------------------------------------- */
+enum { LISTED_NONE, LISTED_PARTIAL, LISTED_OWNED }; /* mp_slab.in_partial */
+mp_tcache *partial_owner(const mp_slab *slab);
+void partial_push(mp_class *c, mp_slab *slab);
+void partial_remove(mp_class *c, mp_slab *slab);
+void partial_claim(mp_small *s, mp_slab *slab, mp_tcache *tc);
+void partial_disown(mp_small *s, mp_tcache *tc);
 
 /* ---- mesh.c ------------------------------------------------------------------ */
 size_t mesh_run(mp_small *s, size_t max_pages);

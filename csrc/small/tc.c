@@ -48,12 +48,16 @@ static mp_tcache *tc_create(mp_small *s) {
         size_t entries = 0;
         for (unsigned cls = 0; cls < s->class_count; cls++)
             entries += s->classes[cls].tcache_cap;
-        size_t bytes = sizeof(mp_tcache) + entries * sizeof(mp_tcache_entry);
-        tc = calloc(1, bytes);
+        /* whole cache lines: another thread's data never shares one with
+         * the bins and counters this thread writes on every call */
+        size_t bytes = MP_ALIGN_UP(sizeof(mp_tcache) + entries * sizeof(mp_tcache_entry),
+                                   MP_CACHE_LINE);
+        tc = aligned_alloc(MP_CACHE_LINE, bytes);
         if (tc == NULL) {
             mutex_unlock(s->heap_lock);
             return NULL;
         }
+        memset(tc, 0, bytes);
         mp_tcache_entry *storage = (mp_tcache_entry *)(tc + 1);
         for (unsigned cls = 0; cls < s->class_count; cls++) {
             mp_tcache_bin *bin = &tc->bins[cls];
@@ -145,10 +149,11 @@ void tc_fold(mp_counters *into, mp_counters *from) {
     }
 }
 
-/* Empty a cache into its pool and park it. */
+/* Empty a cache into its pool, give up its slabs and park it. */
 void tc_release(mp_small *s, mp_tcache *tc) {
     for (unsigned cls = 0; cls < s->class_count; cls++)
         tc_flush_bin(s, tc, cls, 0);
+    partial_disown(s, tc);
     mutex_lock(s->heap_lock);
     tc_park(s, tc);
     mutex_unlock(s->heap_lock);
@@ -187,6 +192,7 @@ void tc_reclaim_foreign(mp_small *s) {
         if (!pthread_equal(tc->owner, self)) {
             for (unsigned cls = 0; cls < s->class_count; cls++)
                 tc->bins[cls].top = tc->bins[cls].entries;
+            partial_disown(s, tc);
             tc_park(s, tc);
         }
     }

@@ -20,9 +20,8 @@ TRACE_DIR = Path(__file__).resolve().parents[2] / "benches" / "traces"
 #: The real-library tuning corpus (``python -m mempool bench --real --record-corpus``).
 REAL_DIR = TRACE_DIR / "real"
 
-HOW = ("the trace corpus comes with a source checkout of mempool (benches/traces/), not "
-       "with the installed package: clone the repository and install it with "
-       "pip install -e '.[test]', or name trace files by path")
+HOW = ("the trace corpus (benches/traces/ of a source checkout) is not installed with the "
+       "package: clone mempool and pip install -e '.[test]' there, or name trace files by path")
 
 
 class CorpusMissing(FileNotFoundError):
@@ -34,7 +33,7 @@ def trace_dir(real: bool = False) -> Path:
     saying what to do, when mempool is not run from a source checkout."""
     path = REAL_DIR if real else TRACE_DIR
     if not path.is_dir():
-        raise CorpusMissing(f"{path} does not exist: {HOW}")
+        raise CorpusMissing(HOW)
     return path
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -49,7 +50,9 @@ def replay_here(trace, pool=None, settle_s: float = 0.0, poll_s: float = 0.02,
     from mempool import _core
     from mempool.tools._replay import ReplayState
     state = ReplayState(trace.n_ids, pool)
+    faults0 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
     res = dict(state.run(trace.records, sample_every=sample_every))
+    res["faults"] = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults0
     res["ns_per_op"] = res["elapsed_ns"] / max(1, res["ops"])
     res["rss_peak_delta"] = res["rss_peak"] - res["rss_start"]
     if pool is not None:
@@ -196,16 +199,17 @@ def _fmt(value, spec: str, none: str = "-") -> str:
 
 def markdown(rows: List[Dict[str, Any]]) -> str:
     """The rows as a Markdown table (for the README)."""
-    out = ["| allocator | peak RSS / peak live | pool peak resident / peak live | "
+    out = ["| allocator | peak RSS / peak live | pool peak resident / peak live | page faults | "
            "final RSS | final / live | back within 10% | time / op vs malloc |",
-           "|---|---|---|---|---|---|---|"]
+           "|---|---|---|---|---|---|---|---|"]
     for r in rows:
         if r.get("status") != "ok":
-            out.append(f"| {r['allocator']} | {r.get('status')} | | | | | |")
+            out.append(f"| {r['allocator']} | {r.get('status')} | | | | | | |")
             continue
         out.append(
             f"| {r['allocator']} | {r['peak_rss_ratio']:.3f} | "
-            f"{_fmt(r.get('pool_peak_ratio'), '.3f')} | {r['resident_final'] / MIB:.1f} MiB | "
+            f"{_fmt(r.get('pool_peak_ratio'), '.3f')} | {_fmt(r.get('faults'), ',')} | "
+            f"{r['resident_final'] / MIB:.1f} MiB | "
             f"{_fmt(r['final_ratio'], '.2f')} | "
             f"{_fmt(r['return_s'], '.2f', '> ' + format(r['settle_s'], 'g'))} s | "
             f"{_fmt(r['time_ratio'], '.2f')} |")
@@ -219,18 +223,18 @@ def render(rows: List[Dict[str, Any]], title: str, console=None) -> None:
     console = console or Console()
     table = Table(title=title)
     # Short headers: the table must fit an 80-column terminal.
-    for col in ("allocator", "peak RSS/live", "pool peak/live", "final RSS MiB",
+    for col in ("allocator", "peak RSS/live", "pool peak/live", "faults", "final RSS MiB",
                 "final/live", "return s", "time vs malloc"):
         table.add_column(col, justify="left" if col == "allocator" else "right")
     for r in rows:
         if r.get("status") != "ok":
             why = str(r.get("reason") or r.get("error"))
-            table.add_row(r["allocator"], r.get("status"), *[""] * 5)
+            table.add_row(r["allocator"], r.get("status"), *[""] * 6)
             console.print(f"[dim]{r['allocator']} {r.get('status')}: {why}[/dim]")
             continue
         table.add_row(
             r["allocator"], f"{r['peak_rss_ratio']:.3f}",
-            _fmt(r.get("pool_peak_ratio"), ".3f"),
+            _fmt(r.get("pool_peak_ratio"), ".3f"), _fmt(r.get("faults"), ","),
             f"{r['resident_final'] / MIB:.1f}", _fmt(r["final_ratio"], ".2f"),
             _fmt(r["return_s"], ".2f", f"> {r['settle_s']:g}"),
             _fmt(r["time_ratio"], ".2f"))
@@ -246,7 +250,7 @@ def render(rows: List[Dict[str, Any]], title: str, console=None) -> None:
                 f"{_fmt(r.get('pool_settled_s'), '.2f')} s; back within 10% after {back} s")
     console.print("[dim]peak RSS/live: the process's peak resident over its level before "
                   "the replay, / peak live bytes; pool peak/live: the pool's own "
-                  "accounting; final RSS: after the settle time, the trace's last live "
+                  "accounting; faults: minor page faults during the events; final RSS: after the settle time, the trace's last live "
                   "blocks still held, no trim(); return s: seconds until RSS <= 1.1 x live "
                   "+ 1 MiB; time: per event, page writes included, / malloc's.[/dim]")
 

@@ -87,6 +87,26 @@ static int test_report(const char *name)
     return test_failures ? 1 : 0;
 }
 
+/* One named test of a file's table (test_run). */
+typedef struct test_case {
+    const char *name;
+    void (*fn)(void);
+} test_case;
+
+/* Run a file's table of tests in order, printing each one's verdict; the
+ * file's exit status (test_report).  TEST_RUN(name, table) for an array. */
+static inline int test_run(const char *file, const test_case *tests, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        unsigned long before = test_failures;
+        tests[i].fn();
+        printf("  %-26s %s\n", tests[i].name, test_failures == before ? "ok" : "FAIL");
+        fflush(stdout);
+    }
+    return test_report(file);
+}
+#define TEST_RUN(file, table) test_run((file), (table), sizeof(table) / sizeof *(table))
+
 /* xorshift64*: deterministic, seedable, cheap; the one RNG of the tests. */
 typedef struct test_rng {
     uint64_t s;

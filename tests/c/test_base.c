@@ -1,8 +1,9 @@
 /*
  * test_base.c - unit tests of the base layer alone: the intrusive list, the
  * bitmaps, the accounting a lower layer reports into, and the lock ranks
- * (a lock taken out of order aborts, naming both, in checked builds), and
- * the process RSS reading (os.c).
+ * (a lock taken out of order aborts, naming both, in checked builds), the
+ * process RSS reading (os.c), and the error codes' names and texts
+ * (error.c: every code of MP_ERROR_LIST, and unknown ones).
  */
 #define _GNU_SOURCE /* MAP_ANONYMOUS under -std=c11 */
 #include "base/base.h"
@@ -156,11 +157,31 @@ static void test_process_rss(void) {
     munmap(p, n);
 }
 
+/* mp_error_name / mp_strerror cover every code of the list, and unknown ones. */
+static void test_error_names(void)
+{
+#define CHECK_NAME(name, value, text)                                          \
+    CHECK_MSG(strcmp(mp_error_name(-(value)), #name) == 0,                      \
+              "mp_error_name(%d) = %s, want %s", -(value), mp_error_name(-(value)), \
+              #name);                                                          \
+    CHECK_MSG(mp_strerror(-(value)) != NULL && strcmp(mp_strerror(-(value)), text) == 0, \
+              "mp_strerror(%d) = %s", -(value),                                \
+              mp_strerror(-(value)) ? mp_strerror(-(value)) : "(null)");
+    MP_ERROR_LIST(CHECK_NAME)
+#undef CHECK_NAME
+    int unknown[] = {-MP_ERROR_COUNT, -1000, 1, 77};
+    for (size_t i = 0; i < sizeof unknown / sizeof *unknown; i++) {
+        CHECK(strcmp(mp_error_name(unknown[i]), "MP_UNKNOWN") == 0);
+        CHECK(mp_strerror(unknown[i]) != NULL && mp_strerror(unknown[i])[0] != '\0');
+    }
+}
+
 int main(void) {
     test_list();
     test_bits();
     test_acct();
     test_lock_ranks();
     test_process_rss();
+    test_error_names();
     return test_report("test_base");
 }

@@ -6,7 +6,7 @@ process start, as ``python -m mempool run`` does) and jemalloc, mimalloc,
 tcmalloc (``LD_PRELOAD``), one child process per run, in interleaved rounds;
 medians of wall and CPU time, page faults, peak RSS and RSS after the work,
 with the results' digests checked identical across allocators.  Prints a
-table and the issue-14 targets, writes ``real.json`` and ``real.png``.
+table and the targets (time, faults, peak over base, RSS after), writes ``real.json`` and ``real.png``.
 
 ``--arrow`` runs the pandas 3 + pyarrow workload under Arrow's own pools
 and mempool instead (:mod:`.arrow`).
@@ -31,7 +31,7 @@ from mempool.tools import corpus
 from mempool.tools.corpus import REAL_DIR as CORPUS_DIR
 
 __all__ = ["main", "build_parser", "CORPUS_DIR", "record_corpus"]
-INSTALL = "pip install 'mempool[real]'  (scikit-learn, pandas, scipy)"
+INSTALL = "pip install 'mempool[real]'  (scikit-learn, pandas, scipy, pyarrow, xarray)"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -40,7 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m mempool bench --real",
         description="Run the real-library suite under every allocator (one process per "
-                    "run, interleaved rounds) and compare with the issue-14 targets.")
+                    "run, interleaved rounds) and compare with the targets.")
     p.add_argument("--real", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--rounds", type=int, default=None,
                    help="rounds (default 3; 1 with --quick)")
@@ -99,7 +99,7 @@ def record_corpus(names: Sequence[str], out_dir: Path, seed: int = 0, console=No
 def _meta(args, workloads: Sequence[str], allocators, rounds: int) -> Dict[str, Any]:
     import numpy
     versions = {"numpy": numpy.__version__}
-    for lib in ("sklearn", "pandas", "scipy"):
+    for lib in ("sklearn", "pandas", "scipy", "pyarrow", "xarray"):
         try:
             versions[lib] = __import__(lib).__version__
         except ImportError:

@@ -9,9 +9,8 @@ live bytes peak, and splits the pool's resident bytes there:
   the huge-page heap's 2 MiB granules (blocks >= ``huge_min``), computed
   from the live set the trace has at that event;
 * slab free: free blocks inside small-size-class slabs;
-* free resident: free pages of the page and huge-page heaps still resident
-  (holes kept under the cap of 1/8 of what is in use + 16 MiB per heap, and
-  spans waiting for the decay), next to that cap summed over the heaps in use;
+* free resident: free pages of the heaps still resident (holes kept below the
+  peak, and spans waiting for the decay);
 * the rest (metadata and what the estimate cannot attribute).
 
 It then replays the rest of the trace and reports the pool's own peak
@@ -86,7 +85,7 @@ class _BestFit:
 
 def bestfit_highwater(events: np.ndarray, small_max: int, huge_min: int) -> int:
     """Bytes touched by best-fit heaps that never purge (blocks above
-    ``small_max``; 4 KiB granules below ``huge_min``, 2 MiB from it)."""
+    ``small_max``; 4 KiB granules below ``huge_min``, 2 MiB from it; 0: none)."""
     from mempool import trace as tr
     heaps = {False: _BestFit(PAGE), True: _BestFit(HUGE_GRANULE)}
     where: Dict[int, bool] = {}
@@ -95,7 +94,7 @@ def bestfit_highwater(events: np.ndarray, small_max: int, huge_min: int) -> int:
         if op in (tr.REALLOC, tr.FREE) and bid in where:
             heaps[where.pop(bid)].release(bid)
         if op != tr.FREE and size > small_max:
-            where[bid] = size >= huge_min
+            where[bid] = bool(huge_min) and size >= huge_min
             heaps[where[bid]].alloc(bid, size)
     return heaps[False].high + heaps[True].high
 
@@ -114,12 +113,9 @@ def breakdown(path: Path) -> Dict[str, Any]:
     state.run(t.events[: k + 1].tobytes())
     s = pool.stats()
     sizes = live_sizes_at(t.events, k)
-    huge = sizes[sizes >= cfg["huge_min"]]
-    page = sizes[(sizes > cfg["small_max"]) & (sizes < cfg["huge_min"])]
-    # the cap is per heap: 1/8 of each heap's blocks + 16 MiB each
-    huge_in_use = int((huge + (-huge % HUGE_GRANULE)).sum())
-    page_in_use = s.allocated_bytes - huge_in_use
-    heaps = (huge_in_use > 0) + (page_in_use > 0)
+    huge_min = cfg["huge_min"] or (1 << 62)  # 0: no 2 MiB-granule heap
+    huge = sizes[sizes >= huge_min]
+    page = sizes[(sizes > cfg["small_max"]) & (sizes < huge_min)]
     out = {
         "trace": path.stem, "events": len(t), "peak_event": k,
         "live": s.live_bytes, "allocated": s.allocated_bytes, "resident": s.resident_bytes,
@@ -129,7 +125,7 @@ def breakdown(path: Path) -> Dict[str, Any]:
         "huge_blocks": int(len(huge)), "page_blocks": int(len(page)),
         "small_blocks": int((sizes <= cfg["small_max"]).sum()),
         "slab_free": s.slab_free_bytes, "free_resident": s.dirty_free_bytes,
-        "hole_cap": s.allocated_bytes // 8 + heaps * 16 * MIB, "free": s.free_bytes,
+        "free": s.free_bytes,
         "largest_free": s.largest_free_bytes, "free_spans": s.free_span_count,
         "free_histogram": [list(r) for r in s.free_histogram if r[1]],
         "thread_caches": s.thread_cache_count, "metadata": s.metadata_bytes,
@@ -156,7 +152,7 @@ def _mib(x: int) -> str:
 def render(rows: List[Dict[str, Any]]) -> str:
     """A Markdown table of the breakdowns."""
     head = ["trace", "live MiB", "resident MiB", "res/live", "rounding (huge 2 MiB)",
-            "slab free", "free resident (cap)", "other", "pool peak res / peak live",
+            "slab free", "free resident", "other", "pool peak res / peak live",
             "best-fit keep-all / peak live"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
@@ -164,7 +160,7 @@ def render(rows: List[Dict[str, Any]]) -> str:
             r["trace"], _mib(r["live"]), _mib(r["resident"]),
             f"{r['resident'] / max(1, r['live']):.3f}",
             f"{_mib(r['rounding'])} ({_mib(r['huge_rounding'])})", _mib(r["slab_free"]),
-            f"{_mib(r['free_resident'])} ({_mib(r['hole_cap'])})", _mib(r["other"]),
+            _mib(r["free_resident"]), _mib(r["other"]),
             f"{r['peak_resident_whole'] / max(1, r['peak_live_whole']):.3f}",
             f"{r['bestfit_highwater'] / max(1, r['peak_live_whole']):.3f}"]) + " |")
     return "\n".join(lines)

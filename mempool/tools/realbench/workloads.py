@@ -272,6 +272,135 @@ def np_threads(n: int, seed: int) -> List[Any]:
     return [a for part in parts for a in part]
 
 
+# ------------------------------------------------- more of what users run most
+
+def pd_strings(n: int, seed: int) -> List[Any]:
+    """String (pyarrow-backed ``str``) key columns next to numeric ones on
+    frames of drifting length: string methods, group-by on strings, a merge
+    and value counts.  The strings live in Arrow's memory; the codes,
+    indexers and numeric columns are numpy's."""
+    import pandas as pd
+    rng = np.random.default_rng(seed)
+    users = np.array([f"user_{i:06d}" for i in range(max(64, n // 30))], dtype=object)
+    cities = np.array(["Lisbon", "Oslo", "Quito", "Lagos", "Osaka", "Perth", "Lima",
+                       "Cairo", "Dakar", "Hanoi", "Minsk", "Tunis"], dtype=object)
+    out: List[Any] = []
+    for rows in _drift(n // 4, n, 8, seed):
+        df = pd.DataFrame({
+            "user": pd.array(users[rng.integers(0, len(users), rows)], dtype="str"),
+            "city": pd.array(cities[rng.integers(0, len(cities), rows)], dtype="str"),
+            "amount": rng.exponential(20.0, rows),
+            "items": rng.integers(1, 9, rows),
+        })
+        df["tag"] = df["city"].str.slice(0, 3).str.upper() + "-" + df["user"].str.slice(-2)
+        by_city = df.groupby("city").agg(total=("amount", "sum"), users=("user", "nunique"),
+                                         items=("items", "mean"))
+        lucky = df[df["user"].str.endswith("7")].groupby("user")["amount"].sum()
+        m = df.merge(by_city[["total"]], left_on="city", right_index=True)
+        share = (m["amount"] / m["total"]).to_numpy()
+        counts = df["tag"].value_counts().sort_index()
+        out += [by_city.to_numpy(), np.sort(lucky.to_numpy())[-20:],
+                share[:: max(1, rows // 400)], counts.to_numpy()]
+    return out
+
+
+def pd_parquet(n: int, seed: int) -> List[Any]:
+    """``to_parquet`` / ``read_parquet`` round trips (pyarrow engine, in
+    memory) of frames of drifting length, with a column subset read back
+    and aggregated: what loading and saving data between steps does."""
+    import io
+
+    import pandas as pd
+    rng = np.random.default_rng(seed)
+    out: List[Any] = []
+    for rows in _drift(n // 4, n, 6, seed):
+        df = _frame(rng, rows)
+        df["label"] = pd.array(np.array(["lo", "mid", "hi"], dtype=object)[
+            rng.integers(0, 3, rows)], dtype="str")
+        buf = io.BytesIO()
+        df.to_parquet(buf, engine="pyarrow", index=False)
+        back = pd.read_parquet(io.BytesIO(buf.getvalue()), engine="pyarrow")
+        part = pd.read_parquet(io.BytesIO(buf.getvalue()), engine="pyarrow",
+                               columns=["key", "a", "b"])
+        agg = back.groupby(["cat", "label"], observed=True)[["a", "b"]].mean()
+        top = part.groupby("key")["b"].sum().nlargest(10)
+        out += [agg.to_numpy(), top.to_numpy(), bool(back["t"].equals(df["t"]))]
+    return out
+
+
+def sk_pipeline(n: int, seed: int) -> List[Any]:
+    """A preprocessing + model pipeline tuned by ``GridSearchCV(n_jobs=2)``
+    on joblib's threading backend: two threads fitting pipelines at once."""
+    from joblib import parallel_config
+    from sklearn.datasets import make_classification
+    from sklearn.decomposition import PCA
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import GridSearchCV
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+    X, y = make_classification(n_samples=n, n_features=60, n_informative=20,
+                               random_state=seed)
+    pipe = make_pipeline(StandardScaler(), PCA(random_state=seed),
+                         LogisticRegression(max_iter=300))
+    grid = {"pca__n_components": [8, 16, 32], "logisticregression__C": [0.1, 1.0]}
+    with parallel_config(backend="threading", n_jobs=2):
+        gs = GridSearchCV(pipe, grid, cv=3, n_jobs=2).fit(X, y)
+    return [gs.cv_results_["mean_test_score"], gs.predict_proba(X[:500])]
+
+
+def xr_reduce(n: int, seed: int) -> List[Any]:
+    """xarray reductions on a (time, lat, lon) field of drifting length: a
+    monthly climatology, anomalies, an area-weighted mean, a rolling mean
+    and per-cell spread."""
+    import pandas as pd
+    import xarray as xr
+    rng = np.random.default_rng(seed)
+    lat = np.linspace(-60.0, 60.0, 30)
+    lon = np.arange(0.0, 360.0, 6.0)
+    out: List[Any] = []
+    for days in _drift(n // 3, n, 6, seed):
+        time = pd.date_range("2000-01-01", periods=days, freq="D")
+        field = xr.DataArray(rng.standard_normal((days, lat.size, lon.size)),
+                             dims=("time", "lat", "lon"),
+                             coords={"time": time, "lat": lat, "lon": lon})
+        clim = field.groupby("time.month").mean("time")
+        anom = field.groupby("time.month") - clim
+        series = anom.weighted(np.cos(np.deg2rad(field.lat))).mean(("lat", "lon"))
+        smooth = series.rolling(time=30, center=True).mean()
+        spread = anom.std("time")
+        out += [clim.values, smooth.values[15:-15:30], spread.values,
+                float(anom.max()), field.sel(lat=slice(-20, 20)).mean("lon").values[::50]]
+    return out
+
+
+def svc_requests(n: int, seed: int) -> List[Any]:
+    """A long-running model service: ``n`` requests whose batch size drifts
+    (a random walk over 1-2048 rows), each normalized, run through a
+    two-layer network, soft-maxed and ranked; the last 64 responses kept
+    in an LRU cache.  Its arrays' sizes never settle."""
+    from collections import OrderedDict
+    rng = np.random.default_rng(seed)
+    d_in, d_hidden, d_out = 96, 192, 48
+    w1 = rng.standard_normal((d_in, d_hidden)) / np.sqrt(d_in)
+    w2 = rng.standard_normal((d_hidden, d_out)) / np.sqrt(d_hidden)
+    mean, scale = rng.standard_normal(d_in), rng.uniform(0.5, 2.0, d_in)
+    cache: "OrderedDict[int, Any]" = OrderedDict()
+    totals = np.zeros(d_out)
+    batch = 64.0
+    for i in range(n):
+        batch = float(np.clip(batch * rng.lognormal(0.0, 0.3), 1, 2048))
+        x = rng.standard_normal((int(batch), d_in))
+        h = np.maximum(((x - mean) / scale) @ w1, 0.0)
+        logits = h @ w2
+        p = np.exp(logits - logits.max(axis=1, keepdims=True))
+        p /= p.sum(axis=1, keepdims=True)
+        cache[i] = (np.argsort(-p, axis=1)[:, :5], p.max(axis=1))
+        if len(cache) > 64:
+            cache.popitem(last=False)
+        totals += p.sum(axis=0)
+    return [totals, np.concatenate([top[:3].ravel() for top, _ in cache.values()])]
+
+
 WORKLOADS: Dict[str, Workload] = {
     "sk_forest": Workload(sk_forest, 12000, 800, ("sklearn.ensemble", "sklearn.datasets"),
                           "multi-threaded (joblib threads), mid-size arrays"),
@@ -297,6 +426,18 @@ WORKLOADS: Dict[str, Workload] = {
                          "small-array-heavy, growing long-lived set", corpus=2000),
     "np_threads": Workload(np_threads, 1000000, 100000, (),
                            "multi-threaded (ThreadPoolExecutor), drifting sizes"),
+    "pd_strings": Workload(pd_strings, 400000, 30000, ("pandas", "pyarrow"),
+                           "string (Arrow) columns, group-by/merge on strings"),
+    "pd_parquet": Workload(pd_parquet, 400000, 30000, ("pandas", "pyarrow", "pyarrow.parquet"),
+                           "Parquet round trips (pyarrow), drifting sizes"),
+    "sk_pipeline": Workload(sk_pipeline, 40000, 2000,
+                            ("sklearn.pipeline", "sklearn.model_selection",
+                             "sklearn.decomposition", "sklearn.linear_model"),
+                            "GridSearchCV n_jobs=2 (threads) over a pipeline"),
+    "xr_reduce": Workload(xr_reduce, 1500, 200, ("xarray", "pandas"),
+                          "xarray group-by/weighted/rolling reductions, drifting sizes"),
+    "svc_requests": Workload(svc_requests, 3000, 300, (),
+                             "long-running service loop, drifting batch sizes"),
 }
 
 

@@ -1,5 +1,5 @@
 /*
- * test_size_class.c - table test of the small size classes.
+ * test_sc.c - sc.c: table test of the small size classes.
  *
  * Walks every request size 0..small_max and holds the class functions to the
  * promises the slab layer builds on: the class fits the request, blocks are
@@ -174,5 +174,5 @@ int main(void)
     for (unsigned c = 0; c < mp_size_class_count(SMALL_MAX_LIMIT) && c < MP_MAX_CLASSES; c++)
         printf(" %zu", mp_size_class_block(c));
     printf("\n");
-    return test_report("test_size_class");
+    return test_report("test_sc");
 }

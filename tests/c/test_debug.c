@@ -1,7 +1,8 @@
 /*
- * test_hardening.c - debug mode (canaries, write-after-free, reports, the
- * heap checker) and, when built with ASan, the poisoning of free memory and
- * of each block's tail (csrc/sanitize.h).
+ * test_debug.c - debug.c: debug mode (canaries, write-after-free, the
+ * corruption reports and their ring, the heap checker's canary walk), and
+ * nothing of it when off.  ASan's poisoning of free blocks and of the NEP 49
+ * entry points are alloc.c's (test_alloc.c).
  */
 #include "mempool.h"
 #include "base/base.h"
@@ -160,132 +161,6 @@ static void test_debug_off(void)
     mp_pool_destroy(pool);
 }
 
-/* Under ASan: a freed block and the tail past the requested size are
- * poisoned, the requested bytes of a live block are not. */
-static void test_asan_poison(void)
-{
-#if MP_ASAN
-    for (int debug = 0; debug <= 1; debug++) {
-        mp_config c;
-        mp_config_default(&c);
-        c.debug = debug;
-        mp_pool *pool = NULL;
-        CHECK_ERR(mp_pool_create(&c, &pool), MP_OK);
-        static const size_t sizes[] = {1, 100, 5000, 100000, (size_t)5 << 20, (size_t)300 << 20};
-        for (size_t k = 0; k < sizeof sizes / sizeof sizes[0]; k++) {
-            size_t n = sizes[k];
-            char *p = mp_alloc(pool, n);
-            CHECK(p != NULL);
-            CHECK_MSG(!__asan_address_is_poisoned(p) && !__asan_address_is_poisoned(p + n - 1),
-                      "live bytes of %zu poisoned", n);
-            CHECK_MSG(__asan_address_is_poisoned(p + n), "tail past %zu not poisoned", n);
-            char *g = mp_realloc(pool, p, n, n + 3);
-            CHECK(g != NULL && !__asan_address_is_poisoned(g + n + 2) &&
-                  __asan_address_is_poisoned(g + n + 3));
-            CHECK_ERR(mp_free(pool, g, n + 3), MP_OK);
-            if (n < ((size_t)5 << 20)) /* a direct mapping is gone: nothing to ask */
-                CHECK_MSG(__asan_address_is_poisoned(g), "freed block of %zu not poisoned", n);
-        }
-        CHECK_EQ_U(mp_pool_check(pool), 0);
-        mp_pool_destroy(pool);
-    }
-#else
-    printf("  (not an ASan build: poisoning not checked)\n");
-#endif
-}
-
-/* What the binding's full functions saw: the NEP 49 entry points must hand
- * them every call their fast paths did not finish. */
-struct handler_ctx {
-    mp_handler_head head;
-    int mallocs, frees, last_code;
-};
-
-static void *full_malloc(void *ctx, size_t size)
-{
-    struct handler_ctx *c = ctx;
-    c->mallocs++;
-    return mp_alloc(c->head.pool, size);
-}
-
-static void full_free(void *ctx, void *ptr, size_t size)
-{
-    struct handler_ctx *c = ctx;
-    (void)size;
-    c->frees++;
-    c->last_code = mp_free(c->head.pool, ptr, 0);
-}
-
-static uint64_t error_count(mp_pool *pool, int code)
-{
-    mp_stats st;
-    mp_stats_get(pool, &st);
-    return st.errors[-code];
-}
-
-/* mp_handler_malloc/mp_handler_free: a live small block goes through the
- * fast paths; a double, interior or foreign free, a large block, a debug
- * pool and bypass all reach the full functions, which report and count. */
-static void test_handler_entry_points(void)
-{
-    for (int debug = 0; debug <= 1; debug++) {
-        mp_config cfg;
-        mp_config_default(&cfg);
-        cfg.debug = debug;
-        cfg.background_purge = 0;
-        mp_pool *pool = NULL, *other = NULL;
-        CHECK_ERR(mp_pool_create(&cfg, &pool), MP_OK);
-        CHECK_ERR(mp_pool_create(&cfg, &other), MP_OK);
-        if (!pool || !other)
-            return;
-        struct handler_ctx c = {.head = {.pool = pool, .malloc_full = full_malloc,
-                                         .free_full = full_free}};
-        void *warm = mp_handler_malloc(&c, 64); /* makes this thread's cache */
-        mp_handler_free(&c, warm, 64);
-        c.mallocs = c.frees = 0;
-
-        char *p = mp_handler_malloc(&c, 64);
-        CHECK(p != NULL && mp_owns(pool, p));
-        mp_handler_free(&c, p, 64);
-        CHECK_MSG(c.mallocs == debug && c.frees == debug,
-                  "debug %d: live small pair took the full path %d/%d times", debug, c.mallocs,
-                  c.frees);
-
-        c.frees = 0;
-        uint64_t before = error_count(pool, MP_EDOUBLEFREE);
-        mp_handler_free(&c, p, 64);
-        CHECK(c.frees == 1 && c.last_code == MP_EDOUBLEFREE);
-        CHECK_EQ_U(error_count(pool, MP_EDOUBLEFREE), before + 1);
-
-        p = mp_handler_malloc(&c, 200);
-        c.frees = 0;
-        mp_handler_free(&c, p + 16, 200);
-        CHECK(c.frees == 1 && c.last_code == MP_EINTERIOR);
-        struct handler_ctx o = {.head = {.pool = other, .malloc_full = full_malloc,
-                                         .free_full = full_free}};
-        mp_handler_free(&o, p, 200);
-        CHECK(o.frees == 1 && o.last_code == MP_EFOREIGN);
-        CHECK(mp_owns(pool, p)); /* the failed frees left it live */
-        mp_handler_free(&c, p, 200);
-        CHECK(c.frees == 1 + debug && !mp_owns(pool, p));
-
-        c.mallocs = c.frees = 0;
-        void *big = mp_handler_malloc(&c, (size_t)1 << 20);
-        mp_handler_free(&c, big, (size_t)1 << 20);
-        CHECK(big != NULL && c.mallocs == 1 && c.frees == 1 && c.last_code == MP_OK);
-
-        c.head.bypass = 1;
-        c.mallocs = c.frees = 0;
-        p = mp_handler_malloc(&c, 64);
-        mp_handler_free(&c, p, 64);
-        CHECK(p != NULL && c.mallocs == 1 && c.frees == 1 && c.last_code == MP_OK);
-
-        CHECK_EQ_U(mp_pool_check(pool), 0);
-        mp_pool_destroy(other);
-        mp_pool_destroy(pool);
-    }
-}
-
 int main(void)
 {
     test_canary_on_free();
@@ -293,7 +168,5 @@ int main(void)
     test_debug_clean_paths();
     test_ring_overflow();
     test_debug_off();
-    test_asan_poison();
-    test_handler_entry_points();
-    return test_report("test_hardening");
+    return test_report("test_debug");
 }

@@ -1,5 +1,7 @@
 /*
- * test_lifecycle.c - pools and threads that come and go in awkward orders.
+ * test_tc.c - tc.c: thread caches, with pools and threads that come and go
+ * in awkward orders (and the registry of live pools, registry.c, that the
+ * caches key on: it is what tells an exiting thread which pools still live).
  *
  * Thread caches are keyed by pool, and pools and threads have independent
  * lifetimes, which is where allocators usually break:
@@ -8,10 +10,14 @@
  *   - one thread using more pools than a thread caches at once;
  *   - a block freed into thread A's cache, then freed again from thread B
  *     (must be MP_EDOUBLEFREE, not a silent second copy in two caches);
- *   - mp_trim from one thread while another's cache holds free blocks.
+ *   - mp_trim from one thread while another's cache holds free blocks;
+ *   - two threads allocating side by side (per-thread slabs: no cache line
+ *     of block states is written by both), then one exits (its slabs are
+ *     anyone's again).
  * ASan turns any use of a destroyed pool's memory into a report.
  */
 #define _GNU_SOURCE /* pthread barriers under -std=c11 */
+#include "pool/pool.h"
 #include "test.h"
 
 #include <pthread.h>
@@ -297,6 +303,133 @@ static void test_trim_with_foreign_caches(void)
     mp_pool_destroy(pool);
 }
 
+/* What a replacing step works on: a random working set of small blocks. */
+typedef struct churn_set {
+    mp_pool *pool;
+    test_rng rng;
+    void *slot[256];
+    size_t size[256];
+} churn_set;
+
+/* Step: replace random blocks of the set 4000 times, 16-512 bytes (the
+ * first call fills it). */
+static void step_replace(void *arg)
+{
+    churn_set *w = arg;
+    for (int i = 0; i < 256; i++)
+        if (w->slot[i] == NULL) {
+            w->size[i] = (size_t)test_rng_range(&w->rng, 16, 512);
+            w->slot[i] = mp_alloc(w->pool, w->size[i]);
+            CHECK(w->slot[i] != NULL);
+        }
+    for (int k = 0; k < 4000; k++) {
+        int i = (int)(test_rng_next(&w->rng) % 256);
+        CHECK_ERR(mp_free(w->pool, w->slot[i], w->size[i]), MP_OK);
+        w->size[i] = (size_t)test_rng_range(&w->rng, 16, 512);
+        w->slot[i] = mp_alloc(w->pool, w->size[i]);
+        CHECK(w->slot[i] != NULL);
+    }
+}
+
+/* Step: free the whole set. */
+static void step_drop(void *arg)
+{
+    churn_set *w = arg;
+    for (int i = 0; i < 256; i++)
+        if (w->slot[i]) {
+            CHECK_ERR(mp_free(w->pool, w->slot[i], w->size[i]), MP_OK);
+            w->slot[i] = NULL;
+        }
+}
+
+/* The cache line of a live small block's state word, the block's slab in
+ * *slab (white box: what per-thread slabs promise is about these). */
+static uintptr_t state_line(mp_pool *pool, void *p, mp_slab **slab)
+{
+    *slab = slab_at(pool, p);
+    if (*slab == NULL)
+        return 0;
+    uint32_t idx = sc_index((uint64_t)((char *)p - (*slab)->start), (*slab)->magic);
+    return (uintptr_t)&(*slab)->state[idx] / MP_CACHE_LINE;
+}
+
+/* Slabs the pool holds, over every class. */
+static uint64_t slabs_held(mp_pool *pool)
+{
+    mp_stats s;
+    mp_stats_get(pool, &s);
+    uint64_t n = 0;
+    for (unsigned c = 0; c < MP_MAX_CLASSES; c++)
+        n += s.classes[c].slabs;
+    return n;
+}
+
+/* Two threads replacing blocks in turns: no slab holds both threads' live
+ * blocks, no state word line is written by both; blocks freed by the other
+ * thread are fine; once one thread exits, the other reuses its slabs. */
+static void test_threads_own_their_slabs(void)
+{
+    mp_pool *pool = NULL;
+    CHECK_ERR(mp_pool_create(NULL, &pool), MP_OK);
+    stepper t[2];
+    churn_set *set = calloc(2, sizeof *set);
+    for (int k = 0; k < 2; k++) {
+        stepper_start(&t[k]);
+        set[k].pool = pool;
+        test_rng_seed(&set[k].rng, 77 + (uint64_t)k);
+    }
+    for (int round = 0; round < 8; round++)
+        for (int k = 0; k < 2; k++)
+            stepper_run(&t[k], step_replace, &set[k]);
+    size_t shared_slabs = 0, shared_lines = 0;
+    for (int i = 0; i < 256; i++) {
+        mp_slab *si, *sj;
+        uintptr_t li = state_line(pool, set[0].slot[i], &si);
+        CHECK(si != NULL);
+        for (int j = 0; j < 256; j++) {
+            uintptr_t lj = state_line(pool, set[1].slot[j], &sj);
+            shared_slabs += si == sj;
+            shared_lines += li == lj;
+        }
+    }
+    CHECK_MSG(shared_slabs == 0 && shared_lines == 0,
+              "two threads' live blocks: %zu pairs on one slab, %zu on one state line",
+              shared_slabs, shared_lines);
+    CHECK_EQ_U(mp_pool_check(pool), 0);
+    /* the first thread frees a quarter of the second's blocks (into its own
+     * cache) and goes on; the second replaces what it lost */
+    work cross = {.pool = pool, .n = 64, .size = 0};
+    for (int i = 0; i < 64; i++) {
+        cross.blocks[0] = set[1].slot[4 * i];
+        cross.size = set[1].size[4 * i];
+        stepper_run(&t[0], step_free_first, &cross);
+        CHECK_ERR(cross.rc, MP_OK);
+        set[1].slot[4 * i] = NULL;
+    }
+    stepper_run(&t[0], step_replace, &set[0]);
+    stepper_run(&t[1], step_replace, &set[1]);
+    CHECK_EQ_U(mp_pool_check(pool), 0);
+    /* the first thread leaves: its slabs are anyone's, so the second takes
+     * the first's share without the pool making a slab */
+    stepper_run(&t[0], step_drop, &set[0]);
+    stepper_stop(&t[0]);
+    CHECK_EQ_U(mp_pool_check(pool), 0);
+    uint64_t held = slabs_held(pool);
+    work more = {.pool = pool, .n = 128, .size = 200};
+    stepper_run(&t[1], step_alloc, &more);
+    CHECK_MSG(slabs_held(pool) <= held, "a thread made slabs (%" PRIu64 " -> %" PRIu64
+              ") while a gone thread's had room", held, slabs_held(pool));
+    stepper_run(&t[1], step_free, &more);
+    stepper_run(&t[1], step_drop, &set[1]);
+    stepper_stop(&t[1]);
+    mp_stats s;
+    mp_stats_get(pool, &s);
+    CHECK_EQ_U(s.live_bytes, 0);
+    CHECK_EQ_U(mp_pool_check(pool), 0);
+    free(set);
+    mp_pool_destroy(pool);
+}
+
 int main(void)
 {
     struct { const char *name; void (*fn)(void); } tests[] = {
@@ -304,6 +437,7 @@ int main(void)
         {"many_pools_one_thread", test_many_pools_one_thread},
         {"cross_thread_double_free", test_cross_thread_double_free},
         {"trim_with_foreign_caches", test_trim_with_foreign_caches},
+        {"threads_own_their_slabs", test_threads_own_their_slabs},
     };
     for (size_t i = 0; i < sizeof tests / sizeof *tests; i++) {
         unsigned long before = test_failures;
@@ -311,5 +445,5 @@ int main(void)
         printf("  %-28s %s\n", tests[i].name, test_failures == before ? "ok" : "FAIL");
         fflush(stdout);
     }
-    return test_report("test_lifecycle");
+    return test_report("test_tc");
 }
