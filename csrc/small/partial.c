@@ -65,13 +65,25 @@ void partial_claim(mp_small *s, mp_slab *slab, mp_tcache *tc) {
     MP_ASSERT(!slab->in_partial, "a slab changes owner outside the lists");
     slab->owner = s->mesh ? NULL : tc;
     slab->owner_gen = tc ? atomic_load_explicit(&tc->gen, memory_order_relaxed) : 0;
+    MP_ASSERT((slab->owner_gen & 1) == 0, "a cache being parked claims no slab");
 }
 
-/* A cache being parked gives up its slabs: its gen moves on first (so a
- * full slab of its that gets a block back from now on goes to the class's
- * partial list), then its partial slabs move there, class by class (other
- * threads' flushes may be adding to its lists until the gen moved).  Takes
- * each class lock in turn: call with no class lock held. */
+/* True when `slab` is in its owner's list though the owner was parked and
+ * has finished giving its slabs up (a lost slab).  A slab whose owner is
+ * mid-disown (odd gen) is not: it moves once partial_disown takes its
+ * class lock.  Class lock held. */
+bool partial_owner_lost(const mp_slab *slab) {
+    if (slab->in_partial != LISTED_OWNED || partial_owner(slab) != NULL)
+        return false;
+    return (atomic_load_explicit(&slab->owner->gen, memory_order_relaxed) & 1) == 0;
+}
+
+/* A cache being parked gives up its slabs: its gen moves on first, to odd
+ * (so a full slab of its that gets a block back from now on goes to the
+ * class's partial list), then its partial slabs move there, class by class
+ * (other threads' flushes may be adding to its lists until the gen moved),
+ * then its gen moves on to even: done.  Takes each class lock in turn: call
+ * with no class lock held. */
 void partial_disown(mp_small *s, mp_tcache *tc) {
     atomic_fetch_add_explicit(&tc->gen, 1, memory_order_relaxed);
     for (unsigned cls = 0; cls < s->class_count; cls++) {
@@ -84,5 +96,6 @@ void partial_disown(mp_small *s, mp_tcache *tc) {
         }
         mutex_unlock(&c->lock);
     }
+    atomic_fetch_add_explicit(&tc->gen, 1, memory_order_relaxed);
 }
 

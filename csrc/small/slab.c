@@ -513,7 +513,7 @@ size_t slab_check(const mp_small *s, const mp_slab *slab, mp_check_log *log,
     bool should_be_partial = slab->nfree > 0 && slab != c->spare && slab->mesh_owner == NULL;
     bad += check_fail(log, should_be_partial != (slab->in_partial != 0),
                       "slab: in the partial list iff it has free blocks and is not the spare");
-    bad += check_fail(log, slab->in_partial == LISTED_OWNED && partial_owner(slab) == NULL,
+    bad += check_fail(log, partial_owner_lost(slab),
                       "slab: in an owner's list, but no live cache owns it");
     bad += check_fail(log, slab->in_partial == LISTED_PARTIAL && slab->owner != NULL,
                       "slab: in its class's partial list, but owned");

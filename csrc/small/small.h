@@ -165,8 +165,9 @@ struct mp_tcache {
     pthread_t owner;
     mp_link link;           /* the pool's list of caches in use, or of parked ones */
     int64_t unpublished;    /* live delta not yet in acct->live */
-    /* Bumped when the cache is parked (partial_disown): the slabs it owned
-     * are anyone's from then on (read under class locks). */
+    /* Moved on by 2 when the cache is parked (partial_disown; odd while it
+     * gives its slabs up): the slabs it owned are anyone's from then on
+     * (read under class locks). */
     _Atomic uint32_t gen;
     mp_counters counters;
     /* 16-aligned (the cache is cache-line aligned, so it holds): at 8 mod
@@ -239,6 +240,7 @@ mp_tcache *partial_owner(const mp_slab *slab);
 void partial_push(mp_class *c, mp_slab *slab);
 void partial_remove(mp_class *c, mp_slab *slab);
 void partial_claim(mp_small *s, mp_slab *slab, mp_tcache *tc);
+bool partial_owner_lost(const mp_slab *slab);
 void partial_disown(mp_small *s, mp_tcache *tc);
 
 /* ---- mesh.c ------------------------------------------------------------------ */

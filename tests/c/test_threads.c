@@ -145,7 +145,11 @@ static void *observer(void *arg)
     int nworkers = (int)(intptr_t)arg;
     unsigned rounds = 0;
     while (atomic_load(&workers_done) < nworkers) {
-        size_t bad = mp_pool_check(pool);
+        const char *what[8];
+        size_t named = 0;
+        size_t bad = mp_pool_check_named(pool, what, 8, &named);
+        for (size_t w = 0; w < named; w++) /* which invariant, when one breaks */
+            fprintf(stderr, "violation: %s\n", what[w]);
         CHECK_MSG(bad == 0, "mp_pool_check during the run: %zu violations", bad);
         mp_stats s;
         CHECK_ERR(mp_stats_get(pool, &s), MP_OK);
