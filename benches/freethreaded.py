@@ -228,10 +228,10 @@ def main(argv=None) -> int:
     for c in configs:
         python, alloc, n, mode = c
         pool_c = (python, "mempool", n, mode)
-        one = (python, alloc, min(args.threads), mode)
+        one = (python, alloc, 1, mode)   # no N=1 run: no scaling figure (nan), not a guess
         sps = med(c, "steps_per_s")
         ratio_pool = sps / med(pool_c, "steps_per_s") if pool_c in runs else float("nan")
-        scale = sps / med(one, "steps_per_s") * min(args.threads) if one in runs else float("nan")
+        scale = sps / med(one, "steps_per_s") if one in runs else float("nan")
         r0 = runs[c][0]
         print(f"{mode:9} {r0['python']:9} {n:>2} {alloc:9} {sps:8.1f} {ratio_pool:7.2f} "
               f"{scale:6.2f} {med(c, 'faults_per_step'):11.1f} {med(c, 'peak_rss_mb'):11.1f} "
