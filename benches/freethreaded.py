@@ -16,8 +16,10 @@ processes on a GIL build (``--python`` names the interpreter of each mode).
         --compare-processes /path/to/gil/venv/bin/python
 
 Printed per allocator and N: steps per second (median of rounds, and over
-the pool's), the scaling from one thread, minor page faults per step and
-peak RSS (summed over the processes in ``processes`` mode).
+the pool's), the scaling from one thread, minor page faults per step, peak
+RSS (summed over the processes in ``processes`` mode) and CPU time per step
+(user + system, all threads: the steadier figure on a loaded machine, where
+steps per second measure the scheduler's share more than the allocator).
 """
 from __future__ import annotations
 
@@ -221,18 +223,19 @@ def main(argv=None) -> int:
     print(f"load average (1 min) at the rounds' starts: "
           f"{min(loads):.2f}-{max(loads):.2f}; {args.rounds} rounds of {args.seconds:g} s")
     print(f"{'mode':9} {'python':9} {'N':>2} {'allocator':9} {'steps/s':>8} "
-          f"{'x pool':>7} {'x N=1':>6} {'faults/step':>11} {'peak RSS MB':>11} {'GIL':>4}")
+          f"{'x pool':>7} {'x N=1':>6} {'faults/step':>11} {'peak RSS MB':>11} {'CPU ms/step':>11} "
+          f"{'GIL':>4}")
     for c in configs:
         python, alloc, n, mode = c
         pool_c = (python, "mempool", n, mode)
-        one = (python, alloc, min(args.threads), mode)
+        one = (python, alloc, 1, mode)   # no N=1 run: no scaling figure (nan), not a guess
         sps = med(c, "steps_per_s")
         ratio_pool = sps / med(pool_c, "steps_per_s") if pool_c in runs else float("nan")
-        scale = sps / med(one, "steps_per_s") * min(args.threads) if one in runs else float("nan")
+        scale = sps / med(one, "steps_per_s") if one in runs else float("nan")
         r0 = runs[c][0]
         print(f"{mode:9} {r0['python']:9} {n:>2} {alloc:9} {sps:8.1f} {ratio_pool:7.2f} "
               f"{scale:6.2f} {med(c, 'faults_per_step'):11.1f} {med(c, 'peak_rss_mb'):11.1f} "
-              f"{'on' if r0['gil'] else 'off':>4}")
+              f"{med(c, 'cpu_per_step_ms'):11.2f} {'on' if r0['gil'] else 'off':>4}")
     if args.json:
         with open(args.json, "w") as fh:
             json.dump({"loads": loads, "runs": [{"python": c[0], "allocator": c[1], "n": c[2],

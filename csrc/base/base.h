@@ -305,11 +305,15 @@ enum mp_rank {
 typedef struct mp_mutex {
     pthread_mutex_t m;
     uint16_t rank, sub;
+    /* Acquisitions that found the lock held (they waited): the contention
+     * figure of the pool's stats, kept across a fork child's re-make. */
+    _Atomic uint64_t waits;
 } mp_mutex;
 
-#define MP_MUTEX_INIT(rank) {PTHREAD_MUTEX_INITIALIZER, (rank), 0}
+#define MP_MUTEX_INIT(rank) {PTHREAD_MUTEX_INITIALIZER, (rank), 0, 0}
 
-/* A fresh unlocked mutex of the given rank (also: re-made in a fork child). */
+/* A fresh unlocked mutex of the given rank (also: re-made in a fork child,
+ * which keeps its wait count). */
 static inline void mutex_init(mp_mutex *mu, unsigned rank, unsigned sub) {
     pthread_mutex_init(&mu->m, NULL);
     mu->rank = (uint16_t)rank;
@@ -318,6 +322,19 @@ static inline void mutex_init(mp_mutex *mu, unsigned rank, unsigned sub) {
 /* Destroy an unlocked mutex. */
 static inline void mutex_destroy(mp_mutex *mu) { pthread_mutex_destroy(&mu->m); }
 
+/* Take the pthread mutex, counting the acquisitions that had to wait: a
+ * free lock costs the one atomic exchange pthread_mutex_lock makes anyway. */
+static inline void mutex_acquire(mp_mutex *mu) {
+    if (MP_UNLIKELY(pthread_mutex_trylock(&mu->m) != 0)) {
+        atomic_fetch_add_explicit(&mu->waits, 1, memory_order_relaxed);
+        pthread_mutex_lock(&mu->m);
+    }
+}
+/* The acquisitions of `mu` that waited so far. */
+static inline uint64_t mutex_waits(const mp_mutex *mu) {
+    return atomic_load_explicit(&mu->waits, memory_order_relaxed);
+}
+
 #if MP_CHECK_LEVEL >= 1
 void mutex_lock(mp_mutex *mu);
 void mutex_unlock(mp_mutex *mu);
@@ -325,7 +342,7 @@ void mutex_forget_all(void);
 void mutex_forking(bool on);
 #else
 /* Take / release a lock: plain pthread calls in release builds. */
-static inline void mutex_lock(mp_mutex *mu) { pthread_mutex_lock(&mu->m); }
+static inline void mutex_lock(mp_mutex *mu) { mutex_acquire(mu); }
 static inline void mutex_unlock(mp_mutex *mu) { pthread_mutex_unlock(&mu->m); }
 /* In a fork child: the calling thread holds no lock any more (all re-made). */
 static inline void mutex_forget_all(void) {}

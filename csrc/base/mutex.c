@@ -43,7 +43,7 @@ void mutex_lock(mp_mutex *mu) {
                         __FILE__, __LINE__);
         }
     }
-    pthread_mutex_lock(&mu->m);
+    mutex_acquire(mu);
     MP_ASSERT(held.depth < HELD_MAX, "a thread holds at most every lock once");
     held.lock[held.depth++] = mu;
 }

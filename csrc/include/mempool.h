@@ -330,6 +330,13 @@ typedef struct mp_layer_stats {
     X(mesh_pause_max_ns, "ns",                                                                   \
       "longest time one slab was write-protected while its blocks were copied (a writer to it " \
       "waited that long at most)")                                                               \
+    /* threads */                                                                                \
+    X(pool_lock_waits, "count",                                                                  \
+      "times a thread found the pool's lock (large blocks, slabs' pages) held and waited")      \
+    X(class_lock_waits, "count",                                                                 \
+      "times a thread found a size class's lock (slab refills and returns) held and waited")    \
+    X(purger_wakeups, "count",                                                                   \
+      "times the background purger woke (a deadline passed, or work came due sooner)")         \
     /* errors */                                                                                 \
     X(error_total, "count", "misuse caught by the core, every code summed (errors[]: per code)")
 

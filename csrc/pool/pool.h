@@ -84,6 +84,8 @@ struct mp_pool {
     pthread_cond_t purge_cond;
     pthread_t purger;
     bool purger_running, purger_waiting, stopping;
+    int64_t purger_wake_ms;  /* while waiting: when it wakes by itself (INT64_MAX: never) */
+    uint64_t purger_wakeups; /* waits it came back from (stats) */
     bool use_huge_heap;
     struct mp_debug *dbg; /* debug mode: the corruption reports (debug.c) */
     mp_buffer_table buffers; /* lock held */

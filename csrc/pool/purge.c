@@ -51,6 +51,19 @@ static int64_t purge_mesh(mp_pool *pool, int64_t now) {
     return pages >= MESH_PAGES_PER_CALL ? now + decay_ms : INT64_MAX;
 }
 
+/* When the purger next has work: the slab sweep's due time or the earliest
+ * of the heaps' decay deadlines (INT64_MAX: nothing is dirty).  Lock held. */
+static int64_t purge_next_deadline(mp_pool *pool) {
+    int64_t sweep = atomic_load_explicit(&pool->small.slab_sweep_due_ms, memory_order_relaxed);
+    int64_t deadline = sweep != 0 ? sweep : INT64_MAX;
+    for (int h = 0; h < MP_HEAP_COUNT; h++) {
+        int64_t d = decay_next_deadline(&pool->heaps[h], pool->config.decay_ms);
+        if (d < deadline)
+            deadline = d;
+    }
+    return deadline;
+}
+
 /* The purger: sleeps until the oldest dirty free span ages past the decay,
  * gives it back, and sleeps without a deadline when nothing is dirty. */
 static void *purger_main(void *arg) {
@@ -84,13 +97,9 @@ static void *purger_main(void *arg) {
             }
             continue;
         }
-        int64_t deadline = sweep != 0 ? sweep : INT64_MAX;
-        for (int h = 0; h < MP_HEAP_COUNT; h++) {
-            int64_t d = decay_next_deadline(&pool->heaps[h], pool->config.decay_ms);
-            if (d < deadline)
-                deadline = d;
-        }
+        int64_t deadline = purge_next_deadline(pool);
         pool->purger_waiting = true;
+        pool->purger_wake_ms = deadline;
         if (deadline == INT64_MAX) {
             pthread_cond_wait(&pool->purge_cond, &pool->lock.m);
         } else {
@@ -100,6 +109,7 @@ static void *purger_main(void *arg) {
             pthread_cond_timedwait(&pool->purge_cond, &pool->lock.m, &ts);
         }
         pool->purger_waiting = false;
+        pool->purger_wakeups++;
     }
     mutex_unlock(&pool->lock);
     return NULL;
@@ -112,8 +122,14 @@ static void purge_on_dirty(mp_acct *acct) {
     if (!pool->config.background_purge || pool->config.decay_ms <= 0 || pool->stopping)
         return;
     if (pool->purger_running) {
-        if (pool->purger_waiting)
+        /* Wake it only when its work moved earlier than the wake-up it set
+         * itself: in a loop whose holes are taken and freed every step the
+         * report comes twice a step, and a wake-up each time cost a futex
+         * call, and the purger's turn on the pool lock, per report. */
+        if (pool->purger_waiting && purge_next_deadline(pool) < pool->purger_wake_ms) {
+            pool->purger_wake_ms = INT64_MIN; /* signalled: no second signal */
             pthread_cond_signal(&pool->purge_cond);
+        }
         return;
     }
     /* The purger must not take signals meant for the program (Python's

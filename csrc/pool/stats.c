@@ -150,6 +150,15 @@ static void stats_buffers_mesh(const mp_pool *pool, mp_stats *out) {
     out->mesh_pause_max_ns = atomic_load(&s->mesh_pause_max_ns);
 }
 
+/* Contention: waits on the pool's and the classes' locks, the purger's
+ * wake-ups.  Pool lock held (purger_wakeups). */
+static void stats_threads(const mp_pool *pool, mp_stats *out) {
+    out->pool_lock_waits = mutex_waits(&pool->lock);
+    for (unsigned cls = 0; cls < pool->small.class_count; cls++)
+        out->class_lock_waits += mutex_waits(&pool->small.classes[cls].lock);
+    out->purger_wakeups = pool->purger_wakeups;
+}
+
 /* The error counters, by code, and their sum. */
 static void stats_errors(const mp_pool *pool, mp_stats *out) {
     for (int i = 1; i < MP_ERROR_COUNT; i++) {
@@ -171,6 +180,7 @@ int mp_stats_get(mp_pool *pool, mp_stats *out) {
     stats_heaps(pool, out);
     stats_buffers_mesh(pool, out);
     layers_fill(pool, out, (uint64_t)(pool->large.live_bytes > 0 ? pool->large.live_bytes : 0));
+    stats_threads(pool, out);
     mutex_unlock(&pool->lock);
     stats_errors(pool, out);
     return MP_OK;
