@@ -4,6 +4,8 @@ buffers moved by defragment, pages given back).
 
     python docs/examples/make_example_snapshot.py [OUT]
 """
+import json
+import re
 import sys
 from pathlib import Path
 
@@ -29,14 +31,26 @@ def build(pool):
 
 def main(argv):
     out = Path(argv[1]) if len(argv) > 1 else Path(__file__).with_name("snapshot-example.json")
-    pool = mempool.Pool()
+    pool = mempool.Pool(huge_min=4 << 20)         # the 2 MiB-granule heap too (opt-in)
     with mempool.use(pool), history.record(pool, stacks=4):
         held = build(pool)
         pool.trim()                               # pages given back
         snap = pool.snapshot()
     snap.dump(out)
+    _machine_independent(out)
     print(f"{out}: {snap.summary()}")
     del held
+
+
+def _machine_independent(path):
+    """File names in the example relative to the repository or to
+    site-packages, so the shipped file names no folder of the machine that
+    wrote it."""
+    data = json.loads(Path(path).read_text())
+    root = str(Path(__file__).resolve().parents[2]) + "/"
+    data["strings"] = [re.sub(r"^.*/site-packages/", "site-packages/", s.replace(root, ""))
+                       for s in data["strings"]]
+    Path(path).write_text(json.dumps(data, separators=(",", ":")))
 
 
 if __name__ == "__main__":
