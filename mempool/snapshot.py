@@ -589,11 +589,17 @@ def _to_memory_viz(snap: Snapshot) -> Dict[str, Any]:
         ev, pe = h["events"], h["pool_events"]
         out: List[Tuple[int, int, Dict[str, Any]]] = []
         adding = {"alloc", "calloc", "realloc", "move"}
+
+        def entry(table: Dict[str, Any], i: int) -> Tuple[int, Dict[str, Any]]:
+            # (time in ns, memory_viz's fields every trace entry has) of row i
+            t = int(table["t_ns"][i])
+            return t, {"addr": int(table["address"][i]), "size": int(table["size"][i]),
+                       "stream": 0, "time_us": t0_us + t // 1000,
+                       "frames": frames(int(table["stack"][i]))}
+
         for i in range(int(ev["count"])):
             op = h["ops"][int(ev["op"][i])]
-            t = int(ev["t_ns"][i])
-            base = {"addr": int(ev["address"][i]), "size": int(ev["size"][i]), "stream": 0,
-                    "time_us": t0_us + t // 1000, "frames": frames(int(ev["stack"][i]))}
+            t, base = entry(ev, i)
             if op in adding:
                 out.append((t, len(out), {"action": "alloc", **base}))
             else:
@@ -603,9 +609,7 @@ def _to_memory_viz(snap: Snapshot) -> Dict[str, Any]:
                        "arena_unmap": "segment_free", "direct_unmap": "segment_free"}
         for i in range(int(pe["count"])):
             kind = h["pool_event_kinds"][int(pe["kind"][i])]
-            t = int(pe["t_ns"][i])
-            base = {"addr": int(pe["address"][i]), "size": int(pe["size"][i]), "stream": 0,
-                    "time_us": t0_us + t // 1000, "frames": frames(int(pe["stack"][i]))}
+            t, base = entry(pe, i)
             if kind in seg_actions:
                 out.append((t, len(out), {"action": seg_actions[kind], **base}))
             elif kind == "exhausted":
